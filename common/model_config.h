@@ -1,0 +1,90 @@
+// common/model_config.h
+//
+// ModelConfig: the typed description of a decoder-only LM parsed from a
+// Hugging Face `config.json`, for the families baq executes: OPT and the
+// LLaMA family (llama, mistral, qwen2: GQA, RoPE, RMSNorm, SiLU-gated MLP,
+// optional q/k/v biases). Also names every tensor of the checkpoint and the
+// quantizable linear layers of each block, so worker/ and coordinator/ agree
+// on names without knowing the family.
+//
+// Unknown `model_type` or a missing/invalid field is InvalidArgument naming
+// the file and field (and, for model_type, listing what is supported).
+//
+// Plain value type; thread-compatible.
+//
+// Example:
+//   BAQ_ASSIGN_OR_RETURN(ModelConfig cfg, LoadModelConfig("/models/opt-125m"));
+//   for (const LinearLayerSpec& l : cfg.BlockLinearLayers(0)) ...
+#ifndef BAQ_COMMON_MODEL_CONFIG_H_
+#define BAQ_COMMON_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/dtype.h"
+
+namespace baq {
+
+enum class ModelFamily { kOpt, kLlama };
+
+// One quantizable linear layer of a block. Weight is [out_features, in_features].
+struct LinearLayerSpec {
+  std::string name;         // Full tensor prefix, e.g. "model.layers.3.mlp.up_proj".
+  std::string short_name;   // Block-relative, e.g. "mlp.up_proj".
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  bool has_bias = false;
+  // Layers with the same group index read the same input (q/k/v; gate/up),
+  // so they share one Hessian. Groups are numbered in forward order.
+  int input_group = 0;
+};
+
+struct ModelConfig {
+  std::string model_type;  // "opt", "llama", "mistral", "qwen2".
+  ModelFamily family = ModelFamily::kLlama;
+  DType dtype = DType::kF16;  // From "torch_dtype"/"dtype"; F16, BF16 or F32.
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;  // OPT: ffn_dim.
+  int64_t num_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // == num_attention_heads without GQA.
+  int64_t head_dim = 0;
+  int64_t max_position_embeddings = 0;
+  bool tie_word_embeddings = false;
+  // LLaMA family.
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-6;
+  bool attention_bias = false;  // Biases on q/k/v (qwen2: true).
+  bool o_proj_bias = false;
+  bool mlp_bias = false;
+  std::string hidden_act = "silu";
+  // OPT.
+  bool do_layer_norm_before = true;
+  bool enable_bias = true;
+  int64_t word_embed_proj_dim = 0;
+  double layer_norm_eps = 1e-5;
+
+  // Tensor names.
+  std::string BlockPrefix(int64_t block) const;  // "model.layers.3." / "model.decoder.layers.3."
+  std::string EmbedTokensName() const;
+  std::string FinalNormPrefix() const;  // "model.norm" / "model.decoder.final_layer_norm"
+  std::string LmHeadName() const;       // Embedding name when tied.
+  // Quantizable linear layers of `block` in forward (= GPTQ sequential) order.
+  std::vector<LinearLayerSpec> BlockLinearLayers(int64_t block) const;
+  // Number of weight elements in all quantizable linear layers of the model.
+  int64_t QuantizableElements() const;
+};
+
+// Parses config.json text; `source` names the file in errors.
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
+                                             absl::string_view source);
+// Reads `<model_dir>/config.json`.
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
+
+}  // namespace baq
+
+#endif  // BAQ_COMMON_MODEL_CONFIG_H_
