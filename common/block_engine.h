@@ -1,0 +1,64 @@
+// common/block_engine.h
+//
+// BlockEngine: what a worker does for one job on one device, block by block.
+// Implemented by worker::TorchBlockEngine (LibTorch, CPU or CUDA); driven by
+// the coordinator's JobRunner through a WorkerHandle — in process in local
+// mode, over gRPC (worker/worker_service.cc) in the distributed service.
+// The interface is torch-free so the coordinator and the service layer can
+// name it without linking LibTorch.
+//
+// Sequential mode: Measure(l) needs the inputs of block l, which Quantize(l-1)
+// produced from the *quantized* block l-1 (or ImportInputs). Parallel mode:
+// Measure(l) also produces the inputs of l+1 from the unquantized block, so
+// all blocks can be measured before any is quantized.
+//
+// Thread-compatible: one thread (the device executor) calls all methods.
+#ifndef BAQ_COMMON_BLOCK_ENGINE_H_
+#define BAQ_COMMON_BLOCK_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/block_protocol.h"
+#include "common/job_config.h"
+
+namespace baq {
+
+class BlockEngine {
+ public:
+  virtual ~BlockEngine() = default;
+
+  // Validates the model and calibration data of `config`, draws the
+  // calibration windows and embeds them (the inputs of block 0).
+  virtual absl::Status Start(const JobConfig& config) = 0;
+  virtual int64_t num_blocks() const = 0;
+
+  // Runs block `block` over its inputs, accumulating each linear layer's
+  // Hessian; for BAQ also runs pass 1 and returns the per-column losses
+  // (layers have empty losses for GPTQ/RTN).
+  // REQUIRES: the inputs of `block` are present.
+  virtual absl::StatusOr<BlockMeasurement> Measure(int64_t block) = 0;
+
+  // Quantizes block `block` (BAQ pass 2 with `allocation`, one entry per
+  // layer of the measurement; ignored for GPTQ/RTN), returns its output
+  // tensors and, in sequential mode, runs the quantized block to produce the
+  // inputs of block+1. Frees the block's Hessians.
+  // REQUIRES: Measure(block) succeeded.
+  virtual absl::StatusOr<BlockOutput> Quantize(
+      int64_t block, const std::vector<LayerAllocation>& allocation) = 0;
+
+  // Hands the inputs of `block` to another worker: serialized activations.
+  virtual absl::StatusOr<std::string> ExportInputs(int64_t block) = 0;
+  virtual absl::Status ImportInputs(int64_t block, std::string bytes) = 0;
+
+  // Drops all state of the job (cancel, finish).
+  virtual void Reset() = 0;
+};
+
+}  // namespace baq
+
+#endif  // BAQ_COMMON_BLOCK_ENGINE_H_

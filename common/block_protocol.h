@@ -1,0 +1,73 @@
+// common/block_protocol.h
+//
+// The plain data exchanged between the coordinator and a worker for one
+// transformer block (the service layer maps these 1:1 onto baq.v1 messages;
+// local mode passes them in process). Small vectors only, except
+// TensorBytes, which the gRPC layer streams in chunks.
+//
+// Protocol for one block (see docs/architecture.md):
+//   1. worker: Measure(block)   -> BlockMeasurement (per-column pass-1 losses)
+//   2. coordinator: choose levels from all measurements it has (global budget)
+//   3. worker: Quantize(block, levels) -> BlockOutput (output tensors + report)
+// Value types; thread-compatible.
+#ifndef BAQ_COMMON_BLOCK_PROTOCOL_H_
+#define BAQ_COMMON_BLOCK_PROTOCOL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+
+namespace baq {
+
+// A named tensor as little-endian row-major bytes.
+struct TensorBytes {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::string bytes;
+};
+
+// Pass-1 result of one linear layer: loss_j for each input column j
+// (sum over rows of (w - q)^2 / [Hinv]_jj^2 / 2 at the reference width).
+struct LayerMeasurement {
+  std::string name;  // Full tensor prefix, e.g. "model.layers.3.mlp.up_proj".
+  int64_t rows = 0;  // out_features: elements per column.
+  std::vector<double> column_loss;
+};
+
+struct BlockMeasurement {
+  int64_t block = 0;
+  std::vector<LayerMeasurement> layers;
+  int64_t calibration_tokens = 0;
+};
+
+// Levels per input column of one layer (BAQ); empty for uniform methods.
+struct LayerAllocation {
+  std::string name;
+  std::vector<int32_t> levels;
+};
+
+struct LayerReport {
+  std::string name;
+  int64_t rows = 0;
+  int64_t columns = 0;
+  double bits_sum = 0;    // Sum over weight elements of log2(levels).
+  double proxy_loss = 0;  // tr((W - Q) H (W - Q)^T).
+  double seconds = 0;
+};
+
+struct BlockOutput {
+  int64_t block = 0;
+  // Output tensors of this block in every requested format, named as they
+  // appear in the published checkpoint ("<format>/<tensor name>" is not used:
+  // each tensor carries a `format` index into JobConfig::formats).
+  std::vector<TensorBytes> tensors;
+  std::vector<int32_t> tensor_format;  // Parallel to `tensors`.
+  std::vector<LayerReport> layers;
+};
+
+}  // namespace baq
+
+#endif  // BAQ_COMMON_BLOCK_PROTOCOL_H_

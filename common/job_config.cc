@@ -1,0 +1,92 @@
+#include "common/job_config.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace baq {
+namespace {
+
+template <typename E, size_t N>
+absl::StatusOr<E> ParseEnum(absl::string_view what, absl::string_view name,
+                            const std::pair<absl::string_view, E> (&table)[N]) {
+  std::vector<std::string> names;
+  for (const auto& [n, e] : table) {
+    if (n == name) return e;
+    names.emplace_back(n);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " \"", name,
+                                                 "\" (supported: ", absl::StrJoin(names, ", "), ")"));
+}
+
+template <typename E, size_t N>
+absl::string_view EnumName(E e, const std::pair<absl::string_view, E> (&table)[N]) {
+  for (const auto& [n, v] : table) {
+    if (v == e) return n;
+  }
+  return "?";
+}
+
+constexpr std::pair<absl::string_view, QuantMethod> kMethods[] = {
+    {"baq", QuantMethod::kBaq}, {"gptq", QuantMethod::kGptq}, {"rtn", QuantMethod::kRtn}};
+constexpr std::pair<absl::string_view, OutputFormat> kFormats[] = {
+    {"fake-quant", OutputFormat::kFakeQuant},
+    {"packed", OutputFormat::kPacked},
+    {"gptq", OutputFormat::kGptq}};
+constexpr std::pair<absl::string_view, ExecutionMode> kModes[] = {
+    {"sequential", ExecutionMode::kSequential}, {"parallel", ExecutionMode::kParallel}};
+constexpr std::pair<absl::string_view, AllocationScope> kScopes[] = {
+    {"global", AllocationScope::kGlobal}, {"sublayer", AllocationScope::kSublayer}};
+
+}  // namespace
+
+absl::string_view QuantMethodName(QuantMethod m) { return EnumName(m, kMethods); }
+absl::StatusOr<QuantMethod> ParseQuantMethod(absl::string_view n) {
+  return ParseEnum("method", n, kMethods);
+}
+absl::string_view OutputFormatName(OutputFormat f) { return EnumName(f, kFormats); }
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view n) {
+  return ParseEnum("output format", n, kFormats);
+}
+absl::string_view ExecutionModeName(ExecutionMode m) { return EnumName(m, kModes); }
+absl::StatusOr<ExecutionMode> ParseExecutionMode(absl::string_view n) {
+  return ParseEnum("execution mode", n, kModes);
+}
+absl::string_view AllocationScopeName(AllocationScope s) { return EnumName(s, kScopes); }
+absl::StatusOr<AllocationScope> ParseAllocationScope(absl::string_view n) {
+  return ParseEnum("allocation scope", n, kScopes);
+}
+
+absl::Status JobConfig::Validate() const {
+  auto bad = [](absl::string_view field, auto value, absl::string_view want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job config: ", field, " = ", value, " (", want, ")"));
+  };
+  if (model_dir.empty()) return absl::InvalidArgumentError("job config: model_dir is empty");
+  if (output_dir.empty()) return absl::InvalidArgumentError("job config: output_dir is empty");
+  if (formats.empty()) return absl::InvalidArgumentError("job config: no output format");
+  if (calibration.files.empty()) {
+    return absl::InvalidArgumentError("job config: no calibration files");
+  }
+  if (calibration.num_samples < 1) return bad("num_samples", calibration.num_samples, ">= 1");
+  if (calibration.seqlen < 2) return bad("seqlen", calibration.seqlen, ">= 2");
+  const QuantizationConfig& q = quant;
+  if (!std::isfinite(q.target_bits) || q.target_bits < 1.0 || q.target_bits > 8.0) {
+    return bad("target_bits", q.target_bits, "must be in [1, 8]");
+  }
+  if (q.method != QuantMethod::kBaq && std::floor(q.target_bits) != q.target_bits) {
+    return bad("target_bits", q.target_bits, "fractional widths need method baq");
+  }
+  if (q.group_size == 0 || q.group_size < -1) return bad("group_size", q.group_size, "-1 or > 0");
+  if (!(q.percdamp > 0.0) || q.percdamp > 1.0) return bad("percdamp", q.percdamp, "in (0, 1]");
+  if (q.block_size < 1) return bad("block_size", q.block_size, ">= 1");
+  if (!(q.theta > 0.0) || !std::isfinite(q.theta)) return bad("theta", q.theta, "> 0");
+  if (q.max_levels < 2 || q.max_levels > 256) return bad("max_levels", q.max_levels, "in [2, 256]");
+  if (q.method == QuantMethod::kBaq && q.group_size != -1) {
+    return bad("group_size", q.group_size, "BAQ allocates per column; use -1");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace baq

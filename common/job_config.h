@@ -1,0 +1,77 @@
+// common/job_config.h
+//
+// JobConfig: everything a quantization job needs, as a plain value type that
+// the CLI, the coordinator and the workers share (the service layer converts
+// it to and from baq.v1 protos). Validate() checks ranges and names the
+// offending field. Thread-compatible value type.
+#ifndef BAQ_COMMON_JOB_CONFIG_H_
+#define BAQ_COMMON_JOB_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace baq {
+
+enum class QuantMethod { kBaq, kGptq, kRtn };
+// kGlobal: one reference loss for the whole model, average bits == target.
+// kSublayer: the BAQ paper's per-layer (geometric-mean) reference.
+enum class AllocationScope { kGlobal, kSublayer };
+// kSequential: exact GPTQ protocol (block l sees the quantized blocks < l).
+// kParallel: every block sees the unquantized model's activations, so all
+// losses are known before any bits are chosen (exact global allocation,
+// blocks independent, measurement reusable).
+enum class ExecutionMode { kSequential, kParallel };
+enum class OutputFormat { kFakeQuant, kPacked, kGptq };
+
+struct QuantizationConfig {
+  QuantMethod method = QuantMethod::kBaq;
+  double target_bits = 3.0;  // Average bits per quantized weight, [1, 8].
+  bool symmetric = false;    // GPTQ/RTN grids only (BAQ pass 2 is asymmetric).
+  int32_t group_size = -1;   // -1: one grid per row.
+  bool act_order = false;
+  bool static_groups = false;
+  double percdamp = 0.01;    // Damping as a fraction of mean(diag(H)).
+  int32_t block_size = 128;  // GPTQ lazy-batch block.
+  AllocationScope allocation_scope = AllocationScope::kGlobal;
+  double theta = 1.95;       // Allocation exponent; 2 = continuous equal-loss form.
+  int32_t max_levels = 256;  // Cap on levels per column.
+};
+
+struct CalibrationConfig {
+  std::vector<std::string> files;  // Text files, encoded separately, concatenated.
+  int64_t num_samples = 128;
+  int64_t seqlen = 2048;
+  uint64_t seed = 0;
+};
+
+struct JobConfig {
+  std::string model_dir;
+  std::string output_dir;
+  std::vector<OutputFormat> formats = {OutputFormat::kFakeQuant};
+  CalibrationConfig calibration;
+  QuantizationConfig quant;
+  ExecutionMode mode = ExecutionMode::kSequential;
+  // Evaluation text (optional): perplexity of the result over non-overlapping
+  // `calibration.seqlen` windows is computed and reported.
+  std::string eval_file;
+
+  absl::Status Validate() const;
+};
+
+absl::string_view QuantMethodName(QuantMethod m);
+absl::StatusOr<QuantMethod> ParseQuantMethod(absl::string_view name);
+absl::string_view OutputFormatName(OutputFormat f);
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view name);
+absl::string_view ExecutionModeName(ExecutionMode m);
+absl::StatusOr<ExecutionMode> ParseExecutionMode(absl::string_view name);
+absl::string_view AllocationScopeName(AllocationScope s);
+absl::StatusOr<AllocationScope> ParseAllocationScope(absl::string_view name);
+
+}  // namespace baq
+
+#endif  // BAQ_COMMON_JOB_CONFIG_H_
