@@ -4,8 +4,13 @@
 // hidden sibling temp dir (`.<name>.tmp-<random>`), Commit() fsyncs every file
 // and the temp dir, renames it onto the final path (replacing nothing: an
 // existing final path is AlreadyExists unless `overwrite`, in which case the
-// old dir is moved aside and removed after the rename) and fsyncs the parent.
-// A crash at any point leaves either no output or the complete output.
+// old dir is swapped out with renameat2(RENAME_EXCHANGE), falling back to
+// moving it aside, and removed after the rename) and fsyncs the parent.
+// A crash at any point leaves either the old output or the complete new one
+// (plus, at worst, a hidden `.<name>.tmp-*` / `.<name>.old-*` sibling).
+// Create() already fails with AlreadyExists for an existing final path when
+// not overwriting; Commit() checks again atomically (RENAME_NOREPLACE).
+// NotFound if the parent directory does not exist.
 //
 // Thread-compatible. Destroying an uncommitted AtomicOutputDir removes the
 // temp dir.
@@ -35,6 +40,7 @@ class AtomicOutputDir {
 
   const std::string& temp_path() const { return temp_path_; }
   const std::string& final_path() const { return final_path_; }
+  // FailedPrecondition if already committed.
   absl::Status Commit();
 
  private:

@@ -78,6 +78,8 @@ class SafetensorsFile {
   bool Contains(absl::string_view name) const;
   // NotFound naming the file and tensor when absent.
   absl::StatusOr<TensorView> Get(absl::string_view name) const;
+  // Header entry only; NotFound naming the file and tensor when absent.
+  absl::StatusOr<TensorInfo> Info(absl::string_view name) const;
 
  private:
   SafetensorsFile() = default;

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,12 +39,16 @@ class SafetensorsWriter {
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
-  // InvalidArgument on a duplicate name or bytes.size() != prod(shape)*size.
+  // InvalidArgument on a duplicate, empty, non-UTF-8 or "__metadata__" name, a
+  // negative dimension, or bytes.size() != prod(shape)*size.
   absl::Status Add(absl::string_view name, DType dtype, std::vector<int64_t> shape,
                    absl::Span<const uint8_t> bytes);
   void SetMetadata(std::string key, std::string value);
   // Total bytes of tensor data added so far.
   uint64_t data_bytes() const { return data_bytes_; }
+  // Writes the file and renames it onto the target path. FailedPrecondition
+  // if already finished; on error the target is untouched and Finish() may be
+  // retried.
   absl::Status Finish();
 
  private:
@@ -53,7 +58,8 @@ class SafetensorsWriter {
   std::string spill_path_;
   std::FILE* spill_ = nullptr;
   uint64_t data_bytes_ = 0;
-  std::vector<TensorInfo> tensors_;
+  std::vector<TensorInfo> tensors_;  // In the order added (= data layout).
+  std::set<std::string, std::less<>> names_;
   std::map<std::string, std::string> metadata_;
   bool finished_ = false;
 };
