@@ -8,7 +8,10 @@
 // on names without knowing the family.
 //
 // Unknown `model_type` or a missing/invalid field is InvalidArgument naming
-// the file and field (and, for model_type, listing what is supported).
+// the file and field (and, for model_type, listing what is supported). A valid
+// config using a feature baq does not execute (OPT word_embed_proj_dim !=
+// hidden_size, an activation other than relu/silu) is Unimplemented. Absent
+// "dtype"/"torch_dtype" means F32, as transformers loads it.
 //
 // Plain value type; thread-compatible.
 //
@@ -56,7 +59,9 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
   // LLaMA family.
-  double rope_theta = 10000.0;
+  double rope_theta = 10000.0;  // "rope_theta" or "rope_parameters"/"rope_scaling".
+  std::string rope_type = "default";  // "rope_type" (or "type") of the same objects.
+  int64_t sliding_window = 0;  // mistral/qwen2 sliding-window attention; 0 = none.
   double rms_norm_eps = 1e-6;
   bool attention_bias = false;  // Biases on q/k/v (qwen2: true).
   bool o_proj_bias = false;

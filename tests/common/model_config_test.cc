@@ -1,0 +1,305 @@
+#include "common/model_config.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/test_paths.h"
+
+namespace baq {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+Json MistralJson() {
+  return Json::parse(R"({
+    "architectures": ["MistralForCausalLM"], "model_type": "mistral",
+    "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+    "max_position_embeddings": 32768, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0,
+    "sliding_window": null, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    "hidden_act": "silu", "head_dim": null})");
+}
+
+Json Qwen2Json() {
+  return Json::parse(R"({
+    "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+    "hidden_size": 896, "intermediate_size": 4864, "num_attention_heads": 14,
+    "num_hidden_layers": 24, "num_key_value_heads": 2, "vocab_size": 151936,
+    "max_position_embeddings": 32768, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+    "sliding_window": 32768, "use_sliding_window": false, "tie_word_embeddings": true,
+    "torch_dtype": "bfloat16", "hidden_act": "silu"})");
+}
+
+Json OptJson() {
+  return Json::parse(R"({"model_type": "opt", "hidden_size": 768, "ffn_dim": 3072,
+    "num_attention_heads": 12, "num_hidden_layers": 12, "vocab_size": 50272,
+    "max_position_embeddings": 2048, "torch_dtype": "float16", "word_embed_proj_dim": 768})");
+}
+
+absl::StatusOr<ModelConfig> Parse(const Json& json) {
+  return ParseModelConfig(json.dump(), "test/config.json");
+}
+
+// Expects `json` to be rejected with `code`, naming the file and `needle`.
+void ExpectError(const Json& json, absl::StatusCode code, const std::string& needle) {
+  absl::StatusOr<ModelConfig> cfg = Parse(json);
+  ASSERT_FALSE(cfg.ok()) << json.dump();
+  EXPECT_EQ(cfg.status().code(), code) << cfg.status();
+  EXPECT_THAT(std::string(cfg.status().message()), HasSubstr("test/config.json"));
+  EXPECT_THAT(std::string(cfg.status().message()), HasSubstr(needle));
+}
+
+TEST(ModelConfigTest, LoadsOptFixture) {
+  if (!testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
+  absl::StatusOr<ModelConfig> cfg =
+      LoadModelConfig(testing::SharedDataDir() + "/models/opt-fixture");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->family, ModelFamily::kOpt);
+  EXPECT_EQ(cfg->dtype, DType::kF16);
+  EXPECT_EQ(cfg->vocab_size, 8192);
+  EXPECT_EQ(cfg->hidden_size, 384);
+  EXPECT_EQ(cfg->intermediate_size, 1536);
+  EXPECT_EQ(cfg->num_layers, 6);
+  EXPECT_EQ(cfg->num_attention_heads, 6);
+  EXPECT_EQ(cfg->num_key_value_heads, 6);
+  EXPECT_EQ(cfg->head_dim, 64);
+  EXPECT_EQ(cfg->max_position_embeddings, 2048);
+  EXPECT_TRUE(cfg->tie_word_embeddings);
+  EXPECT_TRUE(cfg->do_layer_norm_before);
+  EXPECT_TRUE(cfg->enable_bias);
+  EXPECT_EQ(cfg->hidden_act, "relu");
+  EXPECT_EQ(cfg->EmbedTokensName(), "model.decoder.embed_tokens.weight");
+  EXPECT_EQ(cfg->LmHeadName(), "model.decoder.embed_tokens.weight");
+  EXPECT_EQ(cfg->FinalNormPrefix(), "model.decoder.final_layer_norm");
+  EXPECT_EQ(cfg->BlockPrefix(3), "model.decoder.layers.3.");
+
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(2);
+  ASSERT_EQ(layers.size(), 6u);
+  const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                         "self_attn.out_proj", "fc1", "fc2"};
+  const int groups[] = {0, 0, 0, 1, 2, 3};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    EXPECT_EQ(layers[i].short_name, names[i]);
+    EXPECT_EQ(layers[i].name, std::string("model.decoder.layers.2.") + names[i]);
+    EXPECT_EQ(layers[i].input_group, groups[i]);
+    EXPECT_TRUE(layers[i].has_bias);
+  }
+  EXPECT_EQ(layers[4].in_features, 384);
+  EXPECT_EQ(layers[4].out_features, 1536);
+  EXPECT_EQ(layers[5].in_features, 1536);
+  EXPECT_EQ(layers[5].out_features, 384);
+  EXPECT_EQ(cfg->QuantizableElements(), 6 * (4 * 384 * 384 + 2 * 384 * 1536));
+}
+
+TEST(ModelConfigTest, LoadsLlamaFixtureWithRopeParameters) {
+  if (!testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
+  absl::StatusOr<ModelConfig> cfg =
+      LoadModelConfig(testing::SharedDataDir() + "/models/llama-fixture");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->family, ModelFamily::kLlama);
+  EXPECT_EQ(cfg->dtype, DType::kBF16);  // From "dtype" (transformers 5).
+  EXPECT_EQ(cfg->hidden_size, 256);
+  EXPECT_EQ(cfg->intermediate_size, 688);
+  EXPECT_EQ(cfg->num_attention_heads, 4);
+  EXPECT_EQ(cfg->num_key_value_heads, 2);
+  EXPECT_EQ(cfg->head_dim, 64);
+  EXPECT_DOUBLE_EQ(cfg->rope_theta, 10000.0);
+  EXPECT_EQ(cfg->rope_type, "default");
+  EXPECT_DOUBLE_EQ(cfg->rms_norm_eps, 1e-5);
+  EXPECT_FALSE(cfg->tie_word_embeddings);
+  EXPECT_FALSE(cfg->attention_bias);
+  EXPECT_EQ(cfg->LmHeadName(), "lm_head.weight");
+  EXPECT_EQ(cfg->EmbedTokensName(), "model.embed_tokens.weight");
+  EXPECT_EQ(cfg->FinalNormPrefix(), "model.norm");
+
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(5);
+  ASSERT_EQ(layers.size(), 7u);
+  const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                         "mlp.down_proj"};
+  const int groups[] = {0, 0, 0, 1, 2, 2, 3};
+  const int64_t outs[] = {256, 128, 128, 256, 688, 688, 256};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    EXPECT_EQ(layers[i].name, std::string("model.layers.5.") + names[i]);
+    EXPECT_EQ(layers[i].input_group, groups[i]);
+    EXPECT_EQ(layers[i].out_features, outs[i]) << names[i];
+    EXPECT_FALSE(layers[i].has_bias);
+  }
+  EXPECT_EQ(layers[6].in_features, 688);
+}
+
+TEST(ModelConfigTest, ParsesMistralWithGqaAndNullDefaults) {
+  absl::StatusOr<ModelConfig> cfg = Parse(MistralJson());
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->model_type, "mistral");
+  EXPECT_EQ(cfg->family, ModelFamily::kLlama);
+  EXPECT_EQ(cfg->dtype, DType::kBF16);  // From "torch_dtype".
+  EXPECT_EQ(cfg->num_key_value_heads, 8);
+  EXPECT_EQ(cfg->head_dim, 128);  // null -> hidden / heads.
+  EXPECT_DOUBLE_EQ(cfg->rope_theta, 1e6);
+  EXPECT_EQ(cfg->sliding_window, 0);
+  EXPECT_FALSE(cfg->attention_bias);
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(0);
+  EXPECT_EQ(layers[1].out_features, 8 * 128);
+  EXPECT_EQ(layers[3].in_features, 4096);
+}
+
+TEST(ModelConfigTest, Qwen2HasQkvBiasWithoutKey) {
+  absl::StatusOr<ModelConfig> cfg = Parse(Qwen2Json());
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->attention_bias);
+  EXPECT_FALSE(cfg->o_proj_bias);
+  EXPECT_TRUE(cfg->tie_word_embeddings);
+  EXPECT_EQ(cfg->sliding_window, 0);  // use_sliding_window: false.
+  EXPECT_EQ(cfg->head_dim, 64);
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(0);
+  EXPECT_TRUE(layers[0].has_bias);
+  EXPECT_TRUE(layers[2].has_bias);
+  EXPECT_FALSE(layers[3].has_bias);
+  EXPECT_FALSE(layers[4].has_bias);
+  EXPECT_EQ(cfg->LmHeadName(), "model.embed_tokens.weight");
+}
+
+TEST(ModelConfigTest, LlamaBiasFlagsAndDefaults) {
+  Json j = MistralJson();
+  j["model_type"] = "llama";
+  j["attention_bias"] = true;
+  j["mlp_bias"] = true;
+  j.erase("num_key_value_heads");
+  j.erase("rope_theta");
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  j.erase("torch_dtype");
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->attention_bias);
+  EXPECT_TRUE(cfg->o_proj_bias);
+  EXPECT_TRUE(cfg->mlp_bias);
+  EXPECT_EQ(cfg->num_key_value_heads, 32);
+  EXPECT_DOUBLE_EQ(cfg->rope_theta, 10000.0);
+  EXPECT_EQ(cfg->rope_type, "llama3");
+  EXPECT_EQ(cfg->dtype, DType::kF32);
+}
+
+TEST(ModelConfigTest, OptDefaults) {
+  Json j = OptJson();
+  j["enable_bias"] = false;
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->tie_word_embeddings);
+  EXPECT_EQ(cfg->head_dim, 64);
+  EXPECT_FALSE(cfg->BlockLinearLayers(0)[0].has_bias);
+}
+
+TEST(ModelConfigTest, RejectsUnknownModelTypeListingSupported) {
+  Json j = OptJson();
+  j["model_type"] = "gpt2";
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "gpt2");
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "opt, llama, mistral, qwen2");
+}
+
+TEST(ModelConfigTest, RejectsBadJson) {
+  absl::StatusOr<ModelConfig> cfg = ParseModelConfig("{\"model_type\": ", "x/config.json");
+  EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(cfg.status().message()), HasSubstr("x/config.json"));
+  EXPECT_EQ(ParseModelConfig("[1, 2]", "x").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ModelConfigTest, RejectsMissingFields) {
+  for (const char* key : {"model_type", "hidden_size", "num_attention_heads",
+                          "num_hidden_layers", "vocab_size", "intermediate_size"}) {
+    Json j = MistralJson();
+    j.erase(key);
+    ExpectError(j, absl::StatusCode::kInvalidArgument, key);
+  }
+  Json opt = OptJson();
+  opt.erase("ffn_dim");
+  ExpectError(opt, absl::StatusCode::kInvalidArgument, "ffn_dim");
+}
+
+TEST(ModelConfigTest, RejectsWrongTypes) {
+  Json j = MistralJson();
+  j["hidden_size"] = "4096";
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "hidden_size");
+  j = MistralJson();
+  j["num_hidden_layers"] = 2.5;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "num_hidden_layers");
+  j = MistralJson();
+  j["tie_word_embeddings"] = 1;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "tie_word_embeddings");
+  j = MistralJson();
+  j["rms_norm_eps"] = "small";
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "rms_norm_eps");
+  j = MistralJson();
+  j["model_type"] = 7;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "model_type");
+}
+
+TEST(ModelConfigTest, RejectsUnsupportedDType) {
+  Json j = MistralJson();
+  j["torch_dtype"] = "int8";
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "torch_dtype");
+  j = OptJson();
+  j["dtype"] = "float64";
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "dtype");
+}
+
+TEST(ModelConfigTest, RejectsNonPositiveSizes) {
+  for (const char* key : {"hidden_size", "vocab_size", "num_hidden_layers",
+                          "num_attention_heads", "intermediate_size", "num_key_value_heads",
+                          "head_dim", "max_position_embeddings"}) {
+    Json j = MistralJson();
+    j[key] = 0;
+    ExpectError(j, absl::StatusCode::kInvalidArgument, key);
+    j[key] = -4;
+    ExpectError(j, absl::StatusCode::kInvalidArgument, key);
+  }
+}
+
+TEST(ModelConfigTest, RejectsHeadsNotDividingHidden) {
+  Json j = MistralJson();
+  j["num_attention_heads"] = 30;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "num_attention_heads");
+  j = OptJson();
+  j["num_attention_heads"] = 7;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "does not divide hidden_size");
+}
+
+TEST(ModelConfigTest, RejectsKvHeadsNotDividingHeads) {
+  Json j = MistralJson();
+  j["num_key_value_heads"] = 5;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "num_key_value_heads");
+}
+
+TEST(ModelConfigTest, RejectsUnsupportedOptFeatures) {
+  Json j = OptJson();
+  j["word_embed_proj_dim"] = 512;
+  ExpectError(j, absl::StatusCode::kUnimplemented, "word_embed_proj_dim");
+  j = OptJson();
+  j["activation_function"] = "gelu";
+  ExpectError(j, absl::StatusCode::kUnimplemented, "activation_function");
+  j = MistralJson();
+  j["hidden_act"] = "gelu_pytorch_tanh";
+  ExpectError(j, absl::StatusCode::kUnimplemented, "hidden_act");
+}
+
+TEST(ModelConfigTest, RejectsBadRopeParameters) {
+  Json j = MistralJson();
+  j["rope_parameters"] = "fast";
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "rope_parameters");
+  j = MistralJson();
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_theta", -1.0}};
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "rope_theta");
+}
+
+TEST(ModelConfigTest, MissingFileIsNotFound) {
+  absl::StatusOr<ModelConfig> cfg = LoadModelConfig(testing::MakeScratchDir());
+  EXPECT_EQ(cfg.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(cfg.status().message()), HasSubstr("config.json"));
+}
+
+}  // namespace
+}  // namespace baq
