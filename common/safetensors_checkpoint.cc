@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -65,7 +66,7 @@ absl::StatusOr<Json> ParseIndex(const std::string& text, std::string* duplicate)
   try {
     return Json::parse(text, callback);
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", absl::CHexEscape(e.what())));
   }
 }
 
