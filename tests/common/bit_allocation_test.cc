@@ -56,7 +56,7 @@ std::vector<double> RandomLosses(std::mt19937_64& rng, int columns,
 
 std::vector<LayerLosses> RandomModel(uint64_t seed, double zero_fraction) {
   std::mt19937_64 rng(seed);
-  const int shapes[][2] = {{64, 512}, {128, 384}, {256, 512},
+  const int shapes[][2] = {{64, 512},  {128, 384}, {256, 512},
                            {32, 1024}, {256, 256}, {96, 640}};
   std::vector<LayerLosses> layers;
   for (const auto& s : shapes) {
@@ -192,8 +192,8 @@ void ExpectExactHit(const std::vector<LayerLosses>& layers, double target,
   EXPECT_EQ(a.achieved_bits, *AverageBits(layers, a.levels));
   int64_t zero_elements = 0;
   for (const LayerLosses& l : layers) {
-    zero_elements += l.rows * std::count(l.column_loss.begin(),
-                                         l.column_loss.end(), 0.0);
+    zero_elements +=
+        l.rows * std::count(l.column_loss.begin(), l.column_loss.end(), 0.0);
   }
   const bool saturated =
       target > std::log2(o.max_levels) * (e - zero_elements) / e + 1e-12;
@@ -252,7 +252,8 @@ TEST(BitAllocationTest, TiedLossesAreSplitByTheExactHitStep) {
   }
   AllocationOptions o;
   for (double target : {1.0, 2.5, 3.7, 7.99}) {
-    absl::StatusOr<GlobalAllocation> a = SolveGlobalAllocation(layers, target, o);
+    absl::StatusOr<GlobalAllocation> a =
+        SolveGlobalAllocation(layers, target, o);
     ASSERT_TRUE(a.ok()) << a.status();
     ExpectExactHit(layers, target, o, *a);
   }
@@ -262,7 +263,8 @@ TEST(BitAllocationTest, ErrorIsBoundedByHalfAColumnStepOnTinyModels) {
   const std::vector<LayerLosses> layers = {{"tiny", {1.0, 2.0, 4.0}, 4}};
   AllocationOptions o;
   for (double target = 0.1; target < 8; target += 0.37) {
-    absl::StatusOr<GlobalAllocation> a = SolveGlobalAllocation(layers, target, o);
+    absl::StatusOr<GlobalAllocation> a =
+        SolveGlobalAllocation(layers, target, o);
     ASSERT_TRUE(a.ok()) << a.status();
     // One column of 4 rows out of 12 elements, step log2((L+1)/L) <= 1.
     EXPECT_LE(std::abs(a->achieved_bits - target), 4.0 / (2 * 12) + 1e-12);
@@ -293,7 +295,8 @@ TEST(BitAllocationTest, DeterministicUnderLayerPermutation) {
     std::shuffle(order.begin(), order.end(), rng);
     std::vector<LayerLosses> permuted;
     for (size_t i : order) permuted.push_back(layers[i]);
-    absl::StatusOr<GlobalAllocation> a = SolveGlobalAllocation(permuted, 2.5, o);
+    absl::StatusOr<GlobalAllocation> a =
+        SolveGlobalAllocation(permuted, 2.5, o);
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(a->achieved_bits, base->achieved_bits);
     EXPECT_EQ(a->log2_reference_loss, base->log2_reference_loss);
@@ -356,10 +359,9 @@ TEST(BitAllocationTest, RejectsBadInput) {
   layers[1].name = "b";
   EXPECT_EQ(SolveGlobalAllocation({}, 2, o).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(SolveGlobalAllocation(layers, 2, o, FixedBits{-1, 10})
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      SolveGlobalAllocation(layers, 2, o, FixedBits{-1, 10}).status().code(),
+      absl::StatusCode::kInvalidArgument);
   o.max_levels = 0;
   EXPECT_EQ(code(0), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SublayerAllocation(std::vector<double>{1, -2}, AllocationOptions())
