@@ -1,0 +1,181 @@
+#include "common/code_packing.h"
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace baq {
+namespace {
+
+std::vector<uint8_t> RandomCodes(std::mt19937_64& rng, int64_t n,
+                                 int32_t levels) {
+  std::uniform_int_distribution<int32_t> code(0, levels - 1);
+  std::vector<uint8_t> codes(n);
+  for (uint8_t& c : codes) c = static_cast<uint8_t>(code(rng));
+  return codes;
+}
+
+// Bits [first, first + width) of a uint32 stream, read one bit at a time.
+uint32_t StreamBits(const std::vector<uint32_t>& words, int64_t first,
+                    int width) {
+  uint32_t v = 0;
+  for (int k = 0; k < width; ++k) {
+    const int64_t bit = first + k;
+    v |= ((words[bit / 32] >> (bit % 32)) & 1u) << k;
+  }
+  return v;
+}
+
+TEST(CodePackingTest, FixedWidthRoundTripsEveryWidth) {
+  std::mt19937_64 rng(1);
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (int64_t n : {0, 1, 7, 31, 32, 33, 96, 1000}) {
+      const std::vector<uint8_t> codes = RandomCodes(rng, n, 1 << bits);
+      absl::StatusOr<std::vector<uint32_t>> words = PackFixedWidth(codes, bits);
+      ASSERT_TRUE(words.ok()) << words.status();
+      ASSERT_EQ(static_cast<int64_t>(words->size()), (n * bits + 31) / 32);
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(StreamBits(*words, i * bits, bits), codes[i]);
+      }
+      absl::StatusOr<std::vector<uint8_t>> back =
+          UnpackFixedWidth(*words, bits, n);
+      ASSERT_TRUE(back.ok()) << back.status();
+      EXPECT_EQ(*back, codes) << bits << " bits, " << n << " codes";
+    }
+  }
+}
+
+TEST(CodePackingTest, PowerOfTwoWidthsPutCodeZeroInTheLowBits) {
+  std::vector<uint8_t> nibbles = {0, 1, 2, 3, 4, 5, 6, 7};
+  EXPECT_EQ(PackFixedWidth(nibbles, 4)->at(0), 0x76543210u);
+  std::vector<uint8_t> bytes = {0x11, 0x22, 0x33, 0x44};
+  EXPECT_EQ(PackFixedWidth(bytes, 8)->at(0), 0x44332211u);
+  std::vector<uint8_t> pairs(16, 0);
+  pairs[15] = 3;
+  EXPECT_EQ(PackFixedWidth(pairs, 2)->at(0), 0xC0000000u);
+}
+
+TEST(CodePackingTest, ThreeBitsUseGptqsThirtyTwoCodesInThreeWords) {
+  // GPTQ's 3-bit qweight: codes 0-9 in word 0 bits 0-29, code 10 split as
+  // its low 2 bits in word 0 bits 30-31 and its high bit in word 1 bit 0,
+  // codes 11-20 in word 1 bits 1-30, code 21 split over word 1 bit 31 and
+  // word 2 bits 0-1, codes 22-31 in word 2 bits 2-31.
+  std::mt19937_64 rng(2);
+  const std::vector<uint8_t> c = RandomCodes(rng, 32, 8);
+  absl::StatusOr<std::vector<uint32_t>> w = PackFixedWidth(c, 3);
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->size(), 3u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(((*w)[0] >> (3 * i)) & 7, c[i]);
+  EXPECT_EQ((*w)[0] >> 30, c[10] & 3u);
+  EXPECT_EQ((*w)[1] & 1, c[10] >> 2);
+  for (int i = 11; i < 21; ++i) {
+    EXPECT_EQ(((*w)[1] >> (3 * (i - 11) + 1)) & 7, c[i]);
+  }
+  EXPECT_EQ((*w)[1] >> 31, c[21] & 1u);
+  EXPECT_EQ((*w)[2] & 3, static_cast<uint32_t>(c[21] >> 1));
+  for (int i = 22; i < 32; ++i) {
+    EXPECT_EQ(((*w)[2] >> (3 * (i - 22) + 2)) & 7, c[i]);
+  }
+}
+
+TEST(CodePackingTest, GptqQweightLayout) {
+  std::mt19937_64 rng(3);
+  for (int bits : {2, 3, 4, 8}) {
+    const int64_t out = 5, in = 64;
+    const std::vector<uint8_t> codes = RandomCodes(rng, out * in, 1 << bits);
+    absl::StatusOr<std::vector<uint32_t>> q =
+        PackGptqQweight(codes, out, in, bits);
+    ASSERT_TRUE(q.ok()) << q.status();
+    const int64_t rows = in * bits / 32;
+    ASSERT_EQ(static_cast<int64_t>(q->size()), rows * out);
+    for (int64_t o = 0; o < out; ++o) {
+      std::vector<uint32_t> column(rows);
+      for (int64_t r = 0; r < rows; ++r) column[r] = (*q)[r * out + o];
+      for (int64_t i = 0; i < in; ++i) {
+        ASSERT_EQ(StreamBits(column, i * bits, bits), codes[o * in + i]);
+      }
+    }
+    absl::StatusOr<std::vector<uint8_t>> back =
+        UnpackGptqQweight(*q, out, in, bits);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, codes);
+  }
+  EXPECT_FALSE(PackGptqQweight(std::vector<uint8_t>(5 * 10), 5, 10, 3).ok());
+}
+
+TEST(CodePackingTest, MixedRadixRoundTripsEveryLevelCount) {
+  std::mt19937_64 rng(4);
+  for (int32_t levels = 1; levels <= 256; ++levels) {
+    absl::StatusOr<MixedRadixLayout> layout = MixedRadixLayoutFor(levels);
+    ASSERT_TRUE(layout.ok());
+    const int64_t t = layout->codes_per_group;
+    ASSERT_LE(layout->bits_per_group, 64);
+    ASSERT_GE(std::ldexp(1.0, layout->bits_per_group),
+              std::pow(static_cast<double>(levels), t) * (1 - 1e-12));
+    for (int64_t n :
+         {int64_t{0}, int64_t{1}, t - 1, t, t + 1, 3 * t + 2, int64_t{1000}}) {
+      if (n < 0) continue;
+      const std::vector<uint8_t> codes = RandomCodes(rng, n, levels);
+      absl::StatusOr<std::vector<uint64_t>> words =
+          PackMixedRadix(codes, levels);
+      ASSERT_TRUE(words.ok()) << words.status();
+      EXPECT_EQ(static_cast<int64_t>(words->size()),
+                (MixedRadixPackedBits(*layout, n) + 63) / 64);
+      absl::StatusOr<std::vector<uint8_t>> back =
+          UnpackMixedRadix(*words, levels, n);
+      ASSERT_TRUE(back.ok()) << back.status();
+      ASSERT_EQ(*back, codes) << levels << " levels, " << n << " codes";
+    }
+  }
+  EXPECT_TRUE(PackMixedRadix(std::vector<uint8_t>(100, 0), 1)->empty());
+}
+
+TEST(CodePackingTest, MixedRadixIsWithinTwoPercentOfTheEntropy) {
+  const int64_t n = int64_t{1} << 17;  // a multiple of 64
+  std::mt19937_64 rng(5);
+  for (int32_t levels = 3; levels <= 256; ++levels) {
+    absl::StatusOr<std::vector<uint64_t>> words =
+        PackMixedRadix(RandomCodes(rng, n, levels), levels);
+    ASSERT_TRUE(words.ok());
+    const double ideal = n * std::log2(static_cast<double>(levels));
+    EXPECT_LE(64.0 * words->size(), 1.02 * ideal) << levels;
+    if ((levels & (levels - 1)) == 0) {
+      EXPECT_EQ(64.0 * words->size(), ideal) << levels;
+    }
+  }
+}
+
+TEST(CodePackingTest, RejectsBadInputAndCorruptWords) {
+  EXPECT_EQ(PackFixedWidth(std::vector<uint8_t>{4}, 2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PackFixedWidth(std::vector<uint8_t>{0}, 9).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PackMixedRadix(std::vector<uint8_t>{5}, 5).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MixedRadixLayoutFor(257).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(UnpackFixedWidth(std::vector<uint32_t>(2), 3, 5).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Non-zero bits after the last 3-bit code.
+  EXPECT_EQ(
+      UnpackFixedWidth(std::vector<uint32_t>{1u << 20}, 3, 5).status().code(),
+      absl::StatusCode::kDataLoss);
+  // A group value >= L^t: all ones in a group of 3-level codes.
+  const MixedRadixLayout layout = *MixedRadixLayoutFor(3);
+  std::vector<uint64_t> words(
+      MixedRadixPackedWords(layout, layout.codes_per_group), 0);
+  words[0] = (uint64_t{1} << layout.bits_per_group) - 1;
+  EXPECT_EQ(UnpackMixedRadix(words, 3, layout.codes_per_group).status().code(),
+            absl::StatusCode::kDataLoss);
+  // A non-zero padding code in a short last group.
+  std::vector<uint64_t> padded = *PackMixedRadix(std::vector<uint8_t>{2}, 3);
+  padded[0] += 3;  // code 1 of the group := 1
+  EXPECT_EQ(UnpackMixedRadix(padded, 3, 1).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace baq
