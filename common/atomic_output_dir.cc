@@ -105,8 +105,8 @@ absl::Status AtomicOutputDir::Commit() {
 
   if (!overwrite_) {
     // RENAME_NOREPLACE: plain rename(2) would silently replace an empty dir.
-    if (renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(),
-                  RENAME_NOREPLACE) != 0) {
+    if (renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(), RENAME_NOREPLACE) !=
+        0) {
       if (errno == EEXIST) {
         return absl::AlreadyExistsError(absl::StrCat(final_path_, " already exists"));
       }
@@ -133,8 +133,8 @@ absl::Status AtomicOutputDir::Commit() {
     return FsyncPath(parent, /*is_dir=*/true);
   }
   std::string old_path = temp_path_;
-  if (renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(),
-                RENAME_EXCHANGE) != 0) {
+  if (renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(), RENAME_EXCHANGE) !=
+      0) {
     if (errno != EINVAL) return ErrnoError(errno, final_path_, "rename (exchange) failed");
     // No RENAME_EXCHANGE here: move the old output aside, then rename.
     old_path = absl::StrCat(parent, "/.", fs::path(final_path_).filename().string(), ".old-XXXXXX");

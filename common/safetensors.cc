@@ -50,8 +50,10 @@ int MaxNesting(absl::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -90,8 +92,8 @@ absl::StatusOr<Json> ParseJsonNoDuplicates(absl::string_view text) {
   try {
     json = Json::parse(text.begin(), text.end(), callback);
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("header is not valid JSON: ",
-                                                   absl::CHexEscape(e.what())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("header is not valid JSON: ", absl::CHexEscape(e.what())));
   }
   if (has_duplicate) {
     return absl::InvalidArgumentError(absl::StrCat("header has duplicate key ", Quote(duplicate)));
@@ -168,19 +170,19 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& name, const Json& entry
                                          " is not a list of two non-negative integers"));
   }
   if (info.data_begin > info.data_end) {
-    return EntryError(name, absl::StrCat("data_offsets begin ", info.data_begin, " > end ",
-                                         info.data_end));
+    return EntryError(
+        name, absl::StrCat("data_offsets begin ", info.data_begin, " > end ", info.data_end));
   }
   if (info.data_end - info.data_begin != nbytes) {
-    return EntryError(name, absl::StrCat("data_offsets [", info.data_begin, ", ", info.data_end,
-                                         "] hold ", info.data_end - info.data_begin,
-                                         " bytes but byte size of ", DTypeName(info.dtype), " ",
-                                         ShapeString(info.shape), " is ", nbytes));
+    return EntryError(
+        name, absl::StrCat("data_offsets [", info.data_begin, ", ", info.data_end, "] hold ",
+                           info.data_end - info.data_begin, " bytes but byte size of ",
+                           DTypeName(info.dtype), " ", ShapeString(info.shape), " is ", nbytes));
   }
   if (info.data_end > data_size) {
-    return EntryError(name, absl::StrCat("data_offsets [", info.data_begin, ", ", info.data_end,
-                                         "] out of bounds of the ", data_size,
-                                         "-byte data section"));
+    return EntryError(name,
+                      absl::StrCat("data_offsets [", info.data_begin, ", ", info.data_end,
+                                   "] out of bounds of the ", data_size, "-byte data section"));
   }
   return info;
 }
@@ -208,14 +210,13 @@ absl::Status CheckCoverage(const std::vector<TensorInfo>& tensors, uint64_t data
   const TensorInfo* prev = nullptr;
   for (const TensorInfo& t : tensors) {
     if (t.data_begin < covered) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensors ", Quote(prev->name), " [", prev->data_begin, ", ", prev->data_end, ") and ",
-          Quote(t.name), " [", t.data_begin, ", ", t.data_end, ") overlap"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensors ", Quote(prev->name), " [", prev->data_begin, ", ", prev->data_end,
+                       ") and ", Quote(t.name), " [", t.data_begin, ", ", t.data_end, ") overlap"));
     }
     if (t.data_begin > covered) {
-      return absl::InvalidArgumentError(absl::StrCat("gap in data section: bytes [", covered,
-                                                     ", ", t.data_begin,
-                                                     ") belong to no tensor"));
+      return absl::InvalidArgumentError(absl::StrCat("gap in data section: bytes [", covered, ", ",
+                                                     t.data_begin, ") belong to no tensor"));
     }
     covered = t.data_end;
     prev = &t;
@@ -311,8 +312,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(
     return absl::Status(s.code(), absl::StrCat(file->path_, ": ", s.message()));
   };
   if (file->size_ < 8) {
-    return invalid(absl::StrCat("file is ", file->size_,
-                                " bytes, shorter than the 8-byte header length"));
+    return invalid(
+        absl::StrCat("file is ", file->size_, " bytes, shorter than the 8-byte header length"));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file->data_[i];  // little-endian

@@ -123,8 +123,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
   }
 
   if (Exists(single_path)) {
-    BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file,
-                         SafetensorsFile::Open(single_path));
+    BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(single_path));
     for (const TensorInfo& t : file->tensors()) ckpt->weight_map_.emplace(t.name, kSingleFile);
     absl::MutexLock lock(&ckpt->mu_);
     ckpt->shards_.emplace(kSingleFile, std::move(file));
@@ -152,8 +151,7 @@ bool SafetensorsCheckpoint::Contains(absl::string_view name) const {
   return weight_map_.find(name) != weight_map_.end();
 }
 
-absl::StatusOr<const SafetensorsFile*> SafetensorsCheckpoint::Shard(
-    const std::string& file) const {
+absl::StatusOr<const SafetensorsFile*> SafetensorsCheckpoint::Shard(const std::string& file) const {
   absl::MutexLock lock(&mu_);
   auto it = shards_.find(file);
   if (it != shards_.end()) return it->second.get();
@@ -163,8 +161,8 @@ absl::StatusOr<const SafetensorsFile*> SafetensorsCheckpoint::Shard(
   // use, naming both the shard and the tensor.
   for (const auto& [name, owner] : weight_map_) {
     if (owner == file && !shard->Contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shard ", path, " lacks tensor \"", name, "\" that ", kIndexFile, " assigns to it"));
+      return absl::InvalidArgumentError(absl::StrCat("shard ", path, " lacks tensor \"", name,
+                                                     "\" that ", kIndexFile, " assigns to it"));
     }
   }
   return shards_.emplace(file, std::move(shard)).first->second.get();

@@ -102,8 +102,7 @@ std::string SerializeHeader(const std::vector<TensorInfo>& tensors,
 
 absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(std::string path) {
   std::unique_ptr<SafetensorsWriter> writer(new SafetensorsWriter(std::move(path)));
-  BAQ_ASSIGN_OR_RETURN(const int fd, MakeSiblingTemp(writer->path_, "spill",
-                                                     &writer->spill_path_));
+  BAQ_ASSIGN_OR_RETURN(const int fd, MakeSiblingTemp(writer->path_, "spill", &writer->spill_path_));
   writer->spill_ = fdopen(fd, "w+b");
   if (writer->spill_ == nullptr) {
     const int error = errno;
@@ -118,8 +117,7 @@ SafetensorsWriter::~SafetensorsWriter() {
   if (!spill_path_.empty()) unlink(spill_path_.c_str());
 }
 
-absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
-                                    std::vector<int64_t> shape,
+absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype, std::vector<int64_t> shape,
                                     absl::Span<const uint8_t> bytes) {
   const std::string quoted = absl::StrCat(path_, ": tensor \"", name, "\"");
   if (finished_) return absl::FailedPreconditionError(absl::StrCat(quoted, ": writer finished"));
@@ -138,8 +136,8 @@ absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype,
     }
   }
   if (bytes.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(quoted, ": got ", bytes.size(),
-                                                   " bytes, shape and dtype need ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat(quoted, ": got ", bytes.size(), " bytes, shape and dtype need ", expected));
   }
   if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), spill_) != bytes.size()) {
     const int error = errno;
@@ -190,8 +188,8 @@ absl::Status SafetensorsWriter::Finish() {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoError(errno, spill_path_, "read failed");
       if (n == 0) {
-        return absl::DataLossError(absl::StrCat(spill_path_, ": short read at ", done, " of ",
-                                                data_bytes_, " bytes"));
+        return absl::DataLossError(
+            absl::StrCat(spill_path_, ": short read at ", done, " of ", data_bytes_, " bytes"));
       }
       BAQ_RETURN_IF_ERROR(WriteAll(fd, chunk.data(), static_cast<size_t>(n), temp_path));
       done += static_cast<uint64_t>(n);

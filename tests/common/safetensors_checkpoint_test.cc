@@ -144,8 +144,7 @@ TEST(SafetensorsCheckpointTest, RejectsBadIndexes) {
            {R"({"metadata":{}})", "no \"weight_map\" object"},
            {R"([])", "no \"weight_map\" object"},
            {R"({"weight_map":{"a":"s1.safetensors",)", "not valid JSON"},
-           {R"({"weight_map":{"a":"s1.safetensors","a":"s1.safetensors"}})",
-            "duplicate key \"a\""},
+           {R"({"weight_map":{"a":"s1.safetensors","a":"s1.safetensors"}})", "duplicate key \"a\""},
        }) {
     const std::string dir = testing::MakeScratchDir();
     WriteShard(dir + "/s1.safetensors", {"a"}, 1);

@@ -65,48 +65,48 @@ std::vector<MalformedCase> MalformedCases() {
        "missing field \"shape\""},
       {"MissingOffsets", One(R"({"dtype":"F32","shape":[2]})", 8), kInvalid,
        "missing field \"data_offsets\""},
-      {"ExtraField", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1})", 8),
-       kInvalid, "unknown field \"x\""},
-      {"UnknownDtype", One(R"({"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]})", 2),
-       kInvalid, "unknown dtype \"F8_E4M3\""},
-      {"LowercaseDtype", One(R"({"dtype":"f32","shape":[2],"data_offsets":[0,8]})", 8),
-       kInvalid, "unknown dtype"},
+      {"ExtraField", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1})", 8), kInvalid,
+       "unknown field \"x\""},
+      {"UnknownDtype", One(R"({"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]})", 2), kInvalid,
+       "unknown dtype \"F8_E4M3\""},
+      {"LowercaseDtype", One(R"({"dtype":"f32","shape":[2],"data_offsets":[0,8]})", 8), kInvalid,
+       "unknown dtype"},
       {"DtypeNotString", One(R"({"dtype":4,"shape":[2],"data_offsets":[0,8]})", 8), kInvalid,
        "dtype is not a string"},
       {"ShapeNotList", One(R"({"dtype":"F32","shape":2,"data_offsets":[0,8]})", 8), kInvalid,
        "shape is not a list"},
-      {"NegativeDim", One(R"({"dtype":"F32","shape":[-2],"data_offsets":[0,8]})", 8),
-       kInvalid, "shape element -2 is not a non-negative"},
+      {"NegativeDim", One(R"({"dtype":"F32","shape":[-2],"data_offsets":[0,8]})", 8), kInvalid,
+       "shape element -2 is not a non-negative"},
       {"FloatDim", One(R"({"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})", 8), kInvalid,
        "is not a non-negative 64-bit integer"},
       {"StringDim", One(R"({"dtype":"F32","shape":["2"],"data_offsets":[0,8]})", 8), kInvalid,
        "is not a non-negative 64-bit integer"},
-      {"DimOverInt64", One(R"({"dtype":"U8","shape":[9223372036854775808],
-                              "data_offsets":[0,8]})", 8),
-       kInvalid, "is not a non-negative 64-bit integer"},
+      {"DimOverInt64",
+       One(R"({"dtype":"U8","shape":[9223372036854775808],"data_offsets":[0,8]})", 8), kInvalid,
+       "is not a non-negative 64-bit integer"},
       {"ElementCountOverflow",
-       One(R"({"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]})", 0),
-       kInvalid, "overflows the element count"},
+       One(R"({"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]})", 0), kInvalid,
+       "overflows the element count"},
       {"OverflowBeforeZeroDim",
-       One(R"({"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]})", 0),
-       kInvalid, "overflows the element count"},
+       One(R"({"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]})", 0), kInvalid,
+       "overflows the element count"},
       {"ByteSizeOverflow",
-       One(R"({"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]})", 0),
-       kInvalid, "overflows the byte size"},
+       One(R"({"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]})", 0), kInvalid,
+       "overflows the byte size"},
       {"OffsetsNotList", One(R"({"dtype":"F32","shape":[2],"data_offsets":8})", 8), kInvalid,
        "is not a list of two non-negative integers"},
       {"OffsetsOneInt", One(R"({"dtype":"F32","shape":[2],"data_offsets":[8]})", 8), kInvalid,
        "is not a list of two"},
       {"OffsetsThreeInts", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8,8]})", 8),
        kInvalid, "is not a list of two"},
-      {"OffsetsNegative", One(R"({"dtype":"F32","shape":[2],"data_offsets":[-8,0]})", 8),
-       kInvalid, "is not a list of two non-negative"},
-      {"OffsetsFloat", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8.0]})", 8),
-       kInvalid, "is not a list of two non-negative"},
-      {"BeginAfterEnd", One(R"({"dtype":"F32","shape":[2],"data_offsets":[8,0]})", 8),
-       kInvalid, "begin 8 > end 0"},
-      {"ByteSizeMismatch", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,4]})", 4),
-       kInvalid, "hold 4 bytes but byte size of F32 [2] is 8"},
+      {"OffsetsNegative", One(R"({"dtype":"F32","shape":[2],"data_offsets":[-8,0]})", 8), kInvalid,
+       "is not a list of two non-negative"},
+      {"OffsetsFloat", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8.0]})", 8), kInvalid,
+       "is not a list of two non-negative"},
+      {"BeginAfterEnd", One(R"({"dtype":"F32","shape":[2],"data_offsets":[8,0]})", 8), kInvalid,
+       "begin 8 > end 0"},
+      {"ByteSizeMismatch", One(R"({"dtype":"F32","shape":[2],"data_offsets":[0,4]})", 4), kInvalid,
+       "hold 4 bytes but byte size of F32 [2] is 8"},
       {"OffsetsOutOfBounds", One(f32x2, 4), kInvalid, "out of bounds of the 4-byte data section"},
       {"OffsetsFarOutOfBounds",
        One(R"({"dtype":"U8","shape":[8],"data_offsets":[4294967296,4294967304]})", 8), kInvalid,
@@ -181,20 +181,17 @@ TEST_P(MalformedTest, RejectedWithCodeNamingFileAndFault) {
 INSTANTIATE_TEST_SUITE_P(SafetensorsFileTest, MalformedTest, ::testing::ValuesIn(MalformedCases()),
                          [](const auto& info) { return info.param.name; });
 
-TEST(SafetensorsFileTest, AtLeastThirtyMalformedCases) {
-  EXPECT_GE(MalformedCases().size(), 30u);
-}
+TEST(SafetensorsFileTest, AtLeastThirtyMalformedCases) { EXPECT_GE(MalformedCases().size(), 30u); }
 
 TEST(SafetensorsFileTest, ReadsEveryDtype) {
-  for (DType dtype : {DType::kF16, DType::kBF16, DType::kF32, DType::kF64, DType::kI8,
-                      DType::kI32, DType::kI64, DType::kU8}) {
+  for (DType dtype : {DType::kF16, DType::kBF16, DType::kF32, DType::kF64, DType::kI8, DType::kI32,
+                      DType::kI64, DType::kU8}) {
     SCOPED_TRACE(DTypeName(dtype));
     const size_t nbytes = 6 * DTypeSize(dtype);
     std::string data;
     for (size_t i = 0; i < nbytes; ++i) data.push_back(static_cast<char>(i * 7 + 1));
     const std::string header = absl::StrCat(R"({"t":{"dtype":")", DTypeName(dtype),
-                                            R"(","shape":[2,3],"data_offsets":[0,)", nbytes,
-                                            "]}}");
+                                            R"(","shape":[2,3],"data_offsets":[0,)", nbytes, "]}}");
     auto file = SafetensorsFile::FromBytes(Image(header, data), "dtypes");
     ASSERT_TRUE(file.ok()) << file.status();
     auto view = (*file)->Get("t");
@@ -286,8 +283,8 @@ TEST(SafetensorsFileTest, OpenErrorsNameThePath) {
 
 TEST(SafetensorsFileTest, ReadsOptFixture) {
   if (!testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
-  auto file = SafetensorsFile::Open(testing::SharedDataDir() +
-                                    "/models/opt-fixture/model.safetensors");
+  auto file =
+      SafetensorsFile::Open(testing::SharedDataDir() + "/models/opt-fixture/model.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ((*file)->tensors().size(), 100u);
   EXPECT_EQ((*file)->metadata().at("format"), "pt");
@@ -300,8 +297,7 @@ TEST(SafetensorsFileTest, ReadsOptFixture) {
   ASSERT_TRUE(embed.ok());
   EXPECT_THAT(embed->shape, ElementsAre(8192, 384));
   // The first tensor's bytes start right after the (8-byte aligned) header.
-  EXPECT_EQ(reinterpret_cast<uintptr_t>((*file)->Get((*file)->tensors()[0].name)->bytes.data()) %
-                8,
+  EXPECT_EQ(reinterpret_cast<uintptr_t>((*file)->Get((*file)->tensors()[0].name)->bytes.data()) % 8,
             0u);
 }
 

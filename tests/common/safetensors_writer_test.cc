@@ -110,9 +110,8 @@ TEST(SafetensorsWriterTest, HeaderIsSortedAndSpacePaddedToEightBytes) {
   EXPECT_EQ((*w)->data_bytes(), 2u);
   ASSERT_TRUE((*w)->Finish().ok());
 
-  const std::string json =
-      R"({"a":{"data_offsets":[2,2],"dtype":"U8","shape":[0]},)"
-      R"("b":{"data_offsets":[0,2],"dtype":"U8","shape":[2]}})";
+  const std::string json = R"({"a":{"data_offsets":[2,2],"dtype":"U8","shape":[0]},)"
+                           R"("b":{"data_offsets":[0,2],"dtype":"U8","shape":[2]}})";
   std::string header = json + std::string((8 - json.size() % 8) % 8, ' ');
   std::string expected(8, '\0');
   expected[0] = static_cast<char>(header.size());
