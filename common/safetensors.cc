@@ -101,7 +101,7 @@ absl::StatusOr<Json> ParseJsonNoDuplicates(absl::string_view text) {
   return json;
 }
 
-// A JSON integer in [0, max], else nullopt-like false.
+// Reads a JSON integer in [0, max] into *out; false for anything else.
 bool AsUint(const Json& v, uint64_t max, uint64_t* out) {
   if (v.is_number_unsigned()) {
     *out = v.get<uint64_t>();
