@@ -59,9 +59,10 @@ class ReferenceLossController {
                           const AllocationOptions& options, double gain = 1.0);
 
   // Lref for the next block, from its pass-1 losses. An empty span reuses the
-  // last block's G (losses not known yet). InvalidArgument for invalid layers;
-  // FailedPrecondition for an empty span before any block, or when no loss
-  // seen so far is positive.
+  // last block's G (losses not known yet): the loss-scale change between
+  // blocks then adds to the bias, paid back by later blocks but not after the
+  // last one. InvalidArgument for invalid layers; FailedPrecondition for an
+  // empty span before any block, or when no loss seen so far is positive.
   absl::StatusOr<double> NextReferenceLoss(
       absl::Span<const LayerLosses> upcoming);
 

@@ -242,6 +242,23 @@ TEST(BitAllocationTest, GlobalSolverHitsEveryTarget) {
   }
 }
 
+TEST(BitAllocationTest, HonoursANarrowerLevelRange) {
+  const std::vector<LayerLosses> layers = RandomModel(50, 0.03);
+  AllocationOptions o;
+  o.min_levels = 2;
+  o.max_levels = 16;
+  for (double target : {1.0, 2.2, 3.5, 4.0}) {
+    absl::StatusOr<GlobalAllocation> a =
+        SolveGlobalAllocation(layers, target, o);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ExpectExactHit(layers, target, o, *a);
+  }
+  EXPECT_EQ(SolveGlobalAllocation(layers, 0.9, o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SolveGlobalAllocation(layers, 4.1, o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(BitAllocationTest, TiedLossesAreSplitByTheExactHitStep) {
   // Every column of a layer has the same loss: the average jumps by whole
   // bits at each discontinuity, so only the bump step can hit 2.5.
