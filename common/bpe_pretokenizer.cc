@@ -65,7 +65,8 @@ class Matcher {
     if (a == 's' || a == 't' || a == 'm' || a == 'd') return pos + 1 + c1.len;
     const Ch c2 = At(pos + 1 + c1.len);
     const char32_t b = fold(c2.cp);
-    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) {
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') ||
+        (a == 'l' && b == 'l')) {
       return pos + 1 + c1.len + c2.len;
     }
     return 0;
@@ -91,7 +92,8 @@ class Matcher {
     }
     if (c.cp == ' ') {
       const Ch d = At(pos + 1);
-      if (d.cls == Cls::kLetter || d.cls == Cls::kNumber || d.cls == Cls::kOther) {
+      if (d.cls == Cls::kLetter || d.cls == Cls::kNumber ||
+          d.cls == Cls::kOther) {
         return SkipRun(pos + 1, d.cls);
       }
     }
@@ -106,7 +108,8 @@ class Matcher {
     }
     // [^\r\n\p{L}\p{N}]?\p{L}+
     if (c.cls == Cls::kLetter) return SkipRun(pos, Cls::kLetter);
-    if (c.cls != Cls::kNumber && !IsNewline(c.cp) && At(pos + c.len).cls == Cls::kLetter) {
+    if (c.cls != Cls::kNumber && !IsNewline(c.cp) &&
+        At(pos + c.len).cls == Cls::kLetter) {
       return SkipRun(pos + c.len, Cls::kLetter);
     }
     // \p{N}{1,max_digits}
@@ -120,10 +123,13 @@ class Matcher {
       return end;
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-    const size_t start = (c.cp == ' ' && At(pos + 1).cls == Cls::kOther) ? pos + 1 : pos;
+    const size_t start =
+        (c.cp == ' ' && At(pos + 1).cls == Cls::kOther) ? pos + 1 : pos;
     if (At(start).cls == Cls::kOther) {
       size_t end = SkipRun(start, Cls::kOther);
-      while (end < text_.size() && IsNewline(static_cast<unsigned char>(text_[end]))) ++end;
+      while (end < text_.size() &&
+             IsNewline(static_cast<unsigned char>(text_[end])))
+        ++end;
       return end;
     }
     // `\s*[\r\n]+`: through the last newline of the whitespace run.
@@ -152,15 +158,19 @@ const std::array<Cls, 128> Matcher::kAsciiClass = [] {
 
 absl::string_view SplitPatternRegex(SplitPattern pattern) {
   switch (pattern) {
-    case SplitPattern::kGpt2: return kGpt2Regex;
-    case SplitPattern::kLlama3: return kLlama3Regex;
-    case SplitPattern::kQwen2: return kQwen2Regex;
+    case SplitPattern::kGpt2:
+      return kGpt2Regex;
+    case SplitPattern::kLlama3:
+      return kLlama3Regex;
+    case SplitPattern::kQwen2:
+      return kQwen2Regex;
   }
   return "";
 }
 
 absl::StatusOr<SplitPattern> SplitPatternFromRegex(absl::string_view regex) {
-  for (SplitPattern p : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
+  for (SplitPattern p :
+       {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
     if (regex == SplitPatternRegex(p)) return p;
   }
   return absl::UnimplementedError(absl::StrCat(
@@ -175,10 +185,17 @@ void SplitByPattern(SplitPattern pattern, absl::string_view text,
   while (pos < text.size()) {
     size_t end;
     switch (pattern) {
-      case SplitPattern::kGpt2: end = m.MatchGpt2(pos); break;
-      case SplitPattern::kLlama3: end = m.MatchLlama3(pos, 3); break;
-      case SplitPattern::kQwen2: end = m.MatchLlama3(pos, 1); break;
-      default: end = text.size();
+      case SplitPattern::kGpt2:
+        end = m.MatchGpt2(pos);
+        break;
+      case SplitPattern::kLlama3:
+        end = m.MatchLlama3(pos, 3);
+        break;
+      case SplitPattern::kQwen2:
+        end = m.MatchLlama3(pos, 1);
+        break;
+      default:
+        end = text.size();
     }
     pieces.push_back(text.substr(pos, end - pos));
     pos = end;
@@ -192,7 +209,8 @@ const std::array<char32_t, 256>& ByteToUnicode() {
     std::array<char32_t, 256> t{};
     char32_t next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+      const bool printable =
+          (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
       t[b] = printable ? static_cast<char32_t>(b) : next++;
     }
     return t;
@@ -204,7 +222,8 @@ int UnicodeToByte(char32_t code_point) {
   static const std::array<int16_t, 324> inverse = [] {
     std::array<int16_t, 324> inv;
     inv.fill(-1);
-    for (int b = 0; b < 256; ++b) inv[ByteToUnicode()[b]] = static_cast<int16_t>(b);
+    for (int b = 0; b < 256; ++b)
+      inv[ByteToUnicode()[b]] = static_cast<int16_t>(b);
     return inv;
   }();
   return code_point < inverse.size() ? inverse[code_point] : -1;

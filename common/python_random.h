@@ -33,7 +33,8 @@ class PythonRandom {
   uint64_t GetRandBits(int k);
   // random._randbelow(n): uniform in [0, n). REQUIRES: n > 0.
   uint64_t RandBelow(uint64_t n);
-  // random.randint(a, b): uniform in [a, b]. REQUIRES: a <= b, b - a < 2^64 - 1.
+  // random.randint(a, b): uniform in [a, b]. REQUIRES: a <= b, b - a < 2^64
+  // - 1.
   int64_t RandInt(int64_t a, int64_t b);
   // random.random(): uniform double in [0, 1) with 53 random bits.
   double Random();

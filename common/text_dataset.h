@@ -19,9 +19,10 @@
 // Value types and free functions; thread-compatible.
 //
 // Example:
-//   BAQ_ASSIGN_OR_RETURN(BpeTokenizer tok, BpeTokenizer::Load(model + "/tokenizer.json"));
-//   BAQ_ASSIGN_OR_RETURN(TokenWindows calib, LoadCalibrationSet(tok, files, {}));
-//   for (int64_t w = 0; w < calib.num_windows(); ++w) Feed(calib.window(w));
+//   BAQ_ASSIGN_OR_RETURN(BpeTokenizer tok, BpeTokenizer::Load(model +
+//   "/tokenizer.json")); BAQ_ASSIGN_OR_RETURN(TokenWindows calib,
+//   LoadCalibrationSet(tok, files, {})); for (int64_t w = 0; w <
+//   calib.num_windows(); ++w) Feed(calib.window(w));
 #ifndef BAQ_COMMON_TEXT_DATASET_H_
 #define BAQ_COMMON_TEXT_DATASET_H_
 
@@ -51,8 +52,8 @@ struct TokenizedCorpus {
 };
 
 // REQUIRES: `paths` not empty (InvalidArgument otherwise).
-absl::StatusOr<TokenizedCorpus> TokenizeFiles(const BpeTokenizer& tokenizer,
-                                              absl::Span<const std::string> paths);
+absl::StatusOr<TokenizedCorpus> TokenizeFiles(
+    const BpeTokenizer& tokenizer, absl::Span<const std::string> paths);
 
 enum class WindowSampler {
   // CPython random.seed(seed) + random.randint(0, total - L - 1) per window,
@@ -70,7 +71,8 @@ struct CalibrationOptions {
   WindowSampler sampler = WindowSampler::kPython;
 };
 
-// Equal-length windows of token ids, stored row-major [num_windows, window_tokens].
+// Equal-length windows of token ids, stored row-major [num_windows,
+// window_tokens].
 struct TokenWindows {
   int64_t window_tokens = 0;
   std::vector<int64_t> starts;  // Offset of each window in the source ids.
@@ -84,17 +86,17 @@ struct TokenWindows {
 
 // The window starts `options` draws from `total_tokens` ids. InvalidArgument
 // if num_windows or window_tokens < 1, or total_tokens <= window_tokens.
-absl::StatusOr<std::vector<int64_t>> SampleWindowStarts(int64_t total_tokens,
-                                                        const CalibrationOptions& options);
+absl::StatusOr<std::vector<int64_t>> SampleWindowStarts(
+    int64_t total_tokens, const CalibrationOptions& options);
 
 // Calibration windows from a tokenized corpus (errors name its files).
-absl::StatusOr<TokenWindows> SampleCalibrationWindows(const TokenizedCorpus& corpus,
-                                                      const CalibrationOptions& options);
+absl::StatusOr<TokenWindows> SampleCalibrationWindows(
+    const TokenizedCorpus& corpus, const CalibrationOptions& options);
 
 // TokenizeFiles() + SampleCalibrationWindows().
-absl::StatusOr<TokenWindows> LoadCalibrationSet(const BpeTokenizer& tokenizer,
-                                                absl::Span<const std::string> paths,
-                                                const CalibrationOptions& options);
+absl::StatusOr<TokenWindows> LoadCalibrationSet(
+    const BpeTokenizer& tokenizer, absl::Span<const std::string> paths,
+    const CalibrationOptions& options);
 
 // corpus/war_and_peace.txt, corpus/tiny_shakespeare.txt, wikitext-2/valid.txt
 // under `data_dir`, in that order.
@@ -102,17 +104,18 @@ std::vector<std::string> GoldenCalibrationFiles(absl::string_view data_dir);
 
 // The golden calibration set: GoldenCalibrationFiles(), 128 windows of 2048
 // tokens, Python sampler, seed 0.
-absl::StatusOr<TokenWindows> LoadGoldenCalibrationSet(const BpeTokenizer& tokenizer,
-                                                      absl::string_view data_dir);
+absl::StatusOr<TokenWindows> LoadGoldenCalibrationSet(
+    const BpeTokenizer& tokenizer, absl::string_view data_dir);
 
-// Non-overlapping windows ids[k*L, (k+1)*L), k < ids.size() / L. InvalidArgument
-// if window_tokens < 1 or there is not one full window.
+// Non-overlapping windows ids[k*L, (k+1)*L), k < ids.size() / L.
+// InvalidArgument if window_tokens < 1 or there is not one full window.
 absl::StatusOr<TokenWindows> EvaluationWindows(absl::Span<const int32_t> ids,
                                                int64_t window_tokens);
 
 // The whole file encoded as one string, then EvaluationWindows().
 absl::StatusOr<TokenWindows> LoadEvaluationSet(const BpeTokenizer& tokenizer,
-                                               const std::string& path, int64_t window_tokens);
+                                               const std::string& path,
+                                               int64_t window_tokens);
 
 }  // namespace baq
 

@@ -13,7 +13,8 @@ bool InRanges(const CodePointRange* ranges, size_t size, char32_t cp) {
   const CodePointRange* end = ranges + size;
   // First range whose last >= cp.
   const CodePointRange* it = std::lower_bound(
-      ranges, end, cp, [](const CodePointRange& r, char32_t c) { return r.last < c; });
+      ranges, end, cp,
+      [](const CodePointRange& r, char32_t c) { return r.last < c; });
   return it != end && it->first <= cp;
 }
 
@@ -57,13 +58,16 @@ size_t FindInvalidUtf8(absl::string_view text) {
 }
 
 Utf8Char DecodeUtf8(absl::string_view text, size_t pos) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[pos + k]); };
+  const auto byte = [&](size_t k) {
+    return static_cast<unsigned char>(text[pos + k]);
+  };
   const unsigned char b0 = byte(0);
   if (b0 < 0x80) return {b0, 1};
-  if (b0 < 0xE0) return {static_cast<char32_t>(((b0 & 0x1F) << 6) | (byte(1) & 0x3F)), 2};
+  if (b0 < 0xE0)
+    return {static_cast<char32_t>(((b0 & 0x1F) << 6) | (byte(1) & 0x3F)), 2};
   if (b0 < 0xF0) {
-    return {static_cast<char32_t>(((b0 & 0x0F) << 12) | ((byte(1) & 0x3F) << 6) |
-                                  (byte(2) & 0x3F)),
+    return {static_cast<char32_t>(((b0 & 0x0F) << 12) |
+                                  ((byte(1) & 0x3F) << 6) | (byte(2) & 0x3F)),
             3};
   }
   return {static_cast<char32_t>(((b0 & 0x07) << 18) | ((byte(1) & 0x3F) << 12) |
@@ -91,19 +95,27 @@ void AppendUtf8(char32_t cp, std::string& out) {
 
 bool IsUnicodeLetter(char32_t cp) {
   if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-  return InRanges(unicode_internal::kLetterRanges, unicode_internal::kLetterRangesSize, cp);
+  return InRanges(unicode_internal::kLetterRanges,
+                  unicode_internal::kLetterRangesSize, cp);
 }
 
 bool IsUnicodeNumber(char32_t cp) {
   if (cp < 0x80) return cp >= '0' && cp <= '9';
-  return InRanges(unicode_internal::kNumberRanges, unicode_internal::kNumberRangesSize, cp);
+  return InRanges(unicode_internal::kNumberRanges,
+                  unicode_internal::kNumberRangesSize, cp);
 }
 
 bool IsUnicodeWhitespace(char32_t cp) {
   if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
   switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F:
-    case 0x205F: case 0x3000:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;
