@@ -200,6 +200,7 @@ void ToProto(const std::vector<LayerAllocation>& allocation,
     v1::LayerAllocation* p = proto->Add();
     p->set_name(a.name);
     p->mutable_levels()->Add(a.levels.begin(), a.levels.end());
+    p->set_gptq_bits(a.gptq_bits);
   }
 }
 
@@ -208,7 +209,10 @@ std::vector<LayerAllocation> FromProto(
   std::vector<LayerAllocation> allocation;
   allocation.reserve(proto.size());
   for (const v1::LayerAllocation& p : proto) {
-    allocation.push_back({p.name(), {p.levels().begin(), p.levels().end()}});
+    LayerAllocation& a = allocation.emplace_back();
+    a.name = p.name();
+    a.levels.assign(p.levels().begin(), p.levels().end());
+    a.gptq_bits = p.gptq_bits();
   }
   return allocation;
 }
@@ -220,10 +224,21 @@ void ToProto(const LayerReport& r, v1::LayerReport* proto) {
   proto->set_bits_sum(r.bits_sum);
   proto->set_proxy_loss(r.proxy_loss);
   proto->set_seconds(r.seconds);
+  proto->set_gptq_bits(r.gptq_bits);
+  proto->set_gptq_proxy_loss(r.gptq_proxy_loss);
 }
 
 LayerReport FromProto(const v1::LayerReport& p) {
-  return LayerReport{p.name(), p.rows(), p.columns(), p.bits_sum(), p.proxy_loss(), p.seconds()};
+  LayerReport r;
+  r.name = p.name();
+  r.rows = p.rows();
+  r.columns = p.columns();
+  r.bits_sum = p.bits_sum();
+  r.proxy_loss = p.proxy_loss();
+  r.seconds = p.seconds();
+  r.gptq_bits = p.gptq_bits();
+  r.gptq_proxy_loss = p.gptq_proxy_loss();
+  return r;
 }
 
 void ToProtoHeader(const TensorBytes& tensor, int32_t format, v1::TensorHeader* header) {

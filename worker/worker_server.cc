@@ -1,0 +1,52 @@
+#include "worker/worker_server.h"
+
+#include <chrono>
+#include <utility>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace baq::worker {
+
+WorkerServer::WorkerServer(const WorkerServerOptions& options, WorkerDeps deps)
+    : options_(options),
+      host_(std::make_unique<EngineHost>(options.devices, std::move(deps.engine_factory),
+                                         deps.metrics)),
+      service_(std::make_unique<WorkerService>(host_.get(), deps.metrics)) {}
+
+absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
+    const WorkerServerOptions& options, WorkerDeps deps) {
+  if (options.devices.empty()) return absl::InvalidArgumentError("worker has no devices");
+  if (!deps.engine_factory) return absl::InvalidArgumentError("worker has no engine factory");
+  std::unique_ptr<WorkerServer> server(new WorkerServer(options, std::move(deps)));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(server->service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    server->host_->Stop();
+    return absl::UnavailableError(
+        absl::StrCat("worker: cannot listen on ", options.listen_address));
+  }
+  server->server_->GetHealthCheckService()->SetServingStatus(true);
+  return server;
+}
+
+WorkerServer::~WorkerServer() { Shutdown(); }
+
+void WorkerServer::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  }
+  host_->Stop();
+}
+
+}  // namespace baq::worker

@@ -1,0 +1,282 @@
+#include "worker/worker_service.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proto/convert.h"
+
+namespace baq::worker {
+namespace {
+
+void Record(WorkerMetrics* metrics, absl::string_view method, const absl::Status& status) {
+  if (metrics != nullptr) metrics->RecordRpc(method, status);
+}
+
+// Streams a Quantize result: per tensor a header then its bytes in chunks,
+// then the report. Owns itself: deleted in OnDone.
+class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeResponseChunk> {
+ public:
+  QuantizeWriter(grpc::CallbackServerContext* ctx, const v1::QuantizeRequest& request,
+                 EngineHost* host, WorkerMetrics* metrics)
+      : ctx_(ctx), metrics_(metrics) {
+    const int64_t block = request.block();
+    host->WithEngine(request.job_id(), request.device_index(),
+                     [this, block, allocation = FromProto(request.allocation())](
+                         absl::StatusOr<BlockEngine*> engine) {
+                       if (!engine.ok()) return Done(engine.status());
+                       if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+                       const absl::Time start = absl::Now();
+                       absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
+                       if (!out.ok()) return Done(out.status());
+                       if (metrics_ != nullptr) {
+                         metrics_->blocks_quantized_total().Increment();
+                         metrics_->RecordBlock("quantize",
+                                               absl::ToDoubleSeconds(absl::Now() - start));
+                       }
+                       output_ = *std::move(out);
+                       WriteNext();
+                     });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    chunk_.Clear();
+    if (tensor_ < output_.tensors.size()) {
+      TensorBytes& t = output_.tensors[tensor_];
+      if (!header_sent_) {
+        const int32_t format =
+            tensor_ < output_.tensor_format.size() ? output_.tensor_format[tensor_] : 0;
+        ToProtoHeader(t, format, chunk_.mutable_tensor());
+        header_sent_ = true;
+        offset_ = 0;
+        return StartWrite(&chunk_);
+      }
+      if (offset_ < t.bytes.size()) {
+        const size_t n = std::min(kMaxChunkBytes, t.bytes.size() - offset_);
+        chunk_.set_data(t.bytes.data() + offset_, n);
+        offset_ += n;
+        if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
+        return StartWrite(&chunk_);
+      }
+      std::string().swap(t.bytes);  // Sent: free it before the next tensor.
+      ++tensor_;
+      header_sent_ = false;
+      return WriteNext();
+    }
+    if (!report_sent_) {
+      v1::QuantizeReport* report = chunk_.mutable_report();
+      report->set_block(output_.block);
+      report->set_num_tensors(static_cast<int32_t>(output_.tensors.size()));
+      for (const LayerReport& r : output_.layers) ToProto(r, report->add_layers());
+      report_sent_ = true;
+      return StartWrite(&chunk_);
+    }
+    Done(absl::OkStatus());
+  }
+
+  void Done(const absl::Status& status) {
+    Record(metrics_, "Quantize", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  WorkerMetrics* const metrics_;
+  // Touched by one thread at a time: the executor until the first
+  // StartWrite, then the gRPC reaction that follows each write.
+  BlockOutput output_;
+  size_t tensor_ = 0;
+  size_t offset_ = 0;
+  bool header_sent_ = false;
+  bool report_sent_ = false;
+  v1::QuantizeResponseChunk chunk_;
+};
+
+// Streams the serialized inputs of a block in chunks.
+class ExportWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
+ public:
+  ExportWriter(const v1::ExportInputsRequest& request, EngineHost* host, WorkerMetrics* metrics)
+      : metrics_(metrics) {
+    const int64_t block = request.block();
+    host->WithEngine(request.job_id(), request.device_index(),
+                     [this, block](absl::StatusOr<BlockEngine*> engine) {
+                       if (!engine.ok()) return Done(engine.status());
+                       absl::StatusOr<std::string> bytes = (*engine)->ExportInputs(block);
+                       if (!bytes.ok()) return Done(bytes.status());
+                       bytes_ = *std::move(bytes);
+                       WriteNext();
+                     });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (offset_ >= bytes_.size()) return Done(absl::OkStatus());
+    const size_t n = std::min(kMaxChunkBytes, bytes_.size() - offset_);
+    chunk_.set_data(bytes_.data() + offset_, n);
+    offset_ += n;
+    if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
+    StartWrite(&chunk_);
+  }
+
+  void Done(const absl::Status& status) {
+    Record(metrics_, "ExportInputs", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  WorkerMetrics* const metrics_;
+  std::string bytes_;
+  size_t offset_ = 0;
+  v1::Chunk chunk_;
+};
+
+// Reassembles an ImportInputs stream, then hands it to the engine.
+class ImportReader final : public grpc::ServerReadReactor<v1::ImportInputsChunk> {
+ public:
+  ImportReader(grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response,
+               EngineHost* host, WorkerMetrics* metrics)
+      : ctx_(ctx), response_(response), host_(host), metrics_(metrics) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      if (!have_target_) {
+        job_id_ = chunk_.job_id();
+        device_ = chunk_.device_index();
+        block_ = chunk_.block();
+        have_target_ = true;
+      }
+      data_.append(chunk_.data());
+      if (metrics_ != nullptr) metrics_->bytes_received_total().Increment(chunk_.data().size());
+      return StartRead(&chunk_);
+    }
+    if (ctx_->IsCancelled()) return Done(absl::CancelledError("client cancelled the import"));
+    if (!have_target_) return Done(absl::InvalidArgumentError("empty ImportInputs stream"));
+    host_->WithEngine(job_id_, device_, [this](absl::StatusOr<BlockEngine*> engine) {
+      if (!engine.ok()) return Done(engine.status());
+      const size_t n = data_.size();
+      absl::Status s = (*engine)->ImportInputs(block_, std::move(data_));
+      if (s.ok()) response_->set_bytes_received(n);
+      Done(s);
+    });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Done(const absl::Status& status) {
+    Record(metrics_, "ImportInputs", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  v1::ImportInputsResponse* const response_;
+  EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  v1::ImportInputsChunk chunk_;
+  bool have_target_ = false;
+  std::string job_id_;
+  int device_ = 0;
+  int64_t block_ = 0;
+  std::string data_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* ctx,
+                                                  const v1::StartJobRequest* request,
+                                                  v1::StartJobResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  WorkerMetrics* metrics = metrics_;
+  auto finish = [reactor, metrics](const absl::Status& s) {
+    Record(metrics, "StartJob", s);
+    reactor->Finish(ToGrpcStatus(s));
+  };
+  absl::StatusOr<JobConfig> config = FromProto(request->spec());
+  if (!config.ok()) {
+    finish(config.status());
+    return reactor;
+  }
+  if (request->job_id().empty()) {
+    finish(absl::InvalidArgumentError("job_id is empty"));
+    return reactor;
+  }
+  host_->StartJob(request->job_id(), request->device_index(), *std::move(config),
+                  [response, finish](absl::StatusOr<int64_t> num_blocks) {
+                    if (num_blocks.ok()) response->set_num_blocks(*num_blocks);
+                    finish(num_blocks.status());
+                  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ctx,
+                                                 const v1::MeasureRequest* request,
+                                                 v1::BlockMeasurement* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  WorkerMetrics* metrics = metrics_;
+  const int64_t block = request->block();
+  host_->WithEngine(
+      request->job_id(), request->device_index(),
+      [reactor, response, metrics, ctx, block](absl::StatusOr<BlockEngine*> engine) {
+        absl::Status status = engine.status();
+        if (status.ok() && ctx->IsCancelled()) status = absl::CancelledError("cancelled");
+        if (status.ok()) {
+          const absl::Time start = absl::Now();
+          absl::StatusOr<BlockMeasurement> m = (*engine)->Measure(block);
+          status = m.status();
+          if (m.ok()) {
+            ToProto(*m, response);
+            if (metrics != nullptr) {
+              metrics->blocks_measured_total().Increment();
+              metrics->RecordBlock("measure", absl::ToDoubleSeconds(absl::Now() - start));
+            }
+          }
+        }
+        Record(metrics, "Measure", status);
+        reactor->Finish(ToGrpcStatus(status));
+      });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::QuantizeResponseChunk>* WorkerService::Quantize(
+    grpc::CallbackServerContext* ctx, const v1::QuantizeRequest* request) {
+  return new QuantizeWriter(ctx, *request, host_, metrics_);
+}
+
+grpc::ServerWriteReactor<v1::Chunk>* WorkerService::ExportInputs(
+    grpc::CallbackServerContext* ctx, const v1::ExportInputsRequest* request) {
+  return new ExportWriter(*request, host_, metrics_);
+}
+
+grpc::ServerReadReactor<v1::ImportInputsChunk>* WorkerService::ImportInputs(
+    grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) {
+  return new ImportReader(ctx, response, host_, metrics_);
+}
+
+grpc::ServerUnaryReactor* WorkerService::ResetJob(grpc::CallbackServerContext* ctx,
+                                                  const v1::ResetJobRequest* request,
+                                                  v1::ResetJobResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  WorkerMetrics* metrics = metrics_;
+  host_->ResetJob(request->job_id(), request->device_index(),
+                  [reactor, metrics](absl::Status s) {
+                    Record(metrics, "ResetJob", s);
+                    reactor->Finish(ToGrpcStatus(s));
+                  });
+  return reactor;
+}
+
+}  // namespace baq::worker
