@@ -65,8 +65,7 @@ class Matcher {
     if (a == 's' || a == 't' || a == 'm' || a == 'd') return pos + 1 + c1.len;
     const Ch c2 = At(pos + 1 + c1.len);
     const char32_t b = fold(c2.cp);
-    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') ||
-        (a == 'l' && b == 'l')) {
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) {
       return pos + 1 + c1.len + c2.len;
     }
     return 0;
@@ -92,8 +91,7 @@ class Matcher {
     }
     if (c.cp == ' ') {
       const Ch d = At(pos + 1);
-      if (d.cls == Cls::kLetter || d.cls == Cls::kNumber ||
-          d.cls == Cls::kOther) {
+      if (d.cls == Cls::kLetter || d.cls == Cls::kNumber || d.cls == Cls::kOther) {
         return SkipRun(pos + 1, d.cls);
       }
     }
@@ -108,8 +106,7 @@ class Matcher {
     }
     // [^\r\n\p{L}\p{N}]?\p{L}+
     if (c.cls == Cls::kLetter) return SkipRun(pos, Cls::kLetter);
-    if (c.cls != Cls::kNumber && !IsNewline(c.cp) &&
-        At(pos + c.len).cls == Cls::kLetter) {
+    if (c.cls != Cls::kNumber && !IsNewline(c.cp) && At(pos + c.len).cls == Cls::kLetter) {
       return SkipRun(pos + c.len, Cls::kLetter);
     }
     // \p{N}{1,max_digits}
@@ -123,13 +120,10 @@ class Matcher {
       return end;
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-    const size_t start =
-        (c.cp == ' ' && At(pos + 1).cls == Cls::kOther) ? pos + 1 : pos;
+    const size_t start = (c.cp == ' ' && At(pos + 1).cls == Cls::kOther) ? pos + 1 : pos;
     if (At(start).cls == Cls::kOther) {
       size_t end = SkipRun(start, Cls::kOther);
-      while (end < text_.size() &&
-             IsNewline(static_cast<unsigned char>(text_[end])))
-        ++end;
+      while (end < text_.size() && IsNewline(static_cast<unsigned char>(text_[end]))) ++end;
       return end;
     }
     // `\s*[\r\n]+`: through the last newline of the whitespace run.
@@ -169,13 +163,12 @@ absl::string_view SplitPatternRegex(SplitPattern pattern) {
 }
 
 absl::StatusOr<SplitPattern> SplitPatternFromRegex(absl::string_view regex) {
-  for (SplitPattern p :
-       {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
+  for (SplitPattern p : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
     if (regex == SplitPatternRegex(p)) return p;
   }
-  return absl::UnimplementedError(absl::StrCat(
-      "unsupported pre-tokenizer split regex \"", regex,
-      "\" (supported: the GPT-2, Llama 3 and Qwen2 byte-level patterns)"));
+  return absl::UnimplementedError(
+      absl::StrCat("unsupported pre-tokenizer split regex \"", regex,
+                   "\" (supported: the GPT-2, Llama 3 and Qwen2 byte-level patterns)"));
 }
 
 void SplitByPattern(SplitPattern pattern, absl::string_view text,
@@ -209,8 +202,7 @@ const std::array<char32_t, 256>& ByteToUnicode() {
     std::array<char32_t, 256> t{};
     char32_t next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable =
-          (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
       t[b] = printable ? static_cast<char32_t>(b) : next++;
     }
     return t;
@@ -222,8 +214,7 @@ int UnicodeToByte(char32_t code_point) {
   static const std::array<int16_t, 324> inverse = [] {
     std::array<int16_t, 324> inv;
     inv.fill(-1);
-    for (int b = 0; b < 256; ++b)
-      inv[ByteToUnicode()[b]] = static_cast<int16_t>(b);
+    for (int b = 0; b < 256; ++b) inv[ByteToUnicode()[b]] = static_cast<int16_t>(b);
     return inv;
   }();
   return code_point < inverse.size() ? inverse[code_point] : -1;

@@ -21,15 +21,12 @@ struct PieceCache {
 };
 
 // "Word character" for single_word added tokens, as HF's added_vocabulary.
-bool IsWordChar(char32_t cp) {
-  return cp == '_' || IsUnicodeLetter(cp) || IsUnicodeNumber(cp);
-}
+bool IsWordChar(char32_t cp) { return cp == '_' || IsUnicodeLetter(cp) || IsUnicodeNumber(cp); }
 
 // Code point ending just before byte `pos` of valid UTF-8 `text`.
 Utf8Char CharBefore(absl::string_view text, size_t pos) {
   size_t start = pos - 1;
-  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80)
-    --start;
+  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
   return DecodeUtf8(text, start);
 }
 
@@ -46,22 +43,19 @@ absl::string_view BpeTokenizer::IdToToken(int32_t id) const {
   return id_to_token_[id];
 }
 
-std::vector<BpeTokenizer::Segment> BpeTokenizer::SplitOnAddedTokens(
-    absl::string_view text) const {
+std::vector<BpeTokenizer::Segment> BpeTokenizer::SplitOnAddedTokens(absl::string_view text) const {
   std::vector<Segment> segments;
   size_t segment_start = 0;
   size_t pos = 0;
   while (pos < text.size()) {
     const AddedToken* match = nullptr;
-    for (int32_t index :
-         added_by_first_byte_[static_cast<unsigned char>(text[pos])]) {
+    for (int32_t index : added_by_first_byte_[static_cast<unsigned char>(text[pos])]) {
       const AddedToken& t = added_[index];
       if (text.compare(pos, t.content.size(), t.content) != 0) continue;
       if (t.single_word) {
         const size_t end = pos + t.content.size();
         if ((pos > 0 && IsWordChar(CharBefore(text, pos).code_point)) ||
-            (end < text.size() &&
-             IsWordChar(DecodeUtf8(text, end).code_point))) {
+            (end < text.size() && IsWordChar(DecodeUtf8(text, end).code_point))) {
           continue;
         }
       }
@@ -93,18 +87,15 @@ std::vector<BpeTokenizer::Segment> BpeTokenizer::SplitOnAddedTokens(
     segments.push_back({absl::string_view(), match->id});
     pos = segment_start = end;
   }
-  if (segment_start < text.size())
-    segments.push_back({text.substr(segment_start)});
+  if (segment_start < text.size()) segments.push_back({text.substr(segment_start)});
   return segments;
 }
 
-void BpeTokenizer::EncodePiece(absl::string_view piece,
-                               std::vector<int32_t>& out) const {
+void BpeTokenizer::EncodePiece(absl::string_view piece, std::vector<int32_t>& out) const {
   const std::array<char32_t, 256>& byte_to_unicode = ByteToUnicode();
   if (ignore_merges_) {  // Llama 3: a piece that is a token is not merged.
     std::string mapped;
-    for (char b : piece)
-      AppendUtf8(byte_to_unicode[static_cast<unsigned char>(b)], mapped);
+    for (char b : piece) AppendUtf8(byte_to_unicode[static_cast<unsigned char>(b)], mapped);
     if (std::optional<int32_t> id = TokenToId(mapped)) {
       out.push_back(*id);
       return;
@@ -161,8 +152,7 @@ void BpeTokenizer::EncodePiece(absl::string_view piece,
     heap.push_back({it->second.rank, left, it->second.new_id});
     std::push_heap(heap.begin(), heap.end());
   };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i)
-    push(i);
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) push(i);
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end());
     const Candidate top = heap.back();
@@ -184,12 +174,9 @@ void BpeTokenizer::EncodePiece(absl::string_view piece,
   }
 }
 
-absl::StatusOr<std::vector<int32_t>> BpeTokenizer::Encode(
-    absl::string_view text) const {
-  if (const size_t bad = FindInvalidUtf8(text);
-      bad != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("text is not valid UTF-8 at byte ", bad));
+absl::StatusOr<std::vector<int32_t>> BpeTokenizer::Encode(absl::string_view text) const {
+  if (const size_t bad = FindInvalidUtf8(text); bad != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8 at byte ", bad));
   }
   if (nfc_) {
     for (size_t pos = 0; pos < text.size();) {
@@ -236,28 +223,24 @@ absl::StatusOr<std::vector<int32_t>> BpeTokenizer::Encode(
         EncodePiece(piece, cache.ids);
         it = cache.index
                  .emplace(std::string(piece),
-                          std::make_pair(
-                              offset,
-                              static_cast<uint32_t>(cache.ids.size()) - offset))
+                          std::make_pair(offset, static_cast<uint32_t>(cache.ids.size()) - offset))
                  .first;
       }
       const auto [offset, count] = it->second;
-      ids.insert(ids.end(), cache.ids.begin() + offset,
-                 cache.ids.begin() + offset + count);
+      ids.insert(ids.end(), cache.ids.begin() + offset, cache.ids.begin() + offset + count);
     }
   }
   return ids;
 }
 
-absl::StatusOr<std::string> BpeTokenizer::Decode(
-    absl::Span<const int32_t> ids) const {
+absl::StatusOr<std::string> BpeTokenizer::Decode(absl::Span<const int32_t> ids) const {
   std::string out;
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     if (id < 0 || id >= vocab_size() || id_to_token_[id].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", id, " at position ", i,
-                       " is not in the vocabulary (size ", vocab_size(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " at position ", i,
+                                                     " is not in the vocabulary (size ",
+                                                     vocab_size(), ")"));
     }
     const std::string& token = id_to_token_[id];
     if (is_added_[id]) {  // Added tokens are raw text.

@@ -49,13 +49,12 @@ class BpeTokenizer {
   // Reads `tokenizer_json_path`, and `tokenizer_config.json` next to it if
   // present (for bos_token/eos_token). NotFound if the file cannot be read;
   // InvalidArgument (naming the file and field) if it is malformed.
-  static absl::StatusOr<BpeTokenizer> Load(
-      const std::string& tokenizer_json_path);
+  static absl::StatusOr<BpeTokenizer> Load(const std::string& tokenizer_json_path);
   // Parses tokenizer.json text; `source` names it in errors.
   // `tokenizer_config_json`, if not empty, supplies bos_token/eos_token.
-  static absl::StatusOr<BpeTokenizer> FromJson(
-      absl::string_view tokenizer_json, absl::string_view source,
-      absl::string_view tokenizer_config_json = "");
+  static absl::StatusOr<BpeTokenizer> FromJson(absl::string_view tokenizer_json,
+                                               absl::string_view source,
+                                               absl::string_view tokenizer_config_json = "");
 
   // Token ids of `text` (UTF-8; InvalidArgument naming the byte offset if not).
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
@@ -65,9 +64,7 @@ class BpeTokenizer {
   absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids) const;
 
   // 1 + the largest id of the vocabulary and the added tokens.
-  int32_t vocab_size() const {
-    return static_cast<int32_t>(id_to_token_.size());
-  }
+  int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
   std::optional<int32_t> bos_id() const { return bos_id_; }
   std::optional<int32_t> eos_id() const { return eos_id_; }
   std::optional<int32_t> TokenToId(absl::string_view token) const;
@@ -96,8 +93,7 @@ class BpeTokenizer {
   BpeTokenizer() = default;
 
   static uint64_t PairKey(int32_t a, int32_t b) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
-           static_cast<uint32_t>(b);
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
   std::vector<Segment> SplitOnAddedTokens(absl::string_view text) const;
   // Appends the ids of one pre-tokenized piece (raw bytes).
@@ -105,8 +101,7 @@ class BpeTokenizer {
 
   // Configuration, from tokenizer.json.
   bool add_prefix_space_ = false;
-  std::optional<SplitPattern>
-      pattern_;  // None: ByteLevel(use_regex=false) alone.
+  std::optional<SplitPattern> pattern_;  // None: ByteLevel(use_regex=false) alone.
   bool nfc_ = false;
   bool ignore_merges_ = false;
   bool byte_fallback_ = false;
@@ -117,12 +112,10 @@ class BpeTokenizer {
 
   // Vocabulary.
   absl::flat_hash_map<std::string, int32_t> token_to_id_;
-  std::vector<std::string> id_to_token_;  // Empty string: no token has the id.
-  std::vector<bool> is_added_;            // By id.
-  absl::flat_hash_map<uint64_t, Merge>
-      merges_;  // PairKey(left, right) -> merge.
-  std::array<int32_t, 256>
-      byte_ids_{};  // Id of each byte's one-char token, -1 if none.
+  std::vector<std::string> id_to_token_;         // Empty string: no token has the id.
+  std::vector<bool> is_added_;                   // By id.
+  absl::flat_hash_map<uint64_t, Merge> merges_;  // PairKey(left, right) -> merge.
+  std::array<int32_t, 256> byte_ids_{};          // Id of each byte's one-char token, -1 if none.
   std::array<std::vector<int32_t>, 256> byte_fallback_ids_;  // "<0xAB>" tokens.
   std::vector<AddedToken> added_;
   std::array<std::vector<int32_t>, 256>

@@ -24,21 +24,19 @@ int BitLength(uint64_t n) {
 PythonRandom::PythonRandom(uint64_t seed) {
   // random_seed(): the key is |seed| as little-endian 32-bit words, at least
   // one word; then init_by_array(key).
-  uint32_t key[2] = {static_cast<uint32_t>(seed),
-                     static_cast<uint32_t>(seed >> 32)};
+  uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   const int key_length = (seed >> 32) != 0 ? 2 : 1;
 
   // init_genrand(19650218).
   mt_[0] = 19650218U;
   for (int i = 1; i < kN; ++i) {
-    mt_[i] = 1812433253U * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) +
-             static_cast<uint32_t>(i);
+    mt_[i] = 1812433253U * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) + static_cast<uint32_t>(i);
   }
   int i = 1;
   int j = 0;
   for (int k = kN > key_length ? kN : key_length; k > 0; --k) {
-    mt_[i] = (mt_[i] ^ ((mt_[i - 1] ^ (mt_[i - 1] >> 30)) * 1664525U)) +
-             key[j] + static_cast<uint32_t>(j);
+    mt_[i] = (mt_[i] ^ ((mt_[i - 1] ^ (mt_[i - 1] >> 30)) * 1664525U)) + key[j] +
+             static_cast<uint32_t>(j);
     ++i;
     ++j;
     if (i >= kN) {
@@ -48,8 +46,8 @@ PythonRandom::PythonRandom(uint64_t seed) {
     if (j >= key_length) j = 0;
   }
   for (int k = kN - 1; k > 0; --k) {
-    mt_[i] = (mt_[i] ^ ((mt_[i - 1] ^ (mt_[i - 1] >> 30)) * 1566083941U)) -
-             static_cast<uint32_t>(i);
+    mt_[i] =
+        (mt_[i] ^ ((mt_[i - 1] ^ (mt_[i - 1] >> 30)) * 1566083941U)) - static_cast<uint32_t>(i);
     ++i;
     if (i >= kN) {
       mt_[0] = mt_[kN - 1];
@@ -69,8 +67,7 @@ uint32_t PythonRandom::NextUint32() {
     }
     for (; kk < kN - 1; ++kk) {
       const uint32_t y = (mt_[kk] & kUpperMask) | (mt_[kk + 1] & kLowerMask);
-      mt_[kk] =
-          mt_[kk + (kM - kN)] ^ (y >> 1) ^ ((y & 1U) != 0 ? kMatrixA : 0U);
+      mt_[kk] = mt_[kk + (kM - kN)] ^ (y >> 1) ^ ((y & 1U) != 0 ? kMatrixA : 0U);
     }
     const uint32_t y = (mt_[kN - 1] & kUpperMask) | (mt_[0] & kLowerMask);
     mt_[kN - 1] = mt_[kM - 1] ^ (y >> 1) ^ ((y & 1U) != 0 ? kMatrixA : 0U);
@@ -106,8 +103,7 @@ uint64_t PythonRandom::RandBelow(uint64_t n) {
 
 int64_t PythonRandom::RandInt(int64_t a, int64_t b) {
   assert(a <= b);
-  const uint64_t width =
-      static_cast<uint64_t>(b) - static_cast<uint64_t>(a) + 1;
+  const uint64_t width = static_cast<uint64_t>(b) - static_cast<uint64_t>(a) + 1;
   assert(width != 0);
   return static_cast<int64_t>(static_cast<uint64_t>(a) + RandBelow(width));
 }

@@ -52,8 +52,8 @@ struct TokenizedCorpus {
 };
 
 // REQUIRES: `paths` not empty (InvalidArgument otherwise).
-absl::StatusOr<TokenizedCorpus> TokenizeFiles(
-    const BpeTokenizer& tokenizer, absl::Span<const std::string> paths);
+absl::StatusOr<TokenizedCorpus> TokenizeFiles(const BpeTokenizer& tokenizer,
+                                              absl::Span<const std::string> paths);
 
 enum class WindowSampler {
   // CPython random.seed(seed) + random.randint(0, total - L - 1) per window,
@@ -86,17 +86,17 @@ struct TokenWindows {
 
 // The window starts `options` draws from `total_tokens` ids. InvalidArgument
 // if num_windows or window_tokens < 1, or total_tokens <= window_tokens.
-absl::StatusOr<std::vector<int64_t>> SampleWindowStarts(
-    int64_t total_tokens, const CalibrationOptions& options);
+absl::StatusOr<std::vector<int64_t>> SampleWindowStarts(int64_t total_tokens,
+                                                        const CalibrationOptions& options);
 
 // Calibration windows from a tokenized corpus (errors name its files).
-absl::StatusOr<TokenWindows> SampleCalibrationWindows(
-    const TokenizedCorpus& corpus, const CalibrationOptions& options);
+absl::StatusOr<TokenWindows> SampleCalibrationWindows(const TokenizedCorpus& corpus,
+                                                      const CalibrationOptions& options);
 
 // TokenizeFiles() + SampleCalibrationWindows().
-absl::StatusOr<TokenWindows> LoadCalibrationSet(
-    const BpeTokenizer& tokenizer, absl::Span<const std::string> paths,
-    const CalibrationOptions& options);
+absl::StatusOr<TokenWindows> LoadCalibrationSet(const BpeTokenizer& tokenizer,
+                                                absl::Span<const std::string> paths,
+                                                const CalibrationOptions& options);
 
 // corpus/war_and_peace.txt, corpus/tiny_shakespeare.txt, wikitext-2/valid.txt
 // under `data_dir`, in that order.
@@ -104,8 +104,8 @@ std::vector<std::string> GoldenCalibrationFiles(absl::string_view data_dir);
 
 // The golden calibration set: GoldenCalibrationFiles(), 128 windows of 2048
 // tokens, Python sampler, seed 0.
-absl::StatusOr<TokenWindows> LoadGoldenCalibrationSet(
-    const BpeTokenizer& tokenizer, absl::string_view data_dir);
+absl::StatusOr<TokenWindows> LoadGoldenCalibrationSet(const BpeTokenizer& tokenizer,
+                                                      absl::string_view data_dir);
 
 // Non-overlapping windows ids[k*L, (k+1)*L), k < ids.size() / L.
 // InvalidArgument if window_tokens < 1 or there is not one full window.
@@ -114,8 +114,7 @@ absl::StatusOr<TokenWindows> EvaluationWindows(absl::Span<const int32_t> ids,
 
 // The whole file encoded as one string, then EvaluationWindows().
 absl::StatusOr<TokenWindows> LoadEvaluationSet(const BpeTokenizer& tokenizer,
-                                               const std::string& path,
-                                               int64_t window_tokens);
+                                               const std::string& path, int64_t window_tokens);
 
 }  // namespace baq
 

@@ -13,8 +13,7 @@ bool InRanges(const CodePointRange* ranges, size_t size, char32_t cp) {
   const CodePointRange* end = ranges + size;
   // First range whose last >= cp.
   const CodePointRange* it = std::lower_bound(
-      ranges, end, cp,
-      [](const CodePointRange& r, char32_t c) { return r.last < c; });
+      ranges, end, cp, [](const CodePointRange& r, char32_t c) { return r.last < c; });
   return it != end && it->first <= cp;
 }
 
@@ -58,16 +57,12 @@ size_t FindInvalidUtf8(absl::string_view text) {
 }
 
 Utf8Char DecodeUtf8(absl::string_view text, size_t pos) {
-  const auto byte = [&](size_t k) {
-    return static_cast<unsigned char>(text[pos + k]);
-  };
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[pos + k]); };
   const unsigned char b0 = byte(0);
   if (b0 < 0x80) return {b0, 1};
-  if (b0 < 0xE0)
-    return {static_cast<char32_t>(((b0 & 0x1F) << 6) | (byte(1) & 0x3F)), 2};
+  if (b0 < 0xE0) return {static_cast<char32_t>(((b0 & 0x1F) << 6) | (byte(1) & 0x3F)), 2};
   if (b0 < 0xF0) {
-    return {static_cast<char32_t>(((b0 & 0x0F) << 12) |
-                                  ((byte(1) & 0x3F) << 6) | (byte(2) & 0x3F)),
+    return {static_cast<char32_t>(((b0 & 0x0F) << 12) | ((byte(1) & 0x3F) << 6) | (byte(2) & 0x3F)),
             3};
   }
   return {static_cast<char32_t>(((b0 & 0x07) << 18) | ((byte(1) & 0x3F) << 12) |
@@ -95,14 +90,12 @@ void AppendUtf8(char32_t cp, std::string& out) {
 
 bool IsUnicodeLetter(char32_t cp) {
   if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-  return InRanges(unicode_internal::kLetterRanges,
-                  unicode_internal::kLetterRangesSize, cp);
+  return InRanges(unicode_internal::kLetterRanges, unicode_internal::kLetterRangesSize, cp);
 }
 
 bool IsUnicodeNumber(char32_t cp) {
   if (cp < 0x80) return cp >= '0' && cp <= '9';
-  return InRanges(unicode_internal::kNumberRanges,
-                  unicode_internal::kNumberRangesSize, cp);
+  return InRanges(unicode_internal::kNumberRanges, unicode_internal::kNumberRangesSize, cp);
 }
 
 bool IsUnicodeWhitespace(char32_t cp) {
@@ -124,8 +117,8 @@ bool IsUnicodeWhitespace(char32_t cp) {
 
 bool MayChangeUnderNfc(char32_t cp) {
   if (cp < 0x300) return false;  // The first combining mark is U+0300.
-  return InRanges(unicode_internal::kNfcUnstableRanges,
-                  unicode_internal::kNfcUnstableRangesSize, cp);
+  return InRanges(unicode_internal::kNfcUnstableRanges, unicode_internal::kNfcUnstableRangesSize,
+                  cp);
 }
 
 absl::string_view UnicodeVersion() { return unicode_internal::kUnicodeVersion; }

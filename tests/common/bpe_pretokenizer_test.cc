@@ -18,41 +18,35 @@ std::vector<std::string> Split(SplitPattern pattern, absl::string_view text) {
 }
 
 // Expected pieces are Hugging Face tokenizers' pre_tokenize_str output.
-constexpr absl::string_view kText1 =
-    "Hello  world'S it's\n\n  x\t\ty 12345 \xC2\xBD\xC2\xB2";
+constexpr absl::string_view kText1 = "Hello  world'S it's\n\n  x\t\ty 12345 \xC2\xBD\xC2\xB2";
 constexpr absl::string_view kText2 = "I'LL go\r\n\r\n  then?!\n\nok 2024";
 
 TEST(BpePretokenizerTest, Gpt2Pattern) {
+  EXPECT_THAT(Split(SplitPattern::kGpt2, kText1),
+              ElementsAre("Hello", " ", " world", "'", "S", " it", "'s", "\n\n ", " x", "\t", "\t",
+                          "y", " 12345", " \xC2\xBD\xC2\xB2"));
   EXPECT_THAT(
-      Split(SplitPattern::kGpt2, kText1),
-      ElementsAre("Hello", " ", " world", "'", "S", " it", "'s", "\n\n ", " x",
-                  "\t", "\t", "y", " 12345", " \xC2\xBD\xC2\xB2"));
-  EXPECT_THAT(Split(SplitPattern::kGpt2, kText2),
-              ElementsAre("I", "'", "LL", " go", "\r\n\r\n ", " then", "?!",
-                          "\n", "\n", "ok", " 2024"));
+      Split(SplitPattern::kGpt2, kText2),
+      ElementsAre("I", "'", "LL", " go", "\r\n\r\n ", " then", "?!", "\n", "\n", "ok", " 2024"));
 }
 
 TEST(BpePretokenizerTest, Llama3Pattern) {
+  EXPECT_THAT(Split(SplitPattern::kLlama3, kText1),
+              ElementsAre("Hello", " ", " world", "'S", " it", "'s", "\n\n", " ", " x", "\t", "\ty",
+                          " ", "123", "45", " ", "\xC2\xBD\xC2\xB2"));
   EXPECT_THAT(
-      Split(SplitPattern::kLlama3, kText1),
-      ElementsAre("Hello", " ", " world", "'S", " it", "'s", "\n\n", " ", " x",
-                  "\t", "\ty", " ", "123", "45", " ", "\xC2\xBD\xC2\xB2"));
-  EXPECT_THAT(Split(SplitPattern::kLlama3, kText2),
-              ElementsAre("I", "'LL", " go", "\r\n\r\n", " ", " then", "?!\n\n",
-                          "ok", " ", "202", "4"));
+      Split(SplitPattern::kLlama3, kText2),
+      ElementsAre("I", "'LL", " go", "\r\n\r\n", " ", " then", "?!\n\n", "ok", " ", "202", "4"));
 }
 
 TEST(BpePretokenizerTest, Qwen2PatternSplitsSingleDigits) {
-  EXPECT_THAT(
-      Split(SplitPattern::kQwen2, "ok 2024 \xC2\xBD\xC2\xB2"),
-      ElementsAre("ok", " ", "2", "0", "2", "4", " ", "\xC2\xBD", "\xC2\xB2"));
+  EXPECT_THAT(Split(SplitPattern::kQwen2, "ok 2024 \xC2\xBD\xC2\xB2"),
+              ElementsAre("ok", " ", "2", "0", "2", "4", " ", "\xC2\xBD", "\xC2\xB2"));
 }
 
 TEST(BpePretokenizerTest, PiecesCoverTheText) {
-  const std::string text =
-      "  \xF0\x9F\x98\x80 a\xCC\x81 \xE6\x97\xA5\xE6\x9C\xAC 'd'x \r\n";
-  for (SplitPattern p :
-       {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
+  const std::string text = "  \xF0\x9F\x98\x80 a\xCC\x81 \xE6\x97\xA5\xE6\x9C\xAC 'd'x \r\n";
+  for (SplitPattern p : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
     std::string joined;
     for (const std::string& piece : Split(p, text)) {
       EXPECT_FALSE(piece.empty());
@@ -64,15 +58,12 @@ TEST(BpePretokenizerTest, PiecesCoverTheText) {
 }
 
 TEST(BpePretokenizerTest, RecognizesPatternsByText) {
-  for (SplitPattern p :
-       {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
-    absl::StatusOr<SplitPattern> parsed =
-        SplitPatternFromRegex(SplitPatternRegex(p));
+  for (SplitPattern p : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
+    absl::StatusOr<SplitPattern> parsed = SplitPatternFromRegex(SplitPatternRegex(p));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, p);
   }
-  EXPECT_EQ(SplitPatternFromRegex("\\s+").status().code(),
-            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(SplitPatternFromRegex("\\s+").status().code(), absl::StatusCode::kUnimplemented);
 }
 
 TEST(BpePretokenizerTest, ByteAlphabetIsGpt2s) {

@@ -45,13 +45,11 @@ absl::StatusOr<ModelConfig> Parse(const Json& json) {
 }
 
 // Expects `json` to be rejected with `code`, naming the file and `needle`.
-void ExpectError(const Json& json, absl::StatusCode code,
-                 const std::string& needle) {
+void ExpectError(const Json& json, absl::StatusCode code, const std::string& needle) {
   absl::StatusOr<ModelConfig> cfg = Parse(json);
   ASSERT_FALSE(cfg.ok()) << json.dump();
   EXPECT_EQ(cfg.status().code(), code) << cfg.status();
-  EXPECT_THAT(std::string(cfg.status().message()),
-              HasSubstr("test/config.json"));
+  EXPECT_THAT(std::string(cfg.status().message()), HasSubstr("test/config.json"));
   EXPECT_THAT(std::string(cfg.status().message()), HasSubstr(needle));
 }
 
@@ -90,8 +88,7 @@ TEST(ModelConfigTest, LoadsOptFixture) {
   const int groups[] = {0, 0, 0, 1, 2, 3};
   for (size_t i = 0; i < layers.size(); ++i) {
     EXPECT_EQ(layers[i].short_name, names[i]);
-    EXPECT_EQ(layers[i].name,
-              std::string("model.decoder.layers.2.") + names[i]);
+    EXPECT_EQ(layers[i].name, std::string("model.decoder.layers.2.") + names[i]);
     EXPECT_EQ(layers[i].input_group, groups[i]);
     EXPECT_TRUE(layers[i].has_bias);
   }
@@ -125,9 +122,8 @@ TEST(ModelConfigTest, LoadsLlamaFixtureWithRopeParameters) {
 
   const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(5);
   ASSERT_EQ(layers.size(), 7u);
-  const char* names[] = {"self_attn.q_proj", "self_attn.k_proj",
-                         "self_attn.v_proj", "self_attn.o_proj",
-                         "mlp.gate_proj",    "mlp.up_proj",
+  const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                          "mlp.down_proj"};
   const int groups[] = {0, 0, 0, 1, 2, 2, 3};
   const int64_t outs[] = {256, 128, 128, 256, 688, 688, 256};
@@ -206,23 +202,19 @@ TEST(ModelConfigTest, RejectsUnknownModelTypeListingSupported) {
   Json j = OptJson();
   j["model_type"] = "gpt2";
   ExpectError(j, absl::StatusCode::kInvalidArgument, "gpt2");
-  ExpectError(j, absl::StatusCode::kInvalidArgument,
-              "opt, llama, mistral, qwen2");
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "opt, llama, mistral, qwen2");
 }
 
 TEST(ModelConfigTest, RejectsBadJson) {
-  absl::StatusOr<ModelConfig> cfg =
-      ParseModelConfig("{\"model_type\": ", "x/config.json");
+  absl::StatusOr<ModelConfig> cfg = ParseModelConfig("{\"model_type\": ", "x/config.json");
   EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(cfg.status().message()), HasSubstr("x/config.json"));
-  EXPECT_EQ(ParseModelConfig("[1, 2]", "x").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseModelConfig("[1, 2]", "x").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ModelConfigTest, RejectsMissingFields) {
-  for (const char* key :
-       {"model_type", "hidden_size", "num_attention_heads", "num_hidden_layers",
-        "vocab_size", "intermediate_size"}) {
+  for (const char* key : {"model_type", "hidden_size", "num_attention_heads", "num_hidden_layers",
+                          "vocab_size", "intermediate_size"}) {
     Json j = MistralJson();
     j.erase(key);
     ExpectError(j, absl::StatusCode::kInvalidArgument, key);
@@ -262,8 +254,7 @@ TEST(ModelConfigTest, RejectsUnsupportedDType) {
 TEST(ModelConfigTest, RejectsNonPositiveSizes) {
   for (const char* key :
        {"hidden_size", "vocab_size", "num_hidden_layers", "num_attention_heads",
-        "intermediate_size", "num_key_value_heads", "head_dim",
-        "max_position_embeddings"}) {
+        "intermediate_size", "num_key_value_heads", "head_dim", "max_position_embeddings"}) {
     Json j = MistralJson();
     j[key] = 0;
     ExpectError(j, absl::StatusCode::kInvalidArgument, key);
@@ -278,8 +269,7 @@ TEST(ModelConfigTest, RejectsHeadsNotDividingHidden) {
   ExpectError(j, absl::StatusCode::kInvalidArgument, "num_attention_heads");
   j = OptJson();
   j["num_attention_heads"] = 7;
-  ExpectError(j, absl::StatusCode::kInvalidArgument,
-              "does not divide hidden_size");
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "does not divide hidden_size");
 }
 
 TEST(ModelConfigTest, RejectsKvHeadsNotDividingHeads) {

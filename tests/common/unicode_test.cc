@@ -9,8 +9,7 @@ namespace {
 
 TEST(UnicodeTest, FindsInvalidUtf8LikePython) {
   EXPECT_EQ(FindInvalidUtf8(""), absl::string_view::npos);
-  EXPECT_EQ(FindInvalidUtf8("abc \xC3\xA9 \xE6\x97\xA5 \xF0\x9F\x98\x80"),
-            absl::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("abc \xC3\xA9 \xE6\x97\xA5 \xF0\x9F\x98\x80"), absl::string_view::npos);
   EXPECT_EQ(FindInvalidUtf8("ab\x80"), 2u);            // Lone continuation.
   EXPECT_EQ(FindInvalidUtf8("a\xC0\xAF"), 1u);         // Overlong '/'.
   EXPECT_EQ(FindInvalidUtf8("a\xE0\x80\xAF"), 1u);     // Overlong.
@@ -21,8 +20,7 @@ TEST(UnicodeTest, FindsInvalidUtf8LikePython) {
 }
 
 TEST(UnicodeTest, DecodesAndEncodes) {
-  for (char32_t cp :
-       {0x24u, 0xE9u, 0x7FFu, 0x800u, 0x65E5u, 0xFFFFu, 0x1F600u, 0x10FFFFu}) {
+  for (char32_t cp : {0x24u, 0xE9u, 0x7FFu, 0x800u, 0x65E5u, 0xFFFFu, 0x1F600u, 0x10FFFFu}) {
     std::string s;
     AppendUtf8(cp, s);
     ASSERT_EQ(FindInvalidUtf8(s), absl::string_view::npos);
@@ -33,8 +31,7 @@ TEST(UnicodeTest, DecodesAndEncodes) {
 }
 
 TEST(UnicodeTest, ClassifiesLettersNumbersAndSpaces) {
-  for (char32_t cp :
-       {U'a', U'Z', U'é', U'ß', U'ſ', U'Ω', U'Ж', U'日', U'ー', U'ا', U'ª'}) {
+  for (char32_t cp : {U'a', U'Z', U'é', U'ß', U'ſ', U'Ω', U'Ж', U'日', U'ー', U'ا', U'ª'}) {
     EXPECT_TRUE(IsUnicodeLetter(cp)) << static_cast<uint32_t>(cp);
     EXPECT_FALSE(IsUnicodeNumber(cp));
   }
@@ -42,20 +39,17 @@ TEST(UnicodeTest, ClassifiesLettersNumbersAndSpaces) {
     EXPECT_TRUE(IsUnicodeNumber(cp)) << static_cast<uint32_t>(cp);
     EXPECT_FALSE(IsUnicodeLetter(cp));
   }
-  for (char32_t cp : {U' ', U'\t', U'\n', U'\v', U'\f', U'\r', char32_t{0x85},
-                      char32_t{0xA0}, char32_t{0x1680}, char32_t{0x2000},
-                      char32_t{0x200A}, char32_t{0x2028}, char32_t{0x2029},
-                      char32_t{0x202F}, char32_t{0x205F}, char32_t{0x3000}}) {
+  for (char32_t cp : {U' ', U'\t', U'\n', U'\v', U'\f', U'\r', char32_t{0x85}, char32_t{0xA0},
+                      char32_t{0x1680}, char32_t{0x2000}, char32_t{0x200A}, char32_t{0x2028},
+                      char32_t{0x2029}, char32_t{0x202F}, char32_t{0x205F}, char32_t{0x3000}}) {
     EXPECT_TRUE(IsUnicodeWhitespace(cp)) << static_cast<uint32_t>(cp);
   }
   // Not \s in Oniguruma (though Python's isspace() says yes to U+001C).
-  for (char32_t cp :
-       {char32_t{0x1C}, char32_t{0x200B}, char32_t{0xFEFF}, char32_t{0x180E}}) {
+  for (char32_t cp : {char32_t{0x1C}, char32_t{0x200B}, char32_t{0xFEFF}, char32_t{0x180E}}) {
     EXPECT_FALSE(IsUnicodeWhitespace(cp)) << static_cast<uint32_t>(cp);
   }
   for (char32_t cp : {U'!', U'\'', U'_', U'€', U'😀', char32_t{0x301}}) {
-    EXPECT_FALSE(IsUnicodeLetter(cp) || IsUnicodeNumber(cp) ||
-                 IsUnicodeWhitespace(cp))
+    EXPECT_FALSE(IsUnicodeLetter(cp) || IsUnicodeNumber(cp) || IsUnicodeWhitespace(cp))
         << static_cast<uint32_t>(cp);
   }
 }
