@@ -1,0 +1,296 @@
+#include "coordinator/job_manager.h"
+
+#include <algorithm>
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace baq::coordinator {
+
+JobManager::JobManager(JobManagerOptions options, JobManagerDeps deps)
+    : options_(std::move(options)), deps_(std::move(deps)), store_(options_.data_dir) {}
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options,
+                                                               JobManagerDeps deps) {
+  if (!deps.execution_factory || !deps.engine_provider) {
+    return absl::InvalidArgumentError("job manager needs an execution factory and engines");
+  }
+  if (options.max_concurrent_jobs < 1) {
+    return absl::InvalidArgumentError("max_concurrent_jobs must be >= 1");
+  }
+  std::unique_ptr<JobManager> manager(new JobManager(std::move(options), std::move(deps)));
+  if (absl::Status s = manager->Load(); !s.ok()) return s;
+  for (int i = 0; i < manager->options_.max_concurrent_jobs; ++i) {
+    manager->runners_.emplace_back([m = manager.get()] { m->RunnerLoop(); });
+  }
+  return manager;
+}
+
+JobManager::~JobManager() { Shutdown(); }
+
+absl::Status JobManager::Load() {
+  if (absl::Status s = store_.Init(); !s.ok()) return s;
+  absl::StatusOr<std::vector<JobRecord>> records = store_.LoadAll();
+  if (!records.ok()) return records.status();
+  absl::MutexLock lock(&mu_);
+  for (JobRecord& record : *records) {
+    const std::string id = record.id;
+    if (!record.request_id.empty()) id_by_request_[record.request_id] = id;
+    order_.push_back(id);
+    Job& job = jobs_[id];
+    job.record = std::move(record);
+    if (deps_.metrics != nullptr) deps_.metrics->jobs(JobStateName(job.record.state)).Increment();
+    if (job.record.state == JobState::kQueued) queue_.push_back(id);
+    if (job.record.state == JobState::kRunning) {
+      // Its workers' engines are gone with the coordinator's plan.
+      TransitionLocked(job, JobState::kFailed,
+                       absl::AbortedError("interrupted by a coordinator restart; resubmit"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string JobManager::NewIdLocked() {
+  // Sortable by time, readable, and unique within this manager.
+  const std::string stamp =
+      absl::FormatTime("%Y%m%d-%H%M%S", options_.now(), absl::UTCTimeZone());
+  std::string id;
+  do {
+    id = absl::StrFormat("job-%s-%03d", stamp, id_counter_++ % 1000);
+  } while (jobs_.count(id) != 0);
+  return id;
+}
+
+absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobConfig config) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+  if (!request_id.empty()) {
+    auto it = id_by_request_.find(request_id);
+    if (it != id_by_request_.end()) {
+      const JobRecord& existing = jobs_.at(it->second).record;
+      if (JobConfigToJson(existing.config) != JobConfigToJson(config)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "request id ", request_id, " was used for job ", existing.id,
+            " with a different spec"));
+      }
+      return existing;  // An idempotent retry.
+    }
+  }
+  if (queue_.size() >= options_.max_queued_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("job queue is full (", options_.max_queued_jobs, " queued)"));
+  }
+  const std::string id = NewIdLocked();
+  Job& job = jobs_[id];
+  job.record.id = id;
+  job.record.request_id = request_id;
+  job.record.config = std::move(config);
+  job.record.create_time = options_.now();
+  job.record.progress.eta = absl::InfiniteDuration();
+  job.record.progress.message = "queued";
+  order_.push_back(id);
+  if (!request_id.empty()) id_by_request_[request_id] = id;
+  queue_.push_back(id);
+  if (deps_.metrics != nullptr) {
+    deps_.metrics->jobs_submitted_total().Increment();
+    deps_.metrics->jobs(JobStateName(JobState::kQueued)).Increment();
+  }
+  PersistLocked(job);
+  return job.record;
+}
+
+absl::StatusOr<JobRecord> JobManager::Get(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
+  return it->second.record;
+}
+
+std::vector<JobRecord> JobManager::List() {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobRecord> records;
+  records.reserve(order_.size());
+  for (const std::string& id : order_) records.push_back(jobs_.at(id).record);
+  return records;
+}
+
+absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
+  Job& job = it->second;
+  if (job.record.state == JobState::kQueued) {
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+    TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled before it ran"));
+  } else if (job.record.state == JobState::kRunning && !job.cancel_requested) {
+    job.cancel_requested = true;
+    if (job.execution != nullptr) job.execution->Cancel();
+    job.record.progress.message = "cancelling at the next block boundary";
+    NotifyLocked(job);
+  }
+  return job.record;
+}
+
+absl::StatusOr<int64_t> JobManager::Watch(const std::string& id, WatchFn fn) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
+  fn(it->second.record);
+  const int64_t handle = next_watch_++;
+  if (!IsTerminal(it->second.record.state)) watchers_[handle] = Watcher{id, std::move(fn)};
+  return handle;
+}
+
+void JobManager::Unwatch(int64_t handle) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(handle);
+}
+
+void JobManager::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    for (auto& [id, job] : jobs_) {
+      if (job.execution != nullptr) job.execution->Cancel();
+    }
+  }
+  for (std::thread& t : runners_) t.join();
+}
+
+void JobManager::RunnerLoop() {
+  while (true) {
+    std::string id;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutting_down_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (shutting_down_) return;  // Queued jobs stay QUEUED for the next start.
+      id = queue_.front();
+      queue_.pop_front();
+      Job& job = jobs_.at(id);
+      job.record.progress.stage = JobStage::kStarting;
+      job.record.progress.message = "waiting for workers";
+      TransitionLocked(job, JobState::kRunning, absl::OkStatus());
+      if (deps_.metrics != nullptr) {
+        deps_.metrics->target_bits().Set(job.record.config.quant.target_bits);
+        deps_.metrics->achieved_bits().Set(0);
+        deps_.metrics->job_progress_percent().Set(0);
+      }
+    }
+    RunJob(id);
+  }
+}
+
+void JobManager::RunJob(const std::string& id) {
+  JobConfig config;
+  {
+    absl::MutexLock lock(&mu_);
+    config = jobs_.at(id).record.config;
+  }
+  absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> engines = deps_.engine_provider(id);
+  std::unique_ptr<JobExecution> execution;
+  absl::StatusOr<JobSummary> result = absl::UnknownError("not run");
+  if (!engines.ok()) {
+    result = engines.status();
+  } else {
+    std::vector<BlockEngine*> raw;
+    for (auto& e : *engines) raw.push_back(e.get());
+    execution = deps_.execution_factory(
+        config, raw, [this, id](const JobProgress& p) { OnProgress(id, p); });
+    bool cancelled;
+    {
+      absl::MutexLock lock(&mu_);
+      Job& job = jobs_.at(id);
+      job.execution = execution.get();
+      cancelled = job.cancel_requested || shutting_down_;
+    }
+    // Cancelled while waiting for workers: skip the run (Start alone loads
+    // the model on every worker).
+    result = cancelled ? absl::StatusOr<JobSummary>(absl::CancelledError("cancelled"))
+                       : execution->Run();
+    // Free the job's state on every worker, whatever happened.
+    for (auto& e : *engines) e->Reset();
+  }
+  absl::MutexLock lock(&mu_);
+  Job& job = jobs_.at(id);
+  job.execution = nullptr;
+  if (result.ok()) {
+    job.record.summary = *result;
+    job.record.progress.stage = JobStage::kDone;
+    job.record.progress.percent = 100;
+    job.record.progress.eta = absl::ZeroDuration();
+    job.record.progress.achieved_bits = result->achieved_bits;
+    if (deps_.metrics != nullptr) deps_.metrics->achieved_bits().Set(result->achieved_bits);
+    TransitionLocked(job, JobState::kSucceeded, absl::OkStatus());
+  } else if (job.cancel_requested) {
+    TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled by request"));
+  } else if (shutting_down_ && result.status().code() == absl::StatusCode::kCancelled) {
+    TransitionLocked(job, JobState::kFailed,
+                     absl::AbortedError("interrupted by a coordinator shutdown; resubmit"));
+  } else {
+    TransitionLocked(job, JobState::kFailed, result.status());
+  }
+  execution.reset();  // Under mu_: nothing else references it any more.
+}
+
+void JobManager::OnProgress(const std::string& id, const JobProgress& p) {
+  absl::MutexLock lock(&mu_);
+  Job& job = jobs_.at(id);
+  if (IsTerminal(job.record.state)) return;
+  job.record.progress = p;
+  if (job.cancel_requested) job.record.progress.message = "cancelling at the next block boundary";
+  if (deps_.metrics != nullptr) {
+    deps_.metrics->job_progress_percent().Set(p.percent);
+    deps_.metrics->achieved_bits().Set(p.achieved_bits);
+  }
+  NotifyLocked(job);
+}
+
+void JobManager::TransitionLocked(Job& job, JobState state, absl::Status error) {
+  const JobState old = job.record.state;
+  job.record.state = state;
+  job.record.error = std::move(error);
+  const absl::Time now = options_.now();
+  if (state == JobState::kRunning) job.record.start_time = now;
+  if (IsTerminal(state)) {
+    job.record.end_time = now;
+    if (!job.record.error.ok()) job.record.progress.message = std::string(job.record.error.message());
+  }
+  if (deps_.metrics != nullptr) {
+    deps_.metrics->jobs(JobStateName(old)).Decrement();
+    deps_.metrics->jobs(JobStateName(state)).Increment();
+    if (IsTerminal(state) && old == JobState::kRunning) {
+      deps_.metrics->job_seconds().Observe(
+          absl::ToDoubleSeconds(job.record.end_time - job.record.start_time));
+    }
+  }
+  PersistLocked(job);
+  NotifyLocked(job);
+}
+
+void JobManager::PersistLocked(const Job& job) {
+  // A failed save loses durability, not the job: log and go on.
+  if (absl::Status s = store_.Save(job.record); !s.ok()) {
+    std::cerr << "baq-coordinator: cannot persist job " << job.record.id << ": " << s << "\n";
+  }
+}
+
+void JobManager::NotifyLocked(const Job& job) {
+  const bool last = IsTerminal(job.record.state);
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (it->second.job_id != job.record.id) {
+      ++it;
+      continue;
+    }
+    it->second.fn(job.record);
+    it = last ? watchers_.erase(it) : std::next(it);
+  }
+}
+
+}  // namespace baq::coordinator

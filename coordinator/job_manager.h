@@ -1,0 +1,163 @@
+// coordinator/job_manager.h
+//
+// JobManager: the coordinator's core, free of gRPC. It queues jobs, runs
+// them (up to `max_concurrent_jobs` at a time, each on its own thread, FIFO)
+// with a JobExecution — coordinator::JobRunner over the engines of the live
+// workers in the daemon, a fake in tests — and answers Submit, Get, List,
+// Cancel and Watch. Every state change is persisted through a JobStore, so a
+// restarted coordinator lists old jobs; on reload, QUEUED jobs are queued
+// again and RUNNING ones (whose worker state is gone) become FAILED/ABORTED.
+//
+// Submit is idempotent by request id: the same id with the same config
+// returns the first job; with another config it is AlreadyExists.
+//
+// Watchers are called under the manager's lock, in event order, with a
+// snapshot of the record: first immediately, then after every change; the
+// call with a terminal state is the last. A watcher must not block or call
+// back into the manager (the Watch RPC only queues a write).
+//
+// Thread-safe. Shutdown() (also by the destructor) stops accepting jobs,
+// cancels running ones and joins the threads.
+//
+// Example:
+//   JobManagerDeps deps{JobRunnerExecutionFactory(), pool.EngineProvider(), &metrics};
+//   BAQ_ASSIGN_OR_RETURN(auto jobs, JobManager::Create(options, std::move(deps)));
+//   BAQ_ASSIGN_OR_RETURN(JobRecord job, jobs->Submit("req-1", config));
+#ifndef BAQ_COORDINATOR_JOB_MANAGER_H_
+#define BAQ_COORDINATOR_JOB_MANAGER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/block_engine.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_record.h"
+#include "coordinator/job_runner.h"
+#include "coordinator/job_store.h"
+
+namespace baq::coordinator {
+
+// One run of one job: JobRunner in production.
+class JobExecution {
+ public:
+  virtual ~JobExecution() = default;
+  virtual absl::StatusOr<JobSummary> Run() = 0;
+  // Thread-safe; Run() then returns Cancelled soon.
+  virtual void Cancel() = 0;
+};
+
+using ExecutionFactory = std::function<std::unique_ptr<JobExecution>(
+    const JobConfig& config, std::vector<BlockEngine*> engines, JobRunner::ProgressFn progress)>;
+
+// The engines one job runs on. May block (waiting for workers to register).
+using EngineProvider = std::function<absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(
+    const std::string& job_id)>;
+
+// Runs jobs with coordinator::JobRunner (coordinator/job_runner_execution.cc).
+ExecutionFactory JobRunnerExecutionFactory();
+
+struct JobManagerOptions {
+  // Where job records are persisted; empty: memory only.
+  std::string data_dir;
+  // Jobs running at once; they share the workers (each worker runs one
+  // engine per job and device, so this mostly trades memory for latency).
+  int max_concurrent_jobs = 1;
+  // Submit fails with ResourceExhausted beyond this many queued jobs.
+  size_t max_queued_jobs = 1000;
+  // The clock for record timestamps; tests inject a fake.
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+struct JobManagerDeps {
+  ExecutionFactory execution_factory;  // Required.
+  EngineProvider engine_provider;      // Required.
+  CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
+};
+
+class JobManager {
+ public:
+  using WatchFn = std::function<void(const JobRecord&)>;
+
+  // Loads earlier jobs from `data_dir` and starts the runner threads.
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(JobManagerOptions options,
+                                                            JobManagerDeps deps);
+  ~JobManager();
+
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // InvalidArgument (config.Validate()), AlreadyExists (request id reused
+  // with another config), ResourceExhausted (queue full), Unavailable
+  // (shutting down).
+  absl::StatusOr<JobRecord> Submit(const std::string& request_id, JobConfig config)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<JobRecord> Get(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Oldest first.
+  std::vector<JobRecord> List() ABSL_LOCKS_EXCLUDED(mu_);
+  // Queued: cancelled now. Running: at the next block boundary (the record
+  // stays RUNNING until then). Finished: unchanged. NotFound if unknown.
+  absl::StatusOr<JobRecord> Cancel(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Registers `fn` (see the file comment); returns a handle for Unwatch.
+  // NotFound if unknown.
+  absl::StatusOr<int64_t> Watch(const std::string& id, WatchFn fn) ABSL_LOCKS_EXCLUDED(mu_);
+  // After it returns, the watcher is not called again. Unknown ids are a no-op.
+  void Unwatch(int64_t handle) ABSL_LOCKS_EXCLUDED(mu_);
+
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Job {
+    JobRecord record;
+    JobExecution* execution = nullptr;  // Owned by the running thread.
+    bool cancel_requested = false;
+  };
+  struct Watcher {
+    std::string job_id;
+    WatchFn fn;
+  };
+
+  JobManager(JobManagerOptions options, JobManagerDeps deps);
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+  void RunnerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void RunJob(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnProgress(const std::string& id, const JobProgress& p) ABSL_LOCKS_EXCLUDED(mu_);
+  // Moves the job to `state` (metrics, timestamps, persistence, watchers).
+  void TransitionLocked(Job& job, JobState state, absl::Status error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifyLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const JobManagerOptions options_;
+  const JobManagerDeps deps_;
+  const JobStore store_;
+
+  absl::Mutex mu_;
+  std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);  // Ids, oldest first.
+  std::map<std::string, std::string> id_by_request_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t id_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Last: joined by Shutdown() before the state above goes away.
+  std::vector<std::thread> runners_;
+};
+
+}  // namespace baq::coordinator
+
+#endif  // BAQ_COORDINATOR_JOB_MANAGER_H_

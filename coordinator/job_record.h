@@ -1,0 +1,47 @@
+// coordinator/job_record.h
+//
+// JobRecord: what the coordinator knows about one job — its config, state,
+// latest progress, result or error — as a plain value type shared by the
+// JobManager (the core), the JobStore (persistence) and the JobService
+// (which converts it to baq.v1.Job). Thread-compatible value types.
+#ifndef BAQ_COORDINATOR_JOB_RECORD_H_
+#define BAQ_COORDINATOR_JOB_RECORD_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/job_config.h"
+#include "coordinator/job_runner.h"
+
+namespace baq::coordinator {
+
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+
+// "queued", "running", "succeeded", "failed", "cancelled".
+absl::string_view JobStateName(JobState state);
+absl::StatusOr<JobState> ParseJobState(absl::string_view name);
+inline bool IsTerminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+struct JobRecord {
+  std::string id;
+  std::string request_id;  // Client idempotency key; may be empty.
+  JobConfig config;
+  JobState state = JobState::kQueued;
+  absl::Status error;  // Non-OK exactly when FAILED or CANCELLED.
+  std::optional<JobSummary> summary;  // Set when SUCCEEDED.
+  JobProgress progress;               // The latest event.
+  // absl::UnixEpoch() means "not yet".
+  absl::Time create_time = absl::UnixEpoch();
+  absl::Time start_time = absl::UnixEpoch();
+  absl::Time end_time = absl::UnixEpoch();
+};
+
+}  // namespace baq::coordinator
+
+#endif  // BAQ_COORDINATOR_JOB_RECORD_H_

@@ -1,0 +1,223 @@
+#include "coordinator/remote_block_engine.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proto/convert.h"
+
+namespace baq::coordinator {
+namespace {
+
+void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+// Retries only what is safe to repeat: ExportInputs reads, ResetJob is
+// idempotent. Measure/Quantize/StartJob are retried by the job, not here.
+constexpr char kWorkerServiceConfig[] = R"json({
+  "methodConfig": [{
+    "name": [{"service": "baq.v1.WorkerService", "method": "ExportInputs"},
+             {"service": "baq.v1.WorkerService", "method": "ResetJob"}],
+    "retryPolicy": {
+      "maxAttempts": 4, "initialBackoff": "0.2s", "maxBackoff": "2s",
+      "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})json";
+
+// Reassembles a Quantize stream into a BlockOutput.
+class OutputAssembly {
+ public:
+  absl::Status Add(const v1::QuantizeResponseChunk& chunk) {
+    switch (chunk.kind_case()) {
+      case v1::QuantizeResponseChunk::kTensor: {
+        if (absl::Status s = CheckTensorComplete(); !s.ok()) return s;
+        absl::StatusOr<TensorBytes> t = FromProtoHeader(chunk.tensor());
+        if (!t.ok()) return t.status();
+        expected_bytes_ = chunk.tensor().total_bytes();
+        out_.tensors.push_back(*std::move(t));
+        out_.tensor_format.push_back(chunk.tensor().format());
+        return absl::OkStatus();
+      }
+      case v1::QuantizeResponseChunk::kData: {
+        if (out_.tensors.empty()) return absl::InternalError("tensor data before any header");
+        std::string& bytes = out_.tensors.back().bytes;
+        if (bytes.size() + chunk.data().size() > expected_bytes_) {
+          return absl::InternalError(absl::StrCat(out_.tensors.back().name, ": more than ",
+                                                  expected_bytes_, " bytes streamed"));
+        }
+        bytes.append(chunk.data());
+        return absl::OkStatus();
+      }
+      case v1::QuantizeResponseChunk::kReport: {
+        if (absl::Status s = CheckTensorComplete(); !s.ok()) return s;
+        const v1::QuantizeReport& r = chunk.report();
+        if (static_cast<size_t>(r.num_tensors()) != out_.tensors.size()) {
+          return absl::InternalError(absl::StrCat("report names ", r.num_tensors(),
+                                                  " tensors, stream had ", out_.tensors.size()));
+        }
+        out_.block = r.block();
+        for (const v1::LayerReport& l : r.layers()) out_.layers.push_back(FromProto(l));
+        have_report_ = true;
+        return absl::OkStatus();
+      }
+      default:
+        return absl::InternalError("empty Quantize chunk");
+    }
+  }
+
+  absl::StatusOr<BlockOutput> Finish() && {
+    if (!have_report_) return absl::InternalError("Quantize stream ended without a report");
+    return std::move(out_);
+  }
+
+ private:
+  absl::Status CheckTensorComplete() const {
+    if (out_.tensors.empty() || out_.tensors.back().bytes.size() == expected_bytes_) {
+      return absl::OkStatus();
+    }
+    return absl::InternalError(absl::StrCat(out_.tensors.back().name, ": got ",
+                                            out_.tensors.back().bytes.size(), " of ",
+                                            expected_bytes_, " bytes"));
+  }
+
+  BlockOutput out_;
+  uint64_t expected_bytes_ = 0;
+  bool have_report_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetServiceConfigJSON(kWorkerServiceConfig);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+RemoteBlockEngine::RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label,
+                                     std::string job_id, int device_index,
+                                     RemoteEngineOptions options)
+    : stub_(v1::WorkerService::NewStub(std::move(channel))),
+      label_(std::move(label)),
+      job_id_(std::move(job_id)),
+      device_index_(device_index),
+      options_(options) {}
+
+absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
+  if (status.ok()) return absl::OkStatus();
+  absl::Status s = FromGrpcStatus(status);
+  return absl::Status(s.code(), absl::StrCat("worker ", label_, " device ", device_index_, ": ",
+                                             s.message()));
+}
+
+absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.start_timeout);
+  v1::StartJobRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  ToProto(config, req.mutable_spec());
+  v1::StartJobResponse resp;
+  if (absl::Status s = Wrap(stub_->StartJob(&ctx, req, &resp)); !s.ok()) return s;
+  num_blocks_ = resp.num_blocks();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.block_timeout);
+  v1::MeasureRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  v1::BlockMeasurement resp;
+  if (absl::Status s = Wrap(stub_->Measure(&ctx, req, &resp)); !s.ok()) return s;
+  return FromProto(resp);
+}
+
+absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
+    int64_t block, const std::vector<LayerAllocation>& allocation) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.block_timeout);
+  v1::QuantizeRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  ToProto(allocation, req.mutable_allocation());
+  std::unique_ptr<grpc::ClientReader<v1::QuantizeResponseChunk>> reader =
+      stub_->Quantize(&ctx, req);
+  OutputAssembly assembly;
+  absl::Status stream_status;
+  v1::QuantizeResponseChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (stream_status.ok()) stream_status = assembly.Add(chunk);
+    if (!stream_status.ok()) ctx.TryCancel();  // Drain; Finish reports.
+  }
+  if (absl::Status s = Wrap(reader->Finish()); !s.ok() && stream_status.ok()) return s;
+  if (!stream_status.ok()) {
+    return absl::Status(stream_status.code(),
+                        absl::StrCat("worker ", label_, ": bad Quantize stream: ",
+                                     stream_status.message()));
+  }
+  return std::move(assembly).Finish();
+}
+
+absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.transfer_timeout);
+  v1::ExportInputsRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader = stub_->ExportInputs(&ctx, req);
+  std::string bytes;
+  v1::Chunk chunk;
+  while (reader->Read(&chunk)) bytes.append(chunk.data());
+  if (absl::Status s = Wrap(reader->Finish()); !s.ok()) return s;
+  return bytes;
+}
+
+absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.transfer_timeout);
+  v1::ImportInputsResponse resp;
+  std::unique_ptr<grpc::ClientWriter<v1::ImportInputsChunk>> writer =
+      stub_->ImportInputs(&ctx, &resp);
+  size_t offset = 0;
+  do {  // At least one message: it names the target, even for no bytes.
+    v1::ImportInputsChunk chunk;
+    if (offset == 0) {
+      chunk.set_job_id(job_id_);
+      chunk.set_device_index(device_index_);
+      chunk.set_block(block);
+    }
+    const size_t n = std::min(kMaxChunkBytes, bytes.size() - offset);
+    chunk.set_data(bytes.data() + offset, n);
+    offset += n;
+    if (!writer->Write(chunk)) break;  // Stream broken: Finish says why.
+  } while (offset < bytes.size());
+  writer->WritesDone();
+  if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
+  if (resp.bytes_received() != bytes.size()) {
+    return absl::InternalError(absl::StrCat("worker ", label_, " received ",
+                                            resp.bytes_received(), " of ", bytes.size(),
+                                            " input bytes"));
+  }
+  return absl::OkStatus();
+}
+
+void RemoteBlockEngine::Reset() {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.control_timeout);
+  v1::ResetJobRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  v1::ResetJobResponse resp;
+  // Ignored: Reset() has no error channel, and a worker that is unreachable
+  // or restarted holds no state of this job to free.
+  (void)stub_->ResetJob(&ctx, req, &resp);
+}
+
+}  // namespace baq::coordinator
