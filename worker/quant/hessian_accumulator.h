@@ -1,0 +1,81 @@
+// worker/quant/hessian_accumulator.h
+//
+// HessianAccumulator collects the GPTQ proxy Hessian H = 2/n * sum_t x_t x_t^T
+// of one linear layer's inputs (n = number of rows x_t), batch by batch.
+//
+// It keeps the UNNORMALIZED float64 sum and the row count, so partial sums from
+// any number of batches, devices or workers merge by addition (Merge(), an
+// all-reduce, or Serialize() -> Deserialize() -> Merge()), in any order, with
+// only float64 rounding between orders; Finalize() divides once at the end.
+// (IST-DASLab/gptq `add_batch` keeps a float32 running mean instead, whose
+// rescaling makes the result depend on the batch split.)
+//
+// Thread-compatible: one thread (the device executor) calls all methods.
+//
+// Example:
+//   HessianAccumulator acc(/*num_columns=*/4096, at::kCUDA);
+//   BAQ_RETURN_IF_ERROR(acc.Add(activations));   // [batch, seq, 4096]
+//   std::string wire = acc.Serialize();          // to the coordinator / a peer
+//   BAQ_ASSIGN_OR_RETURN(at::Tensor h, acc.Finalize(at::kFloat));
+#ifndef BAQ_WORKER_QUANT_HESSIAN_ACCUMULATOR_H_
+#define BAQ_WORKER_QUANT_HESSIAN_ACCUMULATOR_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace baq::worker {
+
+class HessianAccumulator {
+ public:
+  // An empty accumulator (zero sum, zero rows) on `device`.
+  // REQUIRES: num_columns > 0.
+  explicit HessianAccumulator(int64_t num_columns, at::Device device = at::kCPU);
+
+  HessianAccumulator(const HessianAccumulator&) = delete;
+  HessianAccumulator& operator=(const HessianAccumulator&) = delete;
+  HessianAccumulator(HessianAccumulator&&) = default;
+  HessianAccumulator& operator=(HessianAccumulator&&) = default;
+
+  // Adds activations [..., num_columns] (any floating dtype, any device; leading
+  // dims are flattened into rows; zero rows is a no-op). InvalidArgument on a
+  // width mismatch, non-floating dtype or NaN/Inf.
+  absl::Status Add(const at::Tensor& activations);
+
+  // Adds another accumulator's sum and rows. InvalidArgument on a width mismatch.
+  absl::Status Merge(const HessianAccumulator& other);
+
+  // 2/rows * sum as float32 or float64 [num_columns, num_columns] on device().
+  // FailedPrecondition if no rows were added; InvalidArgument for other dtypes.
+  absl::StatusOr<at::Tensor> Finalize(at::ScalarType dtype = at::kFloat) const;
+
+  // Wire format (little-endian): "BAQH", u32 version = 1, i64 num_columns,
+  // i64 rows, then num_columns^2 float64 of the sum, row-major.
+  std::string Serialize() const;
+  // InvalidArgument (naming the fault) on a malformed or truncated string.
+  static absl::StatusOr<HessianAccumulator> Deserialize(absl::string_view bytes,
+                                                        at::Device device = at::kCPU);
+
+  int64_t num_columns() const { return num_columns_; }
+  int64_t rows() const { return rows_; }
+  at::Device device() const { return sum_.device(); }
+  // The raw float64 sum (for an all-reduce across ranks); rows() must be
+  // summed alongside it.
+  const at::Tensor& sum() const { return sum_; }
+  at::Tensor& mutable_sum() { return sum_; }
+  void set_rows(int64_t rows) { rows_ = rows; }
+
+ private:
+  int64_t num_columns_;
+  at::Tensor sum_;  // [num_columns, num_columns], float64, on the device.
+  int64_t rows_ = 0;
+};
+
+}  // namespace baq::worker
+
+#endif  // BAQ_WORKER_QUANT_HESSIAN_ACCUMULATOR_H_
