@@ -139,6 +139,28 @@ def exported_metrics(root, dirs=("coordinator", "worker", "common")):
     return metrics
 
 
+def unlabelled_metrics(root, dirs=("coordinator", "worker", "common")):
+    """Metrics registered with an empty label set at construction (.Add({}) in
+    the same statement, or through a helper such as SimpleGauge): a scrape
+    shows them from the start. Labelled families appear only once used."""
+    out = set()
+    for d in dirs:
+        for dirpath, _, filenames in os.walk(os.path.join(root, d)):
+            for fn in filenames:
+                if not fn.endswith(".cc"):
+                    continue
+                src = _strip_cpp_comments(read(os.path.join(dirpath, fn)))
+                for m in re.finditer(r'"(baq_[a-z0-9_]+)"', src):
+                    # The statement, or the member initializer in a constructor's list.
+                    ends = [i for i in (src.find(";", m.end()), src.find("Build", m.end()),
+                                        src.find(".Name(", m.end())) if i >= 0]
+                    statement = src[m.end():min(ends) if ends else len(src)]
+                    via_name = re.search(r"\.Name\(\s*$", src[:m.start()]) is not None
+                    if re.search(r"\.Add\(\s*\{\s*\}", statement) or not via_name:
+                        out.add(m.group(1))
+    return out
+
+
 def exported_labels(root, dirs=("coordinator", "worker", "common")):
     """Label names used in .Add({{"label", ...}}) calls of the metrics code."""
     labels = set()
