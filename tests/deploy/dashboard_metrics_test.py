@@ -64,8 +64,8 @@ def main():
             report.check(m.group(2) in labels,
                          "variable $%s: label %r is not exported" % (var["name"], m.group(2)))
         else:
-            exprs.append(("variable $%s" % var["name"], re.sub(r"^\s*query_result\((.*)\)\s*$",
-                                                             r"\1", q)))
+            query = re.sub(r"^\s*query_result\((.*)\)\s*$", r"\1", q)
+            exprs.append(("variable $%s" % var["name"], query))
 
     ids = set()
     for p in iter_panels(dash.get("panels", [])):

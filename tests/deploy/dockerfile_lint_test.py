@@ -208,8 +208,8 @@ def check_dockerfile(root, name, report, binaries, targets):
                 from_stage = [o.split("=", 1)[1] for o in opts if o.startswith("--from=")]
                 if from_stage:
                     report.check(from_stage[0] in stage_names,
-                                 "%s: COPY --from=%s names no earlier stage" % (loc,
-                                                                               from_stage[0]))
+                                 "%s: COPY --from=%s names no earlier stage"
+                                 % (loc, from_stage[0]))
                     continue
                 for s in paths[:-1]:
                     if s == ".":

@@ -190,8 +190,8 @@ def _parse_pipeline(expr, where):
     return pipe
 
 
-_KEYWORD = re.compile(r"^(if|else if|else with|else|end|range|with|define|template|block)\b\s*(.*)$",
-                      re.S)
+_KEYWORD = re.compile(
+    r"^(if|else if|else with|else|end|range|with|define|template|block)\b\s*(.*)$", re.S)
 
 
 def _parse(tokens, defines):

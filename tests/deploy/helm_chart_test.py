@@ -160,7 +160,7 @@ def arg_flags(args):
     return out
 
 
-def check_manifests(set_name, docs, overrides, values, strict_flags, report, root):
+def check_manifests(set_name, docs, values, strict_flags, report, root):
     where = "[%s]" % set_name
     by_kind = {}
     for d in docs:
@@ -198,8 +198,8 @@ def check_manifests(set_name, docs, overrides, values, strict_flags, report, roo
             if claim and v["name"] == "data":
                 existing = values["coordinator"]["persistence"]["existingClaim"]
                 report.check(claim in pvcs or claim == existing,
-                             "%s: volume %s claims %s, which is not rendered" % (wname, v["name"],
-                                                                              claim))
+                             "%s: volume %s claims %s, which is not rendered"
+                             % (wname, v["name"], claim))
         for c in containers:
             cname = "%s container %s" % (wname, c["name"])
             for m in c.get("volumeMounts", []):
@@ -333,8 +333,8 @@ def check_worker(cname, sts, c, flags, values, report):
                          % (cname, flags.get("devices"), gpu["count"]))
     else:
         report.check(gpu["resourceName"] not in limits, "%s: requests GPUs in CPU mode" % cname)
-        report.check(devices == ["cpu"], "%s: --devices=%s in CPU mode" % (cname,
-                                                                         flags.get("devices")))
+        report.check(devices == ["cpu"],
+                     "%s: --devices=%s in CPU mode" % (cname, flags.get("devices")))
     pod = sts["spec"]["template"]["spec"]
     pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     report.check(bool(pre), "%s: no preStop hook" % cname)
@@ -365,8 +365,8 @@ def helm_render(chart_dir, overrides):
         import helm_python
     except ImportError:
         return None
-    rendered = helm_python.Chart.load(chart_dir).render(copy.deepcopy(overrides) or None,
-                                                         name=RELEASE, namespace=NAMESPACE)
+    chart = helm_python.Chart.load(chart_dir)
+    rendered = chart.render(copy.deepcopy(overrides) or None, name=RELEASE, namespace=NAMESPACE)
     return {k.rsplit("/", 1)[-1]: v for k, v in rendered.items()}
 
 
@@ -407,7 +407,7 @@ def main():
                 docs += load_docs(text)
             except yaml.YAMLError as e:
                 report.check(False, "[%s] %s is not valid YAML: %s" % (set_name, fn, e))
-        check_manifests(set_name, docs, overrides, values, strict_flags, report, root)
+        check_manifests(set_name, docs, values, strict_flags, report, root)
 
         try:
             real = helm_render(chart_dir, overrides)
