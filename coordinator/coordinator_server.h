@@ -1,0 +1,83 @@
+// coordinator/coordinator_server.h
+//
+// CoordinatorServer: the coordinator daemon's gRPC server — JobService (for
+// clients), CoordinatorService (the worker registry) and the standard
+// grpc.health.v1 service — over a JobManager and a WorkerRegistry it does
+// not own. Started through a factory that binds the listen address (port 0
+// picks a free port, see port()).
+//
+// Shutdown: health goes NOT_SERVING, then the server drains in-flight RPCs
+// for up to `shutdown_grace` and cancels the rest (open Watch streams).
+// Stop the server before the JobManager it serves.
+//
+// Thread-safe.
+//
+// Example:
+//   CoordinatorServerOptions options;
+//   options.listen_address = "0.0.0.0:7000";
+//   BAQ_ASSIGN_OR_RETURN(auto server, CoordinatorServer::Start(
+//       options, CoordinatorDeps{jobs.get(), &registry, &metrics}));
+#ifndef BAQ_COORDINATOR_COORDINATOR_SERVER_H_
+#define BAQ_COORDINATOR_COORDINATOR_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_manager.h"
+#include "coordinator/job_service.h"
+#include "coordinator/registry_service.h"
+#include "coordinator/worker_registry.h"
+
+namespace baq::coordinator {
+
+struct CoordinatorServerOptions {
+  // host:port to bind; port 0 picks a free port.
+  std::string listen_address = "0.0.0.0:0";
+  // How long Shutdown() lets in-flight RPCs run before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+};
+
+struct CoordinatorDeps {
+  JobManager* jobs = nullptr;           // Required; not owned.
+  WorkerRegistry* registry = nullptr;   // Required; not owned.
+  CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
+};
+
+class CoordinatorServer {
+ public:
+  // InvalidArgument for missing deps; Unavailable if the address cannot be
+  // bound.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      const CoordinatorServerOptions& options, CoordinatorDeps deps);
+  ~CoordinatorServer();  // Shutdown().
+
+  CoordinatorServer(const CoordinatorServer&) = delete;
+  CoordinatorServer& operator=(const CoordinatorServer&) = delete;
+
+  int port() const { return port_; }
+  // Idempotent, thread-safe.
+  void Shutdown();
+
+ private:
+  CoordinatorServer(const CoordinatorServerOptions& options, CoordinatorDeps deps);
+
+  const CoordinatorServerOptions options_;
+  // Dependency order: the server uses both services.
+  JobService job_service_;
+  RegistryService registry_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace baq::coordinator
+
+#endif  // BAQ_COORDINATOR_COORDINATOR_SERVER_H_

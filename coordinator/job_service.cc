@@ -1,0 +1,166 @@
+#include "coordinator/job_service.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/job_convert.h"
+#include "proto/convert.h"
+
+namespace baq::coordinator {
+namespace {
+
+// Streams a job's events. The manager calls Push() under its lock; Push only
+// queues and starts a write. At most one event waits: a newer one replaces
+// it, and the terminal event, being the newest, is never dropped.
+// Finish() is called outside mu_ (grpc may run OnDone, which deletes *this,
+// on another thread as soon as it is called). Owns itself: deleted in
+// OnDone, after the watcher is unregistered.
+class EventWriter final : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  EventWriter(JobManager* jobs, CoordinatorMetrics* metrics, const std::string& id)
+      : jobs_(jobs), metrics_(metrics) {
+    // OnDone cannot run before this constructor returns, so handle_ needs
+    // no lock: it is written here and read only in OnDone.
+    absl::StatusOr<int64_t> handle =
+        jobs_->Watch(id, [this](const JobRecord& record) { Push(record); });
+    if (!handle.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+      }
+      Done(handle.status());
+      return;
+    }
+    handle_ = *handle;
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::optional<absl::Status> done;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      done = ok ? WriteNextLocked() : FinishLocked(absl::CancelledError("watch stream broken"));
+    }
+    if (done.has_value()) Done(*done);
+  }
+
+  void OnCancel() override {
+    std::optional<absl::Status> done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = FinishLocked(absl::CancelledError("watch cancelled by the client"));
+    }
+    if (done.has_value()) Done(*done);
+  }
+
+  void OnDone() override {
+    // After Unwatch returns the manager makes no more Push calls.
+    if (handle_ != 0) jobs_->Unwatch(handle_);
+    delete this;
+  }
+
+ private:
+  void Push(const JobRecord& record) {
+    std::optional<absl::Status> done;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      v1::JobEvent event;
+      ToProtoEvent(record, &event);
+      pending_ = std::move(event);
+      done = WriteNextLocked();
+    }
+    if (done.has_value()) Done(*done);
+  }
+
+  // Starts the next write if none is in flight; returns the status to
+  // finish with once the terminal event has been written.
+  std::optional<absl::Status> WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_) return std::nullopt;
+    if (!pending_.has_value()) {
+      return terminal_written_ ? FinishLocked(absl::OkStatus()) : std::nullopt;
+    }
+    current_ = std::move(*pending_);
+    pending_.reset();
+    const v1::JobState s = current_.state();
+    terminal_written_ = s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+                        s == v1::JOB_STATE_CANCELLED;
+    writing_ = true;
+    StartWrite(&current_);  // OnWriteDone never runs inline (grpc can_inline=false).
+    return std::nullopt;
+  }
+
+  // Marks the stream finished; the caller calls Done() after unlocking.
+  std::optional<absl::Status> FinishLocked(absl::Status status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return std::nullopt;
+    finished_ = true;
+    return status;
+  }
+
+  void Done(const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->RecordRpc("Watch", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  JobManager* const jobs_;
+  CoordinatorMetrics* const metrics_;
+  int64_t handle_ = 0;
+
+  absl::Mutex mu_;
+  std::optional<v1::JobEvent> pending_ ABSL_GUARDED_BY(mu_);
+  v1::JobEvent current_ ABSL_GUARDED_BY(mu_);  // Being written.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool terminal_written_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx,
+                                             const char* method, const absl::Status& status) {
+  if (metrics_ != nullptr) metrics_->RecordRpc(method, status);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobService::Submit(grpc::CallbackServerContext* ctx,
+                                             const v1::SubmitJobRequest* request,
+                                             v1::Job* job) {
+  absl::StatusOr<JobConfig> config = baq::FromProto(request->spec());
+  if (!config.ok()) return Finish(ctx, "Submit", config.status());
+  absl::StatusOr<JobRecord> record = jobs_->Submit(request->request_id(), *std::move(config));
+  if (record.ok()) coordinator::ToProto(*record, job);
+  return Finish(ctx, "Submit", record.status());
+}
+
+grpc::ServerUnaryReactor* JobService::Get(grpc::CallbackServerContext* ctx,
+                                          const v1::GetJobRequest* request, v1::Job* job) {
+  absl::StatusOr<JobRecord> record = jobs_->Get(request->id());
+  if (record.ok()) coordinator::ToProto(*record, job);
+  return Finish(ctx, "Get", record.status());
+}
+
+grpc::ServerUnaryReactor* JobService::List(grpc::CallbackServerContext* ctx,
+                                           const v1::ListJobsRequest* request,
+                                           v1::ListJobsResponse* response) {
+  for (const JobRecord& record : jobs_->List()) coordinator::ToProto(record, response->add_jobs());
+  return Finish(ctx, "List", absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* ctx,
+                                             const v1::CancelJobRequest* request, v1::Job* job) {
+  absl::StatusOr<JobRecord> record = jobs_->Cancel(request->id());
+  if (record.ok()) coordinator::ToProto(*record, job);
+  return Finish(ctx, "Cancel", record.status());
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* JobService::Watch(grpc::CallbackServerContext* ctx,
+                                                          const v1::WatchJobRequest* request) {
+  return new EventWriter(jobs_, metrics_, request->id());
+}
+
+}  // namespace baq::coordinator
