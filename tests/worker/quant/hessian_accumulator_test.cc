@@ -126,12 +126,15 @@ TEST(HessianAccumulatorTest, SameBitsForOneAndTwoThreads) {
   at::manual_seed(3);
   const at::Tensor x = at::randn({4096, 96}, at::kFloat);
   at::Tensor sums[2];
+  const int saved_threads = at::get_num_threads();
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
+    ASSERT_EQ(at::get_num_threads(), threads);
     HessianAccumulator acc(96);
     ASSERT_TRUE(acc.Add(x).ok());
     sums[threads - 1] = acc.sum().clone();
   }
+  at::set_num_threads(saved_threads);
   EXPECT_TRUE(at::equal(sums[0], sums[1]));
 }
 

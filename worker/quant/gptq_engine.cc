@@ -1,0 +1,197 @@
+#include "worker/quant/gptq_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/quant/quant_grid.h"
+#include "worker/quant/tensor_checks.h"
+#include "worker/torch_call.h"
+
+namespace baq::worker::quant_internal {
+
+absl::Status CheckLayer(const at::Tensor& weight, const at::Tensor& hessian) {
+  BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(weight, "weight"));
+  BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(hessian, "hessian"));
+  if (hessian.size(0) != hessian.size(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hessian must be square, got shape ", ShapeString(hessian)));
+  }
+  if (hessian.size(0) != weight.size(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hessian ", ShapeString(hessian), " does not match weight ", ShapeString(weight),
+        ": expected [in, in] with in = weight.size(1)"));
+  }
+  if (weight.size(0) == 0 || weight.size(1) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight must be non-empty, got shape ", ShapeString(weight)));
+  }
+  if (weight.device() != hessian.device()) {
+    return absl::InvalidArgumentError(absl::StrCat("weight is on ", weight.device().str(),
+                                                   " but hessian on ", hessian.device().str()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEngineOptions(const EngineOptions& options) {
+  if (!std::isfinite(options.percdamp) || options.percdamp < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("percdamp must be finite and >= 0, got ", options.percdamp));
+  }
+  if (!std::isfinite(options.damp_auto_increment) || options.damp_auto_increment < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "damp_auto_increment must be finite and >= 0, got ", options.damp_auto_increment));
+  }
+  if (options.block_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_size must be >= 1, got ", options.block_size));
+  }
+  if (options.compute_dtype != at::kFloat && options.compute_dtype != at::kDouble) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compute_dtype must be float32 or float64, got ", c10::toString(options.compute_dtype)));
+  }
+  return absl::OkStatus();
+}
+
+PreparedHessian PrepareHessian(const at::Tensor& hessian, at::ScalarType dtype) {
+  PreparedHessian p;
+  // Always a copy: the caller's H is never modified.
+  p.h = hessian.to(dtype, /*non_blocking=*/false, /*copy=*/true);
+  p.dead = p.h.diagonal() == 0;
+  // gptq.py: H[dead, dead] = 1 (W[:, dead] = 0 is the caller's job).
+  p.h.diagonal().masked_fill_(p.dead, 1);
+  return p;
+}
+
+at::Tensor ActOrderPermutation(const at::Tensor& h) {
+  return std::get<1>(at::sort(h.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true));
+}
+
+namespace {
+
+// InvalidArgument for a failed factorization; the retry loop keys on it.
+absl::Status NotPositiveDefinite(absl::string_view what, int64_t minor, double percdamp,
+                                 double damp) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " is not positive definite (leading minor of order ", minor,
+      ") with percdamp=", percdamp, " (damp=", damp,
+      "); the Hessian is not a valid PSD matrix or is too ill-conditioned: raise percdamp, "
+      "add calibration samples, or set damp_auto_increment (GPTQModel uses 0.0025)"));
+}
+
+absl::StatusOr<InverseFactor> TryInverseFactor(const at::Tensor& h, double percdamp) {
+  return CallTorch("inverse Hessian factor", [&]() -> absl::StatusOr<InverseFactor> {
+    InverseFactor f;
+    f.percdamp = percdamp;
+    f.damp = percdamp * h.diagonal().mean().item<double>();
+    at::Tensor hd = h.clone();
+    hd.diagonal().add_(f.damp);
+    at::Tensor l, info;
+    std::tie(l, info) = at::linalg_cholesky_ex(hd);
+    if (const int64_t minor = info.item<int64_t>(); minor != 0) {
+      return NotPositiveDefinite("H + damp*I", minor, percdamp, f.damp);
+    }
+    const at::Tensor inv = at::cholesky_inverse(l);
+    std::tie(f.hinv, info) = at::linalg_cholesky_ex(inv, /*upper=*/true);
+    if (const int64_t minor = info.item<int64_t>(); minor != 0) {
+      return NotPositiveDefinite("(H + damp*I)^-1", minor, percdamp, f.damp);
+    }
+    return f;
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<InverseFactor> InverseHessianFactor(const at::Tensor& h, double percdamp,
+                                                   double damp_auto_increment) {
+  for (;;) {
+    absl::StatusOr<InverseFactor> f = TryInverseFactor(h, percdamp);
+    if (f.ok() || f.status().code() != absl::StatusCode::kInvalidArgument ||
+        damp_auto_increment <= 0 || percdamp + damp_auto_increment >= 1) {
+      return f;
+    }
+    percdamp += damp_auto_increment;
+  }
+}
+
+LoopResult RunGptqLoop(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
+                       const GridFn& grid_fn, int64_t sub_block) {
+  const int64_t cols = wt.size(0);
+  const int64_t rows = wt.size(1);
+  LoopResult r;
+  r.qt = at::empty_like(wt);
+  r.codes_t = at::empty({cols, rows}, wt.options().dtype(at::kByte));
+  r.loss = at::empty({cols}, wt.options().dtype(at::kDouble));
+  ColumnGrid grid;
+  for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
+    const int64_t b = std::min(block_size, cols - i1);
+    // The block's working copy (gptq.py W1); `wt` keeps the block-start state
+    // that GridFn documents.
+    at::Tensor w1 = wt.narrow(0, i1, b).clone();
+    at::Tensor err1 = at::empty_like(w1);
+    const at::Tensor h1 = hinv.narrow(0, i1, b).narrow(1, i1, b);
+    const at::Tensor d1 = h1.diagonal();
+    for (int64_t s1 = 0; s1 < b; s1 += sub_block) {
+      const int64_t s = std::min(sub_block, b - s1);
+      for (int64_t i = s1; i < s1 + s; ++i) {
+        const int64_t k = i1 + i;
+        grid_fn(k, wt, &grid);
+        at::Tensor w = w1[i];
+        if (i > s1) {
+          // Pending updates from columns s1..i-1 of this sub-block:
+          // w -= sum_j err_j * U[j, i].
+          w = at::addmv(w, err1.narrow(0, s1, i - s1).t(), h1.select(1, i).narrow(0, s1, i - s1),
+                        /*beta=*/1, /*alpha=*/-1);
+        }
+        const at::Tensor codes = QuantizeCodes(w, grid.scale, grid.zero, grid.maxq);
+        const at::Tensor q = grid.scale * (codes - grid.zero);
+        at::Tensor err = err1[i];
+        at::div_out(err, w - q, d1[i]);
+        r.qt[k].copy_(q);
+        r.codes_t[k].copy_(codes);
+      }
+      if (s1 + s < b) {
+        // Push the sub-block's error onto the rest of the block.
+        w1.narrow(0, s1 + s, b - s1 - s)
+            .addmm_(h1.narrow(0, s1, s).narrow(1, s1 + s, b - s1 - s).t(), err1.narrow(0, s1, s),
+                    /*beta=*/1, /*alpha=*/-1);
+      }
+    }
+    if (i1 + b < cols) {
+      // gptq.py: W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:]).
+      wt.narrow(0, i1 + b, cols - i1 - b)
+          .addmm_(hinv.narrow(0, i1, b).narrow(1, i1 + b, cols - i1 - b).t(), err1,
+                  /*beta=*/1, /*alpha=*/-1);
+    }
+    r.loss.narrow(0, i1, b).copy_(err1.to(at::kDouble).square_().sum(1).mul_(0.5));
+  }
+  return r;
+}
+
+double ProxyLossUnchecked(const at::Tensor& weight, const at::Tensor& quantized,
+                          const at::Tensor& hessian) {
+  const at::Tensor e = weight.to(at::kDouble) - quantized.to(at::kDouble);
+  return (e.mm(hessian.to(at::kDouble)) * e).sum().item<double>();
+}
+
+at::Tensor UnpermuteTransposed(const at::Tensor& t, const at::Tensor& inv_perm) {
+  const at::Tensor ordered = inv_perm.defined() ? t.index_select(0, inv_perm) : t;
+  return ordered.t().contiguous();
+}
+
+absl::Status CheckFiniteResult(const at::Tensor& t, const char* what) {
+  absl::StatusOr<bool> finite =
+      CallTorch("CheckFiniteResult", [&] { return at::isfinite(t).all().item<bool>(); });
+  if (!finite.ok()) return finite.status();
+  if (!*finite) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has non-finite values: the weight or Hessian range overflows the compute "
+              "dtype; retry with compute_dtype = float64"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace baq::worker::quant_internal
