@@ -47,6 +47,9 @@ struct BlockMeasurement {
 struct LayerAllocation {
   std::string name;
   std::vector<int32_t> levels;
+  // Integer width of this layer in the `gptq` output format (the per-column
+  // allocation projected to one width per module); 0 when not requested.
+  int32_t gptq_bits = 0;
 };
 
 struct LayerReport {
@@ -56,6 +59,9 @@ struct LayerReport {
   double bits_sum = 0;    // Sum over weight elements of log2(levels).
   double proxy_loss = 0;  // tr((W - Q) H (W - Q)^T).
   double seconds = 0;
+  // The `gptq` format's projection: its width and proxy loss (0 if absent).
+  int32_t gptq_bits = 0;
+  double gptq_proxy_loss = 0;
 };
 
 struct BlockOutput {

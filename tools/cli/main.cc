@@ -1,4 +1,144 @@
-// The `baq` command line. Thin: dispatches to baq_cli.
-#include "tools/cli/cli.h"
+// The `baq` command line: flags and dispatch only; the commands live in
+// baq_cli (local_commands.h, remote_commands.h).
+#include <cstdio>
+#include <string>
+#include <vector>
 
-int main(int argc, char** argv) { return baq::cli::Main(argc, argv); }
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/job_config.h"
+#include "tools/cli/local_commands.h"
+
+ABSL_FLAG(std::string, model, "", "Model dir (HF layout: config.json, *.safetensors, tokenizer.json)");
+ABSL_FLAG(std::string, calib, "", "Calibration text files, comma-separated (encoded separately, concatenated)");
+ABSL_FLAG(std::string, out, "", "Output dir; published atomically, must not exist");
+ABSL_FLAG(double, bits, 3.0, "Target average bits per weight, in [1, 8] (fractional needs --method baq)");
+ABSL_FLAG(std::string, method, "baq", "baq | gptq | rtn");
+ABSL_FLAG(std::string, format, "fake-quant", "Output formats, comma-separated: fake-quant, packed, gptq");
+ABSL_FLAG(std::string, mode, "sequential", "sequential (exact GPTQ protocol) | parallel");
+ABSL_FLAG(std::string, allocation, "global", "BAQ bit allocation: global (exact model average) | sublayer (paper)");
+ABSL_FLAG(double, theta, 1.95, "BAQ allocation exponent (2 = continuous equal-loss form)");
+ABSL_FLAG(int64_t, nsamples, 128, "Calibration windows");
+ABSL_FLAG(int64_t, seqlen, 2048, "Tokens per calibration / evaluation window");
+ABSL_FLAG(uint64_t, seed, 0, "Calibration sampling seed (Python random.seed compatible)");
+ABSL_FLAG(int32_t, group_size, -1, "GPTQ/RTN group size (-1: one grid per row)");
+ABSL_FLAG(bool, act_order, false, "Quantize columns by decreasing Hessian diagonal");
+ABSL_FLAG(bool, static_groups, false, "Precompute group grids (with --act_order)");
+ABSL_FLAG(bool, sym, false, "Symmetric grids (GPTQ/RTN)");
+ABSL_FLAG(double, percdamp, 0.01, "Hessian damping, fraction of mean diagonal");
+ABSL_FLAG(std::string, device, "cpu", "Device for local mode: cpu | cuda | cuda:N");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
+ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on");
+ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)");
+
+namespace {
+
+constexpr char kUsage[] = R"(baq: BAQ + GPTQ quantization of LLMs.
+
+Usage: baq <command> [flags]
+
+Commands (local, embedded mode):
+  quantize   Quantize a model in this process.
+  eval       Perplexity of a checkpoint over non-overlapping windows.
+  inspect    Bit allocation per layer of a baq output.
+
+Examples:
+  baq quantize --model examples/opt-fixture --calib examples/calibration.txt \
+      --bits 3 --nsamples 32 --seqlen 512 --out /tmp/opt-baq3
+  baq quantize --model ~/llama-7b --calib c4.txt --bits 2.5 --format packed,gptq --out /data/llama-baq
+  baq quantize --model ~/opt-125m --calib wiki.txt --method gptq --bits 4 --group_size 128 --act_order --out /tmp/g
+  baq eval --model /tmp/opt-baq3 --text wikitext-2/test.txt
+  baq inspect /tmp/opt-baq3
+
+Run `baq --helpfull` for every flag.)";
+
+template <typename T>
+bool OrFail(const absl::StatusOr<T>& s) {
+  if (!s.ok()) std::fprintf(stderr, "baq: %s\n", std::string(s.status().message()).c_str());
+  return s.ok();
+}
+
+int Finish(const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "baq: error: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+bool BuildJobConfig(baq::JobConfig& c) {
+  c.model_dir = absl::GetFlag(FLAGS_model);
+  c.output_dir = absl::GetFlag(FLAGS_out);
+  c.calibration.files = absl::StrSplit(absl::GetFlag(FLAGS_calib), ',', absl::SkipEmpty());
+  c.calibration.num_samples = absl::GetFlag(FLAGS_nsamples);
+  c.calibration.seqlen = absl::GetFlag(FLAGS_seqlen);
+  c.calibration.seed = absl::GetFlag(FLAGS_seed);
+  c.formats.clear();
+  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_format), ',', absl::SkipEmpty())) {
+    auto parsed = baq::ParseOutputFormat(f);
+    if (!OrFail(parsed)) return false;
+    c.formats.push_back(*parsed);
+  }
+  auto method = baq::ParseQuantMethod(absl::GetFlag(FLAGS_method));
+  auto mode = baq::ParseExecutionMode(absl::GetFlag(FLAGS_mode));
+  auto scope = baq::ParseAllocationScope(absl::GetFlag(FLAGS_allocation));
+  if (!OrFail(method) || !OrFail(mode) || !OrFail(scope)) return false;
+  c.mode = *mode;
+  baq::QuantizationConfig& q = c.quant;
+  q.method = *method;
+  q.allocation_scope = *scope;
+  q.target_bits = absl::GetFlag(FLAGS_bits);
+  q.theta = absl::GetFlag(FLAGS_theta);
+  q.group_size = absl::GetFlag(FLAGS_group_size);
+  q.act_order = absl::GetFlag(FLAGS_act_order);
+  q.static_groups = absl::GetFlag(FLAGS_static_groups);
+  q.symmetric = absl::GetFlag(FLAGS_sym);
+  q.percdamp = absl::GetFlag(FLAGS_percdamp);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view f) {
+    return absl::StrContains(f, "tools/cli/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return 2;
+  }
+  const std::string command = args[1];
+  baq::worker::EngineOptions engine;
+  engine.device = absl::GetFlag(FLAGS_device);
+  engine.num_threads = absl::GetFlag(FLAGS_threads);
+  if (command == "quantize") {
+    baq::JobConfig config;
+    if (!BuildJobConfig(config)) return 2;
+    return Finish(baq::cli::RunQuantize(config, engine));
+  }
+  if (command == "eval") {
+    baq::cli::EvalOptions o;
+    o.model_dir = absl::GetFlag(FLAGS_model);
+    o.text_file = absl::GetFlag(FLAGS_text);
+    o.seqlen = absl::GetFlag(FLAGS_seqlen);
+    o.max_windows = absl::GetFlag(FLAGS_max_windows);
+    o.engine = engine;
+    return Finish(baq::cli::RunEval(o));
+  }
+  if (command == "inspect") {
+    if (args.size() != 3) {
+      std::fprintf(stderr, "usage: baq inspect OUTPUT_DIR\n");
+      return 2;
+    }
+    return Finish(baq::cli::RunInspect(args[2]));
+  }
+  std::fprintf(stderr, "baq: unknown command \"%s\"\n\n%s\n", command.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,134 @@
+#include "coordinator/bit_budget.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace baq::coordinator {
+namespace {
+
+std::vector<LayerLosses> ToLosses(const BlockMeasurement& m) {
+  std::vector<LayerLosses> out;
+  out.reserve(m.layers.size());
+  for (const LayerMeasurement& l : m.layers) {
+    out.push_back(LayerLosses{l.name, l.column_loss, l.rows});
+  }
+  return out;
+}
+
+}  // namespace
+
+BitBudget::BitBudget(const QuantizationConfig& quant, ExecutionMode mode, int64_t total_elements,
+                     bool project_gptq_widths)
+    : quant_(quant),
+      mode_(mode),
+      total_elements_(total_elements),
+      project_gptq_widths_(project_gptq_widths) {}
+
+AllocationOptions BitBudget::Options() const {
+  AllocationOptions o;
+  o.reference_bits = quant_.target_bits;
+  o.theta = quant_.theta;
+  o.min_levels = 1;
+  o.max_levels = quant_.max_levels;
+  return o;
+}
+
+std::string BitBudget::scope_name() const {
+  if (quant_.method != QuantMethod::kBaq) return "uniform";
+  return std::string(AllocationScopeName(quant_.allocation_scope));
+}
+
+std::vector<LayerAllocation> BitBudget::Project(std::vector<LayerAllocation> layers,
+                                                const std::vector<LayerLosses>& losses) {
+  if (!project_gptq_widths_) return layers;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const double elements =
+        static_cast<double>(losses[i].rows) * static_cast<double>(losses[i].column_loss.size());
+    const double exact = layers[i].levels.empty()
+                             ? quant_.target_bits * elements
+                             : LayerBitsSum(losses[i].rows, layers[i].levels);
+    projection_exact_ += exact;
+    // The width that brings the projected total closest to the exact total.
+    const double want = (projection_exact_ - projection_assigned_) / elements;
+    // GPTQ kernels take 2, 3, 4 or 8 bits.
+    int32_t bits = 2;
+    for (int32_t c : {3, 4, 8}) {
+      if (std::abs(c - want) < std::abs(bits - want)) bits = c;
+    }
+    layers[i].gptq_bits = bits;
+    projection_assigned_ += bits * elements;
+  }
+  return layers;
+}
+
+absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
+    const BlockMeasurement& m) {
+  std::vector<LayerLosses> losses = ToLosses(m);
+  std::vector<LayerAllocation> out(losses.size());
+  for (size_t i = 0; i < losses.size(); ++i) out[i].name = losses[i].name;
+  if (quant_.method != QuantMethod::kBaq) return Project(std::move(out), losses);
+  const AllocationOptions options = Options();
+  if (quant_.allocation_scope == AllocationScope::kSublayer) {
+    for (size_t i = 0; i < losses.size(); ++i) {
+      BAQ_RETURN_IF_ERROR(ValidateLayerLosses(losses[i]));
+      BAQ_ASSIGN_OR_RETURN(SublayerAllocationResult r,
+                           SublayerAllocation(losses[i].column_loss, options));
+      out[i].levels = std::move(r.levels);
+    }
+    return Project(std::move(out), losses);
+  }
+  FixedBits fixed{bits_done_, elements_done_};
+  BAQ_ASSIGN_OR_RETURN(GlobalAllocation g,
+                       SolveGlobalAllocation(losses, quant_.target_bits, options, fixed));
+  for (size_t i = 0; i < losses.size(); ++i) out[i].levels = std::move(g.levels[i]);
+  return Project(std::move(out), losses);
+}
+
+absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateAll(
+    const std::vector<BlockMeasurement>& blocks) {
+  const bool global_baq = quant_.method == QuantMethod::kBaq &&
+                          quant_.allocation_scope == AllocationScope::kGlobal;
+  if (!global_baq) {
+    std::vector<std::vector<LayerAllocation>> out;
+    for (const BlockMeasurement& m : blocks) {
+      BAQ_ASSIGN_OR_RETURN(std::vector<LayerAllocation> a, AllocateBlock(m));
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+  std::vector<LayerLosses> all;
+  for (const BlockMeasurement& m : blocks) {
+    std::vector<LayerLosses> l = ToLosses(m);
+    all.insert(all.end(), std::make_move_iterator(l.begin()), std::make_move_iterator(l.end()));
+  }
+  BAQ_ASSIGN_OR_RETURN(GlobalAllocation g,
+                       SolveGlobalAllocation(all, quant_.target_bits, Options()));
+  std::vector<std::vector<LayerAllocation>> out;
+  size_t k = 0;
+  for (const BlockMeasurement& m : blocks) {
+    std::vector<LayerAllocation> block;
+    std::vector<LayerLosses> losses(all.begin() + static_cast<std::ptrdiff_t>(k),
+                                    all.begin() + static_cast<std::ptrdiff_t>(k + m.layers.size()));
+    for (size_t i = 0; i < m.layers.size(); ++i, ++k) {
+      block.push_back(LayerAllocation{all[k].name, std::move(g.levels[k]), 0});
+    }
+    out.push_back(Project(std::move(block), losses));
+  }
+  return out;
+}
+
+void BitBudget::Record(const BlockOutput& output) {
+  for (const LayerReport& l : output.layers) {
+    bits_done_ += l.bits_sum;
+    elements_done_ += l.rows * l.columns;
+  }
+}
+
+double BitBudget::achieved_bits() const {
+  return elements_done_ == 0 ? 0.0 : bits_done_ / static_cast<double>(elements_done_);
+}
+
+}  // namespace baq::coordinator

@@ -1,0 +1,77 @@
+// coordinator/bit_budget.h
+//
+// BitBudget turns the workers' per-column loss measurements into per-column
+// level counts so that the whole model's average bitwidth (weighted by
+// element count) equals the job's target. It sees only small float64
+// vectors; the math lives in common/bit_allocation.h.
+//
+//   - Uniform methods (GPTQ, RTN): no allocation; every layer at target bits.
+//   - BAQ, scope `sublayer`: the paper's per-layer reference (geometric mean of
+//     the layer's losses); the average is tracked, not enforced.
+//   - BAQ, scope `global`, parallel mode: all losses are known up front; one
+//     reference loss for the model, solved so the average hits the target.
+//   - BAQ, scope `global`, sequential mode: later blocks' losses are unknown
+//     when a block is allocated, so each block's layers share one reference
+//     loss solved against the whole-model budget with the blocks already
+//     quantized as fixed bits: every prefix of the model, and so the finished
+//     model, averages the target (this supersedes the paper's exponential
+//     self-correction, which only steers towards it; see docs/numerics.md).
+//   - `gptq` output format: each layer's allocation is projected to one
+//     integer width with error diffusion across layers, so the projected
+//     widths average the same as the per-column allocation.
+//
+// Thread-compatible: the job runner's thread calls all methods.
+#ifndef BAQ_COORDINATOR_BIT_BUDGET_H_
+#define BAQ_COORDINATOR_BIT_BUDGET_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/bit_allocation.h"
+#include "common/block_protocol.h"
+#include "common/job_config.h"
+
+namespace baq::coordinator {
+
+class BitBudget {
+ public:
+  // `total_elements`: weight elements of all quantizable layers of the model.
+  BitBudget(const QuantizationConfig& quant, ExecutionMode mode, int64_t total_elements,
+            bool project_gptq_widths);
+
+  // Sequential mode: levels for one block's layers.
+  absl::StatusOr<std::vector<LayerAllocation>> AllocateBlock(const BlockMeasurement& m);
+  // Parallel mode: levels for every block at once (exact global solve).
+  absl::StatusOr<std::vector<std::vector<LayerAllocation>>> AllocateAll(
+      const std::vector<BlockMeasurement>& blocks);
+
+  // Accounts a quantized block's achieved bits.
+  void Record(const BlockOutput& output);
+  double achieved_bits() const;
+  int64_t elements_done() const { return elements_done_; }
+  // "global", "sublayer" or "uniform": what was used.
+  std::string scope_name() const;
+
+ private:
+  AllocationOptions Options() const;
+
+  const QuantizationConfig quant_;
+  const ExecutionMode mode_;
+  const int64_t total_elements_;
+  const bool project_gptq_widths_;
+  double bits_done_ = 0;
+  int64_t elements_done_ = 0;
+  // Error diffusion state of the gptq-format projection: exact and
+  // projected bit-elements of the layers allocated so far.
+  double projection_exact_ = 0;
+  double projection_assigned_ = 0;
+
+  std::vector<LayerAllocation> Project(std::vector<LayerAllocation> layers,
+                                        const std::vector<LayerLosses>& losses);
+};
+
+}  // namespace baq::coordinator
+
+#endif  // BAQ_COORDINATOR_BIT_BUDGET_H_

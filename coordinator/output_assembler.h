@@ -1,0 +1,78 @@
+// coordinator/output_assembler.h
+//
+// OutputAssembler builds a job's published output from the blocks' output
+// tensors, in every requested format, and publishes it atomically:
+//   - one format: `output_dir` is the checkpoint;
+//   - several: `output_dir/<format>/` per format (fake-quant, packed, gptq).
+// Each checkpoint gets model.safetensors (the quantized layers' tensors in
+// block order, then every other input tensor copied unchanged — embeddings,
+// norms, biases, LM head), config.json (the input's, plus a
+// `quantization_config` for packed/gptq), the tokenizer files, and
+// quant_report.json (per-layer bits and proxy loss, the summary).
+// Nothing is visible under `output_dir` until Commit() succeeds; destroying
+// an uncommitted assembler removes everything it wrote.
+//
+// Thread-compatible: one thread (the job runner) calls all methods.
+//
+// Example:
+//   BAQ_ASSIGN_OR_RETURN(auto out, OutputAssembler::Create(config));
+//   for (...) BAQ_RETURN_IF_ERROR(out->AddBlock(block_output));
+//   BAQ_RETURN_IF_ERROR(out->Commit(report_json));
+#ifndef BAQ_COORDINATOR_OUTPUT_ASSEMBLER_H_
+#define BAQ_COORDINATOR_OUTPUT_ASSEMBLER_H_
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/atomic_output_dir.h"
+#include "common/block_protocol.h"
+#include "common/job_config.h"
+#include "common/safetensors_checkpoint.h"
+#include "common/safetensors_writer.h"
+#include "nlohmann/json.hpp"
+
+namespace baq::coordinator {
+
+class OutputAssembler {
+ public:
+  static absl::StatusOr<std::unique_ptr<OutputAssembler>> Create(const JobConfig& config);
+
+  // Appends one block's tensors. REQUIRES: blocks in increasing order.
+  absl::Status AddBlock(const BlockOutput& output);
+  // Copies the untouched input tensors, writes configs and `report`
+  // (quant_report.json), fsyncs and renames into place.
+  absl::Status Commit(const nlohmann::json& report);
+
+ private:
+  struct FormatOutput {
+    OutputFormat format;
+    std::string dir;  // Inside the temp dir.
+    std::unique_ptr<SafetensorsWriter> writer;
+  };
+  OutputAssembler(JobConfig config, std::unique_ptr<AtomicOutputDir> out,
+                  std::unique_ptr<SafetensorsCheckpoint> input)
+      : config_(std::move(config)), out_(std::move(out)), input_(std::move(input)) {}
+  absl::Status CopyUntouchedTensors(FormatOutput& f);
+  absl::Status WriteSideFiles(const FormatOutput& f, const nlohmann::json& report);
+
+  const JobConfig config_;
+  std::unique_ptr<AtomicOutputDir> out_;
+  std::unique_ptr<SafetensorsCheckpoint> input_;
+  std::vector<FormatOutput> formats_;
+  // "<layer>.weight" of every quantized layer: not copied from the input.
+  std::set<std::string> replaced_;
+  int64_t last_block_ = -1;
+};
+
+// The `quantization_config` entry written into config.json for `format`
+// (null for fake-quant, which transformers loads as a plain checkpoint).
+nlohmann::json QuantizationConfigJson(OutputFormat format, const JobConfig& config,
+                                      const nlohmann::json& report);
+
+}  // namespace baq::coordinator
+
+#endif  // BAQ_COORDINATOR_OUTPUT_ASSEMBLER_H_

@@ -1,0 +1,38 @@
+// tools/cli/local_commands.h
+//
+// The subcommands that run in this process (embedded local mode): quantize
+// (the coordinator's JobRunner driving an in-process TorchBlockEngine — the
+// same code the service runs), eval (perplexity of a checkpoint) and inspect
+// (the bit allocation of a baq output). Each returns the exit code's status
+// and prints human-readable results to stdout, progress to stderr.
+#ifndef BAQ_TOOLS_CLI_LOCAL_COMMANDS_H_
+#define BAQ_TOOLS_CLI_LOCAL_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/job_config.h"
+#include "worker/torch_block_engine.h"
+
+namespace baq::cli {
+
+absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine);
+
+struct EvalOptions {
+  std::string model_dir;
+  std::string text_file;
+  int64_t seqlen = 2048;
+  // 0: all windows.
+  int64_t max_windows = 0;
+  worker::EngineOptions engine;
+};
+absl::Status RunEval(const EvalOptions& options);
+
+// Prints the per-layer bit histogram of a baq output dir (quant_report.json
+// and, for packed outputs, the stored level counts).
+absl::Status RunInspect(const std::string& output_dir);
+
+}  // namespace baq::cli
+
+#endif  // BAQ_TOOLS_CLI_LOCAL_COMMANDS_H_

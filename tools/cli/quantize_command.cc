@@ -1,0 +1,35 @@
+// `baq quantize`: embedded local mode — the coordinator's JobRunner driving
+// one in-process TorchBlockEngine, the same code paths as the service.
+#include <cstdio>
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "coordinator/job_runner.h"
+#include "tools/cli/local_commands.h"
+#include "tools/cli/progress_bar.h"
+
+namespace baq::cli {
+
+absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine_options) {
+  BAQ_RETURN_IF_ERROR(config.Validate());
+  BAQ_ASSIGN_OR_RETURN(std::unique_ptr<BlockEngine> engine,
+                       worker::MakeTorchBlockEngine(engine_options));
+  ProgressBar bar(stderr);
+  coordinator::JobRunner runner(config, {engine.get()},
+                                [&bar](const coordinator::JobProgress& p) { bar.Update(p); });
+  absl::StatusOr<coordinator::JobSummary> summary = runner.Run();
+  bar.Finish();
+  if (!summary.ok()) return summary.status();
+  std::printf("output:          %s\n", summary->output_dir.c_str());
+  std::printf("method:          %s (%s allocation)\n",
+              std::string(QuantMethodName(config.quant.method)).c_str(),
+              summary->allocation.c_str());
+  std::printf("bits:            %.4f achieved, %.4f target\n", summary->achieved_bits,
+              summary->target_bits);
+  std::printf("proxy loss:      %.6g (sum over layers of tr((W-Q) H (W-Q)^T))\n",
+              summary->total_proxy_loss);
+  std::printf("wall time:       %.1f s\n", absl::ToDoubleSeconds(summary->wall_time));
+  return absl::OkStatus();
+}
+
+}  // namespace baq::cli

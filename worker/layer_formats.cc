@@ -1,0 +1,193 @@
+#include "worker/layer_formats.h"
+
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/code_packing.h"
+#include "common/status_macros.h"
+#include "worker/model/tensor_convert.h"
+#include "worker/quant/quant_grid.h"
+#include "worker/torch_call.h"
+
+namespace baq::worker {
+namespace {
+
+template <typename T>
+std::string BytesOf(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+at::Tensor Cpu(const at::Tensor& t, at::ScalarType dtype) {
+  return t.to(at::kCPU, dtype).contiguous();
+}
+
+absl::StatusOr<std::string> PackColumns(const at::Tensor& codes_cpu,
+                                        const at::Tensor& levels_cpu) {
+  const int64_t out = codes_cpu.size(0);
+  const int64_t in = codes_cpu.size(1);
+  at::Tensor cols = codes_cpu.t().contiguous();  // [in, out]
+  const uint8_t* c = cols.data_ptr<uint8_t>();
+  const int32_t* lv = levels_cpu.data_ptr<int32_t>();
+  std::string bytes;
+  for (int64_t j = 0; j < in; ++j) {
+    BAQ_ASSIGN_OR_RETURN(std::vector<uint64_t> words,
+                         PackMixedRadix(absl::MakeConstSpan(c + j * out, out), lv[j]));
+    bytes += BytesOf(words);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<TensorBytes> ToTensorBytes(std::string name, const at::Tensor& t) {
+  BAQ_ASSIGN_OR_RETURN(DType dtype, ToDType(t.scalar_type()));
+  TensorBytes out;
+  out.name = std::move(name);
+  out.dtype = dtype;
+  out.shape = t.sizes().vec();
+  BAQ_ASSIGN_OR_RETURN(out.bytes, TensorToBytes(t, dtype));
+  return out;
+}
+
+absl::StatusOr<TensorBytes> FakeQuantTensor(const QuantizedLayer& layer, DType dtype) {
+  TensorBytes out;
+  out.name = layer.name + ".weight";
+  out.dtype = dtype;
+  out.shape = layer.dequantized.sizes().vec();
+  BAQ_ASSIGN_OR_RETURN(out.bytes, TensorToBytes(layer.dequantized, dtype));
+  return out;
+}
+
+absl::StatusOr<std::vector<TensorBytes>> PackedTensors(const QuantizedLayer& layer) {
+  return CallTorch(absl::StrCat("pack ", layer.name),
+                   [&]() -> absl::StatusOr<std::vector<TensorBytes>> {
+    at::Tensor codes = Cpu(layer.codes, at::kByte);
+    at::Tensor levels = Cpu(layer.levels, at::kInt);
+    std::vector<TensorBytes> out;
+    BAQ_ASSIGN_OR_RETURN(std::string packed, PackColumns(codes, levels));
+    TensorBytes q{layer.name + ".qcodes", DType::kU8,
+                  {static_cast<int64_t>(packed.size())}, std::move(packed)};
+    out.push_back(std::move(q));
+    BAQ_ASSIGN_OR_RETURN(TensorBytes l, ToTensorBytes(layer.name + ".levels", levels));
+    out.push_back(std::move(l));
+    if (layer.row_min.defined()) {
+      for (auto& [suffix, t] : {std::pair{".row_min", layer.row_min},
+                                std::pair{".row_max", layer.row_max}}) {
+        BAQ_ASSIGN_OR_RETURN(TensorBytes b, ToTensorBytes(layer.name + suffix, Cpu(t, at::kFloat)));
+        out.push_back(std::move(b));
+      }
+    } else {
+      for (auto& [suffix, t, dtype] : {std::tuple{".scales", layer.scales, at::kFloat},
+                                       std::tuple{".zeros", layer.zeros, at::kFloat},
+                                       std::tuple{".g_idx", layer.g_idx, at::kInt}}) {
+        BAQ_ASSIGN_OR_RETURN(TensorBytes b, ToTensorBytes(layer.name + suffix, Cpu(t, dtype)));
+        out.push_back(std::move(b));
+      }
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<TensorBytes>> GptqTensors(const QuantizedLayer& layer, int bits) {
+  if (layer.row_min.defined() || !layer.scales.defined()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(layer.name, ": gptq format needs a uniform grid layer"));
+  }
+  return CallTorch(absl::StrCat("gptq pack ", layer.name),
+                   [&]() -> absl::StatusOr<std::vector<TensorBytes>> {
+    at::Tensor codes = Cpu(layer.codes, at::kByte);
+    const int64_t out = codes.size(0), in = codes.size(1);
+    BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> qweight,
+                         PackGptqQweight(absl::MakeConstSpan(codes.data_ptr<uint8_t>(),
+                                                             codes.numel()),
+                                         out, in, bits));
+    // qzeros: per group, the `out` zero points minus one, packed along out.
+    at::Tensor zeros = Cpu(layer.zeros, at::kFloat).t().contiguous();  // [groups, out]
+    const int64_t groups = zeros.size(0);
+    const int mask = (1 << bits) - 1;
+    at::Tensor zcodes = ((zeros.round().to(at::kInt) - 1).bitwise_and(mask)).to(at::kByte);
+    BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> qzeros,
+                         PackGptqQweight(absl::MakeConstSpan(zcodes.data_ptr<uint8_t>(),
+                                                             zcodes.numel()),
+                                         groups, out, bits));
+    // PackGptqQweight packs along its second dim and returns [out*bits/32][groups]
+    // row-major; qzeros is [groups][out*bits/32].
+    const int64_t zwords = out * bits / 32;
+    std::vector<uint32_t> qz(static_cast<size_t>(groups * zwords));
+    for (int64_t r = 0; r < zwords; ++r) {
+      for (int64_t g = 0; g < groups; ++g) qz[g * zwords + r] = qzeros[r * groups + g];
+    }
+    std::vector<TensorBytes> result;
+    result.push_back({layer.name + ".qweight", DType::kI32, {in * bits / 32, out}, BytesOf(qweight)});
+    result.push_back({layer.name + ".qzeros", DType::kI32, {groups, zwords}, BytesOf(qz)});
+    BAQ_ASSIGN_OR_RETURN(TensorBytes s, ToTensorBytes(layer.name + ".scales",
+                                                      Cpu(layer.scales, at::kHalf).t().contiguous()));
+    result.push_back(std::move(s));
+    BAQ_ASSIGN_OR_RETURN(TensorBytes gi, ToTensorBytes(layer.name + ".g_idx", Cpu(layer.g_idx, at::kInt)));
+    result.push_back(std::move(gi));
+    return result;
+  });
+}
+
+absl::StatusOr<at::Tensor> DequantizePacked(const SafetensorsCheckpoint& ckpt,
+                                            const std::string& name) {
+  auto load = [&](const char* suffix) -> absl::StatusOr<at::Tensor> {
+    BAQ_ASSIGN_OR_RETURN(TensorView v, ckpt.Get(name + suffix));
+    return CopyTensorFromView(v, at::kCPU, ToScalarType(v.dtype));
+  };
+  BAQ_ASSIGN_OR_RETURN(at::Tensor levels, load(".levels"));
+  BAQ_ASSIGN_OR_RETURN(TensorView qcodes, ckpt.Get(name + ".qcodes"));
+  const bool baq_kind = ckpt.Contains(name + ".row_min");
+  at::Tensor row_min, row_max, scales, zeros, g_idx;
+  if (baq_kind) {
+    BAQ_ASSIGN_OR_RETURN(row_min, load(".row_min"));
+    BAQ_ASSIGN_OR_RETURN(row_max, load(".row_max"));
+  } else {
+    BAQ_ASSIGN_OR_RETURN(scales, load(".scales"));
+    BAQ_ASSIGN_OR_RETURN(zeros, load(".zeros"));
+    BAQ_ASSIGN_OR_RETURN(g_idx, load(".g_idx"));
+  }
+  return CallTorch(absl::StrCat("dequantize ", name), [&]() -> absl::StatusOr<at::Tensor> {
+    const int64_t in = levels.numel();
+    const int64_t out = baq_kind ? row_min.numel() : scales.size(0);
+    const int32_t* lv = levels.data_ptr<int32_t>();
+    at::Tensor codes = at::empty({in, out}, at::kByte);
+    size_t offset = 0;
+    for (int64_t j = 0; j < in; ++j) {
+      BAQ_ASSIGN_OR_RETURN(MixedRadixLayout layout, MixedRadixLayoutFor(lv[j]));
+      const size_t bytes = static_cast<size_t>(MixedRadixPackedWords(layout, out)) * 8;
+      if (offset + bytes > qcodes.bytes.size()) {
+        return absl::DataLossError(absl::StrCat(name, ".qcodes: truncated at column ", j));
+      }
+      std::vector<uint64_t> words(bytes / 8);
+      std::memcpy(words.data(), qcodes.bytes.data() + offset, bytes);
+      offset += bytes;
+      BAQ_ASSIGN_OR_RETURN(std::vector<uint8_t> col, UnpackMixedRadix(words, lv[j], out));
+      std::memcpy(codes[j].data_ptr<uint8_t>(), col.data(), col.size());
+    }
+    if (offset != qcodes.bytes.size()) {
+      return absl::DataLossError(absl::StrCat(name, ".qcodes: ", qcodes.bytes.size() - offset,
+                                              " trailing bytes"));
+    }
+    at::Tensor c = codes.t().to(at::kFloat);  // [out, in]
+    at::Tensor w = at::empty({out, in}, at::kFloat);
+    if (baq_kind) {
+      RowRange range{row_min, row_max};
+      std::map<int32_t, QuantGrid> grids;
+      for (int64_t j = 0; j < in; ++j) {
+        auto it = grids.find(lv[j]);
+        if (it == grids.end()) {
+          it = grids.emplace(lv[j], GridFromRangeUnchecked(range, GridOptions{lv[j], false})).first;
+        }
+        w.select(1, j).copy_(DequantizeCodes(c.select(1, j), it->second.scale, it->second.zero));
+      }
+    } else {
+      at::Tensor gi = g_idx.to(at::kLong);
+      w = DequantizeCodes(c, scales.index_select(1, gi), zeros.index_select(1, gi));
+    }
+    return w;
+  });
+}
+
+}  // namespace baq::worker

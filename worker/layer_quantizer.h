@@ -1,0 +1,57 @@
+// worker/layer_quantizer.h
+//
+// LayerQuantizer applies a job's QuantizationConfig to one linear layer: BAQ
+// pass 1 (per-column losses at the reference width), then the final
+// quantization (BAQ pass 2 with the coordinator's levels, GPTQ or RTN) and
+// the layer's tensors in every requested output format (layer_formats.h).
+// For the `gptq` format of a BAQ job, the layer is re-quantized with GPTQ at
+// the projected integer width the allocation carries, and the proxy loss of
+// that projection is reported.
+//
+// Stateless apart from the config; thread-compatible. LibTorch exceptions
+// are converted to Status.
+#ifndef BAQ_WORKER_LAYER_QUANTIZER_H_
+#define BAQ_WORKER_LAYER_QUANTIZER_H_
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/block_protocol.h"
+#include "common/job_config.h"
+
+namespace baq::worker {
+
+class LayerQuantizer {
+ public:
+  explicit LayerQuantizer(const QuantizationConfig& config) : config_(config) {}
+
+  // Level count of BAQ's uniform pass 1: round(2^target_bits).
+  int ReferenceLevels() const;
+
+  // BAQ pass 1: loss_j of every input column. weight [out, in], hessian [in, in].
+  absl::StatusOr<std::vector<double>> MeasureColumnLoss(const at::Tensor& weight,
+                                                        const at::Tensor& hessian) const;
+
+  struct Result {
+    // The dequantized weight rounded to the checkpoint dtype (float32 values):
+    // what the next block must see.
+    at::Tensor stored_weight;
+    std::vector<TensorBytes> tensors;
+    std::vector<int32_t> tensor_format;  // Index into `formats`, per tensor.
+    LayerReport report;
+  };
+  absl::StatusOr<Result> Quantize(const std::string& name, const at::Tensor& weight,
+                                  const at::Tensor& hessian, const LayerAllocation& allocation,
+                                  const std::vector<OutputFormat>& formats,
+                                  DType checkpoint_dtype) const;
+
+ private:
+  const QuantizationConfig config_;
+};
+
+}  // namespace baq::worker
+
+#endif  // BAQ_WORKER_LAYER_QUANTIZER_H_
