@@ -158,6 +158,7 @@ void JobManager::Shutdown() {
       if (job.execution != nullptr) job.execution->Cancel();
     }
   }
+  if (deps_.abort_in_flight) deps_.abort_in_flight();
   for (std::thread& t : runners_) t.join();
 }
 

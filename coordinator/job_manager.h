@@ -82,6 +82,10 @@ struct JobManagerDeps {
   ExecutionFactory execution_factory;  // Required.
   EngineProvider engine_provider;      // Required.
   CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
+  // Optional: called by Shutdown() after cancelling the executions, to abort
+  // calls in flight (WorkerPool::AbortAll), so shutdown does not wait for
+  // the block each running job is on.
+  std::function<void()> abort_in_flight;
 };
 
 class JobManager {

@@ -14,6 +14,30 @@ void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
+// Registers one call with the job's canceller for its lifetime. Declare it
+// after the ClientContext, so it unregisters before the context dies.
+class ActiveCall {
+ public:
+  ActiveCall(CallCanceller* canceller, grpc::ClientContext* ctx)
+      : canceller_(canceller), ctx_(ctx), ok_(canceller == nullptr || canceller->Add(ctx)) {}
+  ~ActiveCall() {
+    if (canceller_ != nullptr && ok_) canceller_->Remove(ctx_);
+  }
+  ActiveCall(const ActiveCall&) = delete;
+  ActiveCall& operator=(const ActiveCall&) = delete;
+
+  bool ok() const { return ok_; }
+
+ private:
+  CallCanceller* const canceller_;
+  grpc::ClientContext* const ctx_;
+  const bool ok_;
+};
+
+absl::Status AbortedCall() {
+  return absl::AbortedError("job aborted: coordinator shutting down");
+}
+
 // Retries only what is safe to repeat: ExportInputs reads, ResetJob is
 // idempotent. Measure/Quantize/StartJob are retried by the job, not here.
 constexpr char kWorkerServiceConfig[] = R"json({
@@ -98,12 +122,32 @@ std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address) {
 
 RemoteBlockEngine::RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label,
                                      std::string job_id, int device_index,
-                                     RemoteEngineOptions options)
+                                     RemoteEngineOptions options,
+                                     std::shared_ptr<CallCanceller> canceller)
     : stub_(v1::WorkerService::NewStub(std::move(channel))),
       label_(std::move(label)),
       job_id_(std::move(job_id)),
       device_index_(device_index),
-      options_(options) {}
+      options_(options),
+      canceller_(std::move(canceller)) {}
+
+bool CallCanceller::Add(grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return false;
+  active_.insert(ctx);
+  return true;
+}
+
+void CallCanceller::Remove(grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&mu_);
+  active_.erase(ctx);
+}
+
+void CallCanceller::CancelAll() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  for (grpc::ClientContext* ctx : active_) ctx->TryCancel();
+}
 
 absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
   if (status.ok()) return absl::OkStatus();
@@ -115,6 +159,8 @@ absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
 absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, options_.start_timeout);
+  ActiveCall call(canceller_.get(), &ctx);
+  if (!call.ok()) return AbortedCall();
   v1::StartJobRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -128,6 +174,8 @@ absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
 absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, options_.block_timeout);
+  ActiveCall call(canceller_.get(), &ctx);
+  if (!call.ok()) return AbortedCall();
   v1::MeasureRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -141,6 +189,8 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, options_.block_timeout);
+  ActiveCall call(canceller_.get(), &ctx);
+  if (!call.ok()) return AbortedCall();
   v1::QuantizeRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -167,6 +217,8 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
 absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, options_.transfer_timeout);
+  ActiveCall call(canceller_.get(), &ctx);
+  if (!call.ok()) return AbortedCall();
   v1::ExportInputsRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -182,6 +234,8 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
 absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, options_.transfer_timeout);
+  ActiveCall call(canceller_.get(), &ctx);
+  if (!call.ok()) return AbortedCall();
   v1::ImportInputsResponse resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportInputsChunk>> writer =
       stub_->ImportInputs(&ctx, &resp);
@@ -210,6 +264,8 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
 
 void RemoteBlockEngine::Reset() {
   grpc::ClientContext ctx;
+  // Not registered with the canceller: freeing the worker's memory is worth
+  // one short call even while shutting down.
   SetDeadline(ctx, options_.control_timeout);
   v1::ResetJobRequest req;
   req.set_job_id(job_id_);

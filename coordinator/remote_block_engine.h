@@ -21,11 +21,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "baq/v1/worker.grpc.pb.h"
 #include "common/block_engine.h"
@@ -48,11 +51,29 @@ struct RemoteEngineOptions {
 // (ExportInputs, ResetJob) on UNAVAILABLE (STYLE R17).
 std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address);
 
+// Aborts the in-flight calls of all remote engines of one job (they share
+// it), so a coordinator shutdown does not wait out a block's deadline; later
+// calls fail with Aborted at once. Thread-safe.
+class CallCanceller {
+ public:
+  // Registers a call about to start; false if CancelAll() already ran.
+  bool Add(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  void Remove(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  void CancelAll() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  absl::Mutex mu_;
+  std::set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 class RemoteBlockEngine : public BlockEngine {
  public:
-  // `label` names the worker in errors (its address, usually).
+  // `label` names the worker in errors (its address, usually). `canceller`
+  // may be null.
   RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label,
-                    std::string job_id, int device_index, RemoteEngineOptions options);
+                    std::string job_id, int device_index, RemoteEngineOptions options,
+                    std::shared_ptr<CallCanceller> canceller = nullptr);
 
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return num_blocks_; }
@@ -72,6 +93,7 @@ class RemoteBlockEngine : public BlockEngine {
   const std::string job_id_;
   const int device_index_;
   const RemoteEngineOptions options_;
+  const std::shared_ptr<CallCanceller> canceller_;
   int64_t num_blocks_ = 0;
 };
 

@@ -25,16 +25,34 @@ absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> WorkerPool::EnginesFor
         workers.size(), " live worker(s) after waiting ", absl::FormatDuration(options_.worker_wait),
         "; need ", options_.min_workers, " (start baq-worker --coordinator ...)"));
   }
+  auto canceller = std::make_shared<CallCanceller>();
+  {
+    absl::MutexLock lock(&mu_);
+    if (aborted_) canceller->CancelAll();
+    // Forget jobs whose engines are gone.
+    for (auto it = cancellers_.begin(); it != cancellers_.end();) {
+      it = it->second.expired() ? cancellers_.erase(it) : std::next(it);
+    }
+    cancellers_[job_id] = canceller;
+  }
   std::vector<std::unique_ptr<BlockEngine>> engines;
   for (const WorkerInfo& w : workers) {
     std::shared_ptr<grpc::Channel> channel = ChannelFor(w.address);
     for (size_t d = 0; d < w.devices.size(); ++d) {
       engines.push_back(std::make_unique<RemoteBlockEngine>(
           channel, absl::StrCat(w.worker_id, "@", w.address), job_id,
-          static_cast<int>(d), options_.engine));
+          static_cast<int>(d), options_.engine, canceller));
     }
   }
   return engines;
+}
+
+void WorkerPool::AbortAll() {
+  absl::MutexLock lock(&mu_);
+  aborted_ = true;
+  for (auto& [id, weak] : cancellers_) {
+    if (std::shared_ptr<CallCanceller> c = weak.lock()) c->CancelAll();
+  }
 }
 
 EngineProvider WorkerPool::AsProvider() {

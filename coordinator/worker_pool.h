@@ -48,6 +48,9 @@ class WorkerPool {
       const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
   // EnginesForJob as a JobManager EngineProvider; *this must outlive it.
   EngineProvider AsProvider();
+  // Aborts the in-flight calls of every job's engines, and fails their later
+  // calls (for JobManagerDeps::abort_in_flight at shutdown).
+  void AbortAll() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address) ABSL_LOCKS_EXCLUDED(mu_);
@@ -57,6 +60,9 @@ class WorkerPool {
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
+  // Cancellers of the jobs whose engines are alive, by job id.
+  std::map<std::string, std::weak_ptr<CallCanceller>> cancellers_ ABSL_GUARDED_BY(mu_);
+  bool aborted_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace baq::coordinator

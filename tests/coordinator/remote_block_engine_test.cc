@@ -4,6 +4,7 @@
 #include "coordinator/remote_block_engine.h"
 
 #include <memory>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -149,6 +150,24 @@ TEST_F(RemoteBlockEngineTest, EveryCallHasADeadline) {
   auto engine = Engine(0, options);
   ASSERT_TRUE(engine->Start(TestConfig()).ok());
   EXPECT_EQ(engine->Measure(0).status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(RemoteBlockEngineTest, CancellerAbortsCallsInFlightAndLaterOnes) {
+  StartServer(FakeEngineOptions());
+  auto canceller = std::make_shared<CallCanceller>();
+  RemoteBlockEngine engine(channel_, "w001@test", "job-1", 0, RemoteEngineOptions(), canceller);
+  ASSERT_TRUE(engine.Start(TestConfig()).ok());
+  baq::testing::FakeWorkerFaults faults;
+  faults.hang_measure = true;
+  service_->set_faults(faults);
+  absl::Status measured;
+  std::thread caller([&] { measured = engine.Measure(0).status(); });
+  ASSERT_TRUE(service_->AwaitHanging(1, absl::Seconds(10)));
+  canceller->CancelAll();  // The block timeout is an hour; this must not wait for it.
+  caller.join();
+  EXPECT_EQ(measured.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(engine.Measure(0).status().code(), absl::StatusCode::kAborted);
+  engine.Reset();  // Still allowed: frees the worker's state.
 }
 
 TEST_F(RemoteBlockEngineTest, RejectsATruncatedStream) {

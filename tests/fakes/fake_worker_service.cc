@@ -20,6 +20,12 @@ void FakeWorkerService::set_faults(FakeWorkerFaults faults) {
   faults_ = faults;
 }
 
+bool FakeWorkerService::AwaitHanging(int n, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return hanging_ >= n; };
+  return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+}
+
 FakeBlockEngine* FakeWorkerService::Find(const std::string& job, int device) {
   auto it = engines_.find({job, device});
   return it == engines_.end() ? nullptr : it->second.get();
@@ -46,6 +52,7 @@ grpc::Status FakeWorkerService::Measure(grpc::ServerContext* ctx, const v1::Meas
   {
     absl::MutexLock lock(&mu_);
     hang = faults_.hang_measure;
+    if (hang) ++hanging_;
   }
   // A stuck device: poll for the client giving up (test double only).
   while (hang && !ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));

@@ -41,6 +41,8 @@ class FakeWorkerService final : public v1::WorkerService::Service {
       : options_(std::move(options)), log_(log) {}
 
   void set_faults(FakeWorkerFaults faults) ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until `n` Measure calls are hanging (hang_measure) or `timeout`.
+  bool AwaitHanging(int n, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   grpc::Status StartJob(grpc::ServerContext* ctx, const v1::StartJobRequest* req,
                         v1::StartJobResponse* resp) override;
@@ -66,6 +68,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   // One lock for all engines: they are fast and this is a test double.
   absl::Mutex mu_;
   FakeWorkerFaults faults_ ABSL_GUARDED_BY(mu_);
+  int hanging_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::pair<std::string, int>, std::unique_ptr<FakeBlockEngine>> engines_
       ABSL_GUARDED_BY(mu_);
 };
