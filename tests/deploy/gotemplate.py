@@ -16,10 +16,10 @@ and compares the parsed manifests, so a divergence shows up there.
 Supported: {{ }} actions with `-` trimming, comments, pipelines, parenthesized
 sub-pipelines, variables ($x := / $x =, $ for the root), if/else if/else,
 with/else, range (with one or two variables), define, and the functions in
-FUNCS below (Go's and, or, not, eq, ne, len, index, printf, print; Sprig's
-default, trunc, trimSuffix, contains, replace, quote, join, until, list,
-append, int, toString, empty, hasKey; Helm's include, required, toYaml,
-nindent, indent).
+FUNCS below (Go's and, or, not, eq, ne, lt, le, gt, ge, len, index, printf, print;
+Sprig's default, trunc, trimSuffix, contains, replace, quote, join, until,
+list, append, int, add, sub, toString, empty, hasKey, fail; Helm's include,
+required, toYaml, nindent, indent).
 """
 
 import re
@@ -331,6 +331,10 @@ def _required(msg, v):
     return v
 
 
+def _fail(msg):
+    raise TemplateError("fail: " + msg)
+
+
 def _index(coll, *keys):
     for k in keys:
         if isinstance(coll, dict):
@@ -364,6 +368,13 @@ FUNCS = {
     "empty": lambda v: not truth(v),
     "hasKey": lambda d, k: isinstance(d, dict) and k in d,
     "required": _required,
+    "fail": _fail,
+    "add": lambda *a: sum(int(x) for x in a),
+    "sub": lambda a, b: int(a) - int(b),
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
     "toYaml": to_yaml,
     "nindent": lambda n, s: "\n" + _indent(n, s),
     "indent": _indent,

@@ -339,9 +339,23 @@ def check_worker(cname, sts, c, flags, values, report):
     pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     report.check(bool(pre), "%s: no preStop hook" % cname)
     sleep = int(pre[-1]) if pre and str(pre[-1]).isdigit() else 0
-    report.check(pod.get("terminationGracePeriodSeconds", 30) > sleep + 60,
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    report.check(grace > sleep + 60,
                  "%s: terminationGracePeriodSeconds %s leaves no time to finish a block after "
-                 "the %ds preStop" % (cname, pod.get("terminationGracePeriodSeconds"), sleep))
+                 "the %ds preStop" % (cname, grace, sleep))
+    drain = re.match(r"^(\d+)s$", flags.get("shutdown_grace") or "")
+    if report.check(drain is not None, "%s: --shutdown_grace=%s is not N seconds"
+                    % (cname, flags.get("shutdown_grace"))):
+        report.check(sleep + int(drain.group(1)) + 30 <= grace,
+                     "%s: preStop %ds + --shutdown_grace %s + 30 s exceed the pod grace %ss"
+                     % (cname, sleep, flags.get("shutdown_grace"), grace))
+    # Registered as the pod's stable DNS name under the headless Service.
+    want = "$(POD_NAME).%s.%s.svc:%s" % (sts["spec"]["serviceName"], NAMESPACE,
+                                           port_number(c, "grpc"))
+    report.check(flags.get("advertise") == want,
+                 "%s: --advertise=%s, want %s" % (cname, flags.get("advertise"), want))
+    report.check(any(e.get("name") == "POD_NAME" for e in c.get("env", [])),
+                 "%s: --advertise uses $(POD_NAME), which env does not define" % cname)
 
 
 def helm_render(chart_dir, overrides):
@@ -388,6 +402,13 @@ def main():
         report.check(False, "gotemplate accepted a missing value")
     except gotemplate.TemplateError:
         report.check(True, "")
+
+    # A grace period too short to drain a block is refused at render time.
+    try:
+        gotemplate.render_chart(chart_dir, {"worker": {"terminationGracePeriodSeconds": 40}})
+        report.check(False, "a 40 s worker grace period rendered; the chart must fail it")
+    except gotemplate.TemplateError as e:
+        report.check("terminationGracePeriodSeconds" in str(e), "unexpected error: %s" % e)
 
     compare = "--compare-helm" in sys.argv
     helm_seen = False

@@ -84,6 +84,15 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{/* The worker's --shutdown_grace: its pod grace less the preStop pause and 30 s to exit. */}}
+{{- define "baq.worker.shutdownGraceSeconds" -}}
+{{- $grace := sub (sub (int .Values.worker.terminationGracePeriodSeconds) (int .Values.worker.preStopSleepSeconds)) 30 }}
+{{- if lt $grace 30 }}
+{{- fail "worker.terminationGracePeriodSeconds must be at least preStopSleepSeconds + 60" }}
+{{- end }}
+{{- $grace }}
+{{- end }}
+
 {{/*
 Probe action on the gRPC port: Kubernetes' native gRPC health probe
 (grpc.health.v1, Kubernetes >= 1.24), or a TCP check when TLS is on, since
