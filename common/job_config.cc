@@ -37,7 +37,9 @@ constexpr std::pair<absl::string_view, OutputFormat> kFormats[] = {
 constexpr std::pair<absl::string_view, ExecutionMode> kModes[] = {
     {"sequential", ExecutionMode::kSequential}, {"parallel", ExecutionMode::kParallel}};
 constexpr std::pair<absl::string_view, AllocationScope> kScopes[] = {
-    {"global", AllocationScope::kGlobal}, {"sublayer", AllocationScope::kSublayer}};
+    {"global", AllocationScope::kGlobal},
+    {"global-raw", AllocationScope::kGlobalRaw},
+    {"sublayer", AllocationScope::kSublayer}};
 
 }  // namespace
 

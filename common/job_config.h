@@ -18,9 +18,13 @@
 namespace baq {
 
 enum class QuantMethod { kBaq, kGptq, kRtn };
-// kGlobal: one reference loss for the whole model, average bits == target.
-// kSublayer: the BAQ paper's per-layer (geometric-mean) reference.
-enum class AllocationScope { kGlobal, kSublayer };
+// kGlobal: each layer's losses relative to their geometric mean (the paper's
+//   per-layer reference), times one model-wide correction solved so that the
+//   average bits == target exactly (the paper's self-correction, made exact).
+// kGlobalRaw: one reference loss over the raw losses of all layers (bits
+//   flow between layers by absolute proxy loss; may starve whole layers).
+// kSublayer: the BAQ paper's per-layer reference; average tracked, not held.
+enum class AllocationScope { kGlobal, kGlobalRaw, kSublayer };
 // kSequential: exact GPTQ protocol (block l sees the quantized blocks < l).
 // kParallel: every block sees the unquantized model's activations, so all
 // losses are known before any bits are chosen (exact global allocation,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -9,11 +10,21 @@
 namespace baq::coordinator {
 namespace {
 
-std::vector<LayerLosses> ToLosses(const BlockMeasurement& m) {
+// With `normalize`, each layer's losses are divided by their geometric mean
+// (over positive losses): one reference loss over normalized losses is the
+// paper's per-layer reference times one model-wide factor.
+std::vector<LayerLosses> ToLosses(const BlockMeasurement& m, bool normalize) {
   std::vector<LayerLosses> out;
   out.reserve(m.layers.size());
   for (const LayerMeasurement& l : m.layers) {
-    out.push_back(LayerLosses{l.name, l.column_loss, l.rows});
+    LayerLosses layer{l.name, l.column_loss, l.rows};
+    if (normalize) {
+      std::optional<double> log2_geomean = Log2GeometricMeanLoss({layer});
+      if (log2_geomean.has_value()) {
+        for (double& x : layer.column_loss) x = x / std::exp2(*log2_geomean);
+      }
+    }
+    out.push_back(std::move(layer));
   }
   return out;
 }
@@ -34,6 +45,10 @@ AllocationOptions BitBudget::Options() const {
   o.min_levels = 1;
   o.max_levels = quant_.max_levels;
   return o;
+}
+
+bool BitBudget::Normalize() const {
+  return quant_.allocation_scope == AllocationScope::kGlobal;
 }
 
 std::string BitBudget::scope_name() const {
@@ -66,7 +81,7 @@ std::vector<LayerAllocation> BitBudget::Project(std::vector<LayerAllocation> lay
 
 absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
     const BlockMeasurement& m) {
-  std::vector<LayerLosses> losses = ToLosses(m);
+  std::vector<LayerLosses> losses = ToLosses(m, Normalize());
   std::vector<LayerAllocation> out(losses.size());
   for (size_t i = 0; i < losses.size(); ++i) out[i].name = losses[i].name;
   if (quant_.method != QuantMethod::kBaq) return Project(std::move(out), losses);
@@ -90,7 +105,7 @@ absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
 absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateAll(
     const std::vector<BlockMeasurement>& blocks) {
   const bool global_baq = quant_.method == QuantMethod::kBaq &&
-                          quant_.allocation_scope == AllocationScope::kGlobal;
+                          quant_.allocation_scope != AllocationScope::kSublayer;
   if (!global_baq) {
     std::vector<std::vector<LayerAllocation>> out;
     for (const BlockMeasurement& m : blocks) {
@@ -101,7 +116,7 @@ absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateAll
   }
   std::vector<LayerLosses> all;
   for (const BlockMeasurement& m : blocks) {
-    std::vector<LayerLosses> l = ToLosses(m);
+    std::vector<LayerLosses> l = ToLosses(m, Normalize());
     all.insert(all.end(), std::make_move_iterator(l.begin()), std::make_move_iterator(l.end()));
   }
   BAQ_ASSIGN_OR_RETURN(GlobalAllocation g,

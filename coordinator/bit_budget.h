@@ -8,9 +8,14 @@
 //   - Uniform methods (GPTQ, RTN): no allocation; every layer at target bits.
 //   - BAQ, scope `sublayer`: the paper's per-layer reference (geometric mean of
 //     the layer's losses); the average is tracked, not enforced.
-//   - BAQ, scope `global`, parallel mode: all losses are known up front; one
-//     reference loss for the model, solved so the average hits the target.
-//   - BAQ, scope `global`, sequential mode: later blocks' losses are unknown
+//   - BAQ, scope `global`: each layer's losses are divided by their geometric
+//     mean (the paper's per-layer reference), then one reference over those
+//     is solved so the model average hits the target: the paper's
+//     exponential self-correction factor, made exact. `global-raw` solves one
+//     reference over the raw losses instead (bits move between layers by
+//     absolute proxy loss; it can starve whole layers).
+//   - Parallel mode: all losses are known up front; one solve for the model.
+//   - Sequential mode: later blocks' losses are unknown
 //     when a block is allocated, so each block's layers share one reference
 //     loss solved against the whole-model budget with the blocks already
 //     quantized as fixed bits: every prefix of the model, and so the finished
@@ -56,6 +61,8 @@ class BitBudget {
 
  private:
   AllocationOptions Options() const;
+  // Whether losses are normalized per layer (scope kGlobal).
+  bool Normalize() const;
 
   const QuantizationConfig quant_;
   const ExecutionMode mode_;

@@ -69,6 +69,7 @@ absl::StatusOr<AllocationScope> FromProto(v1::AllocationScope s) {
     case v1::ALLOCATION_SCOPE_UNSPECIFIED:
     case v1::ALLOCATION_SCOPE_GLOBAL: return AllocationScope::kGlobal;
     case v1::ALLOCATION_SCOPE_SUBLAYER: return AllocationScope::kSublayer;
+    case v1::ALLOCATION_SCOPE_GLOBAL_RAW: return AllocationScope::kGlobalRaw;
     default: break;
   }
   return absl::InvalidArgumentError(
@@ -111,6 +112,8 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   opts->set_block_size(q.block_size);
   opts->set_allocation_scope(q.allocation_scope == AllocationScope::kSublayer
                                  ? v1::ALLOCATION_SCOPE_SUBLAYER
+                             : q.allocation_scope == AllocationScope::kGlobalRaw
+                                 ? v1::ALLOCATION_SCOPE_GLOBAL_RAW
                                  : v1::ALLOCATION_SCOPE_GLOBAL);
   opts->set_allocation_form(v1::ALLOCATION_FORM_EXPONENTIAL);
   opts->set_theta(q.theta);

@@ -21,7 +21,8 @@ ABSL_FLAG(double, bits, 3.0, "Target average bits per weight, in [1, 8] (fractio
 ABSL_FLAG(std::string, method, "baq", "baq | gptq | rtn");
 ABSL_FLAG(std::string, format, "fake-quant", "Output formats, comma-separated: fake-quant, packed, gptq");
 ABSL_FLAG(std::string, mode, "sequential", "sequential (exact GPTQ protocol) | parallel");
-ABSL_FLAG(std::string, allocation, "global", "BAQ bit allocation: global (exact model average) | sublayer (paper)");
+ABSL_FLAG(std::string, allocation, "global",
+          "BAQ bit allocation: global (per-layer normalized, exact model average) | global-raw | sublayer (paper)");
 ABSL_FLAG(double, theta, 1.95, "BAQ allocation exponent (2 = continuous equal-loss form)");
 ABSL_FLAG(int64_t, nsamples, 128, "Calibration windows");
 ABSL_FLAG(int64_t, seqlen, 2048, "Tokens per calibration / evaluation window");
