@@ -1,16 +1,55 @@
 // `baq eval`: perplexity of a checkpoint (original or fake-quant output)
-// over non-overlapping windows of a text file, the GPTQ/BAQ protocol.
+// over non-overlapping windows of a text file, the GPTQ/BAQ protocol,
+// streamed block by block.
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/bpe_tokenizer.h"
+#include "common/model_config.h"
+#include "common/safetensors_checkpoint.h"
 #include "common/status_macros.h"
 #include "common/text_dataset.h"
 #include "tools/cli/local_commands.h"
+#include "worker/model/perplexity.h"
 
 namespace baq::cli {
 
 absl::Status RunEval(const EvalOptions& options) {
-  return absl::UnimplementedError("baq eval: waiting for worker/model/perplexity.h");
+  if (options.model_dir.empty() || options.text_file.empty()) {
+    return absl::InvalidArgumentError("baq eval needs --model and --text");
+  }
+  if (options.engine.device != "cpu") {
+    return absl::UnimplementedError(
+        absl::StrCat("baq eval runs on cpu only in this build (asked for ",
+                     options.engine.device, ")"));
+  }
+  const absl::Time start = absl::Now();
+  BAQ_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir));
+  BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> ckpt,
+                       SafetensorsCheckpoint::Open(options.model_dir));
+  BAQ_ASSIGN_OR_RETURN(BpeTokenizer tokenizer,
+                       BpeTokenizer::Load(options.model_dir + "/tokenizer.json"));
+  BAQ_ASSIGN_OR_RETURN(TokenWindows windows,
+                       LoadEvaluationSet(tokenizer, options.text_file, options.seqlen));
+  if (options.max_windows > 0 && windows.num_windows() > options.max_windows) {
+    windows.starts.resize(static_cast<size_t>(options.max_windows));
+    windows.ids.resize(static_cast<size_t>(options.max_windows * options.seqlen));
+  }
+  worker::PerplexityOptions p;
+  p.num_threads = options.engine.num_threads;
+  p.progress = [](int64_t block, int64_t blocks) {
+    std::fprintf(stderr, "\reval: block %lld/%lld", static_cast<long long>(block + 1),
+                 static_cast<long long>(blocks));
+    std::fflush(stderr);
+  };
+  BAQ_ASSIGN_OR_RETURN(worker::PerplexityResult r,
+                       worker::EvaluatePerplexity(config, *ckpt, windows, p));
+  std::fprintf(stderr, "\n");
+  std::printf("perplexity: %.4f (%lld windows x %lld tokens, %.1f s)\n", r.perplexity,
+              static_cast<long long>(r.num_windows), static_cast<long long>(r.window_tokens),
+              absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
 }
 
 }  // namespace baq::cli
