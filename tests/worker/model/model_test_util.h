@@ -1,0 +1,80 @@
+// tests/worker/model/model_test_util.h
+//
+// Helpers shared by the worker/model tests: the shared fixture models
+// (../shared/data/models/{opt,llama}-fixture), their golden forward pass, and
+// error measures for comparing against it. Header-only (each test is its own
+// binary). Thread-compatible.
+#ifndef BAQ_TESTS_WORKER_MODEL_MODEL_TEST_UTIL_H_
+#define BAQ_TESTS_WORKER_MODEL_MODEL_TEST_UTIL_H_
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/model_config.h"
+#include "common/safetensors.h"
+#include "common/safetensors_checkpoint.h"
+#include "tests/testing/test_paths.h"
+#include "worker/model/tensor_convert.h"
+
+namespace baq::worker::testing {
+
+inline std::string FixtureDir(const std::string& model) {
+  return ::baq::testing::SharedDataDir() + "/models/" + model;
+}
+
+// A fixture model opened for execution.
+struct FixtureModel {
+  ModelConfig config;
+  std::unique_ptr<SafetensorsCheckpoint> ckpt;
+};
+
+inline FixtureModel OpenFixtureOrDie(const std::string& model) {
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(FixtureDir(model));
+  EXPECT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> ckpt =
+      SafetensorsCheckpoint::Open(FixtureDir(model));
+  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+  if (!config.ok() || !ckpt.ok()) return {};
+  return FixtureModel{*config, std::move(*ckpt)};
+}
+
+// All tensors of <fixture>/golden_forward.safetensors, copied (float32 stays
+// float32, input_ids int64).
+inline std::map<std::string, at::Tensor> LoadGoldenOrDie(const std::string& model) {
+  std::map<std::string, at::Tensor> out;
+  auto file = SafetensorsFile::Open(FixtureDir(model) + "/golden_forward.safetensors");
+  EXPECT_TRUE(file.ok()) << file.status();
+  if (!file.ok()) return out;
+  for (const TensorInfo& info : (*file)->tensors()) {
+    absl::StatusOr<TensorView> view = (*file)->Get(info.name);
+    EXPECT_TRUE(view.ok()) << view.status();
+    absl::StatusOr<at::Tensor> t = CopyTensorFromView(*view, at::kCPU, ToScalarType(info.dtype));
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (t.ok()) out[info.name] = *t;
+  }
+  return out;
+}
+
+// max |actual - expected| and that divided by max |expected| (the error
+// relative to the tensor's scale; elementwise relative error is meaningless
+// near zero).
+struct ErrorStats {
+  double max_abs = 0;
+  double max_rel = 0;
+};
+
+inline ErrorStats Compare(const at::Tensor& actual, const at::Tensor& expected) {
+  const at::Tensor a = actual.to(at::kDouble), e = expected.to(at::kDouble);
+  ErrorStats s;
+  s.max_abs = (a - e).abs().max().item<double>();
+  s.max_rel = s.max_abs / std::max(1e-30, e.abs().max().item<double>());
+  return s;
+}
+
+}  // namespace baq::worker::testing
+
+#endif  // BAQ_TESTS_WORKER_MODEL_MODEL_TEST_UTIL_H_

@@ -1,0 +1,153 @@
+// worker/model/decoder_block.h
+//
+// DecoderBlock: one transformer block of a decoder-only LM, loaded on its own
+// from the checkpoint so a model can be executed block by block with memory
+// for one block plus activations (see docs/model-execution.md).
+//
+// A block owns its parameters, converted at load time to
+// BlockOptions::compute_dtype on BlockOptions::device. Forward() maps hidden
+// states [batch, seq, hidden] to [batch, seq, hidden] with causal attention
+// over positions 0..seq-1 (each batch row is an independent sequence).
+//
+// The quantizable linear layers are addressed by the short names of
+// ModelConfig::BlockLinearLayers(index()) ("self_attn.q_proj", "fc1", ...):
+//  * an input observer sees the input of every linear layer during Forward()
+//    (GPTQ Hessians); layers of one input_group (q/k/v, gate/up) see the same
+//    tensor, each once per Forward();
+//  * SetLinearWeight() replaces a layer's weight, e.g. by its dequantized
+//    GPTQ result, for every later Forward().
+//
+// Implementations: opt_block.cc, llama_block.cc (llama, mistral, qwen2);
+// LoadDecoderBlock() in block_factory.h picks one from the config.
+//
+// Thread-compatible: one thread (the device executor) calls all methods.
+// LibTorch exceptions never escape (STYLE R13).
+//
+// Example:
+//   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<DecoderBlock> block,
+//                        LoadDecoderBlock(config, *ckpt, /*block=*/3, BlockOptions{}));
+//   block->set_input_observer([&](const LinearLayerSpec& l, const at::Tensor& x) {
+//     return hessians[l.input_group].Add(x);  // x: [batch * seq, l.in_features]
+//   });
+//   BAQ_ASSIGN_OR_RETURN(at::Tensor out, block->Forward(hidden));
+//   BAQ_RETURN_IF_ERROR(block->SetLinearWeight("self_attn.q_proj", dequantized));
+#ifndef BAQ_WORKER_MODEL_DECODER_BLOCK_H_
+#define BAQ_WORKER_MODEL_DECODER_BLOCK_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/model_config.h"
+#include "common/safetensors_checkpoint.h"
+
+namespace baq::worker {
+
+struct BlockOptions {
+  // Where parameters live and Forward() runs.
+  at::Device device = at::kCPU;
+  // Dtype of parameters and activations: float32 on CPU (half-precision
+  // matmuls are slow there and the reference numbers are float32);
+  // float16/bfloat16 on GPU. Softmax and norms always run in float32.
+  at::ScalarType compute_dtype = at::kFloat;
+  // Queries per attention step: bounds the score tensor to
+  // [batch, heads, chunk, seq] and skips fully masked key ranges.
+  int64_t attention_query_chunk = 512;
+};
+
+// Called by Forward() with the input of one linear layer as a
+// [batch * seq, in_features] matrix (compute dtype, block device). The tensor
+// is valid during the call only; copy it to keep it. A non-OK status aborts
+// Forward() with that status.
+using LinearInputObserver =
+    std::function<absl::Status(const LinearLayerSpec& layer, const at::Tensor& input)>;
+
+class DecoderBlock {
+ public:
+  virtual ~DecoderBlock();
+  DecoderBlock(const DecoderBlock&) = delete;
+  DecoderBlock& operator=(const DecoderBlock&) = delete;
+
+  int64_t index() const { return index_; }
+  int64_t hidden_size() const { return hidden_size_; }
+  const BlockOptions& options() const { return options_; }
+  // The quantizable layers, as ModelConfig::BlockLinearLayers(index()).
+  const std::vector<LinearLayerSpec>& linear_layers() const { return specs_; }
+
+  // [batch, seq, hidden] -> [batch, seq, hidden]. InvalidArgument unless
+  // `hidden` has that shape, the compute dtype and the block's device.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& hidden);
+
+  // Replaces the observer; an empty function removes it.
+  void set_input_observer(LinearInputObserver observer) { observer_ = std::move(observer); }
+
+  // The current weight [out_features, in_features] of a layer (shares
+  // storage with the block). NotFound for an unknown short name.
+  absl::StatusOr<at::Tensor> LinearWeight(absl::string_view short_name) const;
+  // Uses `weight` ([out_features, in_features], any float dtype and device;
+  // converted to the compute dtype and device) from now on. NotFound for an
+  // unknown short name; InvalidArgument for another shape or NaN/Inf.
+  absl::Status SetLinearWeight(absl::string_view short_name, const at::Tensor& weight);
+
+ protected:
+  // Parameters of the quantizable layers, parallel to `specs`. Biases are
+  // undefined tensors for layers without bias.
+  struct LinearParams {
+    std::vector<LinearLayerSpec> specs;
+    std::vector<at::Tensor> weights;
+    std::vector<at::Tensor> biases;
+  };
+
+  DecoderBlock(int64_t index, int64_t hidden_size, const BlockOptions& options,
+               LinearParams linears);
+
+  // Loads config.BlockLinearLayers(block) with LoadCheckpointTensor().
+  static absl::StatusOr<LinearParams> LoadLinearParams(const ModelConfig& config,
+                                                       const SafetensorsCheckpoint& ckpt,
+                                                       int64_t block,
+                                                       const BlockOptions& options);
+  // Position of `short_name` in `specs`; Internal when the block
+  // implementation and ModelConfig disagree about layer names.
+  static absl::StatusOr<int> FindLayer(const std::vector<LinearLayerSpec>& specs,
+                                       absl::string_view short_name);
+
+  // The block's math on validated input; may throw c10::Error (Forward()
+  // converts it).
+  virtual absl::StatusOr<at::Tensor> ForwardImpl(const at::Tensor& hidden) = 0;
+
+  // Reports `x` ([batch, seq, in]) to the observer, then applies layer
+  // `layer` (x W^T + b).
+  absl::StatusOr<at::Tensor> ApplyLinear(int layer, const at::Tensor& x);
+
+  // softmax(q k^T * scale + causal mask) v, softmax in float32.
+  // q: [batch, heads, seq, head_dim]; k, v: [batch, kv_heads, seq, head_dim]
+  // with heads % kv_heads == 0 (GQA: query head h reads kv head
+  // h / (heads / kv_heads), as transformers' repeat_kv). With
+  // sliding_window > 0, query i sees keys j with i - j < sliding_window
+  // (Mistral). Returns [batch, seq, heads * head_dim].
+  at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             double scale, int64_t sliding_window = 0) const;
+
+ private:
+  const int64_t index_;
+  const int64_t hidden_size_;
+  const BlockOptions options_;
+  const std::vector<LinearLayerSpec> specs_;
+  std::vector<at::Tensor> weights_;  // Parallel to specs_.
+  std::vector<at::Tensor> biases_;   // Parallel to specs_; undefined = no bias.
+  LinearInputObserver observer_;
+};
+
+// transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast
+// back to x's dtype, times `weight`. Shared with model_head.cc; may throw.
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+}  // namespace baq::worker
+
+#endif  // BAQ_WORKER_MODEL_DECODER_BLOCK_H_
