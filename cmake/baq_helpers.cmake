@@ -7,7 +7,9 @@ function(baq_cc_library name)
   cmake_parse_arguments(A "" "" "SRCS;DEPS;PUBLIC_DEPS" ${ARGN})
   add_library(${name} ${A_SRCS})
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
-  target_compile_options(${name} PRIVATE ${BAQ_WARNING_FLAGS})
+  # C++ only: nvcc takes host-compiler warnings through -Xcompiler (worker/cuda/*.cu).
+  target_compile_options(${name} PRIVATE "$<$<COMPILE_LANGUAGE:CXX>:${BAQ_WARNING_FLAGS}>"
+                         "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra;-Werror=all-warnings>")
   target_link_libraries(${name} PUBLIC ${A_PUBLIC_DEPS} PRIVATE ${A_DEPS})
 endfunction()
 
