@@ -1,0 +1,248 @@
+#include "tools/cli/remote_commands.h"
+
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "baq/v1/job.grpc.pb.h"
+#include "coordinator/job_convert.h"
+#include "proto/convert.h"
+#include "tools/cli/progress_bar.h"
+
+namespace baq::cli {
+namespace {
+
+// Idempotent reads are retried by the channel when the coordinator is
+// briefly unreachable (a restart); Submit is retried below with its key.
+constexpr char kServiceConfig[] = R"json({
+  "methodConfig": [{
+    "name": [{"service": "baq.v1.JobService", "method": "Get"},
+             {"service": "baq.v1.JobService", "method": "List"},
+             {"service": "baq.v1.JobService", "method": "Cancel"}],
+    "retryPolicy": {
+      "maxAttempts": 4, "initialBackoff": "0.5s", "maxBackoff": "4s",
+      "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})json";
+
+constexpr int kSubmitAttempts = 4;
+constexpr int kWatchReconnects = 5;
+constexpr absl::Duration kRetryPause = absl::Seconds(1);
+
+std::unique_ptr<v1::JobService::Stub> Connect(const RemoteCommandOptions& o) {
+  grpc::ChannelArguments args;
+  args.SetServiceConfigJSON(kServiceConfig);
+  return v1::JobService::NewStub(
+      grpc::CreateCustomChannel(o.coordinator, grpc::InsecureChannelCredentials(), args));
+}
+
+void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::Status Rpc(const RemoteCommandOptions& o, const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  absl::Status status = FromGrpcStatus(s);
+  return absl::Status(status.code(), absl::StrCat("coordinator ", o.coordinator, ": ",
+                                                  status.message()));
+}
+
+std::string RandomRequestId() {
+  absl::BitGen gen;
+  return absl::StrFormat("cli-%016x%016x", absl::Uniform<uint64_t>(gen),
+                         absl::Uniform<uint64_t>(gen));
+}
+
+std::string StateName(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_QUEUED: return "queued";
+    case v1::JOB_STATE_RUNNING: return "running";
+    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
+    case v1::JOB_STATE_FAILED: return "failed";
+    case v1::JOB_STATE_CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+bool Terminal(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+         s == v1::JOB_STATE_CANCELLED;
+}
+
+std::string Time(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S %Z", absl::FromUnixMillis(unix_ms),
+                          absl::LocalTimeZone());
+}
+
+// The job's own outcome as a status: OK only when it succeeded.
+absl::Status JobOutcome(const v1::JobEvent& last, const std::string& error_code,
+                        const std::string& error) {
+  if (last.state() == v1::JOB_STATE_SUCCEEDED) return absl::OkStatus();
+  absl::StatusCode code = last.state() == v1::JOB_STATE_CANCELLED ? absl::StatusCode::kCancelled
+                                                                 : absl::StatusCode::kUnknown;
+  for (int c = 1; c <= 16; ++c) {
+    if (absl::StatusCodeToString(static_cast<absl::StatusCode>(c)) == error_code) {
+      code = static_cast<absl::StatusCode>(c);
+    }
+  }
+  return absl::Status(code, absl::StrCat("job ", last.job_id(), " ", StateName(last.state()),
+                                         ": ", error.empty() ? last.message() : error));
+}
+
+void PrintJob(const v1::Job& job, std::FILE* out) {
+  std::fprintf(out, "job        %s\n", job.id().c_str());
+  std::fprintf(out, "state      %s\n", StateName(job.state()).c_str());
+  std::fprintf(out, "progress   %s\n",
+               FormatProgressLine(coordinator::FromProto(job.progress())).c_str());
+  if (!job.error().empty()) {
+    std::fprintf(out, "error      %s: %s\n", job.error_code().c_str(), job.error().c_str());
+  }
+  const v1::JobSpec& spec = job.spec();
+  std::fprintf(out, "model      %s\n", spec.model_dir().c_str());
+  std::fprintf(out, "output     %s\n", spec.output_dir().c_str());
+  std::fprintf(out, "target     %.4g bits\n", spec.quantization().target_bits());
+  if (job.has_summary()) {
+    const v1::JobSummary& s = job.summary();
+    std::fprintf(out, "achieved   %.4f bits (%s allocation, %lld weights, %.1f s)\n",
+                 s.achieved_bits(), s.allocation().c_str(),
+                 static_cast<long long>(s.quantized_elements()), s.wall_seconds());
+  }
+  std::fprintf(out, "created    %s\n", Time(job.create_time_unix_ms()).c_str());
+  std::fprintf(out, "started    %s\n", Time(job.start_time_unix_ms()).c_str());
+  std::fprintf(out, "ended      %s\n", Time(job.end_time_unix_ms()).c_str());
+}
+
+absl::StatusOr<v1::Job> GetJob(const RemoteCommandOptions& o, v1::JobService::Stub& stub) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, o.timeout);
+  v1::GetJobRequest req;
+  req.set_id(o.job_id);
+  v1::Job job;
+  if (absl::Status s = Rpc(o, stub.Get(&ctx, req, &job)); !s.ok()) return s;
+  return job;
+}
+
+}  // namespace
+
+absl::Status RunSubmit(const RemoteCommandOptions& o, std::FILE* out) {
+  if (absl::Status s = o.config.Validate(); !s.ok()) return s;
+  auto stub = Connect(o);
+  v1::SubmitJobRequest req;
+  req.set_request_id(o.request_id.empty() ? RandomRequestId() : o.request_id);
+  ToProto(o.config, req.mutable_spec());
+  v1::Job job;
+  absl::Status status;
+  for (int attempt = 1; attempt <= kSubmitAttempts; ++attempt) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, o.timeout);
+    status = Rpc(o, stub->Submit(&ctx, req, &job));
+    // Safe to repeat: the request id makes the coordinator return the job
+    // a lost reply had created.
+    if (status.code() != absl::StatusCode::kUnavailable || attempt == kSubmitAttempts) break;
+    absl::SleepFor(kRetryPause * attempt);
+  }
+  if (!status.ok()) return status;
+  std::fprintf(out, "submitted job %s (%s)\n", job.id().c_str(), StateName(job.state()).c_str());
+  std::fflush(out);
+  if (!o.wait) return absl::OkStatus();
+  RemoteCommandOptions watch = o;
+  watch.job_id = job.id();
+  return RunWatch(watch, out);
+}
+
+absl::Status RunStatus(const RemoteCommandOptions& o, std::FILE* out) {
+  if (o.job_id.empty()) return absl::InvalidArgumentError("status: which job? (--job)");
+  auto stub = Connect(o);
+  absl::StatusOr<v1::Job> job = GetJob(o, *stub);
+  if (!job.ok()) return job.status();
+  PrintJob(*job, out);
+  return absl::OkStatus();
+}
+
+absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
+  if (o.job_id.empty()) return absl::InvalidArgumentError("watch: which job? (--job)");
+  auto stub = Connect(o);
+  ProgressBar bar(out);
+  const absl::Time deadline = absl::Now() + o.watch_timeout;
+  v1::JobEvent last;
+  grpc::Status status;
+  for (int reconnect = 0; reconnect <= kWatchReconnects; ++reconnect) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    v1::WatchJobRequest req;
+    req.set_id(o.job_id);
+    std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = stub->Watch(&ctx, req);
+    v1::JobEvent event;
+    while (reader->Read(&event)) {
+      bar.Update(coordinator::FromProto(event));
+      last = event;
+    }
+    status = reader->Finish();
+    // Watch is idempotent: after a coordinator restart, watch again.
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || Terminal(last.state())) break;
+    absl::SleepFor(kRetryPause * (reconnect + 1));
+  }
+  bar.Finish();
+  if (absl::Status s = Rpc(o, status); !s.ok()) return s;
+  if (!Terminal(last.state())) return absl::InternalError("watch ended before the job did");
+  // The stream carries progress, not the error code: fetch the final record.
+  absl::StatusOr<v1::Job> job = GetJob(o, *stub);
+  if (!job.ok()) return job.status();
+  if (job->state() == v1::JOB_STATE_SUCCEEDED) {
+    const v1::JobSummary& s = job->summary();
+    std::fprintf(out, "job %s succeeded: %.4f bits (target %.4g), %.1f s -> %s\n",
+                 job->id().c_str(), s.achieved_bits(), s.target_bits(), s.wall_seconds(),
+                 s.output_dir().c_str());
+  }
+  return JobOutcome(last, job->error_code(), job->error());
+}
+
+absl::Status RunCancel(const RemoteCommandOptions& o, std::FILE* out) {
+  if (o.job_id.empty()) return absl::InvalidArgumentError("cancel: which job? (--job)");
+  auto stub = Connect(o);
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, o.timeout);
+  v1::CancelJobRequest req;
+  req.set_id(o.job_id);
+  v1::Job job;
+  if (absl::Status s = Rpc(o, stub->Cancel(&ctx, req, &job)); !s.ok()) return s;
+  if (job.state() == v1::JOB_STATE_RUNNING) {
+    std::fprintf(out, "job %s: cancel requested; it stops at the next block boundary\n",
+                 job.id().c_str());
+  } else {
+    std::fprintf(out, "job %s: %s\n", job.id().c_str(), StateName(job.state()).c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
+  auto stub = Connect(o);
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, o.timeout);
+  v1::ListJobsResponse resp;
+  if (absl::Status s = Rpc(o, stub->List(&ctx, v1::ListJobsRequest(), &resp)); !s.ok()) return s;
+  std::fprintf(out, "%-28s %-10s %6s %7s  %-19s %s\n", "JOB", "STATE", "DONE", "BITS", "CREATED",
+               "MODEL");
+  for (const v1::Job& job : resp.jobs()) {
+    const double bits = job.has_summary() ? job.summary().achieved_bits()
+                                          : job.progress().achieved_bits();
+    const std::string created =
+        job.create_time_unix_ms() == 0
+            ? "-"
+            : absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(job.create_time_unix_ms()),
+                               absl::LocalTimeZone());
+    std::fprintf(out, "%-28s %-10s %5.1f%% %7.3f  %-19s %s\n", job.id().c_str(),
+                 StateName(job.state()).c_str(), job.progress().percent(), bits, created.c_str(),
+                 job.spec().model_dir().c_str());
+  }
+  if (resp.jobs().empty()) std::fprintf(out, "(no jobs)\n");
+  return absl::OkStatus();
+}
+
+}  // namespace baq::cli

@@ -1,0 +1,57 @@
+// tools/cli/remote_commands.h
+//
+// The subcommands that talk to a coordinator daemon (baq.v1.JobService):
+// submit, status, watch, cancel, list. Each prints human-readable results to
+// `out` and returns the command's status: OK, the RPC's error (with the
+// coordinator's canonical code), or — for watch and submit --wait — the
+// job's own error when it ends FAILED or CANCELLED, so the exit code tells
+// whether the job succeeded. Every RPC has a deadline (`timeout`, or
+// `watch_timeout` for the Watch stream). Not thread-safe (called once from
+// main).
+//
+// Example:
+//   RemoteCommandOptions o;
+//   o.coordinator = "127.0.0.1:7000";
+//   o.config = config;  // from the same flags as `baq quantize`
+//   o.wait = true;
+//   return Finish(RunSubmit(o));
+#ifndef BAQ_TOOLS_CLI_REMOTE_COMMANDS_H_
+#define BAQ_TOOLS_CLI_REMOTE_COMMANDS_H_
+
+#include <cstdio>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/job_config.h"
+
+namespace baq::cli {
+
+struct RemoteCommandOptions {
+  // Coordinator gRPC address, HOST:PORT.
+  std::string coordinator = "127.0.0.1:7000";
+  // status, watch, cancel: the job.
+  std::string job_id;
+  // submit: watch the job until it ends.
+  bool wait = false;
+  // submit: the job. Paths are resolved on the workers (model, calibration)
+  // and the coordinator (output).
+  JobConfig config;
+  // submit: idempotency key; empty: a random one, reused for the retries of
+  // this submission (Submit is retried on UNAVAILABLE).
+  std::string request_id;
+  // Deadline of each unary RPC.
+  absl::Duration timeout = absl::Seconds(30);
+  // Deadline of a whole Watch stream (a job may run for hours).
+  absl::Duration watch_timeout = absl::Hours(72);
+};
+
+absl::Status RunSubmit(const RemoteCommandOptions& options, std::FILE* out = stdout);
+absl::Status RunStatus(const RemoteCommandOptions& options, std::FILE* out = stdout);
+absl::Status RunWatch(const RemoteCommandOptions& options, std::FILE* out = stdout);
+absl::Status RunCancel(const RemoteCommandOptions& options, std::FILE* out = stdout);
+absl::Status RunList(const RemoteCommandOptions& options, std::FILE* out = stdout);
+
+}  // namespace baq::cli
+
+#endif  // BAQ_TOOLS_CLI_REMOTE_COMMANDS_H_

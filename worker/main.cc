@@ -1,0 +1,151 @@
+// baq-worker: the worker daemon. Parses flags, wires the LibTorch engine
+// factory, the gRPC server, the coordinator link and the metrics endpoint,
+// then waits for SIGTERM/SIGINT and shuts down in order (STYLE R1, R18).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "worker/coordinator_link.h"
+#include "worker/torch_block_engine.h"
+#include "worker/worker_metrics.h"
+#include "worker/worker_server.h"
+
+ABSL_FLAG(std::string, coordinator, "", "Coordinator gRPC address, HOST:PORT (required).");
+ABSL_FLAG(std::string, listen, "0.0.0.0:7001", "gRPC address to serve on, HOST:PORT.");
+ABSL_FLAG(std::string, advertise, "",
+          "HOST:PORT the coordinator dials; default: --listen with its bound port, and this "
+          "host's name if it listens on a wildcard address.");
+ABSL_FLAG(std::vector<std::string>, devices, {"cpu"},
+          "Devices to serve, one executor thread each: cpu or cuda:N, comma-separated.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address, HOST:PORT; empty: no metrics endpoint.");
+ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads for CPU work; 0: LibTorch's default.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Minutes(10),
+          "On SIGTERM, how long in-flight RPCs may run before they are cancelled.");
+
+namespace {
+
+constexpr char kUsage[] = R"(serves one host's devices to a baq coordinator.
+
+Usage: baq-worker --coordinator=HOST:PORT [--listen=HOST:PORT] [--devices=cpu|cuda:0,...]
+                  [--metrics_listen=HOST:PORT] [--threads=N]
+
+Examples:
+  # A CPU worker next to a local coordinator:
+  baq-worker --coordinator=127.0.0.1:7000 --listen=127.0.0.1:7001 --devices=cpu --threads=8
+  # Two GPUs, reachable from other hosts, with metrics:
+  baq-worker --coordinator=coord.example:7000 --listen=0.0.0.0:7001 \
+      --advertise=gpu-host-3.example:7001 --devices=cuda:0,cuda:1 --metrics_listen=0.0.0.0:9401
+
+SIGTERM or SIGINT: stop heartbeating, finish the RPCs in flight (up to --shutdown_grace),
+free the engines, exit 0.)";
+
+std::string AdvertiseAddress(const std::string& listen, int port) {
+  if (!absl::GetFlag(FLAGS_advertise).empty()) return absl::GetFlag(FLAGS_advertise);
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    char name[256] = {};
+    host = gethostname(name, sizeof(name) - 1) == 0 ? name : "localhost";
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+int64_t HostMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<int64_t>(pages) * page_size : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  // --help lists this file's flags (Abseil matches the program name otherwise).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "worker/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage);
+  absl::ParseCommandLine(argc, argv);
+  const std::string coordinator = absl::GetFlag(FLAGS_coordinator);
+  if (coordinator.empty()) {
+    std::cerr << "baq-worker: --coordinator is required (see --help)\n";
+    return 2;
+  }
+  // Block the stop signals in every thread (threads inherit the mask), so
+  // the main thread receives them in sigwait below and nothing runs in a
+  // signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  baq::worker::WorkerMetrics metrics(*registry);
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
+    try {  // civetweb reports a failed bind by throwing.
+      exposer = std::make_unique<prometheus::Exposer>(addr);
+      exposer->RegisterCollectable(registry);
+    } catch (const std::exception& e) {
+      std::cerr << "baq-worker: cannot serve metrics on " << addr << ": " << e.what() << "\n";
+      return 1;
+    }
+  }
+
+  baq::worker::WorkerServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.devices = absl::GetFlag(FLAGS_devices);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  baq::worker::WorkerDeps deps;
+  deps.metrics = &metrics;
+  deps.engine_factory = [threads](const std::string& device) {
+    return baq::worker::MakeTorchBlockEngine(baq::worker::EngineOptions{device, threads});
+  };
+  // Fail fast on a device this build or machine cannot serve.
+  for (const std::string& device : options.devices) {
+    if (auto probe = deps.engine_factory(device); !probe.ok()) {
+      std::cerr << "baq-worker: device " << device << ": " << probe.status() << "\n";
+      return 2;
+    }
+  }
+  auto server = baq::worker::WorkerServer::Start(options, std::move(deps));
+  if (!server.ok()) {
+    std::cerr << "baq-worker: " << server.status() << "\n";
+    return 1;
+  }
+
+  baq::worker::CoordinatorLinkOptions link_options;
+  link_options.coordinator_address = coordinator;
+  link_options.advertise_address = AdvertiseAddress(options.listen_address, (*server)->port());
+  link_options.devices = options.devices;
+  link_options.memory_bytes = HostMemoryBytes();
+  auto link = baq::worker::CoordinatorLink::Start(link_options);
+  std::cerr << "baq-worker: serving " << absl::StrJoin(options.devices, ",") << " on port "
+            << (*server)->port() << ", coordinator " << coordinator << "\n";
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  std::cerr << "baq-worker: signal " << signal << ", shutting down\n";
+  link->Stop();           // No more heartbeats: the coordinator's lease lapses.
+  (*server)->Shutdown();  // NOT_SERVING, drain RPCs, stop executors, free engines.
+  return 0;
+}
