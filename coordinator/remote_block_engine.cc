@@ -117,6 +117,9 @@ class OutputAssembly {
 std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetServiceConfigJSON(kWorkerServiceConfig);
+  // A restarted worker re-registers within seconds; its channel (cached per
+  // address) must not sit in gRPC's default reconnect backoff of up to 120 s.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 

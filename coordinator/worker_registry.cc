@@ -1,5 +1,6 @@
 #include "coordinator/worker_registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -7,7 +8,14 @@
 
 namespace baq::coordinator {
 
-WorkerRegistry::WorkerRegistry(WorkerRegistryOptions options) : options_(std::move(options)) {}
+WorkerRegistry::WorkerRegistry(WorkerRegistryOptions options) : options_(std::move(options)) {
+  // Epochs start at the registry's start time in microseconds, so a
+  // restarted coordinator never hands out an epoch an earlier incarnation
+  // did: a worker still heartbeating an old lease is fenced and re-registers
+  // even though worker ids (w001, ...) start over.
+  absl::MutexLock lock(&mu_);
+  next_epoch_ = std::max<int64_t>(1, absl::ToUnixMicros(options_.now()));
+}
 
 absl::StatusOr<WorkerLease> WorkerRegistry::Register(const std::string& address,
                                                      std::vector<std::string> devices,

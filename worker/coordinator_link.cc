@@ -21,9 +21,14 @@ constexpr char kServiceConfig[] = R"json({
   }]
 })json";
 
+constexpr int kMaxReconnectBackoffMs = 2000;
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetServiceConfigJSON(kServiceConfig);
+  // gRPC's reconnect backoff grows to 120 s; a worker that saw its
+  // coordinator restart must be back well within one lease ttl.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 
@@ -118,7 +123,11 @@ bool CoordinatorLink::Heartbeat(const WorkerLeaseInfo& lease) {
     }
     return true;
   }
-  if (!resp.reregister()) return true;
+  if (!resp.reregister()) {
+    absl::MutexLock lock(&mu_);
+    last_error_.clear();  // Log the next failure even if it repeats an old one.
+    return true;
+  }
   std::cerr << "baq-worker: coordinator asked to register again (lease expired or fenced)\n";
   absl::MutexLock lock(&mu_);
   lease_.reset();

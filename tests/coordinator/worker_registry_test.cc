@@ -86,6 +86,21 @@ TEST_F(WorkerRegistryTest, ExpiredWorkerRegistersAgainUnderItsOldId) {
   EXPECT_NE(again->epoch, first->epoch);
 }
 
+TEST_F(WorkerRegistryTest, LeasesOfAnEarlierCoordinatorAreFenced) {
+  // Worker B held w001 under the previous coordinator; after a restart
+  // worker A is the first to register and becomes w001. B's heartbeat must
+  // not pass as A's.
+  auto old_lease = registry_.Register("b:1", {"cpu"}, 0);
+  ASSERT_TRUE(old_lease.ok());
+  now_ += absl::Seconds(30);
+  WorkerRegistry restarted(Options());
+  auto a = restarted.Register("a:1", {"cpu"}, 0);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->worker_id, old_lease->worker_id);
+  EXPECT_EQ(restarted.Heartbeat(old_lease->worker_id, old_lease->epoch).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(WorkerRegistryTest, ReportsLiveCountChanges) {
   std::vector<size_t> counts;
   registry_.SetOnChange([&counts](size_t n) { counts.push_back(n); });
