@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "worker/torch_call.h"
 
 namespace baq::worker {
@@ -54,14 +55,24 @@ absl::StatusOr<GptqBlockResult> GptqBlockCuda(const GptqBlock& b) {
         absl::StrCat("GptqBlockCuda: ", n, " columns, expected 1..", kMaxGptqBlock));
   }
   const c10::Device dev = b.wt.device();
-  // hinv may be a view into the full factor: rows of stride hinv.stride(0).
+  // hinv may be a view into the full factor (rows of stride hinv.stride(0)); a
+  // column-major one (at::linalg_cholesky(upper=true) returns a transpose) is
+  // copied: n x n floats, cheap.
+  const at::Tensor* hinv_in = &b.hinv;
+  at::Tensor hinv_copy;
+  if (b.hinv.defined() && b.hinv.dim() == 2 && b.hinv.stride(1) != 1) {
+    BAQ_ASSIGN_OR_RETURN(hinv_copy,
+                         CallTorch("GptqBlockCuda hinv", [&] { return b.hinv.contiguous(); }));
+    hinv_in = &hinv_copy;
+  }
+  const at::Tensor& hinv = *hinv_in;
   for (auto [t, dtype, sizes, what] :
        {std::tuple{&b.wt, at::kFloat, std::vector<int64_t>{n, rows}, "wt"},
-        std::tuple{&b.hinv, at::kFloat, std::vector<int64_t>{n, n}, "hinv"},
+        std::tuple{&hinv, at::kFloat, std::vector<int64_t>{n, n}, "hinv"},
         std::tuple{&b.scale, at::kFloat, std::vector<int64_t>{n, rows}, "scale"},
         std::tuple{&b.zero, at::kFloat, std::vector<int64_t>{n, rows}, "zero"},
         std::tuple{&b.maxq, at::kInt, std::vector<int64_t>{n}, "maxq"}}) {
-    const bool row_stride_free = t == &b.hinv;
+    const bool row_stride_free = t == &hinv;
     if (absl::Status s = Check(*t, dtype, sizes, what, dev, row_stride_free); !s.ok()) return s;
   }
   return CallTorch("GptqBlockCuda", [&]() -> absl::StatusOr<GptqBlockResult> {
@@ -74,7 +85,7 @@ absl::StatusOr<GptqBlockResult> GptqBlockCuda(const GptqBlock& b) {
       return absl::InternalError("GptqBlockCuda: cudaSetDevice failed");
     }
     const cudaError_t e = cuda_internal::LaunchGptqBlock(
-        b.wt.data_ptr<float>(), b.hinv.data_ptr<float>(), b.hinv.stride(0),
+        b.wt.data_ptr<float>(), hinv.data_ptr<float>(), hinv.stride(0),
         b.scale.data_ptr<float>(), b.zero.data_ptr<float>(), b.maxq.data_ptr<int>(),
         r.qt.data_ptr<float>(), r.codes_t.data_ptr<uint8_t>(), r.err_t.data_ptr<float>(),
         r.loss.data_ptr<double>(), static_cast<int>(n), rows);

@@ -39,7 +39,7 @@ inline constexpr int64_t kMaxGptqBlock = 128;
 
 struct GptqBlock {
   at::Tensor wt;     // float32 [n, rows] CUDA, contiguous rows: the batch's columns (read only)
-  at::Tensor hinv;   // float32 [n, n] CUDA: the batch's diagonal block of U (upper)
+  at::Tensor hinv;   // float32 [n, n] CUDA: the batch's diagonal block of U (upper), any strides
   at::Tensor scale;  // float32 [n, rows] CUDA
   at::Tensor zero;   // float32 [n, rows] CUDA
   at::Tensor maxq;   // int32 [n] CUDA: levels - 1 per column

@@ -48,26 +48,21 @@ absl::Status CudaError(cudaError_t error, const char* call, const char* file, in
   const std::string message =
       absl::StrCat(file, ":", line, ": ", call, ": ", cudaGetErrorString(error));
   if (error == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(message);
-  if (error == cudaErrorInvalidDevice || error == cudaErrorInvalidValue) {
-    return absl::InvalidArgumentError(message);
-  }
-  return absl::InternalError(message);
+  const bool bad_argument = error == cudaErrorInvalidDevice || error == cudaErrorInvalidValue;
+  return bad_argument ? absl::InvalidArgumentError(message) : absl::InternalError(message);
 }
 
-#define BAQ_RETURN_IF_NCCL_ERROR(call)                                            \
-  do {                                                                            \
-    const ncclResult_t baq_nccl_result_ = (call);                                 \
-    if (baq_nccl_result_ != ncclSuccess && baq_nccl_result_ != ncclInProgress) {  \
-      return NcclError(baq_nccl_result_, #call, __FILE__, __LINE__);              \
-    }                                                                             \
+#define BAQ_RETURN_IF_NCCL_ERROR(call)                                                       \
+  do {                                                                                       \
+    const ncclResult_t baq_nccl_result_ = (call);                                            \
+    if (baq_nccl_result_ != ncclSuccess && baq_nccl_result_ != ncclInProgress)               \
+      return NcclError(baq_nccl_result_, #call, __FILE__, __LINE__);                         \
   } while (0)
-
-#define BAQ_RETURN_IF_CUDA_ERROR(call)                                 \
-  do {                                                                 \
-    const cudaError_t baq_cuda_error_ = (call);                        \
-    if (baq_cuda_error_ != cudaSuccess) {                              \
-      return CudaError(baq_cuda_error_, #call, __FILE__, __LINE__);    \
-    }                                                                  \
+#define BAQ_RETURN_IF_CUDA_ERROR(call)                                                       \
+  do {                                                                                       \
+    const cudaError_t baq_cuda_error_ = (call);                                              \
+    if (baq_cuda_error_ != cudaSuccess)                                                      \
+      return CudaError(baq_cuda_error_, #call, __FILE__, __LINE__);                          \
   } while (0)
 
 std::optional<ncclDataType_t> ToNcclType(at::ScalarType type) {
@@ -111,7 +106,6 @@ ncclConfig_t NonBlockingConfig() {
   config.blocking = 0;
   return config;
 }
-
 class NcclCommunicator final : public Communicator {
  public:
   // Takes ownership of a ready `comm` (aborted on error).
@@ -120,7 +114,7 @@ class NcclCommunicator final : public Communicator {
                                                             absl::Duration poll_interval) {
     cudaStream_t stream = nullptr;
     cudaEvent_t event = nullptr;
-    absl::Status s = [&]() -> absl::Status {
+    const absl::Status s = [&]() -> absl::Status {
       BAQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(device));
       BAQ_RETURN_IF_CUDA_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamDefault));
       BAQ_RETURN_IF_CUDA_ERROR(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
@@ -372,27 +366,18 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateLocalNcclGroup(
     status = NcclError(end, "ncclGroupEnd", __FILE__, __LINE__);
   }
   const absl::Time deadline = absl::Now() + init_timeout;
-  for (int i = 0; i < n; ++i) {
-    if (comms[i] == nullptr) continue;
-    if (status.ok()) {
-      status = WaitUntilReady(comms[i], deadline, "ncclCommInitRankConfig (group)");
-      if (!status.ok()) comms[i] = nullptr;  // aborted by WaitUntilReady
-    }
-  }
   std::vector<std::unique_ptr<Communicator>> out;
   for (int i = 0; i < n; ++i) {
     if (comms[i] == nullptr) continue;
-    if (!status.ok()) {
+    if (!status.ok()) {  // an earlier rank failed: drop the rest (the wrapped ones abort)
       ncclCommAbort(comms[i]);
       continue;
     }
-    absl::StatusOr<std::unique_ptr<Communicator>> c =
-        NcclCommunicator::Wrap(comms[i], device_indices[i], i, n, absl::Microseconds(20));
-    if (!c.ok()) {
-      status = c.status();
-      continue;
-    }
-    out.push_back(*std::move(c));
+    status = WaitUntilReady(comms[i], deadline, "ncclCommInitRankConfig (group)");  // aborts
+    if (!status.ok()) continue;
+    auto c = NcclCommunicator::Wrap(comms[i], device_indices[i], i, n, absl::Microseconds(20));
+    if (c.ok()) out.push_back(*std::move(c));
+    status = c.status();
   }
   if (!status.ok()) return status;
   return out;
@@ -400,8 +385,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateLocalNcclGroup(
 
 int NcclVisibleDeviceCount() {
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;
-  return count;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
 std::string NcclVersionString() {

@@ -83,6 +83,11 @@ TEST(GptqBlockCudaGpuTest, MatchesFloat64ColumnLoop) {
     b.maxq = in.maxq.to(at::kCUDA);
     auto got = GptqBlockCuda(b);
     ASSERT_TRUE(got.ok()) << got.status();
+    // A column-major block of U (as at::linalg_cholesky(upper=true) returns) is accepted too.
+    b.hinv = in.hinv.t().contiguous().t().to(f32);
+    auto col_major = GptqBlockCuda(b);
+    ASSERT_TRUE(col_major.ok()) << col_major.status();
+    EXPECT_TRUE(at::equal(col_major->codes_t, got->codes_t));
     const double mismatch =
         (got->codes_t.cpu() != ref.codes_t).to(at::kDouble).mean().item<double>();
     const double err = ((got->err_t.cpu().to(at::kDouble) - ref.err_t).norm() /
