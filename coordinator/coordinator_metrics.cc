@@ -31,8 +31,8 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
                       .Name("baq_coordinator_job_seconds")
                       .Help("Wall time of finished jobs")
                       .Register(registry)
-                      .Add({}, prometheus::Histogram::BucketBoundaries{
-                                   10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400});
+                      .Add({}, prometheus::Histogram::BucketBoundaries{10, 60, 300, 900, 1800, 3600,
+                                                                       7200, 14400, 43200, 86400});
   workers_ = SimpleGauge(registry, "baq_coordinator_workers", "Workers with a live lease");
   job_progress_percent_ = SimpleGauge(registry, "baq_coordinator_job_progress_percent",
                                       "Progress of the latest running job, 0..100");
@@ -47,8 +47,7 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
 
 void CoordinatorMetrics::RecordRpc(absl::string_view method, const absl::Status& status) {
   rpcs_total_
-      .Add({{"method", std::string(method)},
-            {"code", absl::StatusCodeToString(status.code())}})
+      .Add({{"method", std::string(method)}, {"code", absl::StatusCodeToString(status.code())}})
       .Increment();
 }
 

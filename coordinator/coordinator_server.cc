@@ -7,8 +7,7 @@
 
 namespace baq::coordinator {
 
-CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options,
-                                     CoordinatorDeps deps)
+CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options, CoordinatorDeps deps)
     : options_(options),
       job_service_(deps.jobs, deps.metrics),
       registry_service_(deps.registry, deps.metrics) {}

@@ -20,10 +20,10 @@
 #ifndef BAQ_COORDINATOR_COORDINATOR_SERVER_H_
 #define BAQ_COORDINATOR_COORDINATOR_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -44,8 +44,8 @@ struct CoordinatorServerOptions {
 };
 
 struct CoordinatorDeps {
-  JobManager* jobs = nullptr;           // Required; not owned.
-  WorkerRegistry* registry = nullptr;   // Required; not owned.
+  JobManager* jobs = nullptr;             // Required; not owned.
+  WorkerRegistry* registry = nullptr;     // Required; not owned.
   CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
 };
 

@@ -15,35 +15,52 @@ int64_t UnixMillisOrZero(absl::Time t) {
 
 v1::JobState ToProto(JobState state) {
   switch (state) {
-    case JobState::kQueued: return v1::JOB_STATE_QUEUED;
-    case JobState::kRunning: return v1::JOB_STATE_RUNNING;
-    case JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
-    case JobState::kFailed: return v1::JOB_STATE_FAILED;
-    case JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+    case JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
 
 v1::JobStage ToProto(JobStage stage) {
   switch (stage) {
-    case JobStage::kQueued: return v1::JOB_STAGE_QUEUED;
-    case JobStage::kStarting: return v1::JOB_STAGE_STARTING;
-    case JobStage::kMeasuring: return v1::JOB_STAGE_MEASURING;
-    case JobStage::kQuantizing: return v1::JOB_STAGE_QUANTIZING;
-    case JobStage::kPublishing: return v1::JOB_STAGE_PUBLISHING;
-    case JobStage::kDone: return v1::JOB_STAGE_DONE;
+    case JobStage::kQueued:
+      return v1::JOB_STAGE_QUEUED;
+    case JobStage::kStarting:
+      return v1::JOB_STAGE_STARTING;
+    case JobStage::kMeasuring:
+      return v1::JOB_STAGE_MEASURING;
+    case JobStage::kQuantizing:
+      return v1::JOB_STAGE_QUANTIZING;
+    case JobStage::kPublishing:
+      return v1::JOB_STAGE_PUBLISHING;
+    case JobStage::kDone:
+      return v1::JOB_STAGE_DONE;
   }
   return v1::JOB_STAGE_UNSPECIFIED;
 }
 
 JobStage FromProto(v1::JobStage stage) {
   switch (stage) {
-    case v1::JOB_STAGE_STARTING: return JobStage::kStarting;
-    case v1::JOB_STAGE_MEASURING: return JobStage::kMeasuring;
-    case v1::JOB_STAGE_QUANTIZING: return JobStage::kQuantizing;
-    case v1::JOB_STAGE_PUBLISHING: return JobStage::kPublishing;
-    case v1::JOB_STAGE_DONE: return JobStage::kDone;
-    default: return JobStage::kQueued;
+    case v1::JOB_STAGE_STARTING:
+      return JobStage::kStarting;
+    case v1::JOB_STAGE_MEASURING:
+      return JobStage::kMeasuring;
+    case v1::JOB_STAGE_QUANTIZING:
+      return JobStage::kQuantizing;
+    case v1::JOB_STAGE_PUBLISHING:
+      return JobStage::kPublishing;
+    case v1::JOB_STAGE_DONE:
+      return JobStage::kDone;
+    default:
+      return JobStage::kQueued;
   }
 }
 

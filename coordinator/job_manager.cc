@@ -54,8 +54,7 @@ absl::Status JobManager::Load() {
 
 std::string JobManager::NewIdLocked() {
   // Sortable by time, readable, and unique within this manager.
-  const std::string stamp =
-      absl::FormatTime("%Y%m%d-%H%M%S", options_.now(), absl::UTCTimeZone());
+  const std::string stamp = absl::FormatTime("%Y%m%d-%H%M%S", options_.now(), absl::UTCTimeZone());
   std::string id;
   do {
     id = absl::StrFormat("job-%s-%03d", stamp, id_counter_++ % 1000);
@@ -72,9 +71,9 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobC
     if (it != id_by_request_.end()) {
       const JobRecord& existing = jobs_.at(it->second).record;
       if (JobConfigToJson(existing.config) != JobConfigToJson(config)) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "request id ", request_id, " was used for job ", existing.id,
-            " with a different spec"));
+        return absl::AlreadyExistsError(absl::StrCat("request id ", request_id,
+                                                     " was used for job ", existing.id,
+                                                     " with a different spec"));
       }
       return existing;  // An idempotent retry.
     }
@@ -202,8 +201,8 @@ void JobManager::RunJob(const std::string& id) {
   } else {
     std::vector<BlockEngine*> raw;
     for (auto& e : *engines) raw.push_back(e.get());
-    execution = deps_.execution_factory(
-        config, raw, [this, id](const JobProgress& p) { OnProgress(id, p); });
+    execution = deps_.execution_factory(config, raw,
+                                        [this, id](const JobProgress& p) { OnProgress(id, p); });
     bool cancelled;
     {
       absl::MutexLock lock(&mu_);
@@ -261,7 +260,8 @@ void JobManager::TransitionLocked(Job& job, JobState state, absl::Status error) 
   if (state == JobState::kRunning) job.record.start_time = now;
   if (IsTerminal(state)) {
     job.record.end_time = now;
-    if (!job.record.error.ok()) job.record.progress.message = std::string(job.record.error.message());
+    if (!job.record.error.ok())
+      job.record.progress.message = std::string(job.record.error.message());
   }
   if (deps_.metrics != nullptr) {
     deps_.metrics->jobs(JobStateName(old)).Decrement();

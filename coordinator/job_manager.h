@@ -79,8 +79,8 @@ struct JobManagerOptions {
 };
 
 struct JobManagerDeps {
-  ExecutionFactory execution_factory;  // Required.
-  EngineProvider engine_provider;      // Required.
+  ExecutionFactory execution_factory;     // Required.
+  EngineProvider engine_provider;         // Required.
   CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
   // Optional: called by Shutdown() after cancelling the executions, to abort
   // calls in flight (WorkerPool::AbortAll), so shutdown does not wait for

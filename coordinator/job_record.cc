@@ -5,10 +5,11 @@
 namespace baq::coordinator {
 namespace {
 
-constexpr std::pair<absl::string_view, JobState> kStates[] = {
-    {"queued", JobState::kQueued},       {"running", JobState::kRunning},
-    {"succeeded", JobState::kSucceeded}, {"failed", JobState::kFailed},
-    {"cancelled", JobState::kCancelled}};
+constexpr std::pair<absl::string_view, JobState> kStates[] = {{"queued", JobState::kQueued},
+                                                              {"running", JobState::kRunning},
+                                                              {"succeeded", JobState::kSucceeded},
+                                                              {"failed", JobState::kFailed},
+                                                              {"cancelled", JobState::kCancelled}};
 
 }  // namespace
 

@@ -33,7 +33,7 @@ struct JobRecord {
   std::string request_id;  // Client idempotency key; may be empty.
   JobConfig config;
   JobState state = JobState::kQueued;
-  absl::Status error;  // Non-OK exactly when FAILED or CANCELLED.
+  absl::Status error;                 // Non-OK exactly when FAILED or CANCELLED.
   std::optional<JobSummary> summary;  // Set when SUCCEEDED.
   JobProgress progress;               // The latest event.
   // absl::UnixEpoch() means "not yet".

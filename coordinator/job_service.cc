@@ -85,16 +85,15 @@ class EventWriter final : public grpc::ServerWriteReactor<v1::JobEvent> {
     current_ = std::move(*pending_);
     pending_.reset();
     const v1::JobState s = current_.state();
-    terminal_written_ = s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-                        s == v1::JOB_STATE_CANCELLED;
+    terminal_written_ =
+        s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
     writing_ = true;
     StartWrite(&current_);  // OnWriteDone never runs inline (grpc can_inline=false).
     return std::nullopt;
   }
 
   // Marks the stream finished; the caller calls Done() after unlocking.
-  std::optional<absl::Status> FinishLocked(absl::Status status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  std::optional<absl::Status> FinishLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return std::nullopt;
     finished_ = true;
     return status;
@@ -119,8 +118,8 @@ class EventWriter final : public grpc::ServerWriteReactor<v1::JobEvent> {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx,
-                                             const char* method, const absl::Status& status) {
+grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx, const char* method,
+                                             const absl::Status& status) {
   if (metrics_ != nullptr) metrics_->RecordRpc(method, status);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
@@ -128,8 +127,7 @@ grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx,
 }
 
 grpc::ServerUnaryReactor* JobService::Submit(grpc::CallbackServerContext* ctx,
-                                             const v1::SubmitJobRequest* request,
-                                             v1::Job* job) {
+                                             const v1::SubmitJobRequest* request, v1::Job* job) {
   absl::StatusOr<JobConfig> config = baq::FromProto(request->spec());
   if (!config.ok()) return Finish(ctx, "Submit", config.status());
   absl::StatusOr<JobRecord> record = jobs_->Submit(request->request_id(), *std::move(config));

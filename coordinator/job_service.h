@@ -27,8 +27,8 @@ class JobService final : public v1::JobService::CallbackService {
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitJobRequest* request, v1::Job* job) override;
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
-                                const v1::GetJobRequest* request, v1::Job* job) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* request,
+                                v1::Job* job) override;
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx,
                                  const v1::ListJobsRequest* request,
                                  v1::ListJobsResponse* response) override;
@@ -41,8 +41,8 @@ class JobService final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const char* method,
                                    const absl::Status& status);
 
-  JobManager* const jobs_;               // Not owned.
-  CoordinatorMetrics* const metrics_;    // Nullable; not owned.
+  JobManager* const jobs_;             // Not owned.
+  CoordinatorMetrics* const metrics_;  // Nullable; not owned.
 };
 
 }  // namespace baq::coordinator

@@ -56,7 +56,7 @@ JobProgress ProgressFromJson(const json& j) {
   JobProgress p;
   const int stage = j.value("stage", 0);
   p.stage = stage >= 0 && stage <= static_cast<int>(JobStage::kDone) ? static_cast<JobStage>(stage)
-                                                                      : JobStage::kQueued;
+                                                                     : JobStage::kQueued;
   p.block = j.value("block", int64_t{-1});
   p.blocks_done = j.value("blocks_done", int64_t{0});
   p.num_blocks = j.value("num_blocks", int64_t{0});
@@ -168,7 +168,8 @@ absl::StatusOr<JobRecord> JobRecordFromJson(const json& j) {
     if (!state.ok()) return state.status();
     r.state = *state;
     const int code = j.value("error_code", 0);
-    if (code != 0) r.error = absl::Status(static_cast<absl::StatusCode>(code), j.value("error", ""));
+    if (code != 0)
+      r.error = absl::Status(static_cast<absl::StatusCode>(code), j.value("error", ""));
     if (j.contains("progress")) r.progress = ProgressFromJson(j.at("progress"));
     r.create_time = FromMillis(j.value("create_time_unix_ms", int64_t{0}));
     r.start_time = FromMillis(j.value("start_time_unix_ms", int64_t{0}));
@@ -217,8 +218,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadAll() const {
     absl::StatusOr<JobRecord> record =
         j.is_discarded() ? absl::InvalidArgumentError("not JSON") : JobRecordFromJson(j);
     if (!record.ok()) {
-      std::cerr << "baq-coordinator: skipping " << entry.path() << ": " << record.status()
-                << "\n";
+      std::cerr << "baq-coordinator: skipping " << entry.path() << ": " << record.status() << "\n";
       continue;
     }
     records.push_back(*std::move(record));

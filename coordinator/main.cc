@@ -2,15 +2,14 @@
 // registry, the job manager (JobRunner over the registered workers), the
 // gRPC server and the metrics endpoint, then waits for SIGTERM/SIGINT and
 // shuts down in order (STYLE R1, R18).
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
-
-#include <prometheus/exposer.h>
-#include <prometheus/registry.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -79,8 +78,7 @@ int main(int argc, char** argv) {
       exposer = std::make_unique<prometheus::Exposer>(addr);
       exposer->RegisterCollectable(prometheus_registry);
     } catch (const std::exception& e) {
-      std::cerr << "baq-coordinator: cannot serve metrics on " << addr << ": " << e.what()
-                << "\n";
+      std::cerr << "baq-coordinator: cannot serve metrics on " << addr << ": " << e.what() << "\n";
       return 1;
     }
   }
@@ -109,8 +107,8 @@ int main(int argc, char** argv) {
 
   baq::coordinator::CoordinatorServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
-  auto server = baq::coordinator::CoordinatorServer::Start(
-      server_options, {jobs->get(), &registry, &metrics});
+  auto server = baq::coordinator::CoordinatorServer::Start(server_options,
+                                                           {jobs->get(), &registry, &metrics});
   if (!server.ok()) {
     std::cerr << "baq-coordinator: " << server.status() << "\n";
     return 1;

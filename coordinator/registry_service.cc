@@ -7,9 +7,9 @@
 
 namespace baq::coordinator {
 
-grpc::ServerUnaryReactor* RegistryService::RegisterWorker(
-    grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* request,
-    v1::RegisterWorkerResponse* response) {
+grpc::ServerUnaryReactor* RegistryService::RegisterWorker(grpc::CallbackServerContext* ctx,
+                                                          const v1::RegisterWorkerRequest* request,
+                                                          v1::RegisterWorkerResponse* response) {
   absl::StatusOr<WorkerLease> lease = registry_->Register(
       request->address(), {request->devices().begin(), request->devices().end()},
       request->memory_bytes());

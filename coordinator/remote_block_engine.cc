@@ -34,9 +34,7 @@ class ActiveCall {
   const bool ok_;
 };
 
-absl::Status AbortedCall() {
-  return absl::AbortedError("job aborted: coordinator shutting down");
-}
+absl::Status AbortedCall() { return absl::AbortedError("job aborted: coordinator shutting down"); }
 
 // Retries only what is safe to repeat: ExportInputs reads, ResetJob is
 // idempotent. Measure/Quantize/StartJob are retried by the job, not here.
@@ -155,8 +153,8 @@ void CallCanceller::CancelAll() {
 absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
   if (status.ok()) return absl::OkStatus();
   absl::Status s = FromGrpcStatus(status);
-  return absl::Status(s.code(), absl::StrCat("worker ", label_, " device ", device_index_, ": ",
-                                             s.message()));
+  return absl::Status(
+      s.code(), absl::StrCat("worker ", label_, " device ", device_index_, ": ", s.message()));
 }
 
 absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
@@ -210,9 +208,9 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
   }
   if (absl::Status s = Wrap(reader->Finish()); !s.ok() && stream_status.ok()) return s;
   if (!stream_status.ok()) {
-    return absl::Status(stream_status.code(),
-                        absl::StrCat("worker ", label_, ": bad Quantize stream: ",
-                                     stream_status.message()));
+    return absl::Status(
+        stream_status.code(),
+        absl::StrCat("worker ", label_, ": bad Quantize stream: ", stream_status.message()));
   }
   return std::move(assembly).Finish();
 }
@@ -258,9 +256,8 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
   writer->WritesDone();
   if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
   if (resp.bytes_received() != bytes.size()) {
-    return absl::InternalError(absl::StrCat("worker ", label_, " received ",
-                                            resp.bytes_received(), " of ", bytes.size(),
-                                            " input bytes"));
+    return absl::InternalError(absl::StrCat("worker ", label_, " received ", resp.bytes_received(),
+                                            " of ", bytes.size(), " input bytes"));
   }
   return absl::OkStatus();
 }

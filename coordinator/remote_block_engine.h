@@ -19,13 +19,13 @@
 #ifndef BAQ_COORDINATOR_REMOTE_BLOCK_ENGINE_H_
 #define BAQ_COORDINATOR_REMOTE_BLOCK_ENGINE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -71,8 +71,8 @@ class RemoteBlockEngine : public BlockEngine {
  public:
   // `label` names the worker in errors (its address, usually). `canceller`
   // may be null.
-  RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label,
-                    std::string job_id, int device_index, RemoteEngineOptions options,
+  RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label, std::string job_id,
+                    int device_index, RemoteEngineOptions options,
                     std::shared_ptr<CallCanceller> canceller = nullptr);
 
   absl::Status Start(const JobConfig& config) override;

@@ -21,9 +21,10 @@ absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> WorkerPool::EnginesFor
   std::vector<WorkerInfo> workers =
       registry_->AwaitWorkers(options_.min_workers, options_.worker_wait);
   if (workers.size() < options_.min_workers) {
-    return absl::UnavailableError(absl::StrCat(
-        workers.size(), " live worker(s) after waiting ", absl::FormatDuration(options_.worker_wait),
-        "; need ", options_.min_workers, " (start baq-worker --coordinator ...)"));
+    return absl::UnavailableError(absl::StrCat(workers.size(), " live worker(s) after waiting ",
+                                               absl::FormatDuration(options_.worker_wait),
+                                               "; need ", options_.min_workers,
+                                               " (start baq-worker --coordinator ...)"));
   }
   auto canceller = std::make_shared<CallCanceller>();
   {
@@ -40,8 +41,8 @@ absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> WorkerPool::EnginesFor
     std::shared_ptr<grpc::Channel> channel = ChannelFor(w.address);
     for (size_t d = 0; d < w.devices.size(); ++d) {
       engines.push_back(std::make_unique<RemoteBlockEngine>(
-          channel, absl::StrCat(w.worker_id, "@", w.address), job_id,
-          static_cast<int>(d), options_.engine, canceller));
+          channel, absl::StrCat(w.worker_id, "@", w.address), job_id, static_cast<int>(d),
+          options_.engine, canceller));
     }
   }
   return engines;

@@ -13,12 +13,12 @@
 #ifndef BAQ_COORDINATOR_WORKER_POOL_H_
 #define BAQ_COORDINATOR_WORKER_POOL_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -44,8 +44,8 @@ class WorkerPool {
   // `registry` is not owned and must outlive *this.
   WorkerPool(WorkerRegistry* registry, WorkerPoolOptions options);
 
-  absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> EnginesForJob(
-      const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> EnginesForJob(const std::string& job_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // EnginesForJob as a JobManager EngineProvider; *this must outlive it.
   EngineProvider AsProvider();
   // Aborts the in-flight calls of every job's engines, and fails their later

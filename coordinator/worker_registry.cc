@@ -80,9 +80,7 @@ std::vector<WorkerInfo> WorkerRegistry::LiveWorkers() {
 std::vector<WorkerInfo> WorkerRegistry::AwaitWorkers(size_t n, absl::Duration timeout) {
   {
     absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return workers_.size() >= n;
-    };
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return workers_.size() >= n; };
     mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
   }
   return LiveWorkers();

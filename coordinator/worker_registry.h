@@ -68,9 +68,8 @@ class WorkerRegistry {
 
   // Registers (or re-registers) the worker at `address`: same worker id as
   // before, next epoch. InvalidArgument for an empty address or no devices.
-  absl::StatusOr<WorkerLease> Register(const std::string& address,
-                                       std::vector<std::string> devices, int64_t memory_bytes)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<WorkerLease> Register(const std::string& address, std::vector<std::string> devices,
+                                       int64_t memory_bytes) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Extends the lease. NotFound if the worker is unknown or its lease has
   // expired; FailedPrecondition if `epoch` is not the current one. Either
@@ -83,8 +82,7 @@ class WorkerRegistry {
   // Blocks until at least `n` workers are live or `timeout` passes (real
   // time; lease expiry still follows the injected clock). Returns the live
   // workers at that point.
-  std::vector<WorkerInfo> AwaitWorkers(size_t n, absl::Duration timeout)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<WorkerInfo> AwaitWorkers(size_t n, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Calls `fn(live_count)` after every change of the live set (under no
   // lock); for the workers gauge. Set before use.

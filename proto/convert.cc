@@ -15,9 +15,12 @@ T OrDefault(T value, T fallback) {
 
 v1::Method ToProto(QuantMethod m) {
   switch (m) {
-    case QuantMethod::kBaq: return v1::METHOD_BAQ;
-    case QuantMethod::kGptq: return v1::METHOD_GPTQ;
-    case QuantMethod::kRtn: return v1::METHOD_RTN;
+    case QuantMethod::kBaq:
+      return v1::METHOD_BAQ;
+    case QuantMethod::kGptq:
+      return v1::METHOD_GPTQ;
+    case QuantMethod::kRtn:
+      return v1::METHOD_RTN;
   }
   return v1::METHOD_UNSPECIFIED;
 }
@@ -25,69 +28,82 @@ v1::Method ToProto(QuantMethod m) {
 absl::StatusOr<QuantMethod> FromProto(v1::Method m) {
   switch (m) {
     case v1::METHOD_UNSPECIFIED:
-    case v1::METHOD_BAQ: return QuantMethod::kBaq;
-    case v1::METHOD_GPTQ: return QuantMethod::kGptq;
-    case v1::METHOD_RTN: return QuantMethod::kRtn;
-    default: break;
+    case v1::METHOD_BAQ:
+      return QuantMethod::kBaq;
+    case v1::METHOD_GPTQ:
+      return QuantMethod::kGptq;
+    case v1::METHOD_RTN:
+      return QuantMethod::kRtn;
+    default:
+      break;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown method ", static_cast<int>(m)));
 }
 
 v1::OutputFormat ToProto(OutputFormat f) {
   switch (f) {
-    case OutputFormat::kFakeQuant: return v1::OUTPUT_FORMAT_FAKE_QUANT;
-    case OutputFormat::kPacked: return v1::OUTPUT_FORMAT_PACKED;
-    case OutputFormat::kGptq: return v1::OUTPUT_FORMAT_GPTQ;
+    case OutputFormat::kFakeQuant:
+      return v1::OUTPUT_FORMAT_FAKE_QUANT;
+    case OutputFormat::kPacked:
+      return v1::OUTPUT_FORMAT_PACKED;
+    case OutputFormat::kGptq:
+      return v1::OUTPUT_FORMAT_GPTQ;
   }
   return v1::OUTPUT_FORMAT_UNSPECIFIED;
 }
 
 absl::StatusOr<OutputFormat> FromProto(v1::OutputFormat f) {
   switch (f) {
-    case v1::OUTPUT_FORMAT_FAKE_QUANT: return OutputFormat::kFakeQuant;
-    case v1::OUTPUT_FORMAT_PACKED: return OutputFormat::kPacked;
-    case v1::OUTPUT_FORMAT_GPTQ: return OutputFormat::kGptq;
-    default: break;
+    case v1::OUTPUT_FORMAT_FAKE_QUANT:
+      return OutputFormat::kFakeQuant;
+    case v1::OUTPUT_FORMAT_PACKED:
+      return OutputFormat::kPacked;
+    case v1::OUTPUT_FORMAT_GPTQ:
+      return OutputFormat::kGptq;
+    default:
+      break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown output format ", static_cast<int>(f)));
+  return absl::InvalidArgumentError(absl::StrCat("unknown output format ", static_cast<int>(f)));
 }
 
 absl::StatusOr<ExecutionMode> FromProto(v1::ExecutionMode m) {
   switch (m) {
     case v1::EXECUTION_MODE_UNSPECIFIED:
-    case v1::EXECUTION_MODE_SEQUENTIAL: return ExecutionMode::kSequential;
-    case v1::EXECUTION_MODE_PARALLEL: return ExecutionMode::kParallel;
-    default: break;
+    case v1::EXECUTION_MODE_SEQUENTIAL:
+      return ExecutionMode::kSequential;
+    case v1::EXECUTION_MODE_PARALLEL:
+      return ExecutionMode::kParallel;
+    default:
+      break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown execution mode ", static_cast<int>(m)));
+  return absl::InvalidArgumentError(absl::StrCat("unknown execution mode ", static_cast<int>(m)));
 }
 
 absl::StatusOr<AllocationScope> FromProto(v1::AllocationScope s) {
   switch (s) {
     case v1::ALLOCATION_SCOPE_UNSPECIFIED:
-    case v1::ALLOCATION_SCOPE_GLOBAL: return AllocationScope::kGlobal;
-    case v1::ALLOCATION_SCOPE_SUBLAYER: return AllocationScope::kSublayer;
-    case v1::ALLOCATION_SCOPE_GLOBAL_RAW: return AllocationScope::kGlobalRaw;
-    default: break;
+    case v1::ALLOCATION_SCOPE_GLOBAL:
+      return AllocationScope::kGlobal;
+    case v1::ALLOCATION_SCOPE_SUBLAYER:
+      return AllocationScope::kSublayer;
+    case v1::ALLOCATION_SCOPE_GLOBAL_RAW:
+      return AllocationScope::kGlobalRaw;
+    default:
+      break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown allocation scope ", static_cast<int>(s)));
+  return absl::InvalidArgumentError(absl::StrCat("unknown allocation scope ", static_cast<int>(s)));
 }
 
 }  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 void ToProto(const JobConfig& config, v1::JobSpec* spec) {
@@ -110,11 +126,10 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   opts->set_static_groups(q.static_groups);
   opts->set_percdamp(q.percdamp);
   opts->set_block_size(q.block_size);
-  opts->set_allocation_scope(q.allocation_scope == AllocationScope::kSublayer
-                                 ? v1::ALLOCATION_SCOPE_SUBLAYER
-                             : q.allocation_scope == AllocationScope::kGlobalRaw
-                                 ? v1::ALLOCATION_SCOPE_GLOBAL_RAW
-                                 : v1::ALLOCATION_SCOPE_GLOBAL);
+  opts->set_allocation_scope(
+      q.allocation_scope == AllocationScope::kSublayer    ? v1::ALLOCATION_SCOPE_SUBLAYER
+      : q.allocation_scope == AllocationScope::kGlobalRaw ? v1::ALLOCATION_SCOPE_GLOBAL_RAW
+                                                          : v1::ALLOCATION_SCOPE_GLOBAL);
   opts->set_allocation_form(v1::ALLOCATION_FORM_EXPONENTIAL);
   opts->set_theta(q.theta);
   opts->set_max_levels(q.max_levels);
@@ -138,8 +153,7 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   }
   const v1::CalibrationSpec& calib = spec.calibration();
   config.calibration.files.assign(calib.files().begin(), calib.files().end());
-  config.calibration.num_samples =
-      OrDefault(calib.num_samples(), defaults.calibration.num_samples);
+  config.calibration.num_samples = OrDefault(calib.num_samples(), defaults.calibration.num_samples);
   config.calibration.seqlen = OrDefault(calib.seqlen(), defaults.calibration.seqlen);
   config.calibration.seed = calib.seed();
 
@@ -265,9 +279,9 @@ absl::StatusOr<TensorBytes> FromProtoHeader(const v1::TensorHeader& header) {
     elements *= static_cast<uint64_t>(d);
   }
   if (elements * DTypeSize(tensor.dtype) != header.total_bytes()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        tensor.name, ": ", header.total_bytes(), " bytes do not match shape and dtype ",
-        header.dtype()));
+    return absl::InvalidArgumentError(absl::StrCat(tensor.name, ": ", header.total_bytes(),
+                                                   " bytes do not match shape and dtype ",
+                                                   header.dtype()));
   }
   tensor.bytes.reserve(header.total_bytes());
   return tensor;

@@ -15,10 +15,10 @@
 #ifndef BAQ_PROTO_CONVERT_H_
 #define BAQ_PROTO_CONVERT_H_
 
+#include <grpcpp/support/status.h>
+
 #include <cstddef>
 #include <vector>
-
-#include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

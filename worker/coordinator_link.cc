@@ -1,10 +1,10 @@
 #include "worker/coordinator_link.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <iostream>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/time/clock.h"
 

@@ -21,9 +21,9 @@ EngineHost::~EngineHost() { Stop(); }
 void EngineHost::Run(int device, std::function<void(Device&)> task,
                      const std::function<void(absl::Status)>& fail) {
   if (device < 0 || static_cast<size_t>(device) >= device_state_.size()) {
-    fail(absl::InvalidArgumentError(absl::StrCat(
-        "device_index ", device, " out of range: this worker has ", devices_.size(),
-        " device(s)")));
+    fail(absl::InvalidArgumentError(absl::StrCat("device_index ", device,
+                                                 " out of range: this worker has ", devices_.size(),
+                                                 " device(s)")));
     return;
   }
   Device* d = device_state_[device].get();

@@ -1,6 +1,8 @@
 // baq-worker: the worker daemon. Parses flags, wires the LibTorch engine
 // factory, the gRPC server, the coordinator link and the metrics endpoint,
 // then waits for SIGTERM/SIGINT and shuts down in order (STYLE R1, R18).
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,9 +11,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <prometheus/exposer.h>
-#include <prometheus/registry.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"

@@ -57,8 +57,7 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
 
 void WorkerMetrics::RecordRpc(absl::string_view method, const absl::Status& status) {
   rpcs_total_
-      .Add({{"method", std::string(method)},
-            {"code", absl::StatusCodeToString(status.code())}})
+      .Add({{"method", std::string(method)}, {"code", absl::StatusCodeToString(status.code())}})
       .Increment();
 }
 

@@ -23,13 +23,13 @@
 #ifndef BAQ_WORKER_WORKER_METRICS_H_
 #define BAQ_WORKER_WORKER_METRICS_H_
 
-#include <string>
-
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -56,10 +56,10 @@ class WorkerMetrics {
   prometheus::Counter& bytes_received_total() { return *bytes_received_total_; }
 
  private:
-  prometheus::Family<prometheus::Counter>& rpcs_total_;  // labels: method, code
+  prometheus::Family<prometheus::Counter>& rpcs_total_;       // labels: method, code
   prometheus::Family<prometheus::Histogram>& block_seconds_;  // labels: op
-  prometheus::Family<prometheus::Gauge>& busy_;          // labels: device
-  prometheus::Family<prometheus::Gauge>& queued_tasks_;  // labels: device
+  prometheus::Family<prometheus::Gauge>& busy_;               // labels: device
+  prometheus::Family<prometheus::Gauge>& queued_tasks_;       // labels: device
   prometheus::Counter* blocks_measured_total_;
   prometheus::Counter* blocks_quantized_total_;
   prometheus::Gauge* engines_;

@@ -1,9 +1,9 @@
 #include "worker/worker_server.h"
 
+#include <grpcpp/health_check_service_interface.h>
+
 #include <chrono>
 #include <utility>
-
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"

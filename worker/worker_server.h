@@ -23,11 +23,11 @@
 #ifndef BAQ_WORKER_WORKER_SERVER_H_
 #define BAQ_WORKER_WORKER_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"

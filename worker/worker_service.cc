@@ -23,22 +23,22 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
                  EngineHost* host, WorkerMetrics* metrics)
       : ctx_(ctx), metrics_(metrics) {
     const int64_t block = request.block();
-    host->WithEngine(request.job_id(), request.device_index(),
-                     [this, block, allocation = FromProto(request.allocation())](
-                         absl::StatusOr<BlockEngine*> engine) {
-                       if (!engine.ok()) return Done(engine.status());
-                       if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
-                       const absl::Time start = absl::Now();
-                       absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
-                       if (!out.ok()) return Done(out.status());
-                       if (metrics_ != nullptr) {
-                         metrics_->blocks_quantized_total().Increment();
-                         metrics_->RecordBlock("quantize",
-                                               absl::ToDoubleSeconds(absl::Now() - start));
-                       }
-                       output_ = *std::move(out);
-                       WriteNext();
-                     });
+    host->WithEngine(
+        request.job_id(), request.device_index(),
+        [this, block,
+         allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
+          if (!engine.ok()) return Done(engine.status());
+          if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+          const absl::Time start = absl::Now();
+          absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
+          if (!out.ok()) return Done(out.status());
+          if (metrics_ != nullptr) {
+            metrics_->blocks_quantized_total().Increment();
+            metrics_->RecordBlock("quantize", absl::ToDoubleSeconds(absl::Now() - start));
+          }
+          output_ = *std::move(out);
+          WriteNext();
+        });
   }
 
   void OnWriteDone(bool ok) override {
@@ -228,26 +228,27 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   WorkerMetrics* metrics = metrics_;
   const int64_t block = request->block();
-  host_->WithEngine(
-      request->job_id(), request->device_index(),
-      [reactor, response, metrics, ctx, block](absl::StatusOr<BlockEngine*> engine) {
-        absl::Status status = engine.status();
-        if (status.ok() && ctx->IsCancelled()) status = absl::CancelledError("cancelled");
-        if (status.ok()) {
-          const absl::Time start = absl::Now();
-          absl::StatusOr<BlockMeasurement> m = (*engine)->Measure(block);
-          status = m.status();
-          if (m.ok()) {
-            ToProto(*m, response);
-            if (metrics != nullptr) {
-              metrics->blocks_measured_total().Increment();
-              metrics->RecordBlock("measure", absl::ToDoubleSeconds(absl::Now() - start));
-            }
-          }
-        }
-        Record(metrics, "Measure", status);
-        reactor->Finish(ToGrpcStatus(status));
-      });
+  host_->WithEngine(request->job_id(), request->device_index(),
+                    [reactor, response, metrics, ctx, block](absl::StatusOr<BlockEngine*> engine) {
+                      absl::Status status = engine.status();
+                      if (status.ok() && ctx->IsCancelled())
+                        status = absl::CancelledError("cancelled");
+                      if (status.ok()) {
+                        const absl::Time start = absl::Now();
+                        absl::StatusOr<BlockMeasurement> m = (*engine)->Measure(block);
+                        status = m.status();
+                        if (m.ok()) {
+                          ToProto(*m, response);
+                          if (metrics != nullptr) {
+                            metrics->blocks_measured_total().Increment();
+                            metrics->RecordBlock("measure",
+                                                 absl::ToDoubleSeconds(absl::Now() - start));
+                          }
+                        }
+                      }
+                      Record(metrics, "Measure", status);
+                      reactor->Finish(ToGrpcStatus(status));
+                    });
   return reactor;
 }
 
@@ -271,11 +272,10 @@ grpc::ServerUnaryReactor* WorkerService::ResetJob(grpc::CallbackServerContext* c
                                                   v1::ResetJobResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   WorkerMetrics* metrics = metrics_;
-  host_->ResetJob(request->job_id(), request->device_index(),
-                  [reactor, metrics](absl::Status s) {
-                    Record(metrics, "ResetJob", s);
-                    reactor->Finish(ToGrpcStatus(s));
-                  });
+  host_->ResetJob(request->job_id(), request->device_index(), [reactor, metrics](absl::Status s) {
+    Record(metrics, "ResetJob", s);
+    reactor->Finish(ToGrpcStatus(s));
+  });
   return reactor;
 }
 

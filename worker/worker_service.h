@@ -46,8 +46,8 @@ class WorkerService final : public v1::WorkerService::CallbackService {
                                      v1::ResetJobResponse* response) override;
 
  private:
-  EngineHost* const host_;         // Not owned.
-  WorkerMetrics* const metrics_;   // Nullable; not owned.
+  EngineHost* const host_;        // Not owned.
+  WorkerMetrics* const metrics_;  // Nullable; not owned.
 };
 
 }  // namespace baq::worker

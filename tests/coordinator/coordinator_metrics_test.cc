@@ -2,12 +2,12 @@
 // ephemeral port, the way Prometheus sees them.
 #include "coordinator/coordinator_metrics.h"
 
-#include <memory>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
+
+#include <memory>
 
 #include "tests/fakes/http_get.h"
 
@@ -32,8 +32,8 @@ TEST(CoordinatorMetricsTest, ExposesEveryMetricOverHttp) {
   prometheus::Exposer exposer("127.0.0.1:0");
   exposer.RegisterCollectable(registry);
   ASSERT_EQ(exposer.GetListeningPorts().size(), 1u);
-  absl::StatusOr<std::string> body = baq::testing::HttpGet(exposer.GetListeningPorts()[0],
-                                                           "/metrics");
+  absl::StatusOr<std::string> body =
+      baq::testing::HttpGet(exposer.GetListeningPorts()[0], "/metrics");
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_rpcs_total{code=\"OK\",method=\"Submit\"} 1"));
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_rpcs_total{code=\"NOT_FOUND\",method=\"Get\"} 1"));

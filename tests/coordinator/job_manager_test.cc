@@ -2,11 +2,11 @@
 // idempotent submit, cancel, watch events, failure, persistence and reload.
 #include "coordinator/job_manager.h"
 
-#include <optional>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+
+#include <optional>
 
 #include "tests/fakes/fake_block_engine.h"
 #include "tests/fakes/fake_job_execution.h"
@@ -73,8 +73,9 @@ class JobManagerTest : public ::testing::Test {
     options.data_dir = data_dir;
     JobManagerDeps deps;
     deps.execution_factory = gate_.Factory(/*num_blocks=*/3);
-    deps.engine_provider = [this, provider_error](const std::string&)
-        -> absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> {
+    deps.engine_provider =
+        [this, provider_error](
+            const std::string&) -> absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> {
       if (!provider_error.ok()) return provider_error;
       std::vector<std::unique_ptr<BlockEngine>> engines;
       for (int i = 0; i < 2; ++i) {
@@ -146,7 +147,7 @@ TEST_F(JobManagerTest, CancelsQueuedAndRunningJobs) {
 
   auto cancelled = jobs->Cancel(queued->id);
   ASSERT_TRUE(cancelled.ok());
-  EXPECT_EQ(cancelled->state, JobState::kCancelled);  // At once.
+  EXPECT_EQ(cancelled->state, JobState::kCancelled);                // At once.
   EXPECT_EQ(jobs->Cancel(running->id)->state, JobState::kRunning);  // At a block boundary.
   JobRecord r = AwaitState(*jobs, running->id, JobState::kCancelled);
   EXPECT_EQ(r.error.code(), absl::StatusCode::kCancelled);

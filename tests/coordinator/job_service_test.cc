@@ -3,14 +3,14 @@
 // fake execution.
 #include "coordinator/job_service.h"
 
-#include <chrono>
-#include <memory>
-
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+
+#include <chrono>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -253,7 +253,8 @@ TEST_F(JobServiceTest, ServesTheStandardHealthService) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 

@@ -3,12 +3,12 @@
 // 1 MiB chunks, deadlines, and status mapping.
 #include "coordinator/remote_block_engine.h"
 
-#include <memory>
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proto/convert.h"
@@ -108,7 +108,8 @@ TEST_F(RemoteBlockEngineTest, ReassemblesTensorsLargerThanTheMessageLimit) {
   ASSERT_TRUE(out.ok()) << out.status();
   ASSERT_EQ(out->tensors.size(), 2u);
   for (int i = 0; i < 2; ++i) {
-    EXPECT_EQ(out->tensors[i].shape, std::vector<int64_t>{static_cast<int64_t>(options.tensor_bytes)});
+    EXPECT_EQ(out->tensors[i].shape,
+              std::vector<int64_t>{static_cast<int64_t>(options.tensor_bytes)});
     EXPECT_TRUE(out->tensors[i].bytes ==
                 FakeBlockEngine::ExpectedTensorBytes(0, i, options.tensor_bytes));
   }
@@ -193,8 +194,8 @@ TEST_F(RemoteBlockEngineTest, UnreachableWorkerIsUnavailable) {
   server_.reset();
   RemoteEngineOptions options;
   options.start_timeout = absl::Seconds(5);
-  RemoteBlockEngine engine(MakeWorkerChannel(absl::StrCat("localhost:", port)), "gone", "job-1",
-                           0, options);
+  RemoteBlockEngine engine(MakeWorkerChannel(absl::StrCat("localhost:", port)), "gone", "job-1", 0,
+                           options);
   EXPECT_EQ(engine.Start(TestConfig()).code(), absl::StatusCode::kUnavailable);
   engine.Reset();  // Best effort: returns.
 }

@@ -42,8 +42,7 @@ TEST_F(WorkerRegistryTest, RegisterGivesALeaseAndListsTheWorker) {
 }
 
 TEST_F(WorkerRegistryTest, RejectsEmptyAddressOrDevices) {
-  EXPECT_EQ(registry_.Register("", {"cpu"}, 0).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_.Register("", {"cpu"}, 0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(registry_.Register("h:1", {}, 0).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -24,8 +24,7 @@ size_t FakeEngineLog::AwaitSize(size_t n, absl::Duration timeout) const {
   return entries_.size();
 }
 
-FakeBlockEngine::FakeBlockEngine(FakeEngineOptions options, FakeEngineLog* log,
-                                 std::string device)
+FakeBlockEngine::FakeBlockEngine(FakeEngineOptions options, FakeEngineLog* log, std::string device)
     : options_(std::move(options)), log_(log), device_(std::move(device)) {}
 
 void FakeBlockEngine::Log(const std::string& entry) {
@@ -104,8 +103,8 @@ absl::StatusOr<BlockOutput> FakeBlockEngine::Quantize(
   Log(absl::StrCat("quantize ", block));
   if (absl::Status s = CheckBlock(block); !s.ok()) return s;
   if (measured_.count(block) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("fake engine: block ", block,
-                                                      " not measured"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("fake engine: block ", block, " not measured"));
   }
   BlockOutput out;
   out.block = block;
@@ -162,8 +161,7 @@ void FakeBlockEngine::Reset() {
 
 std::function<absl::StatusOr<std::unique_ptr<BlockEngine>>(const std::string& device)>
 FakeEngineFactory(FakeEngineOptions options, FakeEngineLog* log) {
-  return [options, log](const std::string& device)
-             -> absl::StatusOr<std::unique_ptr<BlockEngine>> {
+  return [options, log](const std::string& device) -> absl::StatusOr<std::unique_ptr<BlockEngine>> {
     if (device == "bad-device") return absl::UnavailableError("fake: no such device");
     return std::make_unique<FakeBlockEngine>(options, log, device);
   };

@@ -31,8 +31,7 @@ FakeBlockEngine* FakeWorkerService::Find(const std::string& job, int device) {
   return it == engines_.end() ? nullptr : it->second.get();
 }
 
-grpc::Status FakeWorkerService::StartJob(grpc::ServerContext* ctx,
-                                         const v1::StartJobRequest* req,
+grpc::Status FakeWorkerService::StartJob(grpc::ServerContext* ctx, const v1::StartJobRequest* req,
                                          v1::StartJobResponse* resp) {
   absl::StatusOr<JobConfig> config = FromProto(req->spec());
   if (!config.ok()) return ToGrpcStatus(config.status());
@@ -66,8 +65,7 @@ grpc::Status FakeWorkerService::Measure(grpc::ServerContext* ctx, const v1::Meas
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorkerService::Quantize(grpc::ServerContext* ctx,
-                                         const v1::QuantizeRequest* req,
+grpc::Status FakeWorkerService::Quantize(grpc::ServerContext* ctx, const v1::QuantizeRequest* req,
                                          grpc::ServerWriter<v1::QuantizeResponseChunk>* writer) {
   absl::StatusOr<BlockOutput> out;
   bool truncate;
@@ -145,8 +143,7 @@ grpc::Status FakeWorkerService::ImportInputs(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorkerService::ResetJob(grpc::ServerContext* ctx,
-                                         const v1::ResetJobRequest* req,
+grpc::Status FakeWorkerService::ResetJob(grpc::ServerContext* ctx, const v1::ResetJobRequest* req,
                                          v1::ResetJobResponse* resp) {
   absl::MutexLock lock(&mu_);
   auto it = engines_.find({req->job_id(), req->device_index()});

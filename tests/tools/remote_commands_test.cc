@@ -4,14 +4,14 @@
 // submit a job on the OPT fixture, watch it to the end, and read it back.
 #include "tools/cli/remote_commands.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/coordinator_server.h"
@@ -57,8 +57,8 @@ class RemoteCommandsTest : public ::testing::Test {
     jobs_ = *std::move(jobs);
     coordinator::CoordinatorServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
-    auto server = coordinator::CoordinatorServer::Start(server_options,
-                                                        {jobs_.get(), &registry_, nullptr});
+    auto server =
+        coordinator::CoordinatorServer::Start(server_options, {jobs_.get(), &registry_, nullptr});
     ASSERT_TRUE(server.ok()) << server.status();
     coordinator_ = *std::move(server);
     address_ = absl::StrCat("127.0.0.1:", coordinator_->port());

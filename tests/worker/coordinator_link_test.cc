@@ -2,11 +2,11 @@
 // registration with retries, heartbeats at ttl/3, re-registration when told.
 #include "worker/coordinator_link.h"
 
-#include <memory>
-
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -101,8 +101,8 @@ TEST_F(CoordinatorLinkTest, RegistersThenHeartbeats) {
   EXPECT_EQ(link->lease()->worker_id, "w001");
   EXPECT_TRUE(registry_.Await([](const FakeRegistry& r) { return r.heartbeats_ >= 3; }));
   EXPECT_TRUE(registry_.Await([](const FakeRegistry& r) {
-    return r.last_request_.address() == "worker-host:7001" &&
-           r.last_request_.devices_size() == 2 && r.last_request_.memory_bytes() == (1 << 30);
+    return r.last_request_.address() == "worker-host:7001" && r.last_request_.devices_size() == 2 &&
+           r.last_request_.memory_bytes() == (1 << 30);
   }));
   EXPECT_EQ(link->registrations(), 1);
 }

@@ -2,12 +2,12 @@
 // ephemeral port.
 #include "worker/worker_metrics.h"
 
-#include <memory>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
+
+#include <memory>
 
 #include "tests/fakes/http_get.h"
 
@@ -32,12 +32,12 @@ TEST(WorkerMetricsTest, ExposesEveryMetricOverHttp) {
   prometheus::Exposer exposer("127.0.0.1:0");
   exposer.RegisterCollectable(registry);
   ASSERT_EQ(exposer.GetListeningPorts().size(), 1u);
-  absl::StatusOr<std::string> body = baq::testing::HttpGet(exposer.GetListeningPorts()[0],
-                                                           "/metrics");
+  absl::StatusOr<std::string> body =
+      baq::testing::HttpGet(exposer.GetListeningPorts()[0], "/metrics");
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_THAT(*body, HasSubstr("baq_worker_rpcs_total{code=\"OK\",method=\"Measure\"} 1"));
-  EXPECT_THAT(*body,
-              HasSubstr("baq_worker_rpcs_total{code=\"RESOURCE_EXHAUSTED\",method=\"Quantize\"} 1"));
+  EXPECT_THAT(
+      *body, HasSubstr("baq_worker_rpcs_total{code=\"RESOURCE_EXHAUSTED\",method=\"Quantize\"} 1"));
   EXPECT_THAT(*body, HasSubstr("baq_worker_block_seconds_count{op=\"measure\"} 1"));
   EXPECT_THAT(*body, HasSubstr("baq_worker_blocks_measured_total 1"));
   EXPECT_THAT(*body, HasSubstr("baq_worker_blocks_quantized_total 2"));

@@ -2,14 +2,14 @@
 // on localhost:0 over fake engines, real stubs, a deadline on every call.
 #include "worker/worker_service.h"
 
-#include <chrono>
-#include <memory>
-#include <string>
-
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "baq/v1/worker.grpc.pb.h"
@@ -142,8 +142,7 @@ TEST_F(WorkerServiceTest, StartMeasureQuantizeRoundTrip) {
                       FakeBlockEngine::ExpectedTensorBytes(0, 1, 64));
   EXPECT_EQ(Value(registry_, "baq_worker_blocks_measured_total", {}), 1);
   EXPECT_EQ(Value(registry_, "baq_worker_blocks_quantized_total", {}), 1);
-  EXPECT_EQ(Value(registry_, "baq_worker_rpcs_total", {{"method", "Quantize"}, {"code", "OK"}}),
-            1);
+  EXPECT_EQ(Value(registry_, "baq_worker_rpcs_total", {{"method", "Quantize"}, {"code", "OK"}}), 1);
   EXPECT_EQ(Value(registry_, "baq_worker_engines", {}), 1);
 }
 

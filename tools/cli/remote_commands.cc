@@ -1,8 +1,8 @@
 #include "tools/cli/remote_commands.h"
 
-#include <memory>
-
 #include <grpcpp/grpcpp.h>
+
+#include <memory>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
@@ -48,8 +48,8 @@ void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
 absl::Status Rpc(const RemoteCommandOptions& o, const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
   absl::Status status = FromGrpcStatus(s);
-  return absl::Status(status.code(), absl::StrCat("coordinator ", o.coordinator, ": ",
-                                                  status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat("coordinator ", o.coordinator, ": ", status.message()));
 }
 
 std::string RandomRequestId() {
@@ -60,18 +60,23 @@ std::string RandomRequestId() {
 
 std::string StateName(v1::JobState s) {
   switch (s) {
-    case v1::JOB_STATE_QUEUED: return "queued";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    default: return "unknown";
+    case v1::JOB_STATE_QUEUED:
+      return "queued";
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown";
   }
 }
 
 bool Terminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
 std::string Time(int64_t unix_ms) {
@@ -85,14 +90,14 @@ absl::Status JobOutcome(const v1::JobEvent& last, const std::string& error_code,
                         const std::string& error) {
   if (last.state() == v1::JOB_STATE_SUCCEEDED) return absl::OkStatus();
   absl::StatusCode code = last.state() == v1::JOB_STATE_CANCELLED ? absl::StatusCode::kCancelled
-                                                                 : absl::StatusCode::kUnknown;
+                                                                  : absl::StatusCode::kUnknown;
   for (int c = 1; c <= 16; ++c) {
     if (absl::StatusCodeToString(static_cast<absl::StatusCode>(c)) == error_code) {
       code = static_cast<absl::StatusCode>(c);
     }
   }
-  return absl::Status(code, absl::StrCat("job ", last.job_id(), " ", StateName(last.state()),
-                                         ": ", error.empty() ? last.message() : error));
+  return absl::Status(code, absl::StrCat("job ", last.job_id(), " ", StateName(last.state()), ": ",
+                                         error.empty() ? last.message() : error));
 }
 
 void PrintJob(const v1::Job& job, std::FILE* out) {
@@ -230,8 +235,8 @@ absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
   std::fprintf(out, "%-28s %-10s %6s %7s  %-19s %s\n", "JOB", "STATE", "DONE", "BITS", "CREATED",
                "MODEL");
   for (const v1::Job& job : resp.jobs()) {
-    const double bits = job.has_summary() ? job.summary().achieved_bits()
-                                          : job.progress().achieved_bits();
+    const double bits =
+        job.has_summary() ? job.summary().achieved_bits() : job.progress().achieved_bits();
     const std::string created =
         job.create_time_unix_ms() == 0
             ? "-"
