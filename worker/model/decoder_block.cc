@@ -1,6 +1,7 @@
 #include "worker/model/decoder_block.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <limits>
 #include <utility>
@@ -67,7 +68,7 @@ absl::StatusOr<at::Tensor> DecoderBlock::Forward(const at::Tensor& hidden) {
                          : std::string("an undefined tensor")));
   }
   return CallTorch(absl::StrCat("block ", index_, " forward"), [&] {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     return ForwardImpl(hidden);
   });
 }
@@ -93,7 +94,7 @@ absl::Status DecoderBlock::SetLinearWeight(absl::string_view short_name,
           weight.defined() ? ShapeString(weight.sizes()) : std::string("undefined")));
     }
     BAQ_ASSIGN_OR_RETURN(at::Tensor converted, CallTorch(spec.name, [&] {
-                           at::NoGradGuard no_grad;
+                           c10::NoGradGuard no_grad;
                            return weight.to(options_.device, options_.compute_dtype)
                                .contiguous();
                          }));

@@ -58,7 +58,7 @@ struct BlockOptions {
   at::ScalarType compute_dtype = at::kFloat;
   // Queries per attention step: bounds the score tensor to
   // [batch, heads, chunk, seq] and skips fully masked key ranges.
-  int64_t attention_query_chunk = 512;
+  int64_t attention_query_chunk = 128;
 };
 
 // Called by Forward() with the input of one linear layer as a

@@ -1,6 +1,7 @@
 #include "worker/model/model_head.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <utility>
@@ -62,7 +63,7 @@ absl::StatusOr<at::Tensor> TokenEmbedding::Embed(const at::Tensor& input_ids) co
   }
   BAQ_RETURN_IF_ERROR(CheckIds(input_ids, config_.vocab_size, "input_ids"));
   return CallTorch("embed", [&] {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor hidden = at::embedding(tokens_, input_ids.to(options_.device, at::kLong));
     if (positions_.defined()) {
       hidden = hidden + positions_.narrow(0, kOptPositionOffset, seq).unsqueeze(0);
@@ -97,7 +98,7 @@ absl::StatusOr<at::Tensor> OutputHead::Normalize(const at::Tensor& hidden) const
         absl::StrCat("final norm input must be [..., ", config_.hidden_size, "]"));
   }
   return CallTorch("final norm", [&] {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     const at::Tensor x = hidden.to(options_.device, options_.compute_dtype);
     if (!norm_weight_.defined()) return x;
     if (config_.family == ModelFamily::kOpt) {
@@ -111,7 +112,7 @@ absl::StatusOr<at::Tensor> OutputHead::Normalize(const at::Tensor& hidden) const
 absl::StatusOr<at::Tensor> OutputHead::Logits(const at::Tensor& hidden) const {
   BAQ_ASSIGN_OR_RETURN(at::Tensor normalized, Normalize(hidden));
   return CallTorch("lm head", [&] {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     return at::linear(normalized, lm_head_);
   });
 }
@@ -128,7 +129,7 @@ absl::StatusOr<at::Tensor> OutputHead::TokenNll(const at::Tensor& normalized,
   }
   if (targets.numel() > 0) BAQ_RETURN_IF_ERROR(CheckIds(targets, config_.vocab_size, "targets"));
   return CallTorch("token nll", [&] {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     const int64_t rows = normalized.size(0);
     const int64_t chunk = std::max<int64_t>(1, chunk_rows);
     const at::Tensor x = normalized.to(options_.device, options_.compute_dtype);
