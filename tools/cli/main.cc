@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/job_config.h"
 #include "tools/cli/local_commands.h"
+#include "tools/cli/remote_commands.h"
 
 ABSL_FLAG(std::string, model, "", "Model dir (HF layout: config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, calib, "", "Calibration text files, comma-separated (encoded separately, concatenated)");
@@ -36,6 +37,10 @@ ABSL_FLAG(std::string, device, "cpu", "Device for local mode: cpu | cuda | cuda:
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
 ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on");
 ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000", "submit/status/watch/cancel/list: coordinator HOST:PORT");
+ABSL_FLAG(bool, wait, false, "submit: watch the job until it ends; exit code tells success");
+ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (retries with the same key return the same job)");
+ABSL_FLAG(int32_t, rpc_timeout_s, 30, "Deadline of each RPC to the coordinator, seconds");
 
 namespace {
 
@@ -48,6 +53,10 @@ Commands (local, embedded mode):
   eval       Perplexity of a checkpoint over non-overlapping windows.
   inspect    Bit allocation per layer of a baq output.
 
+Commands (service, talking to a baq-coordinator):
+  submit     Submit a job (same flags as quantize; paths as the workers see them).
+  status JOB | watch JOB | cancel JOB | list
+
 Examples:
   baq quantize --model examples/opt-fixture --calib examples/calibration.txt \
       --bits 3 --nsamples 32 --seqlen 512 --out /tmp/opt-baq3
@@ -55,6 +64,8 @@ Examples:
   baq quantize --model ~/opt-125m --calib wiki.txt --method gptq --bits 4 --group_size 128 --act_order --out /tmp/g
   baq eval --model /tmp/opt-baq3 --text wikitext-2/test.txt
   baq inspect /tmp/opt-baq3
+  baq submit --coordinator 127.0.0.1:7000 --model /models/opt --calib /data/c4.txt --bits 3 --out /out/opt3 --wait
+  baq watch --coordinator 127.0.0.1:7000 job-1a2b
 
 Run `baq --helpfull` for every flag.)";
 
@@ -139,6 +150,26 @@ int main(int argc, char** argv) {
       return 2;
     }
     return Finish(baq::cli::RunInspect(args[2]));
+  }
+  baq::cli::RemoteCommandOptions remote;
+  remote.coordinator = absl::GetFlag(FLAGS_coordinator);
+  remote.wait = absl::GetFlag(FLAGS_wait);
+  remote.request_id = absl::GetFlag(FLAGS_request_id);
+  remote.timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
+  if (command == "submit") {
+    if (!BuildJobConfig(remote.config)) return 2;
+    return Finish(baq::cli::RunSubmit(remote));
+  }
+  if (command == "list") return Finish(baq::cli::RunList(remote));
+  if (command == "status" || command == "watch" || command == "cancel") {
+    if (args.size() != 3) {
+      std::fprintf(stderr, "usage: baq %s --coordinator HOST:PORT JOB_ID\n", command.c_str());
+      return 2;
+    }
+    remote.job_id = args[2];
+    if (command == "status") return Finish(baq::cli::RunStatus(remote));
+    if (command == "watch") return Finish(baq::cli::RunWatch(remote));
+    return Finish(baq::cli::RunCancel(remote));
   }
   std::fprintf(stderr, "baq: unknown command \"%s\"\n\n%s\n", command.c_str(), kUsage);
   return 2;
