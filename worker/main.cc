@@ -100,12 +100,17 @@ int main(int argc, char** argv) {
   baq::worker::WorkerMetrics metrics(*registry);
   std::unique_ptr<prometheus::Exposer> exposer;
   if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
-    try {  // civetweb reports a failed bind by throwing.
+    // civetweb reports a failed start by throwing. The worker keeps going
+    // without metrics: ../shared/DEVICE.md records the Exposer failing in a
+    // process with CUDA LibTorch loaded, and a GPU worker that crash-loops
+    // over its metrics endpoint serves nothing at all.
+    try {
       exposer = std::make_unique<prometheus::Exposer>(addr);
       exposer->RegisterCollectable(registry);
     } catch (const std::exception& e) {
-      std::cerr << "baq-worker: cannot serve metrics on " << addr << ": " << e.what() << "\n";
-      return 1;
+      std::cerr << "baq-worker: ERROR: cannot serve metrics on " << addr << ": " << e.what()
+                << "; continuing without /metrics\n";
+      exposer.reset();
     }
   }
 
