@@ -162,7 +162,7 @@ absl::Status RunSubmit(const RemoteCommandOptions& o, std::FILE* out) {
 }
 
 absl::Status RunStatus(const RemoteCommandOptions& o, std::FILE* out) {
-  if (o.job_id.empty()) return absl::InvalidArgumentError("status: which job? (--job)");
+  if (o.job_id.empty()) return absl::InvalidArgumentError("status: which job? (JOB_ID)");
   auto stub = Connect(o);
   absl::StatusOr<v1::Job> job = GetJob(o, *stub);
   if (!job.ok()) return job.status();
@@ -171,7 +171,7 @@ absl::Status RunStatus(const RemoteCommandOptions& o, std::FILE* out) {
 }
 
 absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
-  if (o.job_id.empty()) return absl::InvalidArgumentError("watch: which job? (--job)");
+  if (o.job_id.empty()) return absl::InvalidArgumentError("watch: which job? (JOB_ID)");
   auto stub = Connect(o);
   ProgressBar bar(out);
   const absl::Time deadline = absl::Now() + o.watch_timeout;
@@ -209,7 +209,7 @@ absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
 }
 
 absl::Status RunCancel(const RemoteCommandOptions& o, std::FILE* out) {
-  if (o.job_id.empty()) return absl::InvalidArgumentError("cancel: which job? (--job)");
+  if (o.job_id.empty()) return absl::InvalidArgumentError("cancel: which job? (JOB_ID)");
   auto stub = Connect(o);
   grpc::ClientContext ctx;
   SetDeadline(ctx, o.timeout);
