@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "common/bpe_tokenizer.h"
@@ -29,6 +30,10 @@ class WikiTextPerplexityTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(WikiTextPerplexityTest, MatchesReference) {
   if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
+  // All 162 windows on 2 CPU cores take tens of minutes: opt in.
+  if (std::getenv("BAQ_SLOW_TESTS") == nullptr) {
+    GTEST_SKIP() << "full WikiText-2 perplexity on CPU: set BAQ_SLOW_TESTS=1 to run";
+  }
   const std::string model = GetParam();
   testing::FixtureModel m = testing::OpenFixtureOrDie(model);
   auto tokenizer = BpeTokenizer::Load(testing::FixtureDir(model) + "/tokenizer.json");
