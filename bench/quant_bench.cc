@@ -10,8 +10,11 @@
 //               with rank-1 updates inside a batch
 // and prints ours / baseline. All include the damped inverse-Hessian factor;
 // none computes the proxy loss. CPU numbers on this box's reference BLAS are
-// GEMM-bound; run with --benchmark_filter to pick shapes.
+// GEMM-bound; run with --benchmark_filter to pick shapes and
+// --quant_device=cuda to run everything on the GPU, --quant_threads=N to set
+// LibTorch's intra-op threads.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -33,6 +36,11 @@ namespace {
 constexpr int64_t kIn = 4096;
 constexpr int64_t kCalibrationRows = 512;
 
+at::Device& BenchDevice() {
+  static at::Device device(at::kCPU);
+  return device;
+}
+
 struct Layer {
   at::Tensor w, h;
   std::vector<int32_t> levels;
@@ -48,7 +56,10 @@ const Layer& GetLayer(int64_t out) {
   HessianAccumulator acc(kIn);
   const at::Tensor x = at::randn({kCalibrationRows, kIn}) * at::exp(at::randn({1, kIn}));
   if (!acc.Add(x).ok()) std::abort();
-  l.h = *acc.Finalize(at::kFloat);
+  l.h = acc.Finalize(at::kFloat)->to(BenchDevice());
+  l.w = l.w.to(BenchDevice());
+  // Warm-up (library handles, allocator) outside the timed region.
+  if (!Gptq(l.w.narrow(0, 0, 64), l.h, GptqOptions{}).ok()) std::abort();
   const at::Tensor lv = at::randint(2, 33, {kIn}, at::kInt);
   l.levels.assign(lv.data_ptr<int32_t>(), lv.data_ptr<int32_t>() + kIn);
   return layers->emplace(out, std::move(l)).first->second;
@@ -94,8 +105,7 @@ at::Tensor ReferenceLoop(const at::Tensor& weight, const at::Tensor& hessian, in
     const at::Tensor h1 = hinv.slice(0, i1, i2).slice(1, i1, i2);
     for (int64_t i = 0; i < i2 - i1; ++i) {
       const at::Tensor col = w1.select(1, i);
-      const at::Tensor q =
-          scale * (at::clamp(at::round(col / scale) + zero, 0, levels - 1) - zero);
+      const at::Tensor q = scale * (at::clamp(at::round(col / scale) + zero, 0, levels - 1) - zero);
       q_all.select(1, i1 + i).copy_(q);
       const at::Tensor e = (col - q) / h1[i][i];
       w1.slice(1, i) -= e.unsqueeze(1).matmul(h1[i].slice(0, i).unsqueeze(0));
@@ -103,6 +113,7 @@ at::Tensor ReferenceLoop(const at::Tensor& weight, const at::Tensor& hessian, in
     }
     if (i2 < cols) w.slice(1, i2) -= err1.matmul(hinv.slice(0, i1, i2).slice(1, i2));
   }
+  q_all.sum().item<float>();  // waits for the device, as Gptq's final check does
   return q_all;
 }
 
@@ -171,6 +182,19 @@ void PrintRatios() {
 }  // namespace baq::worker
 
 int main(int argc, char** argv) {
+  // Our one flag, removed before Google Benchmark parses the rest.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--quant_device=", 0) == 0) {
+      baq::worker::BenchDevice() = at::Device(arg.substr(15));
+    } else if (arg.rfind("--quant_threads=", 0) == 0) {
+      at::set_num_threads(std::stoi(arg.substr(16)));
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

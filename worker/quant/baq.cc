@@ -1,6 +1,7 @@
 #include "worker/quant/baq.h"
 
 #include <map>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -45,23 +46,27 @@ absl::StatusOr<BaqResult> BaqImpl(const at::Tensor& weight, const at::Tensor& he
   r.percdamp = f.percdamp;
   r.damp = f.damp;
   BAQ_RETURN_IF_ERROR(CallTorch("BAQ loop", [&] {
-    // One grid per distinct level count, built on first use.
-    std::map<int32_t, ColumnGrid> grids;
-    int32_t current = -1;
-    auto grid_fn = [&](int64_t k, const at::Tensor&, ColumnGrid* grid) {
-      const int32_t l = levels_in_order[k];
-      if (l == current) return;
-      current = l;
-      auto it = grids.find(l);
-      if (it == grids.end()) {
-        QuantGrid g = GridFromRangeUnchecked(range, GridOptions{l, /*symmetric=*/false});
-        it = grids.emplace(l, ColumnGrid{std::move(g.scale), std::move(g.zero), g.maxq}).first;
-      }
-      *grid = it->second;
+    // Per row chunk: one grid per distinct level count, built on first use.
+    auto make_grid_fn = [&](int64_t r0, int64_t r1) -> quant_internal::GridFn {
+      const RowRange rows{range.xmin.narrow(0, r0, r1 - r0), range.xmax.narrow(0, r0, r1 - r0)};
+      auto grids = std::make_shared<std::map<int32_t, ColumnGrid>>();
+      auto current = std::make_shared<int32_t>(-1);
+      return [&levels_in_order, rows, grids, current](int64_t k, const at::Tensor&,
+                                                      ColumnGrid* grid) {
+        const int32_t l = levels_in_order[k];
+        if (l == *current) return;
+        *current = l;
+        auto it = grids->find(l);
+        if (it == grids->end()) {
+          QuantGrid g = GridFromRangeUnchecked(rows, GridOptions{l, /*symmetric=*/false});
+          it = grids->emplace(l, ColumnGrid{std::move(g.scale), std::move(g.zero), g.maxq}).first;
+        }
+        *grid = it->second;
+      };
     };
     at::Tensor wt = (o.act_order ? w.index_select(1, r.perm) : w).t().contiguous();
     quant_internal::LoopResult loop =
-        quant_internal::RunGptqLoop(std::move(wt), f.hinv, o.block_size, grid_fn);
+        quant_internal::RunGptqLoop(wt, f.hinv, o.block_size, make_grid_fn);
     r.weight = quant_internal::UnpermuteTransposed(loop.qt, inv_perm).to(at::kFloat);
     r.codes = quant_internal::UnpermuteTransposed(loop.codes_t, inv_perm);
     r.column_loss = inv_perm.defined() ? loop.loss.index_select(0, inv_perm) : loop.loss;
@@ -88,29 +93,26 @@ absl::Status CheckOptions(const BaqOptions& o) {
 absl::StatusOr<BaqResult> BaqMeasure(const at::Tensor& weight, const at::Tensor& hessian,
                                      int reference_levels, const BaqOptions& options) {
   if (reference_levels < 2 || reference_levels > kMaxLevels) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "reference_levels must be in [2, ", kMaxLevels, "], got ", reference_levels));
+    return absl::InvalidArgumentError(
+        absl::StrCat("reference_levels must be in [2, ", kMaxLevels, "], got ", reference_levels));
   }
   BAQ_RETURN_IF_ERROR(CheckOptions(options));
   BAQ_RETURN_IF_ERROR(quant_internal::CheckLayer(weight, hessian));
-  return BaqImpl(weight, hessian, std::vector<int32_t>(weight.size(1), reference_levels),
-                 options);
+  return BaqImpl(weight, hessian, std::vector<int32_t>(weight.size(1), reference_levels), options);
 }
 
 absl::StatusOr<BaqResult> BaqQuantize(const at::Tensor& weight, const at::Tensor& hessian,
-                                      absl::Span<const int32_t> levels,
-                                      const BaqOptions& options) {
+                                      absl::Span<const int32_t> levels, const BaqOptions& options) {
   BAQ_RETURN_IF_ERROR(CheckOptions(options));
   BAQ_RETURN_IF_ERROR(quant_internal::CheckLayer(weight, hessian));
   if (static_cast<int64_t>(levels.size()) != weight.size(1)) {
-    return absl::InvalidArgumentError(absl::StrCat("levels has ", levels.size(),
-                                                   " entries, weight has ", weight.size(1),
-                                                   " input columns"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "levels has ", levels.size(), " entries, weight has ", weight.size(1), " input columns"));
   }
   for (size_t j = 0; j < levels.size(); ++j) {
     if (levels[j] < 1 || levels[j] > kMaxLevels) {
-      return absl::InvalidArgumentError(absl::StrCat("levels[", j, "] = ", levels[j],
-                                                     " is outside [1, ", kMaxLevels, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("levels[", j, "] = ", levels[j], " is outside [1, ", kMaxLevels, "]"));
     }
   }
   return BaqImpl(weight, hessian, std::vector<int32_t>(levels.begin(), levels.end()), options);

@@ -69,8 +69,7 @@ absl::StatusOr<BaqResult> BaqMeasure(const at::Tensor& weight, const at::Tensor&
 // Pass 2. `levels` has one entry per input column (original order), each in
 // [1, 256]; InvalidArgument otherwise, and as Gptq().
 absl::StatusOr<BaqResult> BaqQuantize(const at::Tensor& weight, const at::Tensor& hessian,
-                                      absl::Span<const int32_t> levels,
-                                      const BaqOptions& options);
+                                      absl::Span<const int32_t> levels, const BaqOptions& options);
 
 }  // namespace baq::worker
 

@@ -42,34 +42,41 @@ class GroupGrids {
 
   // One grid for all columns, from the weight before dead columns are zeroed
   // (gptq.py calls find_params(W) before W[:, dead] = 0).
-  void SetWholeRow(const at::Tensor& w) { Record(0, FindGridUnchecked(w, o_.grid)); }
+  void SetWholeRow(const at::Tensor& w) { Record(0, 0, FindGridUnchecked(w, o_.grid)); }
 
   // gptq.py static_groups: grids of the dead-zeroed weight, original order.
   void SetStatic(const at::Tensor& w, std::vector<int64_t> perm) {
     perm_ = std::move(perm);
     for (int64_t g = 0; g < num_groups_; ++g) {
       const int64_t width = std::min(group_, cols_ - g * group_);
-      Record(g, FindGridUnchecked(w.narrow(1, g * group_, width), o_.grid));
+      Record(0, g, FindGridUnchecked(w.narrow(1, g * group_, width), o_.grid));
     }
   }
 
-  void Select(int64_t k, const at::Tensor& wt, ColumnGrid* grid) {
-    int64_t g = 0;
-    if (o_.group_size != -1 && o_.static_groups) {
-      g = (perm_.empty() ? k : perm_[k]) / group_;
-    } else if (o_.group_size != -1) {
-      g = k / group_;
-      if (k % group_ == 0) {
-        // gptq.py: find_params(W[:, k:k + groupsize]) on its outer W.
-        Record(g, FindGridUnchecked(wt.narrow(0, k, std::min(group_, cols_ - k)).t(), o_.grid));
+  // The grid chooser of rows [r0, r1); dynamic groups are found on the chunk's
+  // working weight and recorded into its rows of scales/zeros.
+  quant_internal::GridFn ForRows(int64_t r0, int64_t r1) {
+    auto current = std::make_shared<int64_t>(-1);
+    return [this, r0, r1, current](int64_t k, const at::Tensor& wt, ColumnGrid* grid) {
+      int64_t g = 0;
+      if (o_.group_size != -1 && o_.static_groups) {
+        g = (perm_.empty() ? k : perm_[k]) / group_;
+      } else if (o_.group_size != -1) {
+        g = k / group_;
+        if (k % group_ == 0) {
+          // gptq.py: find_params(W[:, k:k + groupsize]) on its outer W.
+          const at::Tensor x = wt.narrow(0, k, std::min(group_, cols_ - k)).t();
+          Record(r0, g, FindGridUnchecked(x, o_.grid));
+          *current = -1;
+        }
       }
-    }
-    if (g != current_) {
-      current_ = g;
-      grid->scale = scales_.select(1, g).contiguous();
-      grid->zero = zeros_.select(1, g).contiguous();
-      grid->maxq = o_.grid.levels - 1;
-    }
+      if (g != *current) {
+        *current = g;
+        grid->scale = scales_.narrow(0, r0, r1 - r0).select(1, g).contiguous();
+        grid->zero = zeros_.narrow(0, r0, r1 - r0).select(1, g).contiguous();
+        grid->maxq = o_.grid.levels - 1;
+      }
+    };
   }
 
   at::Tensor GroupIndex(const at::Tensor& perm, const at::TensorOptions& t) const {
@@ -86,19 +93,20 @@ class GroupGrids {
   const at::Tensor& zeros() const { return zeros_; }
 
  private:
-  void Record(int64_t g, const QuantGrid& grid) {
-    scales_.select(1, g).copy_(grid.scale);
-    zeros_.select(1, g).copy_(grid.zero);
-    current_ = -1;  // Force Select() to reload.
+  // Writes a grid of rows [r0, r0 + grid rows) into group column g.
+  void Record(int64_t r0, int64_t g, const QuantGrid& grid) {
+    const int64_t n = grid.scale.size(0);
+    scales_.narrow(0, r0, n).select(1, g).copy_(grid.scale);
+    zeros_.narrow(0, r0, n).select(1, g).copy_(grid.zero);
   }
 
   const GptqOptions& o_;
   const int64_t cols_;
   const int64_t group_;
   int64_t num_groups_ = 0;
-  at::Tensor scales_, zeros_;  // [rows, num_groups], compute dtype
+  // [rows, num_groups], compute dtype. Row chunks write disjoint rows.
+  at::Tensor scales_, zeros_;
   std::vector<int64_t> perm_;  // act-order permutation, static groups only
-  int64_t current_ = -1;
 };
 
 absl::StatusOr<GptqResult> GptqImpl(const at::Tensor& weight, const at::Tensor& hessian,
@@ -137,8 +145,7 @@ absl::StatusOr<GptqResult> GptqImpl(const at::Tensor& weight, const at::Tensor& 
   BAQ_RETURN_IF_ERROR(CallTorch("GPTQ loop", [&] {
     at::Tensor wt = (o.act_order ? w.index_select(1, r.perm) : w).t().contiguous();
     quant_internal::LoopResult loop = quant_internal::RunGptqLoop(
-        std::move(wt), f.hinv, o.block_size,
-        [&](int64_t k, const at::Tensor& cur, ColumnGrid* grid) { grids->Select(k, cur, grid); });
+        wt, f.hinv, o.block_size, [&](int64_t r0, int64_t r1) { return grids->ForRows(r0, r1); });
     r.weight = quant_internal::UnpermuteTransposed(loop.qt, inv_perm).to(at::kFloat);
     r.codes = quant_internal::UnpermuteTransposed(loop.codes_t, inv_perm);
     r.column_loss = inv_perm.defined() ? loop.loss.index_select(0, inv_perm) : loop.loss;
@@ -170,8 +177,7 @@ absl::StatusOr<double> ProxyLoss(const at::Tensor& weight, const at::Tensor& qua
   BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(quantized, "quantized"));
   if (!quantized.sizes().equals(weight.sizes())) {
     return absl::InvalidArgumentError(absl::StrCat("quantized ", ShapeString(quantized),
-                                                   " does not match weight ",
-                                                   ShapeString(weight)));
+                                                   " does not match weight ", ShapeString(weight)));
   }
   return CallTorch("ProxyLoss", [&] {
     return quant_internal::ProxyLossUnchecked(weight, quantized.to(weight.device()), hessian);

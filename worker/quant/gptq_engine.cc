@@ -1,9 +1,12 @@
 #include "worker/quant/gptq_engine.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -21,9 +24,9 @@ absl::Status CheckLayer(const at::Tensor& weight, const at::Tensor& hessian) {
         absl::StrCat("hessian must be square, got shape ", ShapeString(hessian)));
   }
   if (hessian.size(0) != weight.size(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hessian ", ShapeString(hessian), " does not match weight ", ShapeString(weight),
-        ": expected [in, in] with in = weight.size(1)"));
+    return absl::InvalidArgumentError(absl::StrCat("hessian ", ShapeString(hessian),
+                                                   " does not match weight ", ShapeString(weight),
+                                                   ": expected [in, in] with in = weight.size(1)"));
   }
   if (weight.size(0) == 0 || weight.size(1) == 0) {
     return absl::InvalidArgumentError(
@@ -50,8 +53,8 @@ absl::Status CheckEngineOptions(const EngineOptions& options) {
         absl::StrCat("block_size must be >= 1, got ", options.block_size));
   }
   if (options.compute_dtype != at::kFloat && options.compute_dtype != at::kDouble) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "compute_dtype must be float32 or float64, got ", c10::toString(options.compute_dtype)));
+    return absl::InvalidArgumentError(absl::StrCat("compute_dtype must be float32 or float64, got ",
+                                                   c10::toString(options.compute_dtype)));
   }
   return absl::OkStatus();
 }
@@ -105,6 +108,23 @@ absl::StatusOr<InverseFactor> TryInverseFactor(const at::Tensor& h, double percd
 
 }  // namespace
 
+void ForEachChunk(bool cpu, int64_t n, int64_t chunk,
+                  const std::function<void(int64_t, int64_t)>& fn) {
+  if (!cpu) {
+    fn(0, n);
+    return;
+  }
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  // At least two tasks, so that even a single chunk runs inside a parallel
+  // region (where BLAS/LAPACK and ATen ops use one thread) whenever more than
+  // one thread is configured; with one thread everything is single-threaded.
+  at::parallel_for(0, std::max<int64_t>(chunks, 2), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < std::min(end, chunks); ++c) {
+      fn(c * chunk, std::min(n, (c + 1) * chunk));
+    }
+  });
+}
+
 absl::StatusOr<InverseFactor> InverseHessianFactor(const at::Tensor& h, double percdamp,
                                                    double damp_auto_increment) {
   for (;;) {
@@ -117,8 +137,11 @@ absl::StatusOr<InverseFactor> InverseHessianFactor(const at::Tensor& h, double p
   }
 }
 
-LoopResult RunGptqLoop(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
-                       const GridFn& grid_fn, int64_t sub_block) {
+namespace {
+
+// The loop on one row chunk: wt [cols, chunk rows] is the chunk's working copy.
+LoopResult RunChunk(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
+                    const GridFn& grid_fn, int64_t sub_block) {
   const int64_t cols = wt.size(0);
   const int64_t rows = wt.size(1);
   LoopResult r;
@@ -171,10 +194,44 @@ LoopResult RunGptqLoop(at::Tensor wt, const at::Tensor& hinv, int64_t block_size
   return r;
 }
 
+}  // namespace
+
+LoopResult RunGptqLoop(const at::Tensor& wt, const at::Tensor& hinv, int64_t block_size,
+                       const GridFnFactory& make_grid_fn, int64_t sub_block) {
+  const int64_t cols = wt.size(0);
+  const int64_t rows = wt.size(1);
+  const int64_t chunk = wt.is_cpu() ? kCpuRowChunk : rows;
+  LoopResult r;
+  r.qt = at::empty_like(wt);
+  r.codes_t = at::empty({cols, rows}, wt.options().dtype(at::kByte));
+  std::vector<at::Tensor> losses((rows + chunk - 1) / chunk);
+  ForEachChunk(wt.is_cpu(), rows, chunk, [&](int64_t r0, int64_t r1) {
+    LoopResult c = RunChunk(wt.narrow(1, r0, r1 - r0).contiguous(), hinv, block_size,
+                            make_grid_fn(r0, r1), sub_block);
+    r.qt.narrow(1, r0, r1 - r0).copy_(c.qt);
+    r.codes_t.narrow(1, r0, r1 - r0).copy_(c.codes_t);
+    losses[r0 / chunk] = std::move(c.loss);
+  });
+  // Fixed-order sum over chunks.
+  r.loss = losses[0];
+  for (size_t c = 1; c < losses.size(); ++c) r.loss.add_(losses[c]);
+  return r;
+}
+
 double ProxyLossUnchecked(const at::Tensor& weight, const at::Tensor& quantized,
                           const at::Tensor& hessian) {
-  const at::Tensor e = weight.to(at::kDouble) - quantized.to(at::kDouble);
-  return (e.mm(hessian.to(at::kDouble)) * e).sum().item<double>();
+  const at::Tensor h = hessian.to(at::kDouble);
+  const int64_t rows = weight.size(0);
+  const int64_t chunk = weight.is_cpu() ? kCpuRowChunk : rows;
+  std::vector<double> partial((rows + chunk - 1) / chunk);
+  ForEachChunk(weight.is_cpu(), rows, chunk, [&](int64_t r0, int64_t r1) {
+    const at::Tensor e = weight.narrow(0, r0, r1 - r0).to(at::kDouble) -
+                         quantized.narrow(0, r0, r1 - r0).to(at::kDouble);
+    partial[r0 / chunk] = (e.mm(h) * e).sum().item<double>();
+  });
+  double sum = 0;
+  for (double p : partial) sum += p;
+  return sum;
 }
 
 at::Tensor UnpermuteTransposed(const at::Tensor& t, const at::Tensor& inv_perm) {
@@ -187,9 +244,10 @@ absl::Status CheckFiniteResult(const at::Tensor& t, const char* what) {
       CallTorch("CheckFiniteResult", [&] { return at::isfinite(t).all().item<bool>(); });
   if (!finite.ok()) return finite.status();
   if (!*finite) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " has non-finite values: the weight or Hessian range overflows the compute "
-              "dtype; retry with compute_dtype = float64"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what,
+                     " has non-finite values: the weight or Hessian range overflows the compute "
+                     "dtype; retry with compute_dtype = float64"));
   }
   return absl::OkStatus();
 }

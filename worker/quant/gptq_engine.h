@@ -32,6 +32,19 @@ namespace baq::worker::quant_internal {
 // Columns per sub-block inside a lazy batch (see the file comment).
 inline constexpr int64_t kSubBlock = 16;
 
+// Rows per chunk on CPU. GPTQ is separable by output row (given U and the
+// per-row grids), so CPU layers run as independent row chunks in parallel,
+// each single-threaded; the chunking is fixed, so results are bitwise the same
+// for any thread count even with a multi-threaded BLAS (MKL), whose rounding
+// depends on its thread count. Other devices run all rows as one chunk.
+inline constexpr int64_t kCpuRowChunk = 256;
+
+// Calls fn(begin, end) for the chunks [c * chunk, min(n, (c + 1) * chunk)) of
+// [0, n): on CPU (`cpu`) in parallel through at::parallel_for, each chunk
+// single-threaded (also when there is only one chunk); otherwise fn(0, n).
+void ForEachChunk(bool cpu, int64_t n, int64_t chunk,
+                  const std::function<void(int64_t, int64_t)>& fn);
+
 // Checks weight [out, in] and hessian [in, in]: defined, 2-D, floating, finite,
 // square, matching widths, same device. Does not throw.
 absl::Status CheckLayer(const at::Tensor& weight, const at::Tensor& hessian);
@@ -80,11 +93,16 @@ struct ColumnGrid {
 
 // Called once per column k = 0..cols-1 in order, before column k is quantized;
 // must leave column k's grid in *grid (it may keep the previous one). `wt` is
-// the working weight as gptq.py's outer `W` holds it: every column updated with
-// the error of all columns before the current lazy batch (block), not yet with
-// the error of earlier columns of the same block (this matters only for
-// gptq.py's group grids when group_size < block_size).
+// the working weight of the row chunk ([cols, chunk rows]) as gptq.py's outer
+// `W` holds it: every column updated with the error of all columns before the
+// current lazy batch (block), not yet with the error of earlier columns of the
+// same block (this matters only for gptq.py's group grids when
+// group_size < block_size).
 using GridFn = std::function<void(int64_t k, const at::Tensor& wt, ColumnGrid* grid)>;
+// Makes the GridFn of the row chunk [row_begin, row_end) (grids for those rows
+// only). Called once per chunk, possibly from several threads at once; each
+// GridFn it returns is used by one thread.
+using GridFnFactory = std::function<GridFn(int64_t row_begin, int64_t row_end)>;
 
 struct LoopResult {
   at::Tensor qt;       // [cols, rows] dequantized, compute dtype
@@ -92,13 +110,13 @@ struct LoopResult {
   at::Tensor loss;     // [cols] float64: sum_rows (w - q)^2 / U_kk^2 / 2
 };
 
-// Runs the error-feedback loop on wt [cols, rows] (consumed: updated in
-// place) with the upper factor `hinv`. `sub_block` = 1 gives the plain
-// per-column rank-1 update inside each block, as gptq.py writes it.
-LoopResult RunGptqLoop(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
-                       const GridFn& grid_fn, int64_t sub_block = kSubBlock);
+// Runs the error-feedback loop on wt [cols, rows] (not modified) with the
+// upper factor `hinv`, in row chunks (kCpuRowChunk). `sub_block` = 1 gives the
+// plain per-column rank-1 update inside each block, as gptq.py writes it.
+LoopResult RunGptqLoop(const at::Tensor& wt, const at::Tensor& hinv, int64_t block_size,
+                       const GridFnFactory& make_grid_fn, int64_t sub_block = kSubBlock);
 
-// tr((W - Q) H (W - Q)^T), accumulated in float64.
+// tr((W - Q) H (W - Q)^T), accumulated in float64, by row chunks on CPU.
 double ProxyLossUnchecked(const at::Tensor& weight, const at::Tensor& quantized,
                           const at::Tensor& hessian);
 

@@ -6,6 +6,7 @@
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/quant/gptq_engine.h"
 #include "worker/quant/tensor_checks.h"
 #include "worker/torch_call.h"
 
@@ -39,21 +40,25 @@ HessianAccumulator::HessianAccumulator(int64_t num_columns, at::Device device)
       sum_(at::zeros({num_columns, num_columns}, at::TensorOptions(device).dtype(at::kDouble))) {}
 
 absl::Status HessianAccumulator::Add(const at::Tensor& activations) {
-  if (!activations.defined() || activations.dim() < 1 ||
-      activations.size(-1) != num_columns_) {
+  if (!activations.defined() || activations.dim() < 1 || activations.size(-1) != num_columns_) {
     return absl::InvalidArgumentError(absl::StrCat("activations must be [..., ", num_columns_,
                                                    "], got ", ShapeString(activations)));
   }
   if (!at::isFloatingType(activations.scalar_type())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "activations must be floating point, got ", c10::toString(activations.scalar_type())));
+    return absl::InvalidArgumentError(absl::StrCat("activations must be floating point, got ",
+                                                   c10::toString(activations.scalar_type())));
   }
   if (activations.numel() == 0) return absl::OkStatus();
   return CallTorch("HessianAccumulator::Add", [&]() -> absl::Status {
     const at::Tensor x = activations.reshape({-1, num_columns_}).to(sum_.device(), at::kDouble);
     BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(x, "activations"));
-    // sum += x^T x, unnormalized (gptq.py keeps a running mean; see header).
-    sum_.addmm_(x.t(), x);
+    // sum += x^T x, unnormalized (gptq.py keeps a running mean; see header),
+    // by fixed column blocks on CPU so that a multi-threaded BLAS cannot make
+    // the bits depend on the thread count.
+    quant_internal::ForEachChunk(
+        sum_.is_cpu(), num_columns_, quant_internal::kCpuRowChunk, [&](int64_t j0, int64_t j1) {
+          sum_.narrow(1, j0, j1 - j0).addmm_(x.t(), x.narrow(1, j0, j1 - j0));
+        });
     rows_ += x.size(0);
     return absl::OkStatus();
   });
@@ -62,8 +67,8 @@ absl::Status HessianAccumulator::Add(const at::Tensor& activations) {
 absl::Status HessianAccumulator::Merge(const HessianAccumulator& other) {
   if (other.num_columns_ != num_columns_) {
     return absl::InvalidArgumentError(absl::StrCat("cannot merge a ", other.num_columns_,
-                                                   "-column accumulator into a ",
-                                                   num_columns_, "-column one"));
+                                                   "-column accumulator into a ", num_columns_,
+                                                   "-column one"));
   }
   return CallTorch("HessianAccumulator::Merge", [&] {
     sum_.add_(other.sum_.to(sum_.device()));
@@ -77,9 +82,8 @@ absl::StatusOr<at::Tensor> HessianAccumulator::Finalize(at::ScalarType dtype) co
     return absl::InvalidArgumentError(
         absl::StrCat("Finalize dtype must be float32 or float64, got ", c10::toString(dtype)));
   }
-  return CallTorch("HessianAccumulator::Finalize", [&] {
-    return (sum_ * (2.0 / static_cast<double>(rows_))).to(dtype);
-  });
+  return CallTorch("HessianAccumulator::Finalize",
+                   [&] { return (sum_ * (2.0 / static_cast<double>(rows_))).to(dtype); });
 }
 
 std::string HessianAccumulator::Serialize() const {
@@ -98,17 +102,16 @@ std::string HessianAccumulator::Serialize() const {
 absl::StatusOr<HessianAccumulator> HessianAccumulator::Deserialize(absl::string_view bytes,
                                                                    at::Device device) {
   if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "not a serialized HessianAccumulator (", bytes.size(), " bytes, bad magic or header)"));
+    return absl::InvalidArgumentError(absl::StrCat("not a serialized HessianAccumulator (",
+                                                   bytes.size(), " bytes, bad magic or header)"));
   }
   const char* p = bytes.data() + sizeof(kMagic);
   const uint32_t version = Read<uint32_t>(p);
   const int64_t cols = Read<int64_t>(p + sizeof(uint32_t));
   const int64_t rows = Read<int64_t>(p + sizeof(uint32_t) + sizeof(int64_t));
   if (version != kVersion) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("HessianAccumulator version ", version, " is not supported (want ",
-                     kVersion, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("HessianAccumulator version ", version,
+                                                   " is not supported (want ", kVersion, ")"));
   }
   const uint64_t payload = bytes.size() - kHeaderBytes;
   // cols^2 * 8 == payload, checked without overflow.
@@ -118,16 +121,15 @@ absl::StatusOr<HessianAccumulator> HessianAccumulator::Deserialize(absl::string_
                                                    " columns and ", rows, " rows but carries ",
                                                    payload, " payload bytes"));
   }
-  return CallTorch("HessianAccumulator::Deserialize",
-                   [&]() -> absl::StatusOr<HessianAccumulator> {
-                     at::Tensor sum = at::empty({cols, cols}, at::kDouble);
-                     std::memcpy(sum.data_ptr<double>(), bytes.data() + kHeaderBytes, payload);
-                     BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(sum, "serialized Hessian sum"));
-                     HessianAccumulator acc(cols, device);
-                     acc.sum_.copy_(sum);
-                     acc.rows_ = rows;
-                     return acc;
-                   });
+  return CallTorch("HessianAccumulator::Deserialize", [&]() -> absl::StatusOr<HessianAccumulator> {
+    at::Tensor sum = at::empty({cols, cols}, at::kDouble);
+    std::memcpy(sum.data_ptr<double>(), bytes.data() + kHeaderBytes, payload);
+    BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(sum, "serialized Hessian sum"));
+    HessianAccumulator acc(cols, device);
+    acc.sum_.copy_(sum);
+    acc.rows_ = rows;
+    return acc;
+  });
 }
 
 }  // namespace baq::worker

@@ -66,8 +66,8 @@ absl::StatusOr<QuantGrid> FindGrid(const at::Tensor& x, const GridOptions& optio
   return CallTorch("FindGrid", [&] { return FindGridUnchecked(x, options); });
 }
 
-at::Tensor QuantizeCodes(const at::Tensor& x, const at::Tensor& scale,
-                         const at::Tensor& zero, int64_t maxq) {
+at::Tensor QuantizeCodes(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero,
+                         int64_t maxq) {
   // quant.py quantize(): clamp(round(x / scale) + zero, 0, maxq).
   return at::round(x / scale).add_(zero).clamp_(0, static_cast<double>(maxq));
 }

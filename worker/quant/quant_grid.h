@@ -77,8 +77,8 @@ QuantGrid GridFromRangeUnchecked(const RowRange& range, const GridOptions& optio
 // Integer codes (in x's dtype) of `x` on the grid; scale and zero broadcast
 // against x (e.g. [rows] against a column [rows], or [rows, 1] against
 // [rows, cols]). May throw c10::Error.
-at::Tensor QuantizeCodes(const at::Tensor& x, const at::Tensor& scale,
-                         const at::Tensor& zero, int64_t maxq);
+at::Tensor QuantizeCodes(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero,
+                         int64_t maxq);
 
 // scale * (codes - zero), in the dtype of scale. May throw c10::Error.
 at::Tensor DequantizeCodes(const at::Tensor& codes, const at::Tensor& scale,

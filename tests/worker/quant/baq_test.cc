@@ -1,9 +1,8 @@
 #include "worker/quant/baq.h"
 
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <ATen/Parallel.h>
 
 #include <cmath>
 #include <string>
@@ -43,8 +42,8 @@ std::vector<int32_t> PaperAllocation(const at::Tensor& loss, double reference_bi
   for (int64_t j = 0; j < l.size(0); ++j) {
     const double two_pow_r =
         std::pow(l[j].item<double>() / geo * std::exp2(kTheta * reference_bits), 1 / kTheta);
-    levels.push_back(static_cast<int32_t>(
-        std::min(256.0, std::nearbyint(std::max(two_pow_r, 1.0)))));
+    levels.push_back(
+        static_cast<int32_t>(std::min(256.0, std::nearbyint(std::max(two_pow_r, 1.0)))));
   }
   return levels;
 }
@@ -142,8 +141,8 @@ TEST(BaqTest, BeatsGptqAtTheSameAverageBitsOnHeterogeneousColumns) {
     g.block_size = 128;
     auto gptq = Gptq(w, h, g);
     ASSERT_TRUE(q.ok() && gptq.ok());
-    EXPECT_LT(q->proxy_loss, gptq->proxy_loss) << bits << " bits, BAQ mean bits "
-                                               << MeanBits(levels);
+    EXPECT_LT(q->proxy_loss, gptq->proxy_loss)
+        << bits << " bits, BAQ mean bits " << MeanBits(levels);
   }
 }
 

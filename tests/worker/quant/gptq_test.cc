@@ -1,9 +1,8 @@
 #include "worker/quant/gptq.h"
 
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <ATen/Parallel.h>
 
 #include <limits>
 #include <string>
@@ -42,13 +41,14 @@ void ExpectMatchesReference(const at::Tensor& w, const at::Tensor& h, const RefO
   EXPECT_TRUE(at::equal(got->codes.to(at::kDouble), ref_codes))
       << "codes differ in " << (got->codes.to(at::kDouble) != ref_codes).sum().item<int64_t>()
       << " entries";
-  EXPECT_TRUE(at::allclose(got->weight.to(at::kDouble), testing::ToTensor(ref.q), 1e-6, kValueAtol));
+  EXPECT_TRUE(
+      at::allclose(got->weight.to(at::kDouble), testing::ToTensor(ref.q), 1e-6, kValueAtol));
   const at::Tensor ref_loss = at::tensor(ref.loss, at::kDouble);
   EXPECT_TRUE(at::allclose(got->column_loss, ref_loss, kLossRtol, 1e-12));
   // weight == scales[:, g_idx] * (codes - zeros[:, g_idx]).
   const at::Tensor g = got->g_idx.to(at::kLong);
-  const at::Tensor rebuilt = got->scales.index_select(1, g) *
-                             (got->codes.to(at::kFloat) - got->zeros.index_select(1, g));
+  const at::Tensor rebuilt =
+      got->scales.index_select(1, g) * (got->codes.to(at::kFloat) - got->zeros.index_select(1, g));
   EXPECT_TRUE(at::allclose(rebuilt, got->weight, 1e-5, 1e-6));
 }
 

@@ -1,9 +1,8 @@
 #include "worker/quant/hessian_accumulator.h"
 
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <ATen/Parallel.h>
 
 #include <limits>
 #include <string>
@@ -124,13 +123,13 @@ TEST(HessianAccumulatorTest, RejectsBadActivations) {
 
 TEST(HessianAccumulatorTest, SameBitsForOneAndTwoThreads) {
   at::manual_seed(3);
-  const at::Tensor x = at::randn({4096, 96}, at::kFloat);
+  const at::Tensor x = at::randn({4096, 300}, at::kFloat);  // two column blocks
   at::Tensor sums[2];
   const int saved_threads = at::get_num_threads();
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
     ASSERT_EQ(at::get_num_threads(), threads);
-    HessianAccumulator acc(96);
+    HessianAccumulator acc(300);
     ASSERT_TRUE(acc.Add(x).ok());
     sums[threads - 1] = acc.sum().clone();
   }

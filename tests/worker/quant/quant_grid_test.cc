@@ -67,8 +67,8 @@ TEST(QuantGridTest, CodesAndValuesMatchReferenceForAnyLevelCount) {
       ASSERT_TRUE(grid.ok());
       const at::Tensor codes =
           QuantizeCodes(x, grid->scale.unsqueeze(1), grid->zero.unsqueeze(1), grid->maxq);
-      const at::Tensor values = DequantizeCodes(codes, grid->scale.unsqueeze(1),
-                                                grid->zero.unsqueeze(1));
+      const at::Tensor values =
+          DequantizeCodes(codes, grid->scale.unsqueeze(1), grid->zero.unsqueeze(1));
       const auto ref = testing::RefGrids(testing::ToMatrix(x), 0, 40, levels, sym);
       for (int r = 0; r < 16; ++r) {
         for (int c = 0; c < 40; ++c) {
@@ -114,8 +114,8 @@ TEST(QuantGridTest, RtnGroupsMatchReference) {
   for (int c = 0; c < 50; ++c) EXPECT_EQ(r->g_idx[c].item<int>(), c / 16);
   // weight == scale[g_idx] * (code - zero[g_idx]).
   const at::Tensor g = r->g_idx.to(at::kLong);
-  const at::Tensor rebuilt = r->scales.index_select(1, g) *
-                             (r->codes.to(at::kFloat) - r->zeros.index_select(1, g));
+  const at::Tensor rebuilt =
+      r->scales.index_select(1, g) * (r->codes.to(at::kFloat) - r->zeros.index_select(1, g));
   EXPECT_TRUE(at::allclose(rebuilt, r->weight, 0, 1e-6));
 }
 
@@ -131,8 +131,7 @@ TEST(QuantGridTest, ExtremeMagnitudesStayFinite) {
 
 TEST(QuantGridTest, RejectsBadInput) {
   const at::Tensor x = at::ones({2, 2});
-  EXPECT_EQ(FindGrid(x, GridOptions{0, false}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FindGrid(x, GridOptions{0, false}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(FindGrid(x, GridOptions{257, false}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(FindGrid(at::ones({4}), GridOptions{}).status().code(),

@@ -31,8 +31,8 @@ inline Matrix ToMatrix(const at::Tensor& t) {
 }
 
 inline at::Tensor ToTensor(const Matrix& m) {
-  at::Tensor t = at::empty({static_cast<int64_t>(m.size()), static_cast<int64_t>(m[0].size())},
-                           at::kDouble);
+  at::Tensor t =
+      at::empty({static_cast<int64_t>(m.size()), static_cast<int64_t>(m[0].size())}, at::kDouble);
   auto a = t.accessor<double, 2>();
   for (size_t i = 0; i < m.size(); ++i)
     for (size_t j = 0; j < m[0].size(); ++j) a[i][j] = m[i][j];
@@ -61,8 +61,7 @@ inline RefGrid RefRowGrid(double lo, double hi, int levels, bool sym) {
 }
 
 // Grid of each row over columns [c0, c1) of w.
-inline std::vector<RefGrid> RefGrids(const Matrix& w, size_t c0, size_t c1, int levels,
-                                     bool sym) {
+inline std::vector<RefGrid> RefGrids(const Matrix& w, size_t c0, size_t c1, int levels, bool sym) {
   std::vector<RefGrid> out;
   for (const auto& row : w) {
     const auto [lo, hi] = std::minmax_element(row.begin() + c0, row.begin() + c1);
@@ -76,7 +75,7 @@ inline double RefCode(double x, const RefGrid& g) {
 }
 
 struct RefResult {
-  Matrix q, codes;          // [rows][cols], original column order
+  Matrix q, codes;           // [rows][cols], original column order
   std::vector<double> loss;  // [cols], original column order
 };
 
@@ -153,8 +152,7 @@ inline RefResult RefQuantize(const at::Tensor& weight, const at::Tensor& hessian
       }
       const double d = u[i][i];
       for (size_t r = 0; r < rows; ++r) {
-        RefGrid g = baq ? RefRowGrid(row_lo[r], row_hi[r], o.baq_levels[perm[i]], false)
-                        : grid[r];
+        RefGrid g = baq ? RefRowGrid(row_lo[r], row_hi[r], o.baq_levels[perm[i]], false) : grid[r];
         const double c = RefCode(w1[r][i], g);
         const double qv = g.scale * (c - g.zero);
         q[r][i] = qv;
@@ -184,8 +182,8 @@ inline RefResult RefQuantize(const at::Tensor& weight, const at::Tensor& hessian
 // scales (heterogeneous importance), and `dead` all-zero input columns.
 inline at::Tensor RandomHessian(int64_t cols, int64_t n, double log_scale_sd,
                                 const std::vector<int64_t>& dead = {}) {
-  at::Tensor x = at::randn({n, cols}, at::kDouble) *
-                 at::exp(at::randn({1, cols}, at::kDouble) * log_scale_sd);
+  at::Tensor x =
+      at::randn({n, cols}, at::kDouble) * at::exp(at::randn({1, cols}, at::kDouble) * log_scale_sd);
   for (int64_t j : dead) x.select(1, j).zero_();
   return x.t().mm(x) * (2.0 / n);
 }
