@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -111,7 +113,7 @@ absl::StatusOr<at::Tensor> DecoderBlock::ApplyLinear(int layer, const at::Tensor
     const at::Tensor rows = x.reshape({-1, x.size(-1)});
     BAQ_RETURN_IF_ERROR(observer_(specs_[layer], rows));
   }
-  return at::linear(x, weights_[layer], biases_[layer]);
+  return LinearOp(x, weights_[layer], biases_[layer]);
 }
 
 at::Tensor DecoderBlock::CausalAttention(const at::Tensor& q, const at::Tensor& k,
@@ -119,35 +121,78 @@ at::Tensor DecoderBlock::CausalAttention(const at::Tensor& q, const at::Tensor& 
                                          int64_t sliding_window) const {
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), head_dim = q.size(3);
   const int64_t kv_heads = k.size(1);
-  at::Tensor keys = k, values = v;
-  if (kv_heads != heads) {  // transformers' repeat_kv: kv head j serves heads j*rep..
-    const int64_t rep = heads / kv_heads;
-    keys = k.unsqueeze(2).expand({batch, kv_heads, rep, seq, head_dim})
-               .reshape({batch, heads, seq, head_dim});
-    values = v.unsqueeze(2).expand({batch, kv_heads, rep, seq, head_dim})
-                 .reshape({batch, heads, seq, head_dim});
-  }
+  const int64_t rep = heads / kv_heads;  // GQA: kv head j serves heads j*rep .. j*rep+rep-1.
   const at::Tensor scaled_q = q * scale;
+  const at::Tensor keys = k.contiguous();
   const int64_t chunk = std::max<int64_t>(1, options_.attention_query_chunk);
-  std::vector<at::Tensor> outputs;
-  for (int64_t begin = 0; begin < seq; begin += chunk) {
-    const int64_t end = std::min(seq, begin + chunk);
-    // Queries [begin, end) see keys [0, end): later keys are all masked.
-    const at::Tensor qc = scaled_q.narrow(2, begin, end - begin);
-    const at::Tensor kc = keys.narrow(2, 0, end);
-    at::Tensor scores = at::matmul(qc, kc.transpose(2, 3)).to(at::kFloat);
-    // Query i (absolute position) must not see key j > i, nor j <= i - window.
-    const at::TensorOptions index = at::TensorOptions().dtype(at::kLong).device(q.device());
+  const at::TensorOptions index = at::TensorOptions().dtype(at::kLong).device(q.device());
+  // Query i (absolute position) must not see key j > i, nor j <= i - window.
+  const auto mask_for = [&](int64_t begin, int64_t end) {
     const at::Tensor distance =
         at::arange(begin, end, index).unsqueeze(1) - at::arange(0, end, index).unsqueeze(0);
     at::Tensor mask = distance < 0;
     if (sliding_window > 0) mask = mask.logical_or(distance >= sliding_window);
-    scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
-    const at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
-    outputs.push_back(at::matmul(probs, values.narrow(2, 0, end)));
+    return mask;
+  };
+  const auto softmax = [&](at::Tensor scores, int64_t begin, int64_t end) {
+    scores = scores.to(at::kFloat);
+    scores.masked_fill_(mask_for(begin, end), -std::numeric_limits<float>::infinity());
+    return at::softmax(scores, -1).to(q.scalar_type());
+  };
+  // Queries [begin, end) see keys [0, end) only: later keys are all masked.
+  if (UsesOneDnnMatmul(q)) {
+    // Per (batch, head) 2-D products through LinearOp(): ATen's CPU bmm goes
+    // through the system BLAS, which may be the reference one (Debian).
+    at::Tensor out = at::empty({batch, seq, heads, head_dim}, q.options());
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t kvh = 0; kvh < kv_heads; ++kvh) {
+        const at::Tensor kh = keys[b][kvh];                  // [seq, d]
+        const at::Tensor vt = v[b][kvh].t().contiguous();    // [d, seq]
+        for (int64_t begin = 0; begin < seq; begin += chunk) {
+          const int64_t end = std::min(seq, begin + chunk);
+          const at::Tensor vt_prefix = vt.narrow(1, 0, end).contiguous();
+          for (int64_t h = kvh * rep; h < (kvh + 1) * rep; ++h) {
+            const at::Tensor scores = LinearOp(scaled_q[b][h].narrow(0, begin, end - begin),
+                                               kh.narrow(0, 0, end), at::Tensor());
+            out[b].narrow(0, begin, end - begin).select(1, h).copy_(
+                LinearOp(softmax(scores, begin, end), vt_prefix, at::Tensor()));
+          }
+        }
+      }
+    }
+    return out.view({batch, seq, heads * head_dim});
+  }
+  at::Tensor expanded_keys = keys, values = v;
+  if (rep != 1) {  // transformers' repeat_kv.
+    expanded_keys = keys.unsqueeze(2).expand({batch, kv_heads, rep, seq, head_dim})
+                        .reshape({batch, heads, seq, head_dim});
+    values = v.unsqueeze(2).expand({batch, kv_heads, rep, seq, head_dim})
+                 .reshape({batch, heads, seq, head_dim});
+  }
+  std::vector<at::Tensor> outputs;
+  for (int64_t begin = 0; begin < seq; begin += chunk) {
+    const int64_t end = std::min(seq, begin + chunk);
+    const at::Tensor scores = at::matmul(scaled_q.narrow(2, begin, end - begin),
+                                         expanded_keys.narrow(2, 0, end).transpose(2, 3));
+    outputs.push_back(at::matmul(softmax(scores, begin, end), values.narrow(2, 0, end)));
   }
   const at::Tensor out = outputs.size() == 1 ? outputs[0] : at::cat(outputs, 2);
   return out.transpose(1, 2).reshape({batch, seq, heads * head_dim});
+}
+
+bool UsesOneDnnMatmul(const at::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat && at::hasMKLDNN();
+}
+
+at::Tensor LinearOp(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!UsesOneDnnMatmul(x)) return at::linear(x, weight, bias);
+  // oneDNN inner product: 20-25x faster than ATen's addmm over Debian's
+  // reference BLAS, and as fast as MKL where LibTorch has it.
+  const at::Tensor rows = x.reshape({-1, x.size(-1)});
+  at::Tensor out = at::mkldnn_linear(rows.to_mkldnn(), weight.contiguous(), bias).to_dense();
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = weight.size(0);
+  return out.view(shape);
 }
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {

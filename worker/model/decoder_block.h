@@ -20,8 +20,11 @@
 // Implementations: opt_block.cc, llama_block.cc (llama, mistral, qwen2);
 // LoadDecoderBlock() in block_factory.h picks one from the config.
 //
-// Thread-compatible: one thread (the device executor) calls all methods.
-// LibTorch exceptions never escape (STYLE R13).
+// Thread-compatible: one thread (the device executor) calls all methods;
+// the one exception is Forward(), which only reads the block and may run
+// concurrently on several threads while no observer is set and no weight is
+// being replaced (perplexity.cc runs CPU windows that way). LibTorch
+// exceptions never escape (STYLE R13).
 //
 // Example:
 //   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<DecoderBlock> block,
@@ -86,6 +89,7 @@ class DecoderBlock {
 
   // Replaces the observer; an empty function removes it.
   void set_input_observer(LinearInputObserver observer) { observer_ = std::move(observer); }
+  bool has_input_observer() const { return static_cast<bool>(observer_); }
 
   // The current weight [out_features, in_features] of a layer (shares
   // storage with the block). NotFound for an unknown short name.
@@ -143,6 +147,14 @@ class DecoderBlock {
   std::vector<at::Tensor> biases_;   // Parallel to specs_; undefined = no bias.
   LinearInputObserver observer_;
 };
+
+// x W^T + b (`bias` may be undefined), as at::linear. On the CPU in float32
+// it runs as a oneDNN inner product (at::mkldnn_linear) when LibTorch has
+// oneDNN: Debian's LibTorch sends at::linear to the reference BLAS, which is
+// ~25x slower. Shared with model_head.cc; may throw.
+at::Tensor LinearOp(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+// Whether LinearOp() takes the oneDNN path for `x`.
+bool UsesOneDnnMatmul(const at::Tensor& x);
 
 // transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast
 // back to x's dtype, times `weight`. Shared with model_head.cc; may throw.

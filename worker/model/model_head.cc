@@ -113,7 +113,7 @@ absl::StatusOr<at::Tensor> OutputHead::Logits(const at::Tensor& hidden) const {
   BAQ_ASSIGN_OR_RETURN(at::Tensor normalized, Normalize(hidden));
   return CallTorch("lm head", [&] {
     c10::NoGradGuard no_grad;
-    return at::linear(normalized, lm_head_);
+    return LinearOp(normalized, lm_head_, at::Tensor());
   });
 }
 
@@ -139,8 +139,8 @@ absl::StatusOr<at::Tensor> OutputHead::TokenNll(const at::Tensor& normalized,
       const int64_t n = std::min(chunk, rows - begin);
       // Logits in the compute dtype (as transformers), log-softmax in float32
       // (as torch's CrossEntropyLoss on upcast logits).
-      const at::Tensor logp =
-          at::log_softmax(at::linear(x.narrow(0, begin, n), lm_head_).to(at::kFloat), -1);
+      const at::Tensor logits = LinearOp(x.narrow(0, begin, n), lm_head_, at::Tensor());
+      const at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
       nll.narrow(0, begin, n).copy_(-logp.gather(1, t.narrow(0, begin, n).unsqueeze(1)).squeeze(1));
     }
     return nll;

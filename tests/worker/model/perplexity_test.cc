@@ -1,10 +1,12 @@
 #include "worker/model/perplexity.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +15,8 @@
 #include "common/text_dataset.h"
 #include "nlohmann/json.hpp"
 #include "tests/worker/model/model_test_util.h"
+#include "worker/model/block_factory.h"
+#include "worker/model/model_head.h"
 
 namespace baq::worker {
 namespace {
@@ -24,6 +28,93 @@ constexpr double kPerplexityRelTol = 0.005;
 double ReferencePerplexity(const std::string& model) {
   std::ifstream in(testing::FixtureDir(model) + "/fixture_info.json");
   return nlohmann::json::parse(in).at("wikitext2_test_ppl").get<double>();
+}
+
+// Windows of 64 tokens of WikiText-2 test ids.
+TokenWindows SmallWindows(const std::string& model, int64_t num_windows) {
+  auto tokenizer = BpeTokenizer::Load(testing::FixtureDir(model) + "/tokenizer.json");
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto text = ReadTextFile(::baq::testing::SharedDataDir() + "/wikitext-2/test.txt");
+  EXPECT_TRUE(text.ok()) << text.status();
+  auto ids = tokenizer->Encode(text->substr(0, 20000));
+  EXPECT_TRUE(ids.ok()) << ids.status();
+  ids->resize(static_cast<size_t>(num_windows * 64));
+  auto windows = EvaluationWindows(*ids, 64);
+  EXPECT_TRUE(windows.ok()) << windows.status();
+  return *windows;
+}
+
+// The reference protocol computed directly: full forward per window, logits,
+// cross entropy of the shifted targets, exp of the mean over windows of the
+// per-window mean NLL.
+double DirectPerplexity(const testing::FixtureModel& m, const TokenWindows& windows) {
+  auto embed = TokenEmbedding::Load(m.config, *m.ckpt, BlockOptions{});
+  auto head = OutputHead::Load(m.config, *m.ckpt, BlockOptions{});
+  EXPECT_TRUE(embed.ok() && head.ok());
+  double nll_sum = 0;
+  for (int64_t w = 0; w < windows.num_windows(); ++w) {
+    std::vector<int64_t> ids(windows.window(w).begin(), windows.window(w).end());
+    auto h = (*embed)->Embed(at::tensor(ids, at::kLong).unsqueeze(0));
+    EXPECT_TRUE(h.ok());
+    at::Tensor x = *h;
+    for (int64_t i = 0; i < m.config.num_layers; ++i) {
+      x = *(*LoadDecoderBlock(m.config, *m.ckpt, i, BlockOptions{}))->Forward(x);
+    }
+    const at::Tensor logits = (*(*head)->Logits(x))[0].to(at::kDouble);
+    const at::Tensor targets = at::tensor(ids, at::kLong).narrow(0, 1, 63);
+    const at::Tensor nll = -at::log_softmax(logits.narrow(0, 0, 63), -1)
+                                .gather(1, targets.unsqueeze(1));
+    nll_sum += nll.mean().item<double>() * 64;
+  }
+  return std::exp(nll_sum / (windows.num_windows() * 64.0));
+}
+
+TEST(PerplexityTest, MatchesDirectComputationAndReportsProgress) {
+  if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
+  testing::FixtureModel m = testing::OpenFixtureOrDie("llama-fixture");
+  const TokenWindows windows = SmallWindows("llama-fixture", 3);
+  at::set_num_threads(1);
+  const double direct = DirectPerplexity(m, windows);
+  for (int threads : {1, 2}) {  // 2: windows run in parallel (at::parallel_for).
+    PerplexityOptions options;
+    options.num_threads = threads;
+    options.batch_windows = 2;  // 3 windows: batches of 2 and 1.
+    std::vector<int64_t> progress, loaded;
+    options.progress = [&](int64_t block, int64_t blocks) {
+      EXPECT_EQ(blocks, m.config.num_layers);
+      progress.push_back(block);
+    };
+    options.on_block_loaded = [&](DecoderBlock& block) {
+      loaded.push_back(block.index());
+      return absl::OkStatus();
+    };
+    auto result = EvaluatePerplexity(m.config, *m.ckpt, windows, options);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->num_windows, 3);
+    EXPECT_EQ(result->window_tokens, 64);
+    EXPECT_NEAR(result->perplexity, direct, 1e-4 * direct);
+    EXPECT_NEAR(std::log(result->perplexity), result->mean_nll, 1e-12);
+    EXPECT_EQ(progress, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+    EXPECT_EQ(loaded, progress);
+  }
+  at::set_num_threads(1);
+}
+
+TEST(PerplexityTest, Errors) {
+  if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
+  testing::FixtureModel m = testing::OpenFixtureOrDie("opt-fixture");
+  TokenWindows windows = SmallWindows("opt-fixture", 2);
+  PerplexityOptions options;
+  options.on_block_loaded = [](DecoderBlock& block) {
+    return block.index() == 3 ? absl::AbortedError("stop at 3") : absl::OkStatus();
+  };
+  EXPECT_EQ(EvaluatePerplexity(m.config, *m.ckpt, windows, options).status().code(),
+            absl::StatusCode::kAborted);
+  windows.ids[70] = static_cast<int32_t>(m.config.vocab_size);
+  EXPECT_EQ(EvaluatePerplexity(m.config, *m.ckpt, windows, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EvaluatePerplexity(m.config, *m.ckpt, TokenWindows{}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 class WikiTextPerplexityTest : public ::testing::TestWithParam<const char*> {};
@@ -43,7 +134,10 @@ TEST_P(WikiTextPerplexityTest, MatchesReference) {
   ASSERT_TRUE(windows.ok()) << windows.status();
   EXPECT_EQ(windows->num_windows(), 162);
   PerplexityOptions options;
-  options.num_threads = 2;
+  // One thread: CTest runs the two fixtures' tests in parallel (one per core
+  // with -j2), and OpenMP's spinning threads made 2 threads slower than 1 on
+  // the shared 2-core machine (see docs/model-execution.md).
+  options.num_threads = 1;
   const auto start = std::chrono::steady_clock::now();
   auto result = EvaluatePerplexity(m.config, *m.ckpt, *windows, options);
   ASSERT_TRUE(result.ok()) << result.status();
@@ -82,7 +176,10 @@ TEST_P(WikiTextPerplexityTest, CudaInModelDtypeMatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, WikiTextPerplexityTest,
-                         ::testing::Values("opt-fixture", "llama-fixture"));
+                         ::testing::Values("opt-fixture", "llama-fixture"),
+                         [](const auto& info) {
+                           return std::string(info.param[0] == 'o' ? "Opt" : "Llama");
+                         });
 
 }  // namespace
 }  // namespace baq::worker
