@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ struct Fixture {
   const char* name;
   double eps;
 };
+// Readable CTest names ("... # GetParam() = opt-fixture").
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
 
 class GoldenBlockTest : public ::testing::TestWithParam<Fixture> {
  protected:

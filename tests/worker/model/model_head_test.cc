@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <map>
+#include <ostream>
 #include <string>
 
 #include "tests/worker/model/model_test_util.h"
@@ -33,6 +34,8 @@ struct Fixture {
   const char* name;
   double eps;
 };
+// Readable CTest names ("... # GetParam() = opt-fixture").
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
 
 class ModelHeadTest : public ::testing::TestWithParam<Fixture> {
  protected:
