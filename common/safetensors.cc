@@ -8,14 +8,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
-#include <set>
 #include <tuple>
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/safetensors_json.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -23,21 +22,12 @@ namespace baq {
 namespace {
 
 using Json = nlohmann::json;
+using safetensors_internal::ParseJsonRejectingDuplicateKeys;
+using safetensors_internal::QuoteForError;
 
 // A valid header nests 3 deep ({name: {"shape": [...]}}). Rejecting deeper
 // nesting before building the DOM bounds the parser's memory on hostile input.
 constexpr int kMaxHeaderNesting = 4;
-
-// Names can be anything a file says; quote them escaped and bounded.
-std::string Quote(absl::string_view s) {
-  constexpr size_t kMaxShown = 128;
-  if (s.size() > kMaxShown) {
-    size_t cut = kMaxShown;
-    while (cut > 0 && (static_cast<uint8_t>(s[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
-    return absl::StrCat("\"", absl::Utf8SafeCHexEscape(s.substr(0, cut)), "...\"");
-  }
-  return absl::StrCat("\"", absl::Utf8SafeCHexEscape(s), "\"");
-}
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
@@ -65,42 +55,6 @@ int MaxNesting(absl::string_view s) {
   return max_depth;
 }
 
-// Parses `text`, rejecting duplicate keys in any object: nlohmann keeps one of
-// them silently, and two entries for one tensor name make the file ambiguous.
-// nlohmann's lexer rejects ill-formed UTF-8 (RFC 3629) and lone surrogate
-// escapes, so every name and metadata string is valid UTF-8 afterwards.
-// nlohmann throws on syntax errors; this is the boundary where they become a Status.
-absl::StatusOr<Json> ParseJsonNoDuplicates(absl::string_view text) {
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  bool has_duplicate = false;
-  auto callback = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
-    if (event == Json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == Json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == Json::parse_event_t::key && !has_duplicate) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!open_objects.back().insert(key).second) {
-        has_duplicate = true;
-        duplicate = key;
-      }
-    }
-    return true;
-  };
-  Json json;
-  try {
-    json = Json::parse(text.begin(), text.end(), callback);
-  } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("header is not valid JSON: ", absl::CHexEscape(e.what())));
-  }
-  if (has_duplicate) {
-    return absl::InvalidArgumentError(absl::StrCat("header has duplicate key ", Quote(duplicate)));
-  }
-  return json;
-}
-
 // Reads a JSON integer in [0, max] into *out; false for anything else.
 bool AsUint(const Json& v, uint64_t max, uint64_t* out) {
   if (v.is_number_unsigned()) {
@@ -114,7 +68,7 @@ bool AsUint(const Json& v, uint64_t max, uint64_t* out) {
 }
 
 absl::Status EntryError(absl::string_view name, absl::string_view fault) {
-  return absl::InvalidArgumentError(absl::StrCat("tensor ", Quote(name), ": ", fault));
+  return absl::InvalidArgumentError(absl::StrCat("tensor ", QuoteForError(name), ": ", fault));
 }
 
 absl::StatusOr<TensorInfo> ParseEntry(const std::string& name, const Json& entry,
@@ -123,7 +77,7 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& name, const Json& entry
   for (const auto& item : entry.items()) {
     const std::string& key = item.key();
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      return EntryError(name, absl::StrCat("unknown field ", Quote(key)));
+      return EntryError(name, absl::StrCat("unknown field ", QuoteForError(key)));
     }
   }
   for (const char* field : {"dtype", "shape", "data_offsets"}) {
@@ -196,7 +150,7 @@ absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(const Json& jso
   for (const auto& item : json.items()) {
     if (!item.value().is_string()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("__metadata__ value of ", Quote(item.key()), " is not a string"));
+          absl::StrCat("__metadata__ value of ", QuoteForError(item.key()), " is not a string"));
     }
     metadata.emplace(item.key(), item.value().get<std::string>());
   }
@@ -211,8 +165,8 @@ absl::Status CheckCoverage(const std::vector<TensorInfo>& tensors, uint64_t data
   for (const TensorInfo& t : tensors) {
     if (t.data_begin < covered) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensors ", Quote(prev->name), " [", prev->data_begin, ", ", prev->data_end,
-                       ") and ", Quote(t.name), " [", t.data_begin, ", ", t.data_end, ") overlap"));
+          absl::StrCat("tensors ", QuoteForError(prev->name), " [", prev->data_begin, ", ", prev->data_end,
+                       ") and ", QuoteForError(t.name), " [", t.data_begin, ", ", t.data_end, ") overlap"));
     }
     if (t.data_begin > covered) {
       return absl::InvalidArgumentError(absl::StrCat("gap in data section: bytes [", covered, ", ",
@@ -329,8 +283,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(
   if (MaxNesting(header) > kMaxHeaderNesting) {
     return invalid(absl::StrCat("header nests deeper than ", kMaxHeaderNesting, " levels"));
   }
-  absl::StatusOr<Json> json = ParseJsonNoDuplicates(header);
-  if (!json.ok()) return annotate(json.status());
+  absl::StatusOr<Json> json = ParseJsonRejectingDuplicateKeys(header);
+  if (!json.ok()) {
+    return annotate(absl::InvalidArgumentError(absl::StrCat("header ", json.status().message())));
+  }
   if (!json->is_object()) return invalid("header is not a JSON object");
 
   file->data_section_offset_ = 8 + header_len;
@@ -365,7 +321,7 @@ bool SafetensorsFile::Contains(absl::string_view name) const {
 absl::StatusOr<TensorInfo> SafetensorsFile::Info(absl::string_view name) const {
   auto it = index_.find(name);
   if (it == index_.end()) {
-    return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", Quote(name)));
+    return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", QuoteForError(name)));
   }
   return tensors_[it->second];
 }
@@ -373,7 +329,7 @@ absl::StatusOr<TensorInfo> SafetensorsFile::Info(absl::string_view name) const {
 absl::StatusOr<TensorView> SafetensorsFile::Get(absl::string_view name) const {
   auto it = index_.find(name);
   if (it == index_.end()) {
-    return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", Quote(name)));
+    return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", QuoteForError(name)));
   }
   const TensorInfo& info = tensors_[it->second];
   TensorView view;

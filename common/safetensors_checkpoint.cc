@@ -9,8 +9,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/safetensors_json.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -47,29 +47,6 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   return std::move(contents).str();
 }
 
-// Parses the index JSON, rejecting duplicate keys (nlohmann would silently keep
-// one, and two shards for one tensor is ambiguous). nlohmann throws on syntax
-// errors; this is the boundary where they become a Status.
-absl::StatusOr<Json> ParseIndex(const std::string& text, std::string* duplicate) {
-  std::vector<std::set<std::string>> open_objects;
-  auto callback = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
-    if (event == Json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == Json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == Json::parse_event_t::key && duplicate->empty() &&
-               !open_objects.back().insert(parsed.get<std::string>()).second) {
-      *duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  try {
-    return Json::parse(text, callback);
-  } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", absl::CHexEscape(e.what())));
-  }
-}
-
 // A shard must be a plain file name inside the checkpoint dir.
 bool IsPlainFileName(const std::string& name) {
   return !name.empty() && name != "." && name != ".." &&
@@ -93,10 +70,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
       return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", fault));
     };
     BAQ_ASSIGN_OR_RETURN(const std::string text, ReadSmallFile(index_path));
-    std::string duplicate;
-    absl::StatusOr<Json> index = ParseIndex(text, &duplicate);
+    // Duplicate keys are errors: two shards for one tensor is ambiguous.
+    absl::StatusOr<Json> index = safetensors_internal::ParseJsonRejectingDuplicateKeys(text);
     if (!index.ok()) return invalid(index.status().message());
-    if (!duplicate.empty()) return invalid(absl::StrCat("duplicate key \"", duplicate, "\""));
     if (!index->is_object() || !index->contains("weight_map") ||
         !(*index)["weight_map"].is_object()) {
       return invalid("no \"weight_map\" object");
