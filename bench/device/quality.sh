@@ -13,9 +13,9 @@
 # Calibration: corpus/war_and_peace.txt + corpus/tiny_shakespeare.txt + wikitext-2/valid.txt,
 # 128 windows x 2048 tokens, seed 0 (Python-random window starts). Evaluation:
 # wikitext-2/test.txt, non-overlapping 2048-token windows. Both GPUs are used: GPU 0 runs the
-# OPT quantize jobs and `baq eval --device cuda` of their packed/gptq/fake-quant outputs; GPU 1
-# runs the reference GPTQ (bench/device/reference_quality.py) and the LLaMA jobs; then
-# transformers evaluates every fake-quant output (and dequantizes the gptq ones) on both.
+# OPT quantize jobs, then `baq eval --device cuda` of their packed/gptq/fake-quant outputs while
+# transformers evaluates the fake-quant ones (and dequantizes the gptq ones); GPU 1 runs the
+# reference GPTQ on OPT (bench/device/reference_quality.py), then the same for LLaMA.
 # bench/device/summarize_quality.py writes the table. Files back: quality.log, quality.json,
 # quality.md.
 #
@@ -53,6 +53,7 @@ DATA=${DATA:-.devdeps/qdata}
 REF=${REF:-.devdeps/ref/gptq}
 W=${WORK:-/tmp/quality}
 QUICK=${QUICK:-0}
+SKIP_LLAMA=${SKIP_LLAMA:-0}
 export LD_LIBRARY_PATH=/opt/debs/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -79,7 +80,7 @@ cp "$DATA/models/opt-fixture/fixture_info.json" "$W/models/opt-fixture/"
 want=$(cat "$DATA/models/opt-fixture/model.safetensors.sha256")
 have=$(sha256sum "$W/models/opt-fixture/model.safetensors" | cut -d' ' -f1)
 [[ $want == "$have" ]] || say "WARNING: examples/opt-fixture differs from the shared fixture"
-if [[ ${SKIP_LLAMA:-0} != 1 && -f $DATA/models/llama-fixture/model.safetensors.xz ]]; then
+if [[ $SKIP_LLAMA != 1 && -f $DATA/models/llama-fixture/model.safetensors.xz ]]; then
   cp -r "$DATA/models/llama-fixture" "$W/models/"
   xz -d "$W/models/llama-fixture/model.safetensors.xz"
 else
@@ -161,33 +162,6 @@ fmt_dir() {
   if [[ $formats == *,* ]]; then echo "$dir/$format"; else echo "$dir"; fi
 }
 
-lane_opt() {  # GPU 0
-  while read -r job; do quantize opt-fixture 0 "$job"; done <<<"$OPT_JOBS"
-  baq_eval opt-fixture fp fp16 "$W/models/opt-fixture" 0
-  while read -r name method bits alloc formats; do
-    [[ $formats == *,* ]] || continue
-    for f in ${formats//,/ }; do baq_eval opt-fixture "$name" "$f" "$W/out/opt-fixture-$name/$f" 0; done
-  done <<<"$OPT_JOBS"
-}
-
-lane_ref_llama() {  # GPU 1
-  CUDA_VISIBLE_DEVICES=1 timeout 300 python3 bench/device/reference_quality.py reference \
-    --model "$W/models/opt-fixture" --ref "$REF" --calib "$CALIB" --eval "$TEST" \
-    --bits "$REF_BITS" --out "$W/ref-opt-fixture.json" </dev/null 2>&1 | grep -v Warning | tee -a "$log"
-  [[ $SKIP_LLAMA == 1 ]] && return
-  while read -r job; do quantize llama-fixture 1 "$job"; done <<<"$LLAMA_JOBS"
-  CUDA_VISIBLE_DEVICES=1 timeout 300 python3 bench/device/reference_quality.py reference \
-    --model "$W/models/llama-fixture" --ref "$REF" --calib "$CALIB" --eval "$TEST" \
-    --bits "$REF_BITS" --out "$W/ref-llama-fixture.json" </dev/null 2>&1 | grep -v Warning | tee -a "$log"
-}
-
-say "== quantize + reference (QUICK=$QUICK)"
-lane_opt &
-p0=$!
-lane_ref_llama &
-p1=$!
-wait $p0 $p1
-
 # transformers: every fake-quant output as is, and the gptq outputs dequantized here.
 hf_eval() {
   local model=$1 gpu=$2 jobs=$3 specs=()
@@ -199,16 +173,50 @@ hf_eval() {
   done <<<"$jobs"
   CUDA_VISIBLE_DEVICES=$gpu timeout 300 python3 bench/device/reference_quality.py eval \
     --eval "$TEST" --base "$W/models/$model" --out "$W/hf-$model.json" "${specs[@]}" </dev/null 2>&1 |
-    grep -v Warning | tee -a "$log"
+    grep -E '^eval|Error|error|Traceback' | tee -a "$log"
 }
-say "== transformers evaluation"
-hf_eval opt-fixture 0 "$OPT_JOBS" &
-p0=$!
-p1=
-if [[ $SKIP_LLAMA != 1 ]]; then
+# baq eval of every format of each multi-format output, and of the original model.
+baq_evals() {
+  local model=$1 gpu=$2 jobs=$3 dtype=$4
+  baq_eval "$model" fp "$dtype" "$W/models/$model" "$gpu"
+  while read -r name method bits alloc formats; do
+    [[ $formats == *,* ]] || continue
+    for f in ${formats//,/ }; do baq_eval "$model" "$name" "$f" "$W/out/$model-$name/$f" "$gpu"; done
+  done <<<"$jobs"
+}
+
+reference() {  # MODEL GPU
+  CUDA_VISIBLE_DEVICES=$2 timeout 300 python3 bench/device/reference_quality.py reference \
+    --model "$W/models/$1" --ref "$REF" --calib "$CALIB" --eval "$TEST" \
+    --bits "$REF_BITS" --out "$W/ref-$1.json" </dev/null 2>&1 | grep -E '^reference|Error|error|Traceback' |
+    tee -a "$log"
+}
+
+lane_opt() {  # GPU 0: OPT jobs, then transformers and baq eval of their outputs at once.
+  while read -r job; do quantize opt-fixture 0 "$job"; done <<<"$OPT_JOBS"
+  hf_eval opt-fixture 0 "$OPT_JOBS" &
+  local p=$!
+  baq_evals opt-fixture 0 "$OPT_JOBS" fp16
+  wait $p
+}
+
+lane_ref_llama() {  # GPU 1: the OPT reference, then the LLaMA jobs, evaluations, reference.
+  reference opt-fixture 1
+  [[ $SKIP_LLAMA == 1 ]] && return
+  while read -r job; do quantize llama-fixture 1 "$job"; done <<<"$LLAMA_JOBS"
   hf_eval llama-fixture 1 "$LLAMA_JOBS" &
-  p1=$!
-fi
+  local p=$!
+  reference llama-fixture 1 &
+  local r=$!
+  baq_evals llama-fixture 1 "$LLAMA_JOBS" bf16
+  wait $p $r
+}
+
+say "== quantize, reference, evaluation (QUICK=$QUICK)"
+lane_opt &
+p0=$!
+lane_ref_llama &
+p1=$!
 wait $p0 $p1
 
 say "== summary"

@@ -207,7 +207,7 @@ def gptq_state_dict(gptq_dir):
         cols, rows = g_idx.numel(), scales.shape[1]
         bits = qweight.shape[0] * 32 // cols
         codes = unpack_stream(qweight, cols, bits)                 # [out, in]
-        zeros = unpack_stream(qzeros.t().contiguous(), rows, bits).t() + 1  # [groups, out]
+        zeros = unpack_stream(qzeros.t().contiguous(), rows, bits) + 1  # [groups, out]
         g = g_idx.long()
         w = scales.float()[g].t() * (codes.float() - zeros.float()[g].t())
         out[p + ".weight"] = w

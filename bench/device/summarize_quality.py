@@ -92,7 +92,7 @@ def main():
                 r[f"ppl_baq_eval_{f}"] = e.get("ppl") if e else None
             runs.append(r)
         fp = ref_runs.get("fp", {}).get("ppl")
-        fp_baq = beval.get(("fp", "fp16"), {}).get("ppl")
+        fp_baq = next((x.get("ppl") for (n, _), x in beval.items() if n == "fp"), None)
         want = info.get("wikitext2_test_ppl")
         d = {"fixture_ppl": want, "fp_ppl_transformers": fp, "fp_ppl_baq_eval": fp_baq,
              "dtype": ref.get("dtype"), "reference": ref["runs"], "runs": runs,
