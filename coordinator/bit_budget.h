@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,10 +55,36 @@ class BitBudget {
 
   // Accounts a quantized block's achieved bits.
   void Record(const BlockOutput& output);
+
+  // Everything AllocateBlock() and Record() carry from one block to the
+  // next: a job checkpoint saves it after each block, so a resumed job
+  // allocates the remaining blocks exactly as an uninterrupted one.
+  struct State {
+    double bits_done = 0;
+    int64_t elements_done = 0;
+    double projection_exact = 0;
+    double projection_assigned = 0;
+  };
+  State state() const {
+    return State{bits_done_, elements_done_, projection_exact_, projection_assigned_};
+  }
+  void Restore(const State& s) {
+    bits_done_ = s.bits_done;
+    elements_done_ = s.elements_done;
+    projection_exact_ = s.projection_exact;
+    projection_assigned_ = s.projection_assigned;
+  }
   double achieved_bits() const;
   int64_t elements_done() const { return elements_done_; }
   // "global", "sublayer" or "uniform": what was used.
   std::string scope_name() const;
+  // The reference losses L* the BAQ allocations so far solved for, in order,
+  // each with what it covered: "model" (parallel, global), "block N"
+  // (sequential, global; over per-layer normalized losses for scope global)
+  // or a layer name (sublayer scope). Empty for uniform methods.
+  const std::vector<std::pair<std::string, double>>& reference_losses() const {
+    return reference_losses_;
+  }
 
  private:
   AllocationOptions Options() const;
@@ -74,6 +101,7 @@ class BitBudget {
   // projected bit-elements of the layers allocated so far.
   double projection_exact_ = 0;
   double projection_assigned_ = 0;
+  std::vector<std::pair<std::string, double>> reference_losses_;
 
   std::vector<LayerAllocation> Project(std::vector<LayerAllocation> layers,
                                         const std::vector<LayerLosses>& losses);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -9,7 +11,10 @@
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "coordinator/bit_budget.h"
+#include "coordinator/job_checkpoint.h"
+#include "coordinator/job_store.h"
 #include "coordinator/output_assembler.h"
+#include "coordinator/quant_report.h"
 #include "nlohmann/json.hpp"
 
 namespace baq::coordinator {
@@ -52,10 +57,66 @@ nlohmann::json LayerJson(const LayerReport& l) {
           {"gptq_bits", l.gptq_bits},   {"gptq_proxy_loss", l.gptq_proxy_loss}};
 }
 
+struct ResumePoint {
+  int64_t first_block = 0;  // The first block not in the checkpoint.
+  std::string inputs;       // Its inputs (empty for block 0).
+  CheckpointState state;
+};
+
+// Reads `checkpoint` back: hands the finished blocks to `publish` in order,
+// restores `budget`, and counts the resume. A checkpoint of another config
+// or one that cannot be read is discarded (the job starts over: slower,
+// never wrong).
+absl::StatusOr<ResumePoint> Resume(JobCheckpoint& checkpoint, int64_t num_blocks,
+                                   BitBudget& budget,
+                                   const std::function<absl::Status(const BlockOutput&)>& publish) {
+  ResumePoint point;
+  point.state.num_blocks = num_blocks;
+  absl::StatusOr<CheckpointState> state = checkpoint.Load();
+  if (!state.ok()) {
+    if (!absl::IsNotFound(state.status())) {
+      std::cerr << "baq-coordinator: discarding checkpoint " << checkpoint.dir() << ": "
+                << state.status() << std::endl;
+      checkpoint.Remove();
+    }
+    return point;
+  }
+  if (state->num_blocks != num_blocks) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", checkpoint.dir(), " has ", state->num_blocks,
+                     " blocks, the model ", num_blocks, ": was the model changed?"));
+  }
+  for (int64_t b = 0; b < state->blocks_done; ++b) {
+    BAQ_ASSIGN_OR_RETURN(BlockOutput output, checkpoint.LoadBlock(b));
+    BAQ_RETURN_IF_ERROR(publish(output));
+  }
+  budget.Restore(state->budget);
+  if (state->blocks_done > 0 && state->blocks_done < num_blocks) {
+    BAQ_ASSIGN_OR_RETURN(point.inputs, checkpoint.LoadInputs(state->blocks_done));
+  }
+  point.first_block = state->blocks_done;
+  point.state = *state;
+  ++point.state.resumes;
+  BAQ_RETURN_IF_ERROR(checkpoint.SaveState(point.state));
+  std::cerr << "baq-coordinator: resuming from " << checkpoint.dir() << ": " << state->blocks_done
+            << " of " << num_blocks << " blocks done, " << state->worker_failures
+            << " worker failure(s) so far, resume " << point.state.resumes << std::endl;
+  return point;
+}
+
 }  // namespace
 
-JobRunner::JobRunner(JobConfig config, std::vector<BlockEngine*> engines, ProgressFn progress)
-    : config_(std::move(config)), engines_(std::move(engines)), progress_(std::move(progress)) {}
+JobRunner::JobRunner(JobConfig config, std::vector<BlockEngine*> engines, ProgressFn progress,
+                     JobRunnerOptions options)
+    : config_(std::move(config)),
+      engines_(std::move(engines)),
+      progress_(std::move(progress)),
+      options_(std::move(options)) {}
+
+void JobRunner::Log(const std::string& line) const {
+  std::cerr << "baq-coordinator: job " << (options_.job_id.empty() ? "?" : options_.job_id)
+            << ": " << line << std::endl;
+}
 
 absl::StatusOr<JobSummary> JobRunner::Run() {
   BAQ_RETURN_IF_ERROR(config_.Validate());
@@ -63,9 +124,12 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   BAQ_ASSIGN_OR_RETURN(ModelConfig model, LoadModelConfig(config_.model_dir));
   ProgressClock clock;
   JobProgress p;
+  // Stage times, bit histograms, reference losses for quant_report.json.
+  QuantReport extra(config_.quant);
   auto report = [&](JobStage stage, int64_t block, int64_t blocks_done, double bits,
                     std::string message) {
     p.stage = stage;
+    extra.EnterStage(JobStageName(stage));
     p.block = block;
     p.blocks_done = blocks_done;
     p.achieved_bits = bits;
@@ -77,24 +141,22 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     if (cancelled_.load()) return absl::CancelledError("job cancelled");
     return absl::OkStatus();
   };
+  const bool sequential = config_.mode == ExecutionMode::kSequential;
+  const bool recovery = sequential && options_.recovery();
 
   report(JobStage::kStarting, -1, 0, 0, "loading model and calibration data");
-  for (size_t i = 0; i < engines_.size(); ++i) {
-    BAQ_RETURN_IF_ERROR(Annotate(engines_[i]->Start(config_), absl::StrCat("worker ", i)));
-  }
-  const int64_t n = engines_[0]->num_blocks();
+  EngineSet::Options set_options;
+  set_options.max_worker_failures = options_.max_worker_failures;
+  set_options.replacement_wait = options_.replacement_wait;
+  set_options.survive_losses = recovery;
+  if (recovery) set_options.more_engines = options_.more_engines;
+  set_options.log = [this](const std::string& line) { Log(line); };
+  EngineSet engines(engines_, set_options, &cancelled_);
+  BAQ_RETURN_IF_ERROR(engines.StartAll(config_));
+  const int64_t n = engines.num_blocks();
   p.num_blocks = n;
   clock.units_total = 2 * n;
-  // Contiguous ranges of blocks per worker keep activation hand-offs to
-  // (workers - 1) per pass.
-  auto engine_of = [&](int64_t b) {
-    return engines_[static_cast<size_t>(b * static_cast<int64_t>(engines_.size()) / n)];
-  };
-  auto ensure_inputs = [&](int64_t b) -> absl::Status {
-    if (b == 0 || engine_of(b - 1) == engine_of(b)) return absl::OkStatus();
-    BAQ_ASSIGN_OR_RETURN(std::string bytes, engine_of(b - 1)->ExportInputs(b));
-    return engine_of(b)->ImportInputs(b, std::move(bytes));
-  };
+  engines.Plan(0, n);
 
   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<OutputAssembler> out, OutputAssembler::Create(config_));
   const bool want_gptq = std::find(config_.formats.begin(), config_.formats.end(),
@@ -103,8 +165,9 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   nlohmann::json layers = nlohmann::json::array();
   nlohmann::json gptq_module_bits = nlohmann::json::object();
   double total_proxy_loss = 0;
-  auto finish_block = [&](BlockOutput output) -> absl::Status {
-    budget.Record(output);
+  // Hands a quantized block to the report and the assembler (the budget
+  // has recorded it already).
+  auto publish_block = [&](const BlockOutput& output) -> absl::Status {
     for (const LayerReport& l : output.layers) {
       layers.push_back(LayerJson(l));
       if (l.gptq_bits > 0) gptq_module_bits[l.name] = l.gptq_bits;
@@ -113,36 +176,116 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     return out->AddBlock(output);
   };
 
-  if (config_.mode == ExecutionMode::kSequential) {
-    for (int64_t b = 0; b < n; ++b) {
+  std::unique_ptr<JobCheckpoint> checkpoint;
+  if (sequential) {
+    CheckpointState state;
+    state.num_blocks = n;
+    int64_t first = 0;
+    // The inputs of block b, exported after b-1 (recovery mode).
+    std::string inputs;
+    if (recovery && !options_.checkpoint_dir.empty()) {
+      checkpoint = std::make_unique<JobCheckpoint>(options_.checkpoint_dir,
+                                                   JobConfigToJson(config_));
+      BAQ_ASSIGN_OR_RETURN(ResumePoint resume, Resume(*checkpoint, n, budget, publish_block));
+      first = resume.first_block;
+      state = resume.state;
+      inputs = std::move(resume.inputs);
+      engines.set_failures(static_cast<int>(state.worker_failures));
+      if (first > 0) {
+        clock.units_done = 2 * first;
+        report(JobStage::kQuantizing, first, first, budget.achieved_bits(),
+               absl::StrCat("resumed from the checkpoint: ", first, " of ", n, " blocks done"));
+      }
+      engines.Plan(first, n);
+    }
+    // The engine holding the inputs of block b when it is not `inputs`
+    // (every started engine holds block 0's after Start).
+    BlockEngine* holder = nullptr;
+    for (int64_t b = first; b < n;) {
       BAQ_RETURN_IF_ERROR(check_cancel());
-      BAQ_RETURN_IF_ERROR(ensure_inputs(b));
-      report(JobStage::kMeasuring, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
-      BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, engine_of(b)->Measure(b));
-      ++clock.units_done;
-      BAQ_ASSIGN_OR_RETURN(std::vector<LayerAllocation> alloc, budget.AllocateBlock(m));
-      report(JobStage::kQuantizing, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
-      BAQ_ASSIGN_OR_RETURN(BlockOutput output, engine_of(b)->Quantize(b, alloc));
-      ++clock.units_done;
-      BAQ_RETURN_IF_ERROR(finish_block(std::move(output)));
+      BlockEngine* e = engines.For(b);
+      const BitBudget::State before = budget.state();
+      std::string next_inputs;
+      // Calls on `e`; errors here may be the worker's loss.
+      absl::Status engine_status = [&]() -> absl::Status {
+        if (b > 0 && e != holder) {
+          if (recovery) {
+            BAQ_RETURN_IF_ERROR(e->ImportInputs(b, inputs));
+          } else {
+            BAQ_ASSIGN_OR_RETURN(std::string bytes, holder->ExportInputs(b));
+            BAQ_RETURN_IF_ERROR(e->ImportInputs(b, std::move(bytes)));
+          }
+        }
+        report(JobStage::kMeasuring, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
+        BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, e->Measure(b));
+        BAQ_ASSIGN_OR_RETURN(std::vector<LayerAllocation> alloc, budget.AllocateBlock(m));
+        extra.AddAllocation(alloc);
+        report(JobStage::kQuantizing, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
+        BAQ_ASSIGN_OR_RETURN(BlockOutput output, e->Quantize(b, alloc));
+        if (recovery && b + 1 < n) {
+          BAQ_ASSIGN_OR_RETURN(next_inputs, e->ExportInputs(b + 1));
+        }
+        budget.Record(output);
+        if (checkpoint != nullptr) {
+          state.blocks_done = b + 1;
+          state.budget = budget.state();
+          state.worker_failures = engines.failures();
+          BAQ_RETURN_IF_ERROR(Annotate(
+              checkpoint->SaveBlock(output, b + 1 < n ? &next_inputs : nullptr, state),
+              absl::StrCat("checkpointing block ", b)));
+        }
+        return publish_block(output);
+      }();
+      if (engine_status.ok()) {
+        clock.units_done += 2;
+        // An engine's ExportInputs hands its copy over (sequential mode), so
+        // in recovery mode every block imports the checkpointed inputs.
+        holder = recovery ? nullptr : e;
+        inputs = std::move(next_inputs);
+        ++b;
+        continue;
+      }
+      if (!recovery || cancelled_.load()) return engine_status;
+      budget.Restore(before);
+      const absl::Time lost = absl::Now();
+      BAQ_RETURN_IF_ERROR(engines.Fail(e, engine_status, config_));
+      if (holder == e) holder = nullptr;
+      engines.Plan(b, n);
+      if (checkpoint != nullptr) {
+        state.worker_failures = engines.failures();
+        BAQ_RETURN_IF_ERROR(checkpoint->SaveState(state));
+      }
+      const std::string msg = absl::StrFormat(
+          "worker lost at block %d (%s); redoing it on %d live engine(s) after %s, failure %d "
+          "of at most %d",
+          b, engine_status.message(), engines.live(), absl::FormatDuration(absl::Now() - lost),
+          engines.failures(), options_.max_worker_failures);
+      Log(msg);
+      report(JobStage::kMeasuring, b, b, budget.achieved_bits(), msg);
     }
   } else {
+    auto engine_of = [&](int64_t b) { return engines.For(b); };
     std::vector<BlockMeasurement> measurements;
     for (int64_t b = 0; b < n; ++b) {
       BAQ_RETURN_IF_ERROR(check_cancel());
-      BAQ_RETURN_IF_ERROR(ensure_inputs(b));
+      if (b > 0 && engine_of(b - 1) != engine_of(b)) {
+        BAQ_ASSIGN_OR_RETURN(std::string bytes, engine_of(b - 1)->ExportInputs(b));
+        BAQ_RETURN_IF_ERROR(engine_of(b)->ImportInputs(b, std::move(bytes)));
+      }
       report(JobStage::kMeasuring, b, 0, 0, absl::StrCat("block ", b));
       BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, engine_of(b)->Measure(b));
       measurements.push_back(std::move(m));
       ++clock.units_done;
     }
     BAQ_ASSIGN_OR_RETURN(auto allocs, budget.AllocateAll(measurements));
+    for (const std::vector<LayerAllocation>& a : allocs) extra.AddAllocation(a);
     for (int64_t b = 0; b < n; ++b) {
       BAQ_RETURN_IF_ERROR(check_cancel());
       report(JobStage::kQuantizing, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
       BAQ_ASSIGN_OR_RETURN(BlockOutput output, engine_of(b)->Quantize(b, allocs[b]));
       ++clock.units_done;
-      BAQ_RETURN_IF_ERROR(finish_block(std::move(output)));
+      budget.Record(output);
+      BAQ_RETURN_IF_ERROR(publish_block(output));
     }
   }
 
@@ -174,7 +317,11 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     rep["gptq_module_bits"] = gptq_module_bits;
     rep["gptq_default_bits"] = static_cast<int>(std::lround(config_.quant.target_bits));
   }
+  for (const auto& [scope, loss] : budget.reference_losses()) extra.AddReferenceLoss(scope, loss);
+  extra.MergeInto(rep);
   BAQ_RETURN_IF_ERROR(out->Commit(rep));
+  // Published: the checkpoint has served its purpose.
+  if (checkpoint != nullptr) checkpoint->Remove();
   for (BlockEngine* e : engines_) e->Reset();
   summary.wall_time = absl::Now() - clock.start;
   report(JobStage::kDone, -1, n, summary.achieved_bits,

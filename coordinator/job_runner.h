@@ -10,6 +10,28 @@
 // The same runner serves local mode (engines in process) and the service
 // (engines are gRPC clients of worker daemons); it links no LibTorch.
 //
+// Fault tolerance (sequential mode, when JobRunnerOptions enable it):
+//   * After each block the runner checkpoints (coordinator/job_checkpoint.h)
+//     the block's output tensors, the bit budget's state and the next
+//     block's inputs (ExportInputs from the worker that ran the block).
+//   * A call that fails because its worker is lost (IsWorkerLoss: crash,
+//     restart, hang past its deadline, lease expired or fenced by epoch in
+//     WorkerPool) drops that engine, adds the workers that registered since,
+//     re-plans the remaining blocks over the live engines, imports the
+//     failed block's inputs from the checkpoint into its new engine, and
+//     redoes that block only. The bit budget is rolled back to its state
+//     before the block, and every engine computes the same bytes from the
+//     same inputs (fixed reduction order, the same --threads), so the
+//     output is byte-identical to an undisturbed run. At most
+//     max_worker_failures losses per job (counted across restarts).
+//   * A restarted coordinator runs the job again with the same checkpoint:
+//     finished blocks are read back and handed to the output assembler,
+//     the budget is restored, and work resumes at the first unfinished
+//     block; nothing finished is recomputed.
+//   * Parallel mode is not checkpointed: a worker loss fails the job, and a
+//     restarted coordinator runs it again from the start (documented in
+//     docs/operations.md).
+//
 // Thread-compatible: Run() is called by one thread; Cancel() may be called
 // from any thread.
 //
@@ -29,6 +51,7 @@
 #include "absl/time/time.h"
 #include "common/block_engine.h"
 #include "common/job_config.h"
+#include "coordinator/engine_set.h"
 
 namespace baq::coordinator {
 
@@ -58,20 +81,47 @@ struct JobSummary {
   absl::Duration wall_time;
 };
 
+// How a job survives failures; the defaults (local mode) disable it.
+struct JobRunnerOptions {
+  // The job's checkpoint directory (`<data_dir>/jobs/<id>`); empty: none.
+  std::string checkpoint_dir;
+  // Engines of workers that registered since the last call (replacements
+  // for lost ones); null: only the engines given to the runner.
+  MoreEnginesFn more_engines;
+  // Worker losses a job survives; one more fails it.
+  int max_worker_failures = 3;
+  // How long to wait for a replacement when no worker is left.
+  absl::Duration replacement_wait = absl::Seconds(60);
+  // Names the job in log lines.
+  std::string job_id;
+
+  // Whether worker losses are survived (sequential mode only).
+  bool recovery() const { return !checkpoint_dir.empty() || more_engines != nullptr; }
+};
+
 class JobRunner {
  public:
   using ProgressFn = std::function<void(const JobProgress&)>;
   // `engines` are not owned and must outlive Run().
-  JobRunner(JobConfig config, std::vector<BlockEngine*> engines, ProgressFn progress);
+  JobRunner(JobConfig config, std::vector<BlockEngine*> engines, ProgressFn progress,
+            JobRunnerOptions options = {});
 
   absl::StatusOr<JobSummary> Run();
-  // Makes Run() return Cancelled at the next block boundary.
-  void Cancel() { cancelled_.store(true); }
+  // Makes Run() return Cancelled soon: cancels every engine (the block in
+  // progress stops between layers or calibration windows; remote engines
+  // abort their calls in flight) and stops at the next block boundary.
+  void Cancel() {
+    cancelled_.store(true);
+    for (BlockEngine* e : engines_) e->Cancel();
+  }
 
  private:
+  void Log(const std::string& line) const;
+
   const JobConfig config_;
   const std::vector<BlockEngine*> engines_;
   const ProgressFn progress_;
+  const JobRunnerOptions options_;
   std::atomic<bool> cancelled_{false};
 };
 

@@ -1,0 +1,281 @@
+#include "coordinator/job_checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/base/casts.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "common/dtype.h"
+
+namespace baq::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr char kBlockMagic[] = "BAQBLK1\n";  // 8 bytes.
+constexpr int kManifestVersion = 1;
+
+// Doubles travel as their bit patterns: a resumed job must continue with
+// exactly the values an uninterrupted one would have.
+uint64_t Bits(double x) { return absl::bit_cast<uint64_t>(x); }
+double FromBits(const json& j) { return absl::bit_cast<double>(j.get<uint64_t>()); }
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat("checkpoint: cannot ", what, " ", path, ": ",
+                                          std::strerror(errno)));
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return Errno("open", dir);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Errno("fsync", dir);
+  return absl::OkStatus();
+}
+
+// Writes `pieces` to `path` durably: temp file, fsync, rename, fsync dir.
+absl::Status WriteDurably(const std::string& path, const std::vector<absl::string_view>& pieces) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("create", tmp);
+  for (absl::string_view piece : pieces) {
+    while (!piece.empty()) {
+      const ssize_t n = ::write(fd, piece.data(), piece.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        absl::Status s = Errno("write", tmp);
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return s;
+      }
+      piece.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  if (::fsync(fd) != 0) {
+    absl::Status s = Errno("fsync", tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  ::close(fd);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status s = Errno("rename", tmp);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncDir(fs::path(path).parent_path().string());
+}
+
+absl::StatusOr<std::string> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::DataLossError(absl::StrCat("checkpoint: cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+json LayerToJson(const LayerReport& l) {
+  return {{"name", l.name},
+          {"rows", l.rows},
+          {"columns", l.columns},
+          {"bits_sum", Bits(l.bits_sum)},
+          {"proxy_loss", Bits(l.proxy_loss)},
+          {"seconds", Bits(l.seconds)},
+          {"gptq_bits", l.gptq_bits},
+          {"gptq_proxy_loss", Bits(l.gptq_proxy_loss)}};
+}
+
+LayerReport LayerFromJson(const json& j) {
+  LayerReport l;
+  l.name = j.at("name").get<std::string>();
+  l.rows = j.at("rows").get<int64_t>();
+  l.columns = j.at("columns").get<int64_t>();
+  l.bits_sum = FromBits(j.at("bits_sum"));
+  l.proxy_loss = FromBits(j.at("proxy_loss"));
+  l.seconds = FromBits(j.at("seconds"));
+  l.gptq_bits = j.at("gptq_bits").get<int32_t>();
+  l.gptq_proxy_loss = FromBits(j.at("gptq_proxy_loss"));
+  return l;
+}
+
+}  // namespace
+
+JobCheckpoint::JobCheckpoint(std::string dir, nlohmann::json config)
+    : dir_(std::move(dir)), config_(std::move(config)) {}
+
+std::string JobCheckpoint::BlockPath(int64_t block) const {
+  return absl::StrFormat("%s/block-%05d.out", dir_, block);
+}
+
+std::string JobCheckpoint::InputsPath(int64_t block) const {
+  return absl::StrFormat("%s/inputs-%05d.bin", dir_, block);
+}
+
+absl::StatusOr<CheckpointState> JobCheckpoint::Load() const {
+  const std::string path = dir_ + "/manifest.json";
+  if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat("no checkpoint in ", dir_));
+  absl::StatusOr<std::string> text = ReadAll(path);
+  if (!text.ok()) return text.status();
+  const json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::DataLossError(absl::StrCat(path, " is not JSON"));
+  try {
+    if (j.at("version").get<int>() != kManifestVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": manifest version ", j.at("version").dump(), " is not ",
+                       kManifestVersion));
+    }
+    if (j.at("config") != config_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " was written for another job config"));
+    }
+    CheckpointState s;
+    s.num_blocks = j.at("num_blocks").get<int64_t>();
+    s.blocks_done = j.at("blocks_done").get<int64_t>();
+    const json& b = j.at("budget");
+    s.budget.bits_done = FromBits(b.at("bits_done"));
+    s.budget.elements_done = b.at("elements_done").get<int64_t>();
+    s.budget.projection_exact = FromBits(b.at("projection_exact"));
+    s.budget.projection_assigned = FromBits(b.at("projection_assigned"));
+    s.worker_failures = j.at("worker_failures").get<int64_t>();
+    s.resumes = j.value("resumes", int64_t{0});
+    if (s.blocks_done < 0 || s.blocks_done > s.num_blocks) {
+      return absl::DataLossError(absl::StrCat(path, ": blocks_done ", s.blocks_done,
+                                              " is outside [0, ", s.num_blocks, "]"));
+    }
+    return s;
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<BlockOutput> JobCheckpoint::LoadBlock(int64_t block) const {
+  const std::string path = BlockPath(block);
+  absl::StatusOr<std::string> data = ReadAll(path);
+  if (!data.ok()) return data.status();
+  const size_t magic = sizeof(kBlockMagic) - 1;
+  uint64_t header_bytes = 0;
+  if (data->size() < magic + 8 || data->compare(0, magic, kBlockMagic) != 0) {
+    return absl::DataLossError(absl::StrCat(path, ": not a block checkpoint"));
+  }
+  std::memcpy(&header_bytes, data->data() + magic, 8);
+  if (header_bytes > data->size() - magic - 8) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated header"));
+  }
+  const json h = json::parse(data->substr(magic + 8, header_bytes), nullptr, false);
+  if (h.is_discarded()) return absl::DataLossError(absl::StrCat(path, ": header is not JSON"));
+  try {
+    BlockOutput out;
+    out.block = h.at("block").get<int64_t>();
+    if (out.block != block) {
+      return absl::DataLossError(absl::StrCat(path, " holds block ", out.block));
+    }
+    size_t offset = magic + 8 + header_bytes;
+    for (const json& t : h.at("tensors")) {
+      TensorBytes tensor;
+      tensor.name = t.at("name").get<std::string>();
+      absl::StatusOr<DType> dtype = ParseDType(t.at("dtype").get<std::string>());
+      if (!dtype.ok()) return absl::DataLossError(absl::StrCat(path, ": ", dtype.status().message()));
+      tensor.dtype = *dtype;
+      tensor.shape = t.at("shape").get<std::vector<int64_t>>();
+      const uint64_t n = t.at("bytes").get<uint64_t>();
+      if (n > data->size() - offset) {
+        return absl::DataLossError(absl::StrCat(path, ": tensor ", tensor.name, " truncated"));
+      }
+      tensor.bytes = data->substr(offset, n);
+      offset += n;
+      out.tensors.push_back(std::move(tensor));
+      out.tensor_format.push_back(t.at("format").get<int32_t>());
+    }
+    if (offset != data->size()) {
+      return absl::DataLossError(absl::StrCat(path, ": ", data->size() - offset,
+                                              " trailing bytes"));
+    }
+    for (const json& l : h.at("layers")) out.layers.push_back(LayerFromJson(l));
+    return out;
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<std::string> JobCheckpoint::LoadInputs(int64_t block) const {
+  return ReadAll(InputsPath(block));
+}
+
+absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
+  const json j = {{"version", kManifestVersion},
+                  {"num_blocks", s.num_blocks},
+                  {"blocks_done", s.blocks_done},
+                  {"budget",
+                   {{"bits_done", Bits(s.budget.bits_done)},
+                    {"elements_done", s.budget.elements_done},
+                    {"projection_exact", Bits(s.budget.projection_exact)},
+                    {"projection_assigned", Bits(s.budget.projection_assigned)}}},
+                  {"worker_failures", s.worker_failures},
+                  {"resumes", s.resumes},
+                  {"config", config_}};
+  const std::string text = j.dump(1) + "\n";
+  return WriteDurably(dir_ + "/manifest.json", {text});
+}
+
+absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
+                                      const CheckpointState& state) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",
+                                                  ec.message()));
+  json tensors = json::array();
+  for (size_t i = 0; i < output.tensors.size(); ++i) {
+    const TensorBytes& t = output.tensors[i];
+    tensors.push_back({{"name", t.name},
+                       {"dtype", std::string(DTypeName(t.dtype))},
+                       {"shape", t.shape},
+                       {"bytes", t.bytes.size()},
+                       {"format", i < output.tensor_format.size() ? output.tensor_format[i] : 0}});
+  }
+  json layers = json::array();
+  for (const LayerReport& l : output.layers) layers.push_back(LayerToJson(l));
+  const std::string header =
+      json{{"block", output.block}, {"tensors", tensors}, {"layers", layers}}.dump();
+  const uint64_t header_bytes = header.size();
+  std::vector<absl::string_view> pieces = {
+      absl::string_view(kBlockMagic, sizeof(kBlockMagic) - 1),
+      absl::string_view(reinterpret_cast<const char*>(&header_bytes), 8), header};
+  for (const TensorBytes& t : output.tensors) pieces.push_back(t.bytes);
+  if (absl::Status s = WriteDurably(BlockPath(output.block), pieces); !s.ok()) return s;
+  if (next_inputs != nullptr) {
+    if (absl::Status s = WriteDurably(InputsPath(output.block + 1), {*next_inputs}); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = WriteManifest(state); !s.ok()) return s;
+  // The manifest now points past block b: its inputs are no longer needed.
+  fs::remove(InputsPath(output.block), ec);
+  return absl::OkStatus();
+}
+
+absl::Status JobCheckpoint::SaveState(const CheckpointState& state) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",
+                                                  ec.message()));
+  return WriteManifest(state);
+}
+
+void JobCheckpoint::Remove() {
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+}  // namespace baq::coordinator
