@@ -124,13 +124,37 @@ std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address) {
 RemoteBlockEngine::RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label,
                                      std::string job_id, int device_index,
                                      RemoteEngineOptions options,
-                                     std::shared_ptr<CallCanceller> canceller)
+                                     std::shared_ptr<CallCanceller> canceller,
+                                     std::shared_ptr<LeaseFence> fence)
     : stub_(v1::WorkerService::NewStub(std::move(channel))),
       label_(std::move(label)),
       job_id_(std::move(job_id)),
       device_index_(device_index),
       options_(options),
-      canceller_(std::move(canceller)) {}
+      canceller_(std::move(canceller)),
+      fence_(std::move(fence)) {}
+
+void LeaseFence::Revoke(const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!reason_.empty()) return;
+    reason_ = reason.empty() ? "revoked" : reason;
+  }
+  calls_.CancelAll();
+}
+
+bool LeaseFence::revoked() const {
+  absl::MutexLock lock(&mu_);
+  return !reason_.empty();
+}
+
+absl::Status LeaseFence::Check() const {
+  absl::MutexLock lock(&mu_);
+  if (reason_.empty()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("worker ", worker_id_, " epoch ", epoch_,
+                                             " lost its lease (", reason_,
+                                             "); its calls are fenced off"));
+}
 
 bool CallCanceller::Add(grpc::ClientContext* ctx) {
   absl::MutexLock lock(&mu_);
@@ -151,6 +175,13 @@ void CallCanceller::CancelAll() {
 }
 
 absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
+  // A response from a worker whose lease was lost meanwhile is dropped, even
+  // a successful one: that incarnation's work is never merged.
+  if (fence_ != nullptr && fence_->revoked()) {
+    const absl::Status fenced = fence_->Check();
+    return absl::Status(fenced.code(), absl::StrCat("worker ", label_, " device ", device_index_,
+                                                    ": ", fenced.message()));
+  }
   if (status.ok()) return absl::OkStatus();
   absl::Status s = FromGrpcStatus(status);
   return absl::Status(
@@ -162,6 +193,8 @@ absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
   SetDeadline(ctx, options_.start_timeout);
   ActiveCall call(canceller_.get(), &ctx);
   if (!call.ok()) return AbortedCall();
+  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
+  if (!leased.ok()) return fence_->Check();
   v1::StartJobRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -177,6 +210,8 @@ absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
   SetDeadline(ctx, options_.block_timeout);
   ActiveCall call(canceller_.get(), &ctx);
   if (!call.ok()) return AbortedCall();
+  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
+  if (!leased.ok()) return fence_->Check();
   v1::MeasureRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -192,6 +227,8 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
   SetDeadline(ctx, options_.block_timeout);
   ActiveCall call(canceller_.get(), &ctx);
   if (!call.ok()) return AbortedCall();
+  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
+  if (!leased.ok()) return fence_->Check();
   v1::QuantizeRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -220,6 +257,8 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
   SetDeadline(ctx, options_.transfer_timeout);
   ActiveCall call(canceller_.get(), &ctx);
   if (!call.ok()) return AbortedCall();
+  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
+  if (!leased.ok()) return fence_->Check();
   v1::ExportInputsRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -237,6 +276,8 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
   SetDeadline(ctx, options_.transfer_timeout);
   ActiveCall call(canceller_.get(), &ctx);
   if (!call.ok()) return AbortedCall();
+  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
+  if (!leased.ok()) return fence_->Check();
   v1::ImportInputsResponse resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportInputsChunk>> writer =
       stub_->ImportInputs(&ctx, &resp);
@@ -263,6 +304,9 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
 }
 
 void RemoteBlockEngine::Reset() {
+  // A fenced worker is hung, partitioned or restarted: waiting for it would
+  // hold up the job; a restarted one holds nothing of this job.
+  if (fence_ != nullptr && fence_->revoked()) return;
   grpc::ClientContext ctx;
   // Not registered with the canceller: freeing the worker's memory is worth
   // one short call even while shutting down.

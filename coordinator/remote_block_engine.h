@@ -67,13 +67,43 @@ class CallCanceller {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// The lease of one worker incarnation (worker id + epoch) as the engines on
+// it see it. When the registry expires the lease (missed heartbeats: a hung
+// or partitioned worker) or the worker re-registers under a new epoch,
+// WorkerPool calls Revoke(): the calls in flight are cancelled, and every
+// later call and every response that arrives afterwards is refused with
+// Unavailable, so nothing an old incarnation computes is ever merged.
+// Thread-safe.
+class LeaseFence {
+ public:
+  LeaseFence(std::string worker_id, int64_t epoch)
+      : worker_id_(std::move(worker_id)), epoch_(epoch) {}
+
+  const std::string& worker_id() const { return worker_id_; }
+  int64_t epoch() const { return epoch_; }
+  void Revoke(const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
+  bool revoked() const ABSL_LOCKS_EXCLUDED(mu_);
+  // OK while the lease holds; Unavailable naming the reason once revoked.
+  absl::Status Check() const ABSL_LOCKS_EXCLUDED(mu_);
+  CallCanceller& calls() { return calls_; }
+
+ private:
+  const std::string worker_id_;
+  const int64_t epoch_;
+  CallCanceller calls_;
+  mutable absl::Mutex mu_;
+  std::string reason_ ABSL_GUARDED_BY(mu_);  // Non-empty once revoked.
+};
+
 class RemoteBlockEngine : public BlockEngine {
  public:
   // `label` names the worker in errors (its address, usually). `canceller`
+  // and `fence` (the worker's lease, from WorkerPool)
   // may be null.
   RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label, std::string job_id,
                     int device_index, RemoteEngineOptions options,
-                    std::shared_ptr<CallCanceller> canceller = nullptr);
+                    std::shared_ptr<CallCanceller> canceller = nullptr,
+                    std::shared_ptr<LeaseFence> fence = nullptr);
 
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return num_blocks_; }
@@ -94,6 +124,7 @@ class RemoteBlockEngine : public BlockEngine {
   const int device_index_;
   const RemoteEngineOptions options_;
   const std::shared_ptr<CallCanceller> canceller_;
+  const std::shared_ptr<LeaseFence> fence_;
   int64_t num_blocks_ = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "coordinator/worker_pool.h"
 
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -7,7 +8,64 @@
 namespace baq::coordinator {
 
 WorkerPool::WorkerPool(WorkerRegistry* registry, WorkerPoolOptions options)
-    : registry_(registry), options_(std::move(options)) {}
+    : registry_(registry), options_(std::move(options)) {
+  watchdog_ = std::thread([this] { WatchdogLoop(); });
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  watchdog_.join();
+}
+
+void WorkerPool::WatchdogLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), options_.lease_check_interval);
+      if (stopping_) return;
+    }
+    CheckLeases();
+  }
+}
+
+void WorkerPool::CheckLeases() {
+  // Outside mu_: the registry evaluates expiry on this call.
+  std::map<std::string, int64_t> live;
+  for (const WorkerInfo& w : registry_->LiveWorkers()) live[w.worker_id] = w.epoch;
+  absl::MutexLock lock(&mu_);
+  for (auto it = fences_.begin(); it != fences_.end();) {
+    const LeaseFence& fence = *it->second;
+    auto l = live.find(fence.worker_id());
+    std::string reason;
+    if (l == live.end()) {
+      reason = "lease expired: no heartbeat within the lease ttl";
+    } else if (l->second != fence.epoch()) {
+      reason = absl::StrCat("re-registered as epoch ", l->second);
+    }
+    if (reason.empty()) {
+      ++it;
+      continue;
+    }
+    std::cerr << "baq-coordinator: worker " << fence.worker_id() << " epoch " << fence.epoch()
+              << ": " << reason << "; aborting its calls, discarding its results" << std::endl;
+    it->second->Revoke(reason);
+    it = fences_.erase(it);
+  }
+}
+
+std::shared_ptr<LeaseFence> WorkerPool::FenceFor(const WorkerInfo& worker) {
+  std::shared_ptr<LeaseFence>& fence = fences_[worker.worker_id];
+  if (fence != nullptr && fence->epoch() != worker.epoch) {
+    fence->Revoke(absl::StrCat("re-registered as epoch ", worker.epoch));
+    fence = nullptr;
+  }
+  if (fence == nullptr) fence = std::make_shared<LeaseFence>(worker.worker_id, worker.epoch);
+  return fence;
+}
 
 std::shared_ptr<grpc::Channel> WorkerPool::ChannelFor(const std::string& address) {
   absl::MutexLock lock(&mu_);
@@ -26,26 +84,66 @@ absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> WorkerPool::EnginesFor
                                                "; need ", options_.min_workers,
                                                " (start baq-worker --coordinator ...)"));
   }
-  auto canceller = std::make_shared<CallCanceller>();
+  return MakeEngines(job_id, workers, /*first=*/true);
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> WorkerPool::NewEnginesForJob(
+    const std::string& job_id) {
+  std::vector<WorkerInfo> fresh;
+  const std::vector<WorkerInfo> live = registry_->LiveWorkers();
   {
     absl::MutexLock lock(&mu_);
-    if (aborted_) canceller->CancelAll();
-    // Forget jobs whose engines are gone.
-    for (auto it = cancellers_.begin(); it != cancellers_.end();) {
-      it = it->second.expired() ? cancellers_.erase(it) : std::next(it);
+    const auto& given = handed_out_[job_id];
+    for (const WorkerInfo& w : live) {
+      if (given.count({w.worker_id, w.epoch}) == 0) fresh.push_back(w);
     }
-    cancellers_[job_id] = canceller;
+  }
+  return MakeEngines(job_id, fresh, /*first=*/false);
+}
+
+std::vector<std::unique_ptr<BlockEngine>> WorkerPool::MakeEngines(
+    const std::string& job_id, const std::vector<WorkerInfo>& workers, bool first) {
+  std::shared_ptr<CallCanceller> canceller;
+  std::vector<std::shared_ptr<LeaseFence>> fences;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!first) canceller = cancellers_[job_id].lock();
+    if (canceller == nullptr) {
+      canceller = std::make_shared<CallCanceller>();
+      if (aborted_) canceller->CancelAll();
+      // Forget jobs whose engines are gone.
+      for (auto it = cancellers_.begin(); it != cancellers_.end();) {
+        if (it->second.expired()) {
+          handed_out_.erase(it->first);
+          it = cancellers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      cancellers_[job_id] = canceller;
+    }
+    auto& given = handed_out_[job_id];
+    if (first) given.clear();
+    for (const WorkerInfo& w : workers) {
+      given.insert({w.worker_id, w.epoch});
+      fences.push_back(FenceFor(w));
+    }
   }
   std::vector<std::unique_ptr<BlockEngine>> engines;
-  for (const WorkerInfo& w : workers) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const WorkerInfo& w = workers[i];
     std::shared_ptr<grpc::Channel> channel = ChannelFor(w.address);
     for (size_t d = 0; d < w.devices.size(); ++d) {
       engines.push_back(std::make_unique<RemoteBlockEngine>(
-          channel, absl::StrCat(w.worker_id, "@", w.address), job_id, static_cast<int>(d),
-          options_.engine, canceller));
+          channel, absl::StrCat(w.worker_id, "@", w.address, " epoch ", w.epoch), job_id,
+          static_cast<int>(d), options_.engine, canceller, fences[i]));
     }
   }
   return engines;
+}
+
+MoreEnginesFn WorkerPool::MoreEnginesFor(const std::string& job_id) {
+  return [this, job_id] { return NewEnginesForJob(job_id); };
 }
 
 void WorkerPool::AbortAll() {
