@@ -89,6 +89,12 @@ void ToProto(const JobRecord& record, v1::Job* job) {
     job->set_error(std::string(record.error.message()));
   }
   baq::ToProto(record.config, job->mutable_spec());
+  job->mutable_spec()->set_priority(record.priority);
+  job->mutable_spec()->set_tenant(record.tenant);
+  job->set_tenant(record.tenant);
+  job->set_priority(record.priority);
+  job->set_queue_position(record.queue_position);
+  job->set_memory_estimate_bytes(record.memory_estimate_bytes);
   if (record.summary.has_value()) {
     const JobSummary& s = *record.summary;
     v1::JobSummary* summary = job->mutable_summary();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,7 +11,15 @@
 namespace baq::coordinator {
 
 JobManager::JobManager(JobManagerOptions options, JobManagerDeps deps)
-    : options_(std::move(options)), deps_(std::move(deps)), store_(options_.data_dir) {}
+    : options_(std::move(options)),
+      deps_(std::move(deps)),
+      store_(options_.data_dir),
+      scheduler_(options_.max_concurrent_jobs) {}
+
+namespace {
+// Queued ETAs use the mean of this many latest successful wall times.
+constexpr size_t kEtaHistory = 20;
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options,
                                                                JobManagerDeps deps) {
@@ -42,7 +51,10 @@ absl::Status JobManager::Load() {
     Job& job = jobs_[id];
     job.record = std::move(record);
     if (deps_.metrics != nullptr) deps_.metrics->jobs(JobStateName(job.record.state)).Increment();
-    if (job.record.state == JobState::kQueued) queue_.push_back(id);
+    if (job.record.state == JobState::kQueued) EnqueueLocked(job);
+    if (job.record.state == JobState::kSucceeded && job.record.end_time > job.record.start_time) {
+      RecordDurationLocked(job.record.end_time - job.record.start_time);
+    }
     if (job.record.state == JobState::kRunning) {
       // Its workers' engines are gone with the coordinator's plan.
       TransitionLocked(job, JobState::kFailed,
@@ -62,8 +74,62 @@ std::string JobManager::NewIdLocked() {
   return id;
 }
 
-absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobConfig config) {
+void JobManager::EnqueueLocked(const Job& job) {
+  scheduler_.Enqueue(SchedulableJob{job.record.id, job.record.tenant, job.record.priority,
+                                    job.record.memory_estimate_bytes});
+}
+
+int64_t JobManager::MemoryCapacity() const {
+  return deps_.memory_capacity ? deps_.memory_capacity() : 0;
+}
+
+void JobManager::RecordDurationLocked(absl::Duration d) {
+  recent_durations_.push_back(d);
+  while (recent_durations_.size() > kEtaHistory) recent_durations_.pop_front();
+}
+
+std::map<std::string, std::pair<int, absl::Duration>> JobManager::QueueEtasLocked() {
+  std::map<std::string, std::pair<int, absl::Duration>> view;
+  absl::Duration mean = absl::InfiniteDuration();
+  if (!recent_durations_.empty()) {
+    absl::Duration sum;
+    for (absl::Duration d : recent_durations_) sum += d;
+    mean = sum / static_cast<int64_t>(recent_durations_.size());
+  }
+  // When each slot frees up, from now.
+  std::vector<absl::Duration> slots;
+  for (const auto& [id, job] : jobs_) {
+    if (job.record.state != JobState::kRunning) continue;
+    const absl::Duration eta = job.record.progress.eta;
+    slots.push_back(eta == absl::InfiniteDuration() ? mean : eta);
+  }
+  while (slots.size() < static_cast<size_t>(options_.max_concurrent_jobs)) {
+    slots.push_back(absl::ZeroDuration());
+  }
+  int position = 0;
+  for (const std::string& id : scheduler_.QueueOrder()) {
+    auto earliest = std::min_element(slots.begin(), slots.end());
+    const absl::Duration finish = *earliest + mean;  // Infinite stays infinite.
+    *earliest = finish;
+    view[id] = {position++, finish};
+  }
+  return view;
+}
+
+absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobConfig config,
+                                             const SubmitOptions& submit) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
+  // Outside mu_: it may read config.json.
+  absl::StatusOr<MemoryEstimate> estimate =
+      deps_.estimate_memory ? deps_.estimate_memory(config) : EstimateJobMemory(config);
+  const int64_t memory = estimate.ok() ? estimate->total() : 0;
+  if (const int64_t capacity = MemoryCapacity(); memory > 0 && capacity > 0 && memory > capacity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "job needs an estimated ", estimate->ToString(), " on a worker, but a worker offers ",
+        FormatBytes(capacity), " (", capacity,
+        " bytes: --max_job_memory or the smallest registered worker); use fewer calibration "
+        "samples or a shorter seqlen, or add memory"));
+  }
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   if (!request_id.empty()) {
@@ -78,7 +144,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobC
       return existing;  // An idempotent retry.
     }
   }
-  if (queue_.size() >= options_.max_queued_jobs) {
+  if (scheduler_.queued() >= options_.max_queued_jobs) {
     return absl::ResourceExhaustedError(
         absl::StrCat("job queue is full (", options_.max_queued_jobs, " queued)"));
   }
@@ -87,32 +153,56 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobC
   job.record.id = id;
   job.record.request_id = request_id;
   job.record.config = std::move(config);
+  job.record.tenant = submit.tenant;
+  job.record.priority = submit.priority;
+  job.record.memory_estimate_bytes = memory;
   job.record.create_time = options_.now();
   job.record.progress.eta = absl::InfiniteDuration();
   job.record.progress.message = "queued";
   order_.push_back(id);
   if (!request_id.empty()) id_by_request_[request_id] = id;
-  queue_.push_back(id);
+  EnqueueLocked(job);
   if (deps_.metrics != nullptr) {
     deps_.metrics->jobs_submitted_total().Increment();
     deps_.metrics->jobs(JobStateName(JobState::kQueued)).Increment();
   }
   PersistLocked(job);
-  return job.record;
+  JobRecord result = job.record;
+  const auto queued = QueueEtasLocked();
+  if (auto q = queued.find(id); q != queued.end()) {
+    result.queue_position = q->second.first;
+    result.progress.eta = q->second.second;
+  }
+  return result;
 }
 
 absl::StatusOr<JobRecord> JobManager::Get(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
-  return it->second.record;
+  JobRecord record = it->second.record;
+  if (record.state == JobState::kQueued) {
+    const auto queued = QueueEtasLocked();
+    if (auto q = queued.find(id); q != queued.end()) {
+      record.queue_position = q->second.first;
+      record.progress.eta = q->second.second;
+    }
+  }
+  return record;
 }
 
 std::vector<JobRecord> JobManager::List() {
   absl::MutexLock lock(&mu_);
+  const auto queued = QueueEtasLocked();
   std::vector<JobRecord> records;
   records.reserve(order_.size());
-  for (const std::string& id : order_) records.push_back(jobs_.at(id).record);
+  for (const std::string& id : order_) {
+    records.push_back(jobs_.at(id).record);
+    if (auto q = queued.find(id); q != queued.end()) {
+      records.back().queue_position = q->second.first;
+      records.back().progress.eta = q->second.second;
+    }
+  }
   return records;
 }
 
@@ -122,7 +212,7 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& id) {
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
   Job& job = it->second;
   if (job.record.state == JobState::kQueued) {
-    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+    scheduler_.Dequeue(id);
     TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled before it ran"));
   } else if (job.record.state == JobState::kRunning && !job.cancel_requested) {
     job.cancel_requested = true;
@@ -166,13 +256,19 @@ void JobManager::RunnerLoop() {
     std::string id;
     {
       absl::MutexLock lock(&mu_);
+      // Re-evaluated whenever mu_ is released, and every schedule_poll for
+      // capacity changes the manager is not told about (workers joining).
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return shutting_down_ || !queue_.empty();
+        return shutting_down_ || scheduler_.Next(MemoryCapacity()).has_value();
       };
-      mu_.Await(absl::Condition(&ready));
+      std::optional<std::string> next;
+      while (!shutting_down_ && !next.has_value()) {
+        mu_.AwaitWithTimeout(absl::Condition(&ready), options_.schedule_poll);
+        if (!shutting_down_) next = scheduler_.Next(MemoryCapacity());
+      }
       if (shutting_down_) return;  // Queued jobs stay QUEUED for the next start.
-      id = queue_.front();
-      queue_.pop_front();
+      id = *next;
+      scheduler_.Start(id);
       Job& job = jobs_.at(id);
       job.record.progress.stage = JobStage::kStarting;
       job.record.progress.message = "waiting for workers";
@@ -220,6 +316,7 @@ void JobManager::RunJob(const std::string& id) {
   absl::MutexLock lock(&mu_);
   Job& job = jobs_.at(id);
   job.execution = nullptr;
+  scheduler_.Finish(id);
   if (result.ok()) {
     job.record.summary = *result;
     job.record.progress.stage = JobStage::kDone;
@@ -228,6 +325,7 @@ void JobManager::RunJob(const std::string& id) {
     job.record.progress.achieved_bits = result->achieved_bits;
     if (deps_.metrics != nullptr) deps_.metrics->achieved_bits().Set(result->achieved_bits);
     TransitionLocked(job, JobState::kSucceeded, absl::OkStatus());
+    RecordDurationLocked(job.record.end_time - job.record.start_time);
   } else if (job.cancel_requested) {
     TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled by request"));
   } else if (shutting_down_ && result.status().code() == absl::StatusCode::kCancelled) {

@@ -1,8 +1,9 @@
 // coordinator/job_manager.h
 //
 // JobManager: the coordinator's core, free of gRPC. It queues jobs, runs
-// them (up to `max_concurrent_jobs` at a time, each on its own thread, FIFO)
-// with a JobExecution — coordinator::JobRunner over the engines of the live
+// them (up to `max_concurrent_jobs` at a time, each on its own thread, in
+// the order of the JobScheduler: priority, per-tenant fair share, admission
+// by estimated memory) with a JobExecution — coordinator::JobRunner over the engines of the live
 // workers in the daemon, a fake in tests — and answers Submit, Get, List,
 // Cancel and Watch. Every state change is persisted through a JobStore, so a
 // restarted coordinator lists old jobs; on reload, QUEUED jobs are queued
@@ -43,7 +44,9 @@
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_record.h"
 #include "coordinator/job_runner.h"
+#include "coordinator/job_scheduler.h"
 #include "coordinator/job_store.h"
+#include "coordinator/memory_estimate.h"
 
 namespace baq::coordinator {
 
@@ -76,6 +79,15 @@ struct JobManagerOptions {
   size_t max_queued_jobs = 1000;
   // The clock for record timestamps; tests inject a fake.
   std::function<absl::Time()> now = [] { return absl::Now(); };
+  // How often idle runners re-check the memory capacity (workers join and
+  // leave without telling the manager).
+  absl::Duration schedule_poll = absl::Seconds(1);
+};
+
+// Who submits a job and how urgent it is (coordinator/job_scheduler.h).
+struct SubmitOptions {
+  std::string tenant;  // From the caller's credentials; empty: the default tenant.
+  int priority = 0;    // Higher runs first.
 };
 
 struct JobManagerDeps {
@@ -86,6 +98,13 @@ struct JobManagerDeps {
   // calls in flight (WorkerPool::AbortAll), so shutdown does not wait for
   // the block each running job is on.
   std::function<void()> abort_in_flight;
+  // Optional: the memory one worker offers to jobs (WorkerMemoryCapacity in
+  // the daemon); 0 or unset: unknown, no admission by memory.
+  std::function<int64_t()> memory_capacity;
+  // Optional: a job's memory estimate; unset: EstimateJobMemory(config),
+  // which reads config.json (a job whose config.json the coordinator cannot
+  // read gets no estimate and skips the memory checks).
+  std::function<absl::StatusOr<MemoryEstimate>(const JobConfig&)> estimate_memory;
 };
 
 class JobManager {
@@ -101,10 +120,12 @@ class JobManager {
   JobManager& operator=(const JobManager&) = delete;
 
   // InvalidArgument (config.Validate()), AlreadyExists (request id reused
-  // with another config), ResourceExhausted (queue full), Unavailable
-  // (shutting down).
-  absl::StatusOr<JobRecord> Submit(const std::string& request_id, JobConfig config)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // with another config), ResourceExhausted (queue full, or the job's memory
+  // estimate exceeds what one worker offers), Unavailable (shutting down).
+  absl::StatusOr<JobRecord> Submit(const std::string& request_id, JobConfig config,
+                                   const SubmitOptions& submit = {}) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queued jobs carry their queue position and an estimated time to finish
+  // (progress.eta; see QueueEtasLocked).
   absl::StatusOr<JobRecord> Get(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   // Oldest first.
   std::vector<JobRecord> List() ABSL_LOCKS_EXCLUDED(mu_);
@@ -142,6 +163,16 @@ class JobManager {
   void PersistLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands a QUEUED job to the scheduler.
+  void EnqueueLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t MemoryCapacity() const;
+  // Queue position and estimated time to finish of every queued job: list
+  // scheduling of the queue order onto max_concurrent_jobs slots that free
+  // up when the running jobs' ETAs run out, each queued job taking the mean
+  // wall time of the last succeeded jobs (InfiniteDuration until one has).
+  std::map<std::string, std::pair<int, absl::Duration>> QueueEtasLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordDurationLocked(absl::Duration d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const JobManagerOptions options_;
@@ -152,7 +183,9 @@ class JobManager {
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);  // Ids, oldest first.
   std::map<std::string, std::string> id_by_request_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  JobScheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  // Wall times of the last succeeded jobs, for queued ETAs.
+  std::deque<absl::Duration> recent_durations_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   int64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t id_counter_ ABSL_GUARDED_BY(mu_) = 0;

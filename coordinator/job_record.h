@@ -7,6 +7,7 @@
 #ifndef BAQ_COORDINATOR_JOB_RECORD_H_
 #define BAQ_COORDINATOR_JOB_RECORD_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -32,6 +33,15 @@ struct JobRecord {
   std::string id;
   std::string request_id;  // Client idempotency key; may be empty.
   JobConfig config;
+  // Scheduling (coordinator/job_scheduler.h). The tenant comes from the
+  // caller's credentials (or the spec when the coordinator has no auth).
+  std::string tenant;
+  int priority = 0;  // Higher runs first.
+  // Estimated memory on one worker (coordinator/memory_estimate.h); 0: unknown.
+  int64_t memory_estimate_bytes = 0;
+  // While QUEUED: 0-based place in the start order (computed on Get/List,
+  // not persisted); -1 otherwise.
+  int queue_position = -1;
   JobState state = JobState::kQueued;
   absl::Status error;                 // Non-OK exactly when FAILED or CANCELLED.
   std::optional<JobSummary> summary;  // Set when SUCCEEDED.

@@ -130,7 +130,12 @@ grpc::ServerUnaryReactor* JobService::Submit(grpc::CallbackServerContext* ctx,
                                              const v1::SubmitJobRequest* request, v1::Job* job) {
   absl::StatusOr<JobConfig> config = baq::FromProto(request->spec());
   if (!config.ok()) return Finish(ctx, "Submit", config.status());
-  absl::StatusOr<JobRecord> record = jobs_->Submit(request->request_id(), *std::move(config));
+  // The tenant of the spec stands until authentication supplies the caller's.
+  SubmitOptions submit;
+  submit.tenant = request->spec().tenant();
+  submit.priority = request->spec().priority();
+  absl::StatusOr<JobRecord> record =
+      jobs_->Submit(request->request_id(), *std::move(config), submit);
   if (record.ok()) coordinator::ToProto(*record, job);
   return Finish(ctx, "Submit", record.status());
 }

@@ -145,6 +145,9 @@ json JobRecordToJson(const JobRecord& r) {
   json j = {{"id", r.id},
             {"request_id", r.request_id},
             {"config", JobConfigToJson(r.config)},
+            {"tenant", r.tenant},
+            {"priority", r.priority},
+            {"memory_estimate_bytes", r.memory_estimate_bytes},
             {"state", std::string(JobStateName(r.state))},
             {"error_code", static_cast<int>(r.error.code())},
             {"error", std::string(r.error.message())},
@@ -164,6 +167,9 @@ absl::StatusOr<JobRecord> JobRecordFromJson(const json& j) {
     auto config = JobConfigFromJson(j.at("config"));
     if (!config.ok()) return config.status();
     r.config = *std::move(config);
+    r.tenant = j.value("tenant", "");
+    r.priority = j.value("priority", 0);
+    r.memory_estimate_bytes = j.value("memory_estimate_bytes", int64_t{0});
     auto state = ParseJobState(j.at("state").get<std::string>());
     if (!state.ok()) return state.status();
     r.state = *state;

@@ -19,6 +19,7 @@
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/job_manager.h"
+#include "coordinator/memory_estimate.h"
 #include "coordinator/worker_pool.h"
 #include "coordinator/worker_registry.h"
 
@@ -32,6 +33,9 @@ ABSL_FLAG(absl::Duration, worker_wait, absl::Seconds(60),
           "How long a starting job waits for --min_workers before failing UNAVAILABLE.");
 ABSL_FLAG(int, min_workers, 1, "Workers a job needs to start.");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Jobs run at once (they share the workers).");
+ABSL_FLAG(int64_t, max_job_memory, 0,
+          "Bytes of memory one worker offers to jobs, for admission (0: the smallest registered "
+          "worker's memory). A job whose estimate exceeds it fails at submit RESOURCE_EXHAUSTED.");
 
 namespace {
 
@@ -99,6 +103,8 @@ int main(int argc, char** argv) {
   job_deps.engine_provider = pool.AsProvider();
   job_deps.metrics = &metrics;
   job_deps.abort_in_flight = [&pool] { pool.AbortAll(); };
+  job_deps.memory_capacity =
+      baq::coordinator::WorkerMemoryCapacity(&registry, absl::GetFlag(FLAGS_max_job_memory));
   auto jobs = baq::coordinator::JobManager::Create(job_options, std::move(job_deps));
   if (!jobs.ok()) {
     std::cerr << "baq-coordinator: " << jobs.status() << "\n";

@@ -6,8 +6,13 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <map>
 #include <optional>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "coordinator/job_store.h"
 #include "tests/fakes/fake_block_engine.h"
 #include "tests/fakes/fake_job_execution.h"
 #include "tests/testing/test_paths.h"
@@ -259,6 +264,181 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheDataDir) {
   EXPECT_EQ(jobs->Submit("done", TestConfig())->id, done_id);
   // The queued job runs on the new manager.
   AwaitState(*jobs, queued_id, JobState::kSucceeded);
+}
+
+
+// Records the order in which executions are created (= jobs start), by the
+// job's output_dir, and hands out the gate's fake executions.
+class StartLog {
+ public:
+  ExecutionFactory Wrap(ExecutionFactory inner) {
+    return [this, inner](const JobConfig& config, std::vector<BlockEngine*> engines,
+                         JobRunner::ProgressFn progress) {
+      {
+        absl::MutexLock lock(&mu_);
+        started_.push_back(config.output_dir);
+      }
+      return inner(config, std::move(engines), std::move(progress));
+    };
+  }
+  std::vector<std::string> started() {
+    absl::MutexLock lock(&mu_);
+    return started_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> started_ ABSL_GUARDED_BY(mu_);
+};
+
+std::vector<std::unique_ptr<BlockEngine>> NoEngines() { return {}; }
+
+TEST_F(JobManagerTest, SixJobsFromTwoTenantsRunByPriorityThenRoundRobin) {
+  StartLog log;
+  JobManagerOptions options;
+  options.max_concurrent_jobs = 1;
+  JobManagerDeps deps;
+  deps.execution_factory = log.Wrap(gate_.Factory(/*num_blocks=*/1));
+  deps.engine_provider = [](const std::string&) {
+    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
+  };
+  auto jobs_or = JobManager::Create(options, std::move(deps));
+  ASSERT_TRUE(jobs_or.ok());
+  JobManager& jobs = **jobs_or;
+  // A job holds the only slot (the gate is closed) while the six queue up.
+  auto blocker = jobs.Submit("", TestConfig());
+  ASSERT_TRUE(blocker.ok());
+  AwaitState(jobs, blocker->id, JobState::kRunning);
+  struct Spec {
+    const char* name;
+    const char* tenant;
+    int priority;
+  };
+  const Spec specs[] = {{"a1", "alice", 0}, {"a2", "alice", 0}, {"a3", "alice", 0},
+                        {"b1", "bob", 0},   {"b2", "bob", 5},   {"b3", "bob", 0}};
+  std::map<std::string, std::string> id_of;
+  for (const Spec& spec : specs) {
+    JobConfig config = TestConfig();
+    config.output_dir = spec.name;
+    auto job = jobs.Submit("", config, SubmitOptions{spec.tenant, spec.priority});
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->tenant, spec.tenant);
+    id_of[spec.name] = job->id;
+  }
+  // Queue positions as `baq list` shows them; no job has finished yet, so
+  // no queued ETA is known.
+  const std::vector<std::string> expected = {"b2", "a1", "b1", "a2", "b3", "a3"};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    absl::StatusOr<JobRecord> r = jobs.Get(id_of[expected[i]]);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->queue_position, static_cast<int>(i)) << expected[i];
+    EXPECT_EQ(r->progress.eta, absl::InfiniteDuration());
+  }
+  gate_.Open(1);
+  for (const auto& [name, id] : id_of) AwaitState(jobs, id, JobState::kSucceeded);
+  std::vector<std::string> started = log.started();
+  ASSERT_EQ(started.size(), 7u);
+  started.erase(started.begin());  // The blocker.
+  EXPECT_EQ(started, expected);
+  EXPECT_EQ(jobs.Get(id_of["a1"])->queue_position, -1);
+}
+
+TEST_F(JobManagerTest, QueuedEtaIsListSchedulingWithTheMeanWallTime) {
+  const std::string dir = baq::testing::MakeScratchDir();
+  const absl::Time t0 = absl::UnixEpoch() + absl::Hours(1000);
+  const JobStore store(dir);
+  ASSERT_TRUE(store.Init().ok());
+  for (int i = 0; i < 2; ++i) {  // Earlier jobs took 100 s and 200 s.
+    JobRecord done;
+    done.id = absl::StrCat("job-old-", i);
+    done.config = TestConfig();
+    done.state = JobState::kSucceeded;
+    done.create_time = done.start_time = t0;
+    done.end_time = t0 + absl::Seconds(100 * (i + 1));
+    ASSERT_TRUE(store.Save(done).ok());
+  }
+  JobManagerOptions options;
+  options.data_dir = dir;
+  options.max_concurrent_jobs = 1;
+  JobManagerDeps deps;
+  deps.execution_factory = gate_.Factory(/*num_blocks=*/2);
+  deps.engine_provider = [](const std::string&) {
+    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
+  };
+  auto jobs_or = JobManager::Create(options, std::move(deps));
+  ASSERT_TRUE(jobs_or.ok());
+  JobManager& jobs = **jobs_or;
+  auto running = jobs.Submit("", TestConfig());
+  ASSERT_TRUE(running.ok());
+  AwaitState(jobs, running->id, JobState::kRunning);  // Its own ETA: unknown.
+  auto second = jobs.Submit("", TestConfig());
+  auto third = jobs.Submit("", TestConfig());
+  ASSERT_TRUE(second.ok() && third.ok());
+  // Slot free after the running job (unknown ETA: one mean, 150 s), then one
+  // mean per queued job ahead.
+  EXPECT_EQ(second->queue_position, 0);
+  EXPECT_EQ(jobs.Get(second->id)->progress.eta, absl::Seconds(300));
+  EXPECT_EQ(jobs.Get(third->id)->queue_position, 1);
+  EXPECT_EQ(jobs.Get(third->id)->progress.eta, absl::Seconds(450));
+  gate_.Open(2);
+  AwaitState(jobs, third->id, JobState::kSucceeded);
+}
+
+TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
+  StartLog log;
+  JobManagerOptions options;
+  options.max_concurrent_jobs = 3;
+  options.schedule_poll = absl::Milliseconds(20);
+  JobManagerDeps deps;
+  deps.execution_factory = log.Wrap(gate_.Factory(/*num_blocks=*/1));
+  deps.engine_provider = [](const std::string&) {
+    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
+  };
+  absl::Mutex capacity_mu;
+  int64_t capacity = 1000;
+  deps.memory_capacity = [&] {
+    absl::MutexLock lock(&capacity_mu);
+    return capacity;
+  };
+  // The estimate is the job's calibration sample count, in bytes x 100.
+  deps.estimate_memory = [](const JobConfig& c) -> absl::StatusOr<MemoryEstimate> {
+    MemoryEstimate e;
+    e.activation_bytes = c.calibration.num_samples * 100;
+    return e;
+  };
+  auto jobs_or = JobManager::Create(options, std::move(deps));
+  ASSERT_TRUE(jobs_or.ok());
+  JobManager& jobs = **jobs_or;
+  auto with_memory = [](const char* name, int64_t hundreds) {
+    JobConfig c = TestConfig();
+    c.output_dir = name;
+    c.calibration.num_samples = hundreds;
+    return c;
+  };
+  absl::StatusOr<JobRecord> too_big = jobs.Submit("", with_memory("huge", 11));
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(too_big.status().message(), ::testing::HasSubstr("1.1 KiB"));
+  EXPECT_THAT(too_big.status().message(), ::testing::HasSubstr("1000 bytes"));
+
+  auto a = jobs.Submit("", with_memory("a", 6));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->memory_estimate_bytes, 600);
+  AwaitState(jobs, a->id, JobState::kRunning);
+  auto b = jobs.Submit("", with_memory("b", 5));  // 600 + 500 > 1000: waits.
+  auto c = jobs.Submit("", with_memory("c", 1));  // Would fit, but must not overtake b.
+  ASSERT_TRUE(b.ok() && c.ok());
+  EXPECT_EQ(jobs.Get(b->id)->state, JobState::kQueued);
+  EXPECT_EQ(jobs.Get(c->id)->state, JobState::kQueued);
+  {
+    absl::MutexLock lock(&capacity_mu);
+    capacity = 1200;  // A bigger worker joined: b starts beside a, then c.
+  }
+  AwaitState(jobs, b->id, JobState::kRunning);
+  AwaitState(jobs, c->id, JobState::kRunning);
+  EXPECT_EQ(jobs.Get(a->id)->state, JobState::kRunning);  // Never preempted.
+  gate_.Open(1);
+  AwaitState(jobs, c->id, JobState::kSucceeded);
+  EXPECT_EQ(log.started(), (std::vector<std::string>{"a", "b", "c"}));
 }
 
 }  // namespace

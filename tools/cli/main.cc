@@ -40,6 +40,8 @@ ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)"
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000", "submit/status/watch/cancel/list: coordinator HOST:PORT");
 ABSL_FLAG(bool, wait, false, "submit: watch the job until it ends; exit code tells success");
 ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (retries with the same key return the same job)");
+ABSL_FLAG(int32_t, priority, 0, "submit: scheduling priority, higher runs first (docs/operations.md)");
+ABSL_FLAG(std::string, tenant, "", "submit: tenant for fair share when the coordinator has no auth (with auth, the token's tenant wins)");
 ABSL_FLAG(int32_t, rpc_timeout_s, 30, "Deadline of each RPC to the coordinator, seconds");
 
 namespace {
@@ -155,6 +157,8 @@ int main(int argc, char** argv) {
   remote.coordinator = absl::GetFlag(FLAGS_coordinator);
   remote.wait = absl::GetFlag(FLAGS_wait);
   remote.request_id = absl::GetFlag(FLAGS_request_id);
+  remote.priority = absl::GetFlag(FLAGS_priority);
+  remote.tenant = absl::GetFlag(FLAGS_tenant);
   remote.timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
   if (command == "submit") {
     if (!BuildJobConfig(remote.config)) return 2;

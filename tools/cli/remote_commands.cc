@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cmath>
 #include <memory>
 
 #include "absl/random/random.h"
@@ -141,6 +142,8 @@ absl::Status RunSubmit(const RemoteCommandOptions& o, std::FILE* out) {
   v1::SubmitJobRequest req;
   req.set_request_id(o.request_id.empty() ? RandomRequestId() : o.request_id);
   ToProto(o.config, req.mutable_spec());
+  req.mutable_spec()->set_priority(o.priority);
+  req.mutable_spec()->set_tenant(o.tenant);
   v1::Job job;
   absl::Status status;
   for (int attempt = 1; attempt <= kSubmitAttempts; ++attempt) {
@@ -232,8 +235,8 @@ absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
   SetDeadline(ctx, o.timeout);
   v1::ListJobsResponse resp;
   if (absl::Status s = Rpc(o, stub->List(&ctx, v1::ListJobsRequest(), &resp)); !s.ok()) return s;
-  std::fprintf(out, "%-28s %-10s %6s %7s  %-19s %s\n", "JOB", "STATE", "DONE", "BITS", "CREATED",
-               "MODEL");
+  std::fprintf(out, "%-28s %-10s %6s %7s %-10s %4s %5s %9s  %-19s %s\n", "JOB", "STATE", "DONE",
+               "BITS", "TENANT", "PRIO", "QUEUE", "ETA", "CREATED", "MODEL");
   for (const v1::Job& job : resp.jobs()) {
     const double bits =
         job.has_summary() ? job.summary().achieved_bits() : job.progress().achieved_bits();
@@ -242,9 +245,21 @@ absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
             ? "-"
             : absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(job.create_time_unix_ms()),
                                absl::LocalTimeZone());
-    std::fprintf(out, "%-28s %-10s %5.1f%% %7.3f  %-19s %s\n", job.id().c_str(),
-                 StateName(job.state()).c_str(), job.progress().percent(), bits, created.c_str(),
-                 job.spec().model_dir().c_str());
+    // QUEUE: place in the start order (queued jobs only). ETA: time left
+    // (running) or until it would finish (queued; an estimate, see
+    // docs/operations.md); "?" when unknown.
+    const bool active = job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING;
+    const std::string queue =
+        job.state() == v1::JOB_STATE_QUEUED ? absl::StrCat(job.queue_position()) : "-";
+    const double eta_s = job.progress().eta_seconds();
+    const std::string eta = !active ? "-"
+                            : eta_s < 0
+                                ? "?"
+                                : absl::FormatDuration(absl::Seconds(std::round(eta_s)));
+    std::fprintf(out, "%-28s %-10s %5.1f%% %7.3f %-10s %4d %5s %9s  %-19s %s\n", job.id().c_str(),
+                 StateName(job.state()).c_str(), job.progress().percent(), bits,
+                 job.tenant().empty() ? "-" : job.tenant().c_str(), job.priority(), queue.c_str(),
+                 eta.c_str(), created.c_str(), job.spec().model_dir().c_str());
   }
   if (resp.jobs().empty()) std::fprintf(out, "(no jobs)\n");
   return absl::OkStatus();

@@ -40,6 +40,10 @@ struct RemoteCommandOptions {
   // submit: idempotency key; empty: a random one, reused for the retries of
   // this submission (Submit is retried on UNAVAILABLE).
   std::string request_id;
+  // submit: scheduling priority (higher first) and tenant (used when the
+  // coordinator authenticates no caller).
+  int priority = 0;
+  std::string tenant;
   // Deadline of each unary RPC.
   absl::Duration timeout = absl::Seconds(30);
   // Deadline of a whole Watch stream (a job may run for hours).

@@ -1,0 +1,103 @@
+#include "coordinator/job_scheduler.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <tuple>
+#include <utility>
+
+namespace baq::coordinator {
+
+void JobScheduler::Enqueue(SchedulableJob job) {
+  queued_.push_back(Queued{std::move(job), next_seq_++});
+}
+
+bool JobScheduler::Dequeue(const std::string& id) {
+  for (auto it = queued_.begin(); it != queued_.end(); ++it) {
+    if (it->job.id == id) {
+      queued_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t JobScheduler::Best(const std::vector<Queued>& queued,
+                          const std::map<std::string, TenantState>& tenants) {
+  auto key = [&](const Queued& q) {
+    auto it = tenants.find(q.job.tenant);
+    const TenantState t = it == tenants.end() ? TenantState{} : it->second;
+    // Smaller is better.
+    return std::make_tuple(-q.job.priority, t.running, t.last_service, q.seq);
+  };
+  size_t best = 0;
+  for (size_t i = 1; i < queued.size(); ++i) {
+    if (key(queued[i]) < key(queued[best])) best = i;
+  }
+  return best;
+}
+
+std::optional<std::string> JobScheduler::Next(int64_t memory_capacity) const {
+  if (queued_.empty() || static_cast<int>(running_.size()) >= max_running_) return std::nullopt;
+  const Queued& q = queued_[Best(queued_, tenants_)];
+  if (!running_.empty() && memory_capacity > 0 && q.job.memory_bytes > 0 &&
+      running_memory_bytes() + q.job.memory_bytes > memory_capacity) {
+    return std::nullopt;  // Wait for memory; nothing overtakes it.
+  }
+  return q.job.id;
+}
+
+void JobScheduler::Start(const std::string& id) {
+  for (auto it = queued_.begin(); it != queued_.end(); ++it) {
+    if (it->job.id != id) continue;
+    TenantState& t = tenants_[it->job.tenant];
+    ++t.running;
+    t.last_service = service_counter_++;
+    running_[id] = std::move(it->job);
+    queued_.erase(it);
+    return;
+  }
+  // A broken caller invariant (R14): crash rather than run a job twice.
+  std::cerr << "JobScheduler::Start: job " << id << " is not queued\n";
+  std::abort();
+}
+
+void JobScheduler::AddRunning(SchedulableJob job) {
+  TenantState& t = tenants_[job.tenant];
+  ++t.running;
+  t.last_service = service_counter_++;
+  running_[job.id] = std::move(job);
+}
+
+void JobScheduler::Finish(const std::string& id) {
+  auto it = running_.find(id);
+  if (it == running_.end()) return;
+  --tenants_[it->second.tenant].running;
+  running_.erase(it);
+}
+
+int64_t JobScheduler::running_memory_bytes() const {
+  int64_t sum = 0;
+  for (const auto& [id, job] : running_) sum += job.memory_bytes;
+  return sum;
+}
+
+std::vector<std::string> JobScheduler::QueueOrder() const {
+  // Replays the policy with every queued job started in turn (running counts
+  // only grow here, which is what makes equal tenants alternate).
+  std::vector<Queued> queued = queued_;
+  std::map<std::string, TenantState> tenants = tenants_;
+  int64_t service = service_counter_;
+  std::vector<std::string> order;
+  order.reserve(queued.size());
+  while (!queued.empty()) {
+    const size_t i = Best(queued, tenants);
+    TenantState& t = tenants[queued[i].job.tenant];
+    ++t.running;
+    t.last_service = service++;
+    order.push_back(queued[i].job.id);
+    queued.erase(queued.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  return order;
+}
+
+}  // namespace baq::coordinator
