@@ -20,7 +20,11 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
       jobs_(prometheus::BuildGauge()
                 .Name("baq_coordinator_jobs")
                 .Help("Jobs known to the coordinator, by state")
-                .Register(registry)) {
+                .Register(registry)),
+      auth_failures_total_(prometheus::BuildCounter()
+                               .Name("baq_coordinator_auth_failures_total")
+                               .Help("JobService calls rejected UNAUTHENTICATED, by reason")
+                               .Register(registry)) {
   jobs_submitted_total_ = &prometheus::BuildCounter()
                                .Name("baq_coordinator_jobs_submitted_total")
                                .Help("New jobs accepted (idempotent retries not counted)")
@@ -43,6 +47,9 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
   for (const char* state : {"queued", "running", "succeeded", "failed", "cancelled"}) {
     jobs_.Add({{"state", state}});  // Export zeros, so dashboards see every state.
   }
+  for (const char* reason : {"missing", "malformed", "unknown_token"}) {
+    auth_failures_total_.Add({{"reason", reason}});
+  }
 }
 
 void CoordinatorMetrics::RecordRpc(absl::string_view method, const absl::Status& status) {
@@ -53,6 +60,10 @@ void CoordinatorMetrics::RecordRpc(absl::string_view method, const absl::Status&
 
 prometheus::Gauge& CoordinatorMetrics::jobs(absl::string_view state) {
   return jobs_.Add({{"state", std::string(state)}});
+}
+
+prometheus::Counter& CoordinatorMetrics::auth_failures_total(absl::string_view reason) {
+  return auth_failures_total_.Add({{"reason", std::string(reason)}});
 }
 
 }  // namespace baq::coordinator

@@ -12,6 +12,7 @@
 //   baq_coordinator_job_progress_percent       progress of the latest running job
 //   baq_coordinator_achieved_bits              achieved bits of the latest job
 //   baq_coordinator_target_bits                target bits of the latest job
+//   baq_coordinator_auth_failures_total{reason} JobService calls rejected UNAUTHENTICATED
 //
 // Thread-safe (prometheus-cpp metrics are).
 #ifndef BAQ_COORDINATOR_COORDINATOR_METRICS_H_
@@ -38,6 +39,8 @@ class CoordinatorMetrics {
   void RecordRpc(absl::string_view method, const absl::Status& status);
   // `state` is a JobStateName ("queued", "running", ...).
   prometheus::Gauge& jobs(absl::string_view state);
+  // `reason`: "missing", "malformed", "unknown_token" (coordinator/job_auth.h).
+  prometheus::Counter& auth_failures_total(absl::string_view reason);
 
   prometheus::Counter& jobs_submitted_total() { return *jobs_submitted_total_; }
   prometheus::Histogram& job_seconds() { return *job_seconds_; }
@@ -49,6 +52,7 @@ class CoordinatorMetrics {
  private:
   prometheus::Family<prometheus::Counter>& rpcs_total_;  // labels: method, code
   prometheus::Family<prometheus::Gauge>& jobs_;          // labels: state
+  prometheus::Family<prometheus::Counter>& auth_failures_total_;  // labels: reason
   prometheus::Counter* jobs_submitted_total_;
   prometheus::Histogram* job_seconds_;
   prometheus::Gauge* workers_;

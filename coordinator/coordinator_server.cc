@@ -9,7 +9,7 @@ namespace baq::coordinator {
 
 CoordinatorServer::CoordinatorServer(const CoordinatorServerOptions& options, CoordinatorDeps deps)
     : options_(options),
-      job_service_(deps.jobs, deps.metrics),
+      job_service_(deps.jobs, deps.metrics, deps.security),
       registry_service_(deps.registry, deps.metrics) {}
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
@@ -21,11 +21,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     CoordinatorMetrics* metrics = deps.metrics;
     deps.registry->SetOnChange([metrics](size_t live) { metrics->workers().Set(live); });
   }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      net::MakeServerCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(options, deps));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, *credentials, &server->port_);
   builder.RegisterService(&server->job_service_);
   builder.RegisterService(&server->registry_service_);
   server->server_ = builder.BuildAndStart();

@@ -10,6 +10,11 @@
 // for up to `shutdown_grace` and cancels the rest (open Watch streams).
 // Stop the server before the JobManager it serves.
 //
+// Security: `tls` secures the port (TLS, or mutual TLS with a client CA;
+// plaintext when no file is named), `deps.security` authenticates, audits
+// and confines the JobService (coordinator/job_service.h). The worker plane
+// (CoordinatorService) is authenticated by mutual TLS only.
+//
 // Thread-safe.
 //
 // Example:
@@ -33,6 +38,7 @@
 #include "coordinator/job_service.h"
 #include "coordinator/registry_service.h"
 #include "coordinator/worker_registry.h"
+#include "net/tls_credentials.h"
 
 namespace baq::coordinator {
 
@@ -41,18 +47,21 @@ struct CoordinatorServerOptions {
   std::string listen_address = "0.0.0.0:0";
   // How long Shutdown() lets in-flight RPCs run before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
+  // Server certificate, key and (for mutual TLS) client CA; none: plaintext.
+  net::TlsOptions tls;
 };
 
 struct CoordinatorDeps {
   JobManager* jobs = nullptr;             // Required; not owned.
   WorkerRegistry* registry = nullptr;     // Required; not owned.
   CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
+  JobServiceSecurity security{};          // Each part nullable; not owned.
 };
 
 class CoordinatorServer {
  public:
   // InvalidArgument for missing deps; Unavailable if the address cannot be
-  // bound.
+  // bound; the TLS files' errors (net/tls_credentials.h).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       const CoordinatorServerOptions& options, CoordinatorDeps deps);
   ~CoordinatorServer();  // Shutdown().

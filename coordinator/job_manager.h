@@ -7,7 +7,8 @@
 // workers in the daemon, a fake in tests — and answers Submit, Get, List,
 // Cancel and Watch. Every state change is persisted through a JobStore, so a
 // restarted coordinator lists old jobs; on reload, QUEUED jobs are queued
-// again and RUNNING ones (whose worker state is gone) become FAILED/ABORTED.
+// again and RUNNING ones are queued again to resume from their checkpoint
+// (with a resumable_execution_factory) or else become FAILED/ABORTED.
 //
 // Submit is idempotent by request id: the same id with the same config
 // returns the first job; with another config it is AlreadyExists.
@@ -69,6 +70,27 @@ using EngineProvider = std::function<absl::StatusOr<std::vector<std::unique_ptr<
 // Runs jobs with coordinator::JobRunner (coordinator/job_runner_execution.cc).
 ExecutionFactory JobRunnerExecutionFactory();
 
+// Like ExecutionFactory, also told the job's id: the execution keeps a
+// checkpoint per job and replaces lost workers, so the manager resumes
+// RUNNING jobs after a restart instead of failing them.
+using ResumableExecutionFactory = std::function<std::unique_ptr<JobExecution>(
+    const std::string& job_id, const JobConfig& config, std::vector<BlockEngine*> engines,
+    JobRunner::ProgressFn progress)>;
+
+// How JobRunner executions survive failures (JobRunner's header says how).
+struct JobRecovery {
+  // Checkpoints go to <data_dir>/jobs/<id>/; empty: none (replacements only).
+  std::string data_dir;
+  // Replacement engines of a job (WorkerPool::MoreEnginesFor); may be null.
+  std::function<MoreEnginesFn(const std::string& job_id)> more_engines;
+  int max_worker_failures = 3;
+  absl::Duration replacement_wait = absl::Seconds(60);
+};
+ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery);
+// <data_dir>/jobs/<id> ("" without a data_dir), and its removal (best effort).
+std::string JobCheckpointDir(const std::string& data_dir, const std::string& job_id);
+void DiscardJobCheckpoint(const std::string& data_dir, const std::string& job_id);
+
 struct JobManagerOptions {
   // Where job records are persisted; empty: memory only.
   std::string data_dir;
@@ -91,7 +113,10 @@ struct SubmitOptions {
 };
 
 struct JobManagerDeps {
-  ExecutionFactory execution_factory;     // Required.
+  ExecutionFactory execution_factory;     // Required, unless the next is set.
+  // Optional; replaces execution_factory: jobs resume after a restart (and
+  // after a shutdown, RUNNING jobs stay RUNNING on disk).
+  ResumableExecutionFactory resumable_execution_factory;
   EngineProvider engine_provider;         // Required.
   CoordinatorMetrics* metrics = nullptr;  // Nullable; not owned.
   // Optional: called by Shutdown() after cancelling the executions, to abort

@@ -1,10 +1,12 @@
 #include "coordinator/job_service.h"
 
+#include <functional>
 #include <optional>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "coordinator/job_convert.h"
 #include "proto/convert.h"
 
@@ -19,12 +21,15 @@ namespace {
 // OnDone, after the watcher is unregistered.
 class EventWriter final : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
-  EventWriter(JobManager* jobs, CoordinatorMetrics* metrics, const std::string& id)
+  // `on_start` (may be empty) is told whether the watch was registered.
+  EventWriter(JobManager* jobs, CoordinatorMetrics* metrics, const std::string& id,
+              const std::function<void(const absl::Status&)>& on_start)
       : jobs_(jobs), metrics_(metrics) {
     // OnDone cannot run before this constructor returns, so handle_ needs
     // no lock: it is written here and read only in OnDone.
     absl::StatusOr<int64_t> handle =
         jobs_->Watch(id, [this](const JobRecord& record) { Push(record); });
+    if (on_start) on_start(handle.status());
     if (!handle.ok()) {
       {
         absl::MutexLock lock(&mu_);
@@ -116,7 +121,31 @@ class EventWriter final : public grpc::ServerWriteReactor<v1::JobEvent> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A Watch refused before it started (unauthenticated): finishes at once.
+class RejectedWatch final : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  explicit RejectedWatch(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+void JobService::Audit(const char* action, const Caller& caller, const std::string& job_id,
+                       const std::string& request_id, const absl::Status& result) {
+  if (security_.audit == nullptr) return;
+  security_.audit->Record(AuditEvent{absl::Now(), action, caller, job_id, request_id, result});
+}
+
+absl::StatusOr<Caller> JobService::Admit(grpc::CallbackServerContext* ctx, const char* action,
+                                         const std::string& job_id) {
+  absl::StatusOr<Caller> caller = Authenticate(*ctx, security_.tokens, metrics_);
+  if (!caller.ok()) {
+    Caller anonymous;
+    anonymous.peer = ctx->peer();
+    Audit(action, anonymous, job_id, "", caller.status());
+  }
+  return caller;
+}
 
 grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx, const char* method,
                                              const absl::Status& status) {
@@ -128,42 +157,70 @@ grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx, c
 
 grpc::ServerUnaryReactor* JobService::Submit(grpc::CallbackServerContext* ctx,
                                              const v1::SubmitJobRequest* request, v1::Job* job) {
+  absl::StatusOr<Caller> caller = Admit(ctx, "submit", "");
+  if (!caller.ok()) return Finish(ctx, "Submit", caller.status());
   absl::StatusOr<JobConfig> config = baq::FromProto(request->spec());
-  if (!config.ok()) return Finish(ctx, "Submit", config.status());
+  if (config.ok() && security_.allowed_roots != nullptr) {
+    if (absl::Status s = security_.allowed_roots->CheckJob(*config); !s.ok()) config = s;
+  }
+  if (!config.ok()) {
+    Audit("submit", *caller, "", request->request_id(), config.status());
+    return Finish(ctx, "Submit", config.status());
+  }
   // The tenant of the spec stands until authentication supplies the caller's.
   SubmitOptions submit;
   submit.tenant = request->spec().tenant();
   submit.priority = request->spec().priority();
+  // With authentication on, the token names the tenant; a spec cannot claim another's share.
+  if (security_.tokens != nullptr) submit.tenant = caller->tenant;
   absl::StatusOr<JobRecord> record =
       jobs_->Submit(request->request_id(), *std::move(config), submit);
   if (record.ok()) coordinator::ToProto(*record, job);
+  Audit("submit", *caller, record.ok() ? record->id : "", request->request_id(), record.status());
   return Finish(ctx, "Submit", record.status());
 }
 
 grpc::ServerUnaryReactor* JobService::Get(grpc::CallbackServerContext* ctx,
                                           const v1::GetJobRequest* request, v1::Job* job) {
+  absl::StatusOr<Caller> caller = Admit(ctx, "get", request->id());
+  if (!caller.ok()) return Finish(ctx, "Get", caller.status());
   absl::StatusOr<JobRecord> record = jobs_->Get(request->id());
   if (record.ok()) coordinator::ToProto(*record, job);
+  Audit("get", *caller, request->id(), "", record.status());
   return Finish(ctx, "Get", record.status());
 }
 
 grpc::ServerUnaryReactor* JobService::List(grpc::CallbackServerContext* ctx,
                                            const v1::ListJobsRequest* request,
                                            v1::ListJobsResponse* response) {
+  absl::StatusOr<Caller> caller = Admit(ctx, "list", "");
+  if (!caller.ok()) return Finish(ctx, "List", caller.status());
   for (const JobRecord& record : jobs_->List()) coordinator::ToProto(record, response->add_jobs());
+  Audit("list", *caller, "", "", absl::OkStatus());
   return Finish(ctx, "List", absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* ctx,
                                              const v1::CancelJobRequest* request, v1::Job* job) {
+  absl::StatusOr<Caller> caller = Admit(ctx, "cancel", request->id());
+  if (!caller.ok()) return Finish(ctx, "Cancel", caller.status());
   absl::StatusOr<JobRecord> record = jobs_->Cancel(request->id());
   if (record.ok()) coordinator::ToProto(*record, job);
+  Audit("cancel", *caller, request->id(), "", record.status());
   return Finish(ctx, "Cancel", record.status());
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobService::Watch(grpc::CallbackServerContext* ctx,
                                                           const v1::WatchJobRequest* request) {
-  return new EventWriter(jobs_, metrics_, request->id());
+  absl::StatusOr<Caller> caller = Admit(ctx, "watch", request->id());
+  if (!caller.ok()) {
+    if (metrics_ != nullptr) metrics_->RecordRpc("Watch", caller.status());
+    return new RejectedWatch(caller.status());
+  }
+  return new EventWriter(jobs_, metrics_, request->id(),
+                         [this, caller = *caller, id = request->id()](const absl::Status& s) {
+                           Audit("watch", caller, id, "", s);
+                         });
 }
 
 }  // namespace baq::coordinator

@@ -112,13 +112,14 @@ class OutputAssembly {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeWorkerChannel(
+    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetServiceConfigJSON(kWorkerServiceConfig);
   // A restarted worker re-registers within seconds; its channel (cached per
   // address) must not sit in gRPC's default reconnect backoff of up to 120 s.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 RemoteBlockEngine::RemoteBlockEngine(std::shared_ptr<grpc::Channel> channel, std::string label,

@@ -48,8 +48,11 @@ struct RemoteEngineOptions {
 };
 
 // A channel to a worker with the retry policy of its idempotent RPCs
-// (ExportInputs, ResetJob) on UNAVAILABLE (STYLE R17).
-std::shared_ptr<grpc::Channel> MakeWorkerChannel(const std::string& address);
+// (ExportInputs, ResetJob) on UNAVAILABLE (STYLE R17), secured by
+// `credentials` (net::MakeChannelCredentials; plaintext by default).
+std::shared_ptr<grpc::Channel> MakeWorkerChannel(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
 
 // Aborts the in-flight calls of all remote engines of one job (they share
 // it), so a coordinator shutdown does not wait out a block's deadline; later

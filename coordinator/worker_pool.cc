@@ -70,7 +70,11 @@ std::shared_ptr<LeaseFence> WorkerPool::FenceFor(const WorkerInfo& worker) {
 std::shared_ptr<grpc::Channel> WorkerPool::ChannelFor(const std::string& address) {
   absl::MutexLock lock(&mu_);
   std::shared_ptr<grpc::Channel>& channel = channels_[address];
-  if (channel == nullptr) channel = MakeWorkerChannel(address);
+  if (channel == nullptr) {
+    channel = options_.channel_credentials != nullptr
+                  ? MakeWorkerChannel(address, options_.channel_credentials)
+                  : MakeWorkerChannel(address);
+  }
   return channel;
 }
 

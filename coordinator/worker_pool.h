@@ -54,6 +54,9 @@ struct WorkerPoolOptions {
   // registry; a lease that expired or was superseded is fenced (LeaseFence)
   // within this much of the registry noticing.
   absl::Duration lease_check_interval = absl::Milliseconds(500);
+  // Credentials of the channels to the workers (TLS, with this coordinator's
+  // certificate for mutual TLS); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 class WorkerPool {

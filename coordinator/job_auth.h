@@ -1,0 +1,73 @@
+// coordinator/job_auth.h
+//
+// Who is calling the JobService. TokenTable holds the bearer tokens the
+// coordinator accepts (--auth_token_file) and the tenant each one stands
+// for; Authenticate() checks a call's `authorization: Bearer <token>`
+// metadata against it and describes the caller (tenant, peer address, and
+// the client certificate's common name under mutual TLS) for the audit log
+// and for Submit, which records the tenant with the job.
+//
+// Token file format: one `TOKEN TENANT` pair per line, separated by blanks;
+// `#` starts a comment; blank lines are ignored. Tokens are opaque strings
+// of visible ASCII (at least 16 characters); a tenant is a name
+// ([A-Za-z0-9._-]+). A token may appear once; a tenant may have several
+// tokens (rotation). The file is read at startup.
+//
+//   # tenant "research" rotates its token: old and new are both valid
+//   3f1c9a0e...  research
+//   9b77d2c4...  research
+//   c0ffee11...  platform
+//
+// Thread-safe after construction (immutable).
+#ifndef BAQ_COORDINATOR_JOB_AUTH_H_
+#define BAQ_COORDINATOR_JOB_AUTH_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "coordinator/coordinator_metrics.h"
+
+namespace baq::coordinator {
+
+// Shortest token accepted: a guessable token is no token.
+inline constexpr size_t kMinTokenLength = 16;
+
+class TokenTable {
+ public:
+  // InvalidArgument naming `source` and the line for a malformed line, a
+  // short token or a duplicate token; NotFound when the file is missing.
+  static absl::StatusOr<TokenTable> Parse(absl::string_view text, absl::string_view source);
+  static absl::StatusOr<TokenTable> Load(const std::string& path);
+
+  // The tenant of `token`; NotFound when unknown. Compares in time that
+  // does not depend on where a guess first differs.
+  absl::StatusOr<std::string> TenantOf(absl::string_view token) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;  // (token, tenant)
+};
+
+// The caller of one JobService RPC.
+struct Caller {
+  std::string tenant;   // From the token; empty when auth is off.
+  std::string peer;     // gRPC peer, e.g. "ipv4:10.0.0.3:51234".
+  std::string cert_cn;  // Client certificate CN under mutual TLS; else empty.
+};
+
+// The caller of `ctx`. With `tokens` null (auth off) every caller is let
+// in with an empty tenant. Otherwise Unauthenticated when the metadata is
+// missing ("missing"), not a Bearer token ("malformed") or an unknown token
+// ("unknown_token"); each failure increments
+// baq_coordinator_auth_failures_total{reason} when `metrics` is set.
+absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, const TokenTable* tokens,
+                                    CoordinatorMetrics* metrics);
+
+}  // namespace baq::coordinator
+
+#endif  // BAQ_COORDINATOR_JOB_AUTH_H_
