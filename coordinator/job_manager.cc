@@ -23,7 +23,7 @@ constexpr size_t kEtaHistory = 20;
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options,
                                                                JobManagerDeps deps) {
-  if (!deps.execution_factory || !deps.engine_provider) {
+  if ((!deps.execution_factory && !deps.resumable_execution_factory) || !deps.engine_provider) {
     return absl::InvalidArgumentError("job manager needs an execution factory and engines");
   }
   if (options.max_concurrent_jobs < 1) {
@@ -55,7 +55,12 @@ absl::Status JobManager::Load() {
     if (job.record.state == JobState::kSucceeded && job.record.end_time > job.record.start_time) {
       RecordDurationLocked(job.record.end_time - job.record.start_time);
     }
-    if (job.record.state == JobState::kRunning) {
+    if (job.record.state == JobState::kRunning && deps_.resumable_execution_factory) {
+      // Runs again, from its checkpoint (JobRunner), when a runner is free.
+      job.record.progress.message = "resuming after a coordinator restart";
+      TransitionLocked(job, JobState::kQueued, absl::OkStatus());
+      EnqueueLocked(job);
+    } else if (job.record.state == JobState::kRunning) {
       // Its workers' engines are gone with the coordinator's plan.
       TransitionLocked(job, JobState::kFailed,
                        absl::AbortedError("interrupted by a coordinator restart; resubmit"));
@@ -297,8 +302,10 @@ void JobManager::RunJob(const std::string& id) {
   } else {
     std::vector<BlockEngine*> raw;
     for (auto& e : *engines) raw.push_back(e.get());
-    execution = deps_.execution_factory(config, raw,
-                                        [this, id](const JobProgress& p) { OnProgress(id, p); });
+    JobRunner::ProgressFn progress = [this, id](const JobProgress& p) { OnProgress(id, p); };
+    execution = deps_.resumable_execution_factory
+                    ? deps_.resumable_execution_factory(id, config, raw, std::move(progress))
+                    : deps_.execution_factory(config, raw, std::move(progress));
     bool cancelled;
     {
       absl::MutexLock lock(&mu_);
@@ -328,6 +335,11 @@ void JobManager::RunJob(const std::string& id) {
     RecordDurationLocked(job.record.end_time - job.record.start_time);
   } else if (job.cancel_requested) {
     TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled by request"));
+  } else if (shutting_down_ && deps_.resumable_execution_factory) {
+    // Stays RUNNING on disk: the next start resumes it from its checkpoint.
+    job.record.progress.message = "interrupted by a coordinator shutdown; resumes on restart";
+    PersistLocked(job);
+    NotifyLocked(job);
   } else if (shutting_down_ && result.status().code() == absl::StatusCode::kCancelled) {
     TransitionLocked(job, JobState::kFailed,
                      absl::AbortedError("interrupted by a coordinator shutdown; resubmit"));
@@ -357,6 +369,8 @@ void JobManager::TransitionLocked(Job& job, JobState state, absl::Status error) 
   const absl::Time now = options_.now();
   if (state == JobState::kRunning) job.record.start_time = now;
   if (IsTerminal(state)) {
+    // A finished job's checkpoint (activations: large) has no further use.
+    if (deps_.resumable_execution_factory) DiscardJobCheckpoint(options_.data_dir, job.record.id);
     job.record.end_time = now;
     if (!job.record.error.ok())
       job.record.progress.message = std::string(job.record.error.message());

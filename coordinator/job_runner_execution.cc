@@ -1,6 +1,7 @@
 // JobRunnerExecution: the production JobExecution, coordinator::JobRunner.
 // In its own file so that code and tests which inject a fake execution do
 // not pull JobRunner (and the bit budget and output assembler) into the link.
+#include <filesystem>
 #include <memory>
 #include <utility>
 
@@ -13,8 +14,8 @@ namespace {
 class JobRunnerExecution final : public JobExecution {
  public:
   JobRunnerExecution(const JobConfig& config, std::vector<BlockEngine*> engines,
-                     JobRunner::ProgressFn progress)
-      : runner_(config, std::move(engines), std::move(progress)) {}
+                     JobRunner::ProgressFn progress, JobRunnerOptions options = {})
+      : runner_(config, std::move(engines), std::move(progress), std::move(options)) {}
 
   absl::StatusOr<JobSummary> Run() override { return runner_.Run(); }
   void Cancel() override { runner_.Cancel(); }
@@ -25,10 +26,37 @@ class JobRunnerExecution final : public JobExecution {
 
 }  // namespace
 
+std::string JobCheckpointDir(const std::string& data_dir, const std::string& job_id) {
+  if (data_dir.empty()) return "";
+  return (std::filesystem::path(data_dir) / "jobs" / job_id).string();
+}
+
+void DiscardJobCheckpoint(const std::string& data_dir, const std::string& job_id) {
+  const std::string dir = JobCheckpointDir(data_dir, job_id);
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 ExecutionFactory JobRunnerExecutionFactory() {
   return [](const JobConfig& config, std::vector<BlockEngine*> engines,
             JobRunner::ProgressFn progress) -> std::unique_ptr<JobExecution> {
     return std::make_unique<JobRunnerExecution>(config, std::move(engines), std::move(progress));
+  };
+}
+
+ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery) {
+  return [recovery](const std::string& job_id, const JobConfig& config,
+                    std::vector<BlockEngine*> engines,
+                    JobRunner::ProgressFn progress) -> std::unique_ptr<JobExecution> {
+    JobRunnerOptions options;
+    options.job_id = job_id;
+    options.checkpoint_dir = JobCheckpointDir(recovery.data_dir, job_id);
+    if (recovery.more_engines) options.more_engines = recovery.more_engines(job_id);
+    options.max_worker_failures = recovery.max_worker_failures;
+    options.replacement_wait = recovery.replacement_wait;
+    return std::make_unique<JobRunnerExecution>(config, std::move(engines), std::move(progress),
+                                                std::move(options));
   };
 }
 

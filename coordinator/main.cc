@@ -33,6 +33,8 @@ ABSL_FLAG(absl::Duration, worker_wait, absl::Seconds(60),
           "How long a starting job waits for --min_workers before failing UNAVAILABLE.");
 ABSL_FLAG(int, min_workers, 1, "Workers a job needs to start.");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Jobs run at once (they share the workers).");
+ABSL_FLAG(int, max_worker_failures, 3,
+          "Worker losses (crash, hang, partition) one job survives; one more fails it.");
 ABSL_FLAG(int64_t, max_job_memory, 0,
           "Bytes of memory one worker offers to jobs, for admission (0: the smallest registered "
           "worker's memory). A job whose estimate exceeds it fails at submit RESOURCE_EXHAUSTED.");
@@ -49,8 +51,8 @@ Examples:
   baq submit --coordinator=127.0.0.1:7000 --model=... --calib=... --bits=3 --out=...
 
 Model and calibration paths in a job are read by the workers, the output directory is written
-by the coordinator: give them a shared file system. SIGTERM or SIGINT: stop serving, abort the
-running job (recorded FAILED/ABORTED; resubmit it), exit 0.)";
+by the coordinator: give them a shared file system. SIGTERM or SIGINT: stop serving, interrupt the
+running job (it stays RUNNING on disk and resumes from its checkpoint at the next start), exit 0.)";
 
 }  // namespace
 
@@ -101,6 +103,15 @@ int main(int argc, char** argv) {
   baq::coordinator::JobManagerDeps job_deps;
   job_deps.execution_factory = baq::coordinator::JobRunnerExecutionFactory();
   job_deps.engine_provider = pool.AsProvider();
+  // Checkpoints in --data_dir/jobs/<id>/, replacements from the pool: jobs
+  // survive worker losses and resume after a restart.
+  baq::coordinator::JobRecovery recovery;
+  recovery.data_dir = job_options.data_dir;
+  recovery.more_engines = [&pool](const std::string& id) { return pool.MoreEnginesFor(id); };
+  recovery.max_worker_failures = std::max(0, absl::GetFlag(FLAGS_max_worker_failures));
+  recovery.replacement_wait = absl::GetFlag(FLAGS_worker_wait);
+  job_deps.resumable_execution_factory =
+      baq::coordinator::JobRunnerExecutionFactory(std::move(recovery));
   job_deps.metrics = &metrics;
   job_deps.abort_in_flight = [&pool] { pool.AbortAll(); };
   job_deps.memory_capacity =
