@@ -609,6 +609,8 @@ def main():
     except Failure as e:
         if str(e) not in report.failures:  # require() has recorded its own.
             report.check(False, str(e))
+    except subprocess.TimeoutExpired as e:
+        report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
     finally:
         signal.alarm(0)
         children.kill_all()
