@@ -31,6 +31,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
   }
   std::unique_ptr<JobManager> manager(new JobManager(std::move(options), std::move(deps)));
   if (absl::Status s = manager->Load(); !s.ok()) return s;
+  manager->CollectGarbage();
   for (int i = 0; i < manager->options_.max_concurrent_jobs; ++i) {
     manager->runners_.emplace_back([m = manager.get()] { m->RunnerLoop(); });
   }
@@ -285,6 +286,23 @@ void JobManager::RunnerLoop() {
       }
     }
     RunJob(id);
+    CollectGarbage();
+  }
+}
+
+void JobManager::CollectGarbage() {
+  if (!options_.retention.enabled() || options_.data_dir.empty()) return;
+  absl::MutexLock gc_lock(&gc_mu_);
+  // The snapshot may age while the scan runs; a job that starts meanwhile has
+  // no state to lose yet (its checkpoint dir is created by its run).
+  const Retention retention(options_.data_dir, options_.retention);
+  absl::StatusOr<RetentionReport> report = retention.Collect(List());
+  if (!report.ok()) {
+    std::cerr << "baq-coordinator: retention: " << report.status() << "\n";
+  } else if (!report->removed.empty()) {
+    std::cerr << "baq-coordinator: retention removed " << report->removed.size()
+              << " item(s), " << FormatBytes(report->bytes_freed) << "; "
+              << FormatBytes(report->bytes_kept) << " of intermediate state kept\n";
   }
 }
 

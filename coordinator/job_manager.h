@@ -48,6 +48,7 @@
 #include "coordinator/job_scheduler.h"
 #include "coordinator/job_store.h"
 #include "coordinator/memory_estimate.h"
+#include "coordinator/retention.h"
 
 namespace baq::coordinator {
 
@@ -104,6 +105,10 @@ struct JobManagerOptions {
   // How often idle runners re-check the memory capacity (workers join and
   // leave without telling the manager).
   absl::Duration schedule_poll = absl::Seconds(1);
+  // Garbage collection of finished jobs' intermediate state in data_dir
+  // (coordinator/retention.h), run at start and after every job; disabled
+  // unless a limit is set.
+  RetentionOptions retention;
 };
 
 // Who submits a job and how urgent it is (coordinator/job_scheduler.h).
@@ -198,12 +203,16 @@ class JobManager {
   std::map<std::string, std::pair<int, absl::Duration>> QueueEtasLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordDurationLocked(absl::Duration d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies options_.retention; failures are logged, not fatal.
+  void CollectGarbage() ABSL_LOCKS_EXCLUDED(mu_, gc_mu_);
 
   // Constant after construction.
   const JobManagerOptions options_;
   const JobManagerDeps deps_;
   const JobStore store_;
 
+  // Serializes CollectGarbage (taken before mu_, never inside it).
+  absl::Mutex gc_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);  // Ids, oldest first.

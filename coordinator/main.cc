@@ -38,6 +38,12 @@ ABSL_FLAG(int, max_worker_failures, 3,
 ABSL_FLAG(int64_t, max_job_memory, 0,
           "Bytes of memory one worker offers to jobs, for admission (0: the smallest registered "
           "worker's memory). A job whose estimate exceeds it fails at submit RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, retention_max_age, absl::InfiniteDuration(),
+          "Remove finished jobs' checkpoints and stored measurements older than this (never "
+          "outputs or job records); inf: keep.");
+ABSL_FLAG(int64_t, retention_max_bytes, 0,
+          "Keep at most this many bytes of intermediate state in --data_dir, removing the oldest "
+          "finished jobs' state first (0: no limit).");
 
 namespace {
 
@@ -100,6 +106,8 @@ int main(int argc, char** argv) {
   baq::coordinator::JobManagerOptions job_options;
   job_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   job_options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
+  job_options.retention.max_age = absl::GetFlag(FLAGS_retention_max_age);
+  job_options.retention.max_bytes = absl::GetFlag(FLAGS_retention_max_bytes);
   baq::coordinator::JobManagerDeps job_deps;
   job_deps.execution_factory = baq::coordinator::JobRunnerExecutionFactory();
   job_deps.engine_provider = pool.AsProvider();

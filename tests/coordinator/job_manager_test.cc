@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -382,6 +383,34 @@ TEST_F(JobManagerTest, QueuedEtaIsListSchedulingWithTheMeanWallTime) {
   EXPECT_EQ(jobs.Get(third->id)->progress.eta, absl::Seconds(450));
   gate_.Open(2);
   AwaitState(jobs, third->id, JobState::kSucceeded);
+}
+
+TEST_F(JobManagerTest, RetentionRemovesFinishedJobsStateAfterAJob) {
+  const std::string dir = baq::testing::MakeScratchDir();
+  const JobStore store(dir);
+  ASSERT_TRUE(store.Init().ok());
+  JobRecord old;
+  old.id = "job-old";
+  old.config = TestConfig();
+  old.state = JobState::kFailed;
+  old.error = absl::InternalError("boom");
+  old.create_time = old.start_time = old.end_time = absl::Now() - absl::Hours(1);
+  ASSERT_TRUE(store.Save(old).ok());
+  baq::testing::WriteFileOrDie(dir + "/jobs/job-old/block-0.ckpt", std::string(100, 'c'));
+  JobManagerOptions options;
+  options.data_dir = dir;
+  options.retention.max_bytes = 10;
+  JobManagerDeps deps;
+  deps.execution_factory = gate_.Factory(/*num_blocks=*/1);
+  deps.engine_provider = [](const std::string&) {
+    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
+  };
+  auto jobs = JobManager::Create(options, std::move(deps));
+  ASSERT_TRUE(jobs.ok());
+  // Collected at start; the record stays.
+  EXPECT_FALSE(std::filesystem::exists(dir + "/jobs/job-old"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/jobs/job-old.json"));
+  EXPECT_EQ((*jobs)->Get("job-old")->state, JobState::kFailed);
 }
 
 TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
