@@ -31,7 +31,12 @@ ABSL_FLAG(std::string, advertise, "",
           "HOST:PORT the coordinator dials; default: --listen with its bound port, and this "
           "host's name if it listens on a wildcard address.");
 ABSL_FLAG(std::vector<std::string>, devices, {"cpu"},
-          "Devices to serve, one executor thread each: cpu or cuda:N, comma-separated.");
+          "Devices to serve, one executor thread each: cpu or cuda:N, comma-separated; "
+          "cuda:0+cuda:1 is one executor spanning both GPUs (calibration split, Hessians "
+          "all-reduced over NCCL).");
+ABSL_FLAG(int, hessian_partials, 0,
+          "Hessian partial sums per executor (0: one per device of the executor); output bits "
+          "depend on it, not on the device count.");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address, HOST:PORT; empty: no metrics endpoint.");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads for CPU work; 0: LibTorch's default.");
@@ -119,10 +124,15 @@ int main(int argc, char** argv) {
   options.devices = absl::GetFlag(FLAGS_devices);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   const int threads = absl::GetFlag(FLAGS_threads);
+  const int hessian_partials = absl::GetFlag(FLAGS_hessian_partials);
   baq::worker::WorkerDeps deps;
   deps.metrics = &metrics;
-  deps.engine_factory = [threads](const std::string& device) {
-    return baq::worker::MakeTorchBlockEngine(baq::worker::EngineOptions{device, threads});
+  deps.engine_factory = [threads, hessian_partials](const std::string& device) {
+    baq::worker::EngineOptions engine;
+    engine.device = device;
+    engine.num_threads = threads;
+    engine.hessian_partials = hessian_partials;
+    return baq::worker::MakeTorchBlockEngine(engine);
   };
   // Fail fast on a device this build or machine cannot serve.
   for (const std::string& device : options.devices) {

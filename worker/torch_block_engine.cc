@@ -2,14 +2,19 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/bpe_tokenizer.h"
 #include "common/model_config.h"
@@ -18,17 +23,25 @@
 #include "common/status_util.h"
 #include "worker/activation_codec.h"
 #include "worker/calibration_inputs.h"
+#include "worker/communicator.h"
 #include "worker/layer_quantizer.h"
+#include "worker/local_communicator.h"
 #include "worker/model/block_factory.h"
 #include "worker/model/model_head.h"
+#include "worker/nccl/communicator_factory.h"
 #include "worker/quant/hessian_accumulator.h"
 #include "worker/torch_call.h"
 
 namespace baq::worker {
 namespace {
 
-// Calibration windows per forward call: bounds attention memory.
+// Calibration windows per forward call: bounds attention memory. Also the
+// unit by which windows are dealt to devices and Hessian partials.
 constexpr int64_t kWindowsPerForward = 8;
+
+// Bound on one Hessian all-reduce between the devices of one engine (a peer
+// that failed earlier in the same call makes the others wait this long).
+constexpr absl::Duration kCollectiveTimeout = absl::Minutes(5);
 
 absl::StatusOr<at::Device> ParseDevice(const std::string& device) {
   if (device == "cpu") return at::Device(at::kCPU);
@@ -45,9 +58,33 @@ absl::StatusOr<at::Device> ParseDevice(const std::string& device) {
       absl::StrCat("unknown device \"", device, "\" (use cpu, cuda or cuda:N)"));
 }
 
+// "cuda:0+cuda:1" -> both devices; see EngineOptions::device.
+absl::StatusOr<std::vector<at::Device>> ParseDevices(const std::string& spec) {
+  std::vector<at::Device> devices;
+  for (absl::string_view part : absl::StrSplit(spec, absl::ByAnyChar("+,"))) {
+    BAQ_ASSIGN_OR_RETURN(at::Device d, ParseDevice(std::string(part)));
+    if (!devices.empty() && d.type() != devices.front().type()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("device list \"", spec, "\" mixes CPU and CUDA devices"));
+    }
+    devices.push_back(d);
+  }
+  return devices;
+}
+
+// One device of the engine and its communicator (rank = index).
+struct Rank {
+  at::Device device;
+  std::unique_ptr<Communicator> communicator;
+};
+
 class TorchBlockEngine final : public BlockEngine {
  public:
-  explicit TorchBlockEngine(at::Device device) : device_(device) {}
+  TorchBlockEngine(std::vector<Rank> ranks, int hessian_partials)
+      : device_(ranks.front().device),
+        ranks_(std::move(ranks)),
+        num_partials_(hessian_partials),
+        chunk_of_rank_(ranks_.size(), 0) {}
 
   absl::Status Start(const JobConfig& config) override {
     Reset();
@@ -78,49 +115,76 @@ class TorchBlockEngine final : public BlockEngine {
       return absl::FailedPreconditionError(
           absl::StrCat("block ", block, ": inputs not present on this worker"));
     }
-    BAQ_ASSIGN_OR_RETURN(std::unique_ptr<DecoderBlock> b,
-                         LoadDecoderBlock(model_, *ckpt_, block, block_options_));
+    // replicas[r]: the block on device r (one per rank).
+    std::vector<std::unique_ptr<DecoderBlock>> replicas(ranks_.size());
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
+      BlockOptions options = block_options_;
+      options.device = ranks_[r].device;
+      BAQ_ASSIGN_OR_RETURN(replicas[r], LoadDecoderBlock(model_, *ckpt_, block, options));
+      return absl::OkStatus();
+    }));
+    DecoderBlock* b = replicas[0].get();
     const std::vector<LinearLayerSpec>& specs = b->linear_layers();
-    std::map<int, HessianAccumulator> hessians;
-    for (const LinearLayerSpec& s : specs) {
-      if (hessians.count(s.input_group) == 0) {
-        hessians.emplace(s.input_group, HessianAccumulator(s.in_features, device_));
+    const int world = static_cast<int>(ranks_.size());
+    // partials[p]: input group -> accumulator, on the device of rank p % world.
+    std::vector<std::map<int, HessianAccumulator>> partials(num_partials_);
+    for (int p = 0; p < num_partials_; ++p) {
+      for (const LinearLayerSpec& s : specs) {
+        if (partials[p].count(s.input_group) == 0) {
+          partials[p].emplace(s.input_group,
+                              HessianAccumulator(s.in_features, ranks_[p % world].device));
+        }
       }
     }
     std::map<int, std::string> first_of_group;
     for (const LinearLayerSpec& s : specs) first_of_group.emplace(s.input_group, s.short_name);
-    b->set_input_observer([&](const LinearLayerSpec& l, const at::Tensor& x) {
-      if (first_of_group[l.input_group] != l.short_name) return absl::OkStatus();
-      return hessians.at(l.input_group).Add(x);
-    });
+    for (int r = 0; r < world; ++r) {
+      replicas[r]->set_input_observer([&, r](const LinearLayerSpec& l, const at::Tensor& x) {
+        if (first_of_group.at(l.input_group) != l.short_name) return absl::OkStatus();
+        return partials[chunk_of_rank_[r] % num_partials_].at(l.input_group).Add(x);
+      });
+    }
     const bool parallel = config_.mode == ExecutionMode::kParallel;
-    BAQ_ASSIGN_OR_RETURN(at::Tensor out, RunBlock(*b, it->second, /*keep=*/parallel));
-    b->set_input_observer(nullptr);
-    if (parallel) inputs_[block + 1] = std::move(out);
+    std::vector<DecoderBlock*> raw;
+    for (auto& replica : replicas) raw.push_back(replica.get());
+    absl::StatusOr<at::Tensor> out = RunBlock(raw, it->second, /*keep=*/parallel);
+    for (auto& replica : replicas) replica->set_input_observer(nullptr);
+    if (!out.ok()) return out.status();
+    if (parallel) inputs_[block + 1] = *std::move(out);
+    BAQ_RETURN_IF_ERROR(ReducePartials(partials));
 
+    // Layer i is measured and quantized on rank i % world, with the Hessian
+    // that rank's accumulator holds after the reduction.
     BlockState state;
-    for (const LinearLayerSpec& s : specs) {
-      BAQ_ASSIGN_OR_RETURN(at::Tensor h,
-                           Annotate(hessians.at(s.input_group).Finalize(at::kFloat), s.name));
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const int owner = world == 1 ? 0 : static_cast<int>(i % world);
+      BAQ_ASSIGN_OR_RETURN(
+          at::Tensor h,
+          Annotate(partials[owner].at(specs[i].input_group).Finalize(at::kFloat), specs[i].name));
       state.hessians.push_back(std::move(h));
     }
+    partials.clear();
     BlockMeasurement m;
     m.block = block;
     m.calibration_tokens = calibration_tokens_;
+    m.layers.resize(specs.size());
     LayerQuantizer quantizer(config_.quant);
-    for (size_t i = 0; i < specs.size(); ++i) {
-      LayerMeasurement lm;
-      lm.name = specs[i].name;
-      lm.rows = specs[i].out_features;
-      if (config_.quant.method == QuantMethod::kBaq) {
-        BAQ_ASSIGN_OR_RETURN(at::Tensor w, b->LinearWeight(specs[i].short_name));
-        BAQ_ASSIGN_OR_RETURN(lm.column_loss,
-                             Annotate(quantizer.MeasureColumnLoss(w, state.hessians[i]),
-                                      specs[i].name));
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
+      for (size_t i = r; i < specs.size(); i += world) {
+        LayerMeasurement& lm = m.layers[i];
+        lm.name = specs[i].name;
+        lm.rows = specs[i].out_features;
+        if (config_.quant.method == QuantMethod::kBaq) {
+          BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[r]->LinearWeight(specs[i].short_name));
+          BAQ_ASSIGN_OR_RETURN(lm.column_loss,
+                               Annotate(quantizer.MeasureColumnLoss(w, state.hessians[i]),
+                                        specs[i].name));
+        }
       }
-      m.layers.push_back(std::move(lm));
-    }
-    state.block = std::move(b);
+      return absl::OkStatus();
+    }));
+    state.block = std::move(replicas[0]);
+    for (int r = 1; r < world; ++r) state.replicas.push_back(std::move(replicas[r]));
     blocks_[block] = std::move(state);
     return m;
   }
@@ -140,30 +204,43 @@ class TorchBlockEngine final : public BlockEngine {
                                                      allocation.size(), " layers, block has ",
                                                      specs.size()));
     }
-    LayerQuantizer quantizer(config_.quant);
-    BlockOutput output;
-    output.block = block;
     for (size_t i = 0; i < specs.size(); ++i) {
       if (allocation[i].name != specs[i].name) {
         return absl::InvalidArgumentError(absl::StrCat("block ", block, ": allocation entry ", i,
                                                        " names ", allocation[i].name,
                                                        ", expected ", specs[i].name));
       }
-      const absl::Time start = absl::Now();
-      BAQ_ASSIGN_OR_RETURN(at::Tensor w, b.LinearWeight(specs[i].short_name));
-      BAQ_ASSIGN_OR_RETURN(
-          LayerQuantizer::Result r,
-          Annotate(quantizer.Quantize(specs[i].name, w, state.hessians[i], allocation[i],
-                                      config_.formats, model_.dtype),
-                   specs[i].name));
+    }
+    // Layer i on rank i % world (where Measure left its Hessian).
+    const int world = static_cast<int>(ranks_.size());
+    std::vector<DecoderBlock*> replicas = Replicas(state);
+    LayerQuantizer quantizer(config_.quant);
+    std::vector<std::optional<LayerQuantizer::Result>> results(specs.size());
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int rank) -> absl::Status {
+      for (size_t i = rank; i < specs.size(); i += world) {
+        const absl::Time start = absl::Now();
+        BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[rank]->LinearWeight(specs[i].short_name));
+        BAQ_ASSIGN_OR_RETURN(
+            results[i], Annotate(quantizer.Quantize(specs[i].name, w, state.hessians[i],
+                                                    allocation[i], config_.formats, model_.dtype),
+                                 specs[i].name));
+        results[i]->report.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      }
+      return absl::OkStatus();
+    }));
+    BlockOutput output;
+    output.block = block;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      LayerQuantizer::Result& r = *results[i];
       // The next block must see what a loaded fake-quant checkpoint holds:
       // the dequantized weight rounded to the checkpoint dtype.
-      BAQ_RETURN_IF_ERROR(b.SetLinearWeight(specs[i].short_name, r.stored_weight));
+      for (DecoderBlock* replica : replicas) {
+        BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, r.stored_weight));
+      }
       for (size_t t = 0; t < r.tensors.size(); ++t) {
         output.tensors.push_back(std::move(r.tensors[t]));
         output.tensor_format.push_back(r.tensor_format[t]);
       }
-      r.report.seconds = absl::ToDoubleSeconds(absl::Now() - start);
       output.layers.push_back(std::move(r.report));
     }
     if (config_.mode == ExecutionMode::kSequential) {
@@ -171,7 +248,7 @@ class TorchBlockEngine final : public BlockEngine {
       if (in == inputs_.end()) {
         return absl::FailedPreconditionError(absl::StrCat("block ", block, ": inputs dropped"));
       }
-      BAQ_ASSIGN_OR_RETURN(at::Tensor next, RunBlock(b, in->second, /*keep=*/true));
+      BAQ_ASSIGN_OR_RETURN(at::Tensor next, RunBlock(replicas, in->second, /*keep=*/true));
       inputs_.erase(in);
       inputs_[block + 1] = std::move(next);
     } else {
@@ -210,8 +287,68 @@ class TorchBlockEngine final : public BlockEngine {
  private:
   struct BlockState {
     std::unique_ptr<DecoderBlock> block;
-    std::vector<at::Tensor> hessians;  // Parallel to block->linear_layers().
+    // The block on ranks 1.. (same weights), for their share of the forward.
+    std::vector<std::unique_ptr<DecoderBlock>> replicas;
+    // Parallel to block->linear_layers(); hessians[i] on rank i % world.
+    std::vector<at::Tensor> hessians;
   };
+
+  static std::vector<DecoderBlock*> Replicas(const BlockState& state) {
+    std::vector<DecoderBlock*> out = {state.block.get()};
+    for (const auto& r : state.replicas) out.push_back(r.get());
+    return out;
+  }
+
+  // Runs fn(rank) for every rank at once: rank 0 on the calling thread, the
+  // others on their own threads, each with its device current. Returns the
+  // first error in rank order.
+  absl::Status OnRanks(const std::function<absl::Status(int)>& fn) {
+    const int world = static_cast<int>(ranks_.size());
+    std::vector<absl::Status> status(world);
+    auto run = [&](int r) {
+      status[r] = CallTorch("device thread", [&]() -> absl::Status {
+        c10::DeviceGuard guard(ranks_[r].device);
+        return fn(r);
+      });
+    };
+    std::vector<std::thread> threads;
+    for (int r = 1; r < world; ++r) threads.emplace_back(run, r);
+    run(0);
+    for (std::thread& t : threads) t.join();
+    for (int r = 0; r < world; ++r) {
+      if (!status[r].ok()) {
+        return world == 1 ? status[r] : Annotate(status[r], absl::StrCat(
+                                                                      "device ", r, " (",
+                                                                      ranks_[r].device.str(),
+                                                                      ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Sums the Hessian partials in partial order: with one rank, merges them
+  // into partials[0]; with several (one partial each), all-reduces them in
+  // rank order so that every rank's partial holds p_0 + p_1 + ... (the same
+  // additions as the merge).
+  absl::Status ReducePartials(std::vector<std::map<int, HessianAccumulator>>& partials) {
+    if (ranks_.size() == 1) {
+      return CallTorch("merge Hessian partials", [&]() -> absl::Status {
+        for (size_t p = 1; p < partials.size(); ++p) {
+          for (auto& [group, acc] : partials[0]) {
+            BAQ_RETURN_IF_ERROR(acc.Merge(partials[p].at(group)));
+          }
+        }
+        return absl::OkStatus();
+      });
+    }
+    return OnRanks([&](int r) -> absl::Status {
+      for (auto& [group, acc] : partials[r]) {
+        BAQ_RETURN_IF_ERROR(AllReduceHessian(acc, *ranks_[r].communicator, kCollectiveTimeout,
+                                             HessianReduction::kRankOrdered));
+      }
+      return absl::OkStatus();
+    });
+  }
 
   absl::Status CheckBlock(int64_t block) const {
     if (!started_) return absl::FailedPreconditionError("engine not started");
@@ -222,19 +359,39 @@ class TorchBlockEngine final : public BlockEngine {
     return absl::OkStatus();
   }
 
-  // Runs all calibration windows through `b`, kWindowsPerForward at a time.
-  absl::StatusOr<at::Tensor> RunBlock(DecoderBlock& b, const at::Tensor& x, bool keep) {
-    std::vector<at::Tensor> outs;
-    for (int64_t s = 0; s < x.size(0); s += kWindowsPerForward) {
-      const int64_t e = std::min(x.size(0), s + kWindowsPerForward);
-      BAQ_ASSIGN_OR_RETURN(at::Tensor y, b.Forward(x.slice(0, s, e)));
-      if (keep) outs.push_back(std::move(y));
-    }
+  // Runs all calibration windows through the block, kWindowsPerForward at a
+  // time: chunk c on rank c % world (replicas[rank]), with chunk_of_rank_
+  // naming the chunk for the Hessian observers. The outputs come back to
+  // x's device in window order.
+  absl::StatusOr<at::Tensor> RunBlock(const std::vector<DecoderBlock*>& replicas,
+                                      const at::Tensor& x, bool keep) {
+    const int world = static_cast<int>(ranks_.size());
+    const int64_t chunks = (x.size(0) + kWindowsPerForward - 1) / kWindowsPerForward;
+    std::vector<std::vector<at::Tensor>> outs(world);
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
+      for (int64_t c = r; c < chunks; c += world) {
+        chunk_of_rank_[r] = c;
+        const int64_t s = c * kWindowsPerForward;
+        const int64_t e = std::min(x.size(0), s + kWindowsPerForward);
+        at::Tensor in = x.slice(0, s, e);
+        if (r != 0) in = in.to(ranks_[r].device);
+        BAQ_ASSIGN_OR_RETURN(at::Tensor y, replicas[r]->Forward(in));
+        if (!keep) continue;
+        outs[r].push_back(r == 0 ? std::move(y) : y.to(x.device()));
+      }
+      return absl::OkStatus();
+    }));
     if (!keep) return at::Tensor();
-    return CallTorch("concat activations", [&] { return at::cat(outs, 0); });
+    std::vector<at::Tensor> ordered;
+    for (int64_t c = 0; c < chunks; ++c) ordered.push_back(std::move(outs[c % world][c / world]));
+    return CallTorch("concat activations", [&] { return at::cat(ordered, 0); });
   }
 
-  const at::Device device_;
+  const at::Device device_;  // ranks_[0]'s: embeddings and activations live here.
+  const std::vector<Rank> ranks_;
+  const int num_partials_;
+  // The chunk each rank is forwarding (its Hessian observer's partial).
+  std::vector<int64_t> chunk_of_rank_;
   JobConfig config_;
   ModelConfig model_;
   BlockOptions block_options_;
@@ -248,9 +405,37 @@ class TorchBlockEngine final : public BlockEngine {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BlockEngine>> MakeTorchBlockEngine(const EngineOptions& options) {
-  BAQ_ASSIGN_OR_RETURN(at::Device device, ParseDevice(options.device));
+  BAQ_ASSIGN_OR_RETURN(std::vector<at::Device> devices, ParseDevices(options.device));
+  const int world = static_cast<int>(devices.size());
+  const int partials = options.hessian_partials == 0 ? world : options.hessian_partials;
+  if (partials < 1 || (world > 1 && partials != world)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hessian_partials = ", options.hessian_partials, " does not fit ", world,
+        " device(s) \"", options.device, "\" (use 0, or the device count; any P >= 1 on one "
+        "device)"));
+  }
+  std::vector<std::unique_ptr<Communicator>> comms;
+  if (world == 1) {
+    comms.push_back(std::make_unique<LocalCommunicator>());
+  } else if (devices.front().is_cpu()) {
+    comms = MakeInProcessCommunicators(world);
+  } else {
+    BAQ_ASSIGN_OR_RETURN(comms, MakeDeviceCommunicators(devices, CommunicatorOptions{}));
+  }
+  if (world > 1 && devices.front().is_cuda()) {
+    // LibTorch loads its CUDA linear-algebra library on the first linalg call,
+    // and that lazy load is not thread-safe ("lazy wrapper should be called at
+    // most once" when two device threads race): do it here, on one thread.
+    BAQ_RETURN_IF_ERROR(CallTorch("CUDA linalg warm-up", [&] {
+      for (const at::Device& d : devices) {
+        (void)at::linalg_cholesky_ex(at::eye(1, at::TensorOptions().device(d)));
+      }
+    }));
+  }
+  std::vector<Rank> ranks;
+  for (int r = 0; r < world; ++r) ranks.push_back(Rank{devices[r], std::move(comms[r])});
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
-  return std::unique_ptr<BlockEngine>(new TorchBlockEngine(device));
+  return std::unique_ptr<BlockEngine>(new TorchBlockEngine(std::move(ranks), partials));
 }
 
 }  // namespace baq::worker

@@ -6,7 +6,19 @@
 // protocol. Memory: one block's weights and Hessians plus the calibration
 // activations of one block boundary.
 //
-// Thread-compatible: one thread (the device's executor) calls all methods.
+// Several devices (one engine spanning e.g. two GPUs of a worker): every
+// block is loaded on each device; calibration chunk c (kWindowsPerForward
+// windows) runs its forward on device c mod D and adds into that device's
+// Hessian accumulators; the partial sums are all-reduced in rank order
+// (AllReduceHessian, kRankOrdered; NCCL between GPUs, the in-process group
+// between CPU "devices" in tests) and layer i of a block is measured and
+// quantized on device i mod D. Activations between blocks stay on the first
+// device. The bits depend on the number of Hessian partials, never on how
+// many devices hold them: see EngineOptions::hessian_partials.
+//
+// Thread-compatible: one thread (the device's executor) calls all methods;
+// with several devices the engine runs one helper thread per extra device
+// inside each call.
 #ifndef BAQ_WORKER_TORCH_BLOCK_ENGINE_H_
 #define BAQ_WORKER_TORCH_BLOCK_ENGINE_H_
 
@@ -19,14 +31,23 @@
 namespace baq::worker {
 
 struct EngineOptions {
-  // "cpu" or "cuda:N".
+  // "cpu", "cuda" or "cuda:N"; or several devices joined by '+' or ','
+  // ("cuda:0+cuda:1"; "cpu+cpu" gives two CPU ranks, for tests).
   std::string device = "cpu";
   // Intra-op threads for CPU LibTorch work; 0 leaves LibTorch's default.
   int num_threads = 0;
+  // Partial Hessian sums per layer input, P: calibration chunk c goes into
+  // partial c mod P and the partials are summed in order p_0 + p_1 + ...
+  // A job's output bits depend on P, not on the devices: one device with
+  // P = 2 is byte-identical to two devices (same GPU model). 0: one per
+  // device. With several devices P must equal the device count.
+  int hessian_partials = 0;
 };
 
-// InvalidArgument for an unparsable device; Unavailable for a CUDA device in
-// a build or on a machine without CUDA.
+// InvalidArgument for an unparsable device list, mixed CPU and CUDA devices,
+// duplicate CUDA devices or a hessian_partials that does not fit them;
+// Unavailable for a CUDA device in a build or on a machine without CUDA;
+// the communicator factory's errors for several GPUs (e.g. no NCCL).
 absl::StatusOr<std::unique_ptr<BlockEngine>> MakeTorchBlockEngine(const EngineOptions& options);
 
 }  // namespace baq::worker

@@ -33,7 +33,12 @@ ABSL_FLAG(bool, act_order, false, "Quantize columns by decreasing Hessian diagon
 ABSL_FLAG(bool, static_groups, false, "Precompute group grids (with --act_order)");
 ABSL_FLAG(bool, sym, false, "Symmetric grids (GPTQ/RTN)");
 ABSL_FLAG(double, percdamp, 0.01, "Hessian damping, fraction of mean diagonal");
-ABSL_FLAG(std::string, device, "cpu", "Device for local mode: cpu | cuda | cuda:N");
+ABSL_FLAG(std::string, device, "cpu",
+          "Device for local mode: cpu | cuda | cuda:N | several GPUs as cuda:0,cuda:1 (one engine; "
+          "calibration split, Hessians all-reduced over NCCL)");
+ABSL_FLAG(int32_t, hessian_partials, 0,
+          "Hessian partial sums (0: one per device); output bits depend on it, not on the device "
+          "count: --device cuda:0 --hessian_partials 2 equals --device cuda:0,cuda:1");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
 ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on");
 ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)");
@@ -132,6 +137,7 @@ int main(int argc, char** argv) {
   baq::worker::EngineOptions engine;
   engine.device = absl::GetFlag(FLAGS_device);
   engine.num_threads = absl::GetFlag(FLAGS_threads);
+  engine.hessian_partials = absl::GetFlag(FLAGS_hessian_partials);
   if (command == "quantize") {
     baq::JobConfig config;
     if (!BuildJobConfig(config)) return 2;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/cuda/gptq_block_cuda.h"
 #include "worker/quant/quant_grid.h"
 #include "worker/quant/tensor_checks.h"
 #include "worker/torch_call.h"
@@ -139,9 +140,37 @@ absl::StatusOr<InverseFactor> InverseHessianFactor(const at::Tensor& h, double p
 
 namespace {
 
+// One lazy batch [i1, i1 + b) as one launch of the fused CUDA kernel: the
+// batch's grids first (from wt as of the batch start), then the kernel; the
+// caller applies err_t to the later columns.
+at::Tensor RunFusedBatch(const at::Tensor& wt, const at::Tensor& h1, int64_t i1, int64_t b,
+                         const GridFn& grid_fn, ColumnGrid& grid, LoopResult& r) {
+  const int64_t rows = wt.size(1);
+  std::vector<at::Tensor> scales, zeros;
+  std::vector<int32_t> maxq;
+  for (int64_t i = 0; i < b; ++i) {
+    grid_fn(i1 + i, wt, &grid);
+    scales.push_back(grid.scale.expand({rows}));
+    zeros.push_back(grid.zero.expand({rows}));
+    maxq.push_back(static_cast<int32_t>(grid.maxq));
+  }
+  GptqBlock block{wt.narrow(0, i1, b), h1, at::stack(scales).to(at::kFloat).contiguous(),
+                  at::stack(zeros).to(at::kFloat).contiguous(),
+                  at::tensor(maxq, at::kInt).to(wt.device())};
+  absl::StatusOr<GptqBlockResult> out = GptqBlockCuda(block);
+  TORCH_CHECK(out.ok(), "fused GPTQ batch at column ", i1, ": ", out.status().ToString());
+  r.qt.narrow(0, i1, b).copy_(out->qt);
+  r.codes_t.narrow(0, i1, b).copy_(out->codes_t);
+  // The kernel's own loss sums warps with float64 atomics, in no fixed order;
+  // the sum here is deterministic (the LibTorch path's), so repeated runs,
+  // and the BAQ allocation built on these losses, give the same bits.
+  r.loss.narrow(0, i1, b).copy_(out->err_t.to(at::kDouble).square_().sum(1).mul_(0.5));
+  return out->err_t;
+}
+
 // The loop on one row chunk: wt [cols, chunk rows] is the chunk's working copy.
 LoopResult RunChunk(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
-                    const GridFn& grid_fn, int64_t sub_block) {
+                    const GridFn& grid_fn, int64_t sub_block, bool fused) {
   const int64_t cols = wt.size(0);
   const int64_t rows = wt.size(1);
   LoopResult r;
@@ -151,6 +180,16 @@ LoopResult RunChunk(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
   ColumnGrid grid;
   for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
     const int64_t b = std::min(block_size, cols - i1);
+    if (fused) {
+      const at::Tensor err_t =
+          RunFusedBatch(wt, hinv.narrow(0, i1, b).narrow(1, i1, b), i1, b, grid_fn, grid, r);
+      if (i1 + b < cols) {
+        wt.narrow(0, i1 + b, cols - i1 - b)
+            .addmm_(hinv.narrow(0, i1, b).narrow(1, i1 + b, cols - i1 - b).t(), err_t,
+                    /*beta=*/1, /*alpha=*/-1);
+      }
+      continue;
+    }
     // The block's working copy (gptq.py W1); `wt` keeps the block-start state
     // that GridFn documents.
     at::Tensor w1 = wt.narrow(0, i1, b).clone();
@@ -196,8 +235,15 @@ LoopResult RunChunk(at::Tensor wt, const at::Tensor& hinv, int64_t block_size,
 
 }  // namespace
 
+bool UsesFusedBatchKernel(const at::Tensor& wt, int64_t block_size) {
+  return HasCudaKernels() && wt.is_cuda() && wt.scalar_type() == at::kFloat &&
+         block_size <= kMaxGptqBlock;
+}
+
 LoopResult RunGptqLoop(const at::Tensor& wt, const at::Tensor& hinv, int64_t block_size,
-                       const GridFnFactory& make_grid_fn, int64_t sub_block) {
+                       const GridFnFactory& make_grid_fn, int64_t sub_block, GptqKernel kernel) {
+  const bool fused = kernel == GptqKernel::kAuto && UsesFusedBatchKernel(wt, block_size) &&
+                     hinv.scalar_type() == at::kFloat;
   const int64_t cols = wt.size(0);
   const int64_t rows = wt.size(1);
   const int64_t chunk = wt.is_cpu() ? kCpuRowChunk : rows;
@@ -207,7 +253,7 @@ LoopResult RunGptqLoop(const at::Tensor& wt, const at::Tensor& hinv, int64_t blo
   std::vector<at::Tensor> losses((rows + chunk - 1) / chunk);
   ForEachChunk(wt.is_cpu(), rows, chunk, [&](int64_t r0, int64_t r1) {
     LoopResult c = RunChunk(wt.narrow(1, r0, r1 - r0).contiguous(), hinv, block_size,
-                            make_grid_fn(r0, r1), sub_block);
+                            make_grid_fn(r0, r1), sub_block, fused);
     r.qt.narrow(1, r0, r1 - r0).copy_(c.qt);
     r.codes_t.narrow(1, r0, r1 - r0).copy_(c.codes_t);
     losses[r0 / chunk] = std::move(c.loss);

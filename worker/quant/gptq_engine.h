@@ -110,11 +110,27 @@ struct LoopResult {
   at::Tensor loss;     // [cols] float64: sum_rows (w - q)^2 / U_kk^2 / 2
 };
 
+// How RunGptqLoop runs a lazy batch.
+enum class GptqKernel {
+  // The fused CUDA batch kernel (worker/cuda/gptq_block_cuda.h: one launch
+  // per batch, ~15x faster on H100) when the build has CUDA kernels, wt is a
+  // float32 CUDA tensor and block_size <= kMaxGptqBlock; LibTorch ops
+  // otherwise. The grids of a batch are then all evaluated before its first
+  // column is quantized (GridFn's contract allows it).
+  kAuto,
+  // Always LibTorch ops (the reference path; tests and benchmarks).
+  kTorchOps,
+};
+
 // Runs the error-feedback loop on wt [cols, rows] (not modified) with the
 // upper factor `hinv`, in row chunks (kCpuRowChunk). `sub_block` = 1 gives the
 // plain per-column rank-1 update inside each block, as gptq.py writes it.
 LoopResult RunGptqLoop(const at::Tensor& wt, const at::Tensor& hinv, int64_t block_size,
-                       const GridFnFactory& make_grid_fn, int64_t sub_block = kSubBlock);
+                       const GridFnFactory& make_grid_fn, int64_t sub_block = kSubBlock,
+                       GptqKernel kernel = GptqKernel::kAuto);
+
+// Whether RunGptqLoop(wt, ..., block_size, ..., kAuto) takes the fused kernel.
+bool UsesFusedBatchKernel(const at::Tensor& wt, int64_t block_size);
 
 // tr((W - Q) H (W - Q)^T), accumulated in float64, by row chunks on CPU.
 double ProxyLossUnchecked(const at::Tensor& weight, const at::Tensor& quantized,
