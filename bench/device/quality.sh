@@ -93,7 +93,6 @@ RES="$W/results.jsonl"
 {
   nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader
   echo "torch $(python3 -c 'import torch, transformers; print(torch.__version__, "transformers", transformers.__version__)')"
-  echo "baq $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 } | tee -a "$log"
 
 # Jobs: model name method bits allocation formats
@@ -162,7 +161,9 @@ fmt_dir() {
   if [[ $formats == *,* ]]; then echo "$dir/$format"; else echo "$dir"; fi
 }
 
-# transformers: every fake-quant output as is, and the gptq outputs dequantized here.
+# transformers: every fake-quant output as is, the gptq outputs and the BAQ packed outputs
+# dequantized in Python (independent of baq's loader; the packed decoder is plain Python,
+# about 30-60 s per OPT output).
 hf_eval() {
   local model=$1 gpu=$2 jobs=$3 specs=()
   while read -r name method bits alloc formats; do
@@ -170,8 +171,10 @@ hf_eval() {
     local dir="$W/out/$model-$name"
     specs+=("fake:$name=$(fmt_dir "$dir" "$formats" fake-quant)")
     [[ $formats == *gptq* ]] && specs+=("gptq:$name=$(fmt_dir "$dir" "$formats" gptq)")
+    [[ $method == baq && $formats == *packed* ]] &&
+      specs+=("packed:$name=$(fmt_dir "$dir" "$formats" packed)")
   done <<<"$jobs"
-  CUDA_VISIBLE_DEVICES=$gpu timeout 300 python3 bench/device/reference_quality.py eval \
+  CUDA_VISIBLE_DEVICES=$gpu timeout 500 python3 bench/device/reference_quality.py eval \
     --eval "$TEST" --base "$W/models/$model" --out "$W/hf-$model.json" "${specs[@]}" </dev/null 2>&1 |
     grep -E '^eval|Error|error|Traceback' | tee -a "$log"
 }

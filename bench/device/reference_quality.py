@@ -16,7 +16,10 @@ Two subcommands, both printing one line per result and writing JSON:
   eval       Perplexity of checkpoints: `fake:NAME=DIR` loads a baq fake-quant output as is;
              `gptq:NAME=DIR` dequantizes a baq gptq-format output here (GPTQ v1 layout, as
              AutoGPTQ reads it: zeros + 1, continuous little-endian bit stream) into the
-             original model given by --base; `orig:NAME=DIR` is an unquantized checkpoint.
+             original model given by --base; `packed:NAME=DIR` does the same for the BAQ
+             layers of a baq packed output (mixed-radix codes + row ranges, decoded in plain
+             Python: a check of the writer independent of the C++ loader);
+             `orig:NAME=DIR` is an unquantized checkpoint.
                reference_quality.py eval --eval test.txt --out eval.json \
                  fake:baq3=/tmp/q/fake-quant gptq:baq3=/tmp/q/gptq --base DIR
 
@@ -33,6 +36,7 @@ import math
 import os
 import random
 import re
+import struct
 import sys
 import time
 
@@ -215,6 +219,70 @@ def gptq_state_dict(gptq_dir):
     return out, widths
 
 
+def mixed_radix_layout(levels):
+    """common/code_packing.h: t codes per group in w = bit_length(L^t - 1) <= 64 bits, t
+    minimizing w / t (smallest t on ties)."""
+    best = (1, (levels - 1).bit_length())
+    for t in range(2, 65):
+        w = (levels ** t - 1).bit_length()
+        if w > 64:
+            break
+        if w * best[0] < best[1] * t:
+            best = (t, w)
+    return best
+
+
+def decode_packed_baq(qcodes, levels, row_min, row_max):
+    """A BAQ layer of baq-packed-v1 (worker/layer_formats.h) as a row-major list [out][in]:
+    column j's `out` codes packed mixed-radix base L_j, columns back to back in 64-bit words;
+    per row r the column grid scale = (max_r - min_r) / (L_j - 1), zero = round(-min_r /
+    scale) (half to even, as torch.round), value = scale * (code - zero); L_j = 1 gives 0.
+    Every step is rounded to float32 as the quantizer computes it: rows with min = -max and
+    an even level count put -min / scale exactly on k + 0.5 in float32 (3.4999999999999996 in
+    float64), and the other rounding would shift the whole row by one step.
+    Plain Python integers: independent of the C++ unpacker it checks."""
+    def f32(x):
+        return struct.unpack("f", struct.pack("f", x))[0]
+    out, cols = len(row_min), len(levels)
+    w = [[0.0] * cols for _ in range(out)]
+    off = 0
+    for j, lv in enumerate(levels):
+        if lv == 1:
+            continue
+        t, bits = mixed_radix_layout(lv)
+        groups = -(-out // t)
+        nbytes = -(-(groups * bits) // 64) * 8
+        stream = int.from_bytes(qcodes[off:off + nbytes], "little")
+        off += nbytes
+        mask = (1 << bits) - 1
+        r = 0
+        for g in range(groups):
+            v = (stream >> (g * bits)) & mask
+            for _ in range(t):
+                if r < out:
+                    scale = f32(f32(row_max[r] - row_min[r]) / (lv - 1))
+                    w[r][j] = f32(scale * (v % lv - round(f32(-row_min[r] / scale))))
+                v //= lv
+                r += 1
+    if off != len(qcodes):
+        raise ValueError(f"qcodes has {len(qcodes)} bytes, the levels use {off}")
+    return w
+
+
+def packed_state_dict(packed_dir):
+    """Weights of the BAQ layers of a packed output (grid layers are left to baq eval)."""
+    from safetensors.torch import load_file
+    t = load_file(os.path.join(packed_dir, "model.safetensors"))
+    out = {}
+    for key in [k for k in t if k.endswith(".row_min")]:
+        p = key[:-len(".row_min")]
+        w = decode_packed_baq(t[p + ".qcodes"].numpy().tobytes(), t[p + ".levels"].tolist(),
+                              t[p + ".row_min"].float().tolist(),
+                              t[p + ".row_max"].float().tolist())
+        out[p + ".weight"] = torch.tensor(w, dtype=torch.float32)
+    return out
+
+
 def cmd_eval(a):
     dev = torch.device("cuda")
     res = {"runs": []}
@@ -225,18 +293,21 @@ def cmd_eval(a):
         t0 = time.time()
         entry = {"name": name, "kind": kind, "dir": path}
         try:
-            base = a.base if kind == "gptq" else path
+            base = a.base if kind in ("gptq", "packed") else path
             if base not in tok_cache:
                 tok_cache[base] = encode_file(tokenizer_for(base), a.eval)
             model = load_model(base, dev)
-            if kind == "gptq":
-                sd, widths = gptq_state_dict(path)
+            if kind in ("gptq", "packed"):
+                if kind == "gptq":
+                    sd, widths = gptq_state_dict(path)
+                    entry["widths"] = sorted(set(widths.values()))
+                else:
+                    sd = packed_state_dict(path)
                 params = dict(model.named_parameters())
                 dtype = next(model.parameters()).dtype
                 for k, v in sd.items():
                     params[k].data.copy_(v.to(dev, dtype))
                 entry["modules"] = len(sd)
-                entry["widths"] = sorted(set(widths.values()))
             ppl, n = perplexity(model, tok_cache[base], a.seqlen, dev)
             entry.update(ppl=ppl, windows=n, seconds=time.time() - t0)
             print(f"eval {kind}:{name}: ppl {ppl:.4f}", flush=True)
@@ -264,10 +335,10 @@ def main():
     r.add_argument("--out", required=True)
     e = sub.add_parser("eval")
     e.add_argument("--eval", required=True)
-    e.add_argument("--base", default="", help="original model dir (for gptq: entries)")
+    e.add_argument("--base", default="", help="original model dir (gptq: and packed: entries)")
     e.add_argument("--seqlen", type=int, default=2048)
     e.add_argument("--out", required=True)
-    e.add_argument("checkpoints", nargs="+", help="fake:NAME=DIR | gptq:NAME=DIR | orig:NAME=DIR")
+    e.add_argument("checkpoints", nargs="+", help="fake:NAME=DIR | gptq:NAME=DIR | packed:NAME=DIR | orig:NAME=DIR")
     a = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -68,6 +68,7 @@ def main():
         hf = load(os.path.join(a.work, f"hf-{model}.json")) or {"runs": []}
         hf_fake = {r["name"]: r for r in hf["runs"] if r["kind"] == "fake"}
         hf_gptq = {r["name"]: r for r in hf["runs"] if r["kind"] == "gptq"}
+        hf_packed = {r["name"]: r for r in hf["runs"] if r["kind"] == "packed"}
         ref_runs = {r["name"]: r for r in ref["runs"]}
         beval = {(x["name"], x["format"]): x for x in lines
                  if x["kind"] == "baq_eval" and x["model"] == model}
@@ -87,6 +88,7 @@ def main():
             r["ppl"] = hf_fake.get(q["name"], {}).get("ppl")
             r["hf_error"] = hf_fake.get(q["name"], {}).get("error")
             r["ppl_gptq_dequant_py"] = hf_gptq.get(q["name"], {}).get("ppl")
+            r["ppl_packed_dequant_py"] = hf_packed.get(q["name"], {}).get("ppl")
             for f in ("fake-quant", "packed", "gptq"):
                 e = beval.get((q["name"], f))
                 r[f"ppl_baq_eval_{f}"] = e.get("ppl") if e else None
@@ -108,8 +110,8 @@ def main():
                            abs(rel(fp, want)) <= FP_TOL, f"{fp:.4f} vs {want:.4f}"))
         md.append("| run | method | allocation | target bits | achieved bits | proxy loss | "
                   "ppl (fake-quant, transformers) | baq eval: fake-quant | packed | gptq | "
-                  "gptq dequantized in python | quantize s |")
-        md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                  "gptq dequantized in python | BAQ packed decoded in python | quantize s |")
+        md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in runs:
             ppl_cell = fmt(r["ppl"]) if r["rc"] == 0 else f"rc={r['rc']}"
             if r["hf_error"]:
@@ -118,6 +120,7 @@ def main():
                       f"{fmt(r['achieved_bits'], 4)} | {fmt(r['proxy_loss'], 2)} | {ppl_cell} | "
                       f"{fmt(r['ppl_baq_eval_fake-quant'])} | {fmt(r['ppl_baq_eval_packed'])} | "
                       f"{fmt(r['ppl_baq_eval_gptq'])} | {fmt(r['ppl_gptq_dequant_py'])} | "
+                      f"{fmt(r['ppl_packed_dequant_py'])} | "
                       f"{fmt(r['wall_s'], 1)} |")
         md.append("")
 
@@ -191,6 +194,11 @@ def main():
                 ok = None if v is None or base is None else abs(rel(v, base)) <= SAME_PPL_TOL
                 checks.append((f"{model}: {r['name']} {f} loads back to the fake-quant ppl "
                                f"(baq eval)", ok, f"{fmt(v)} vs {fmt(base)}"))
+            if r["ppl_packed_dequant_py"] is not None and r["ppl"]:
+                ok = abs(rel(r["ppl_packed_dequant_py"], r["ppl"])) <= SAME_PPL_TOL
+                checks.append((f"{model}: {r['name']} packed decoded in python = fake-quant "
+                               f"(transformers)", ok,
+                               f"{r['ppl_packed_dequant_py']:.3f} vs {r['ppl']:.3f}"))
             if r["method"] == "gptq" and r["ppl_gptq_dequant_py"] is not None and r["ppl"]:
                 ok = abs(rel(r["ppl_gptq_dequant_py"], r["ppl"])) <= SAME_PPL_TOL
                 checks.append((f"{model}: {r['name']} gptq dequantized in python = fake-quant "
