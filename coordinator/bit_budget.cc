@@ -21,7 +21,11 @@ std::vector<LayerLosses> ToLosses(const BlockMeasurement& m, bool normalize) {
     if (normalize) {
       std::optional<double> log2_geomean = Log2GeometricMeanLoss({layer});
       if (log2_geomean.has_value()) {
-        for (double& x : layer.column_loss) x = x / std::exp2(*log2_geomean);
+        // In the log domain: dividing by exp2(geomean) would lose losses near
+        // the ends of the double range (denormal or infinite divisor).
+        for (double& x : layer.column_loss) {
+          if (x > 0 && std::isfinite(x)) x = std::exp2(std::log2(x) - *log2_geomean);
+        }
       }
     }
     out.push_back(std::move(layer));
