@@ -1,8 +1,13 @@
 // `baq eval`: perplexity of a checkpoint (original or fake-quant output)
 // over non-overlapping windows of a text file, the GPTQ/BAQ protocol,
 // streamed block by block.
-#include <cstdio>
+#include <ATen/ATen.h>
 
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/bpe_tokenizer.h"
@@ -14,16 +19,35 @@
 #include "worker/model/perplexity.h"
 
 namespace baq::cli {
+namespace {
+
+// Windows per block forward on a GPU: bounds the attention scores to
+// [8, heads, 128, seqlen] float32 while keeping the matmuls large.
+constexpr int64_t kCudaBatchWindows = 8;
+
+// "cpu", "cuda" or "cuda:N" (the --device flag), checked against this build.
+absl::StatusOr<at::Device> ParseEvalDevice(const std::string& device) {
+  if (device == "cpu") return at::Device(at::kCPU);
+  int index = 0;
+  if (device != "cuda" && !(absl::StartsWith(device, "cuda:") &&
+                            absl::SimpleAtoi(device.substr(5), &index) && index >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("baq eval: unknown device \"", device, "\" (use cpu, cuda or cuda:N)"));
+  }
+  if (!at::hasCUDA()) {
+    return absl::UnavailableError(
+        absl::StrCat("baq eval: device ", device, ": this build or machine has no CUDA"));
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+}  // namespace
 
 absl::Status RunEval(const EvalOptions& options) {
   if (options.model_dir.empty() || options.text_file.empty()) {
     return absl::InvalidArgumentError("baq eval needs --model and --text");
   }
-  if (options.engine.device != "cpu") {
-    return absl::UnimplementedError(
-        absl::StrCat("baq eval runs on cpu only in this build (asked for ",
-                     options.engine.device, ")"));
-  }
+  BAQ_ASSIGN_OR_RETURN(const at::Device device, ParseEvalDevice(options.engine.device));
   const absl::Time start = absl::Now();
   BAQ_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir));
   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> ckpt,
@@ -38,6 +62,8 @@ absl::Status RunEval(const EvalOptions& options) {
   }
   worker::PerplexityOptions p;
   p.num_threads = options.engine.num_threads;
+  p.block.device = device;  // float32 compute on either device, as `baq quantize`.
+  if (device.is_cuda()) p.batch_windows = kCudaBatchWindows;
   p.progress = [](int64_t block, int64_t blocks) {
     std::fprintf(stderr, "\reval: block %lld/%lld", static_cast<long long>(block + 1),
                  static_cast<long long>(blocks));
