@@ -1,6 +1,8 @@
 #include "coordinator/job_scheduler.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <iostream>
 #include <tuple>
 #include <utility>
@@ -51,8 +53,8 @@ void JobScheduler::Start(const std::string& id) {
     if (it->job.id != id) continue;
     TenantState& t = tenants_[it->job.tenant];
     ++t.running;
-    t.last_service = service_counter_++;
-    running_[id] = std::move(it->job);
+    t.last_service = service_counter_;
+    running_[id] = Running{std::move(it->job), service_counter_++};
     queued_.erase(it);
     return;
   }
@@ -64,36 +66,44 @@ void JobScheduler::Start(const std::string& id) {
 void JobScheduler::AddRunning(SchedulableJob job) {
   TenantState& t = tenants_[job.tenant];
   ++t.running;
-  t.last_service = service_counter_++;
-  running_[job.id] = std::move(job);
+  t.last_service = service_counter_;
+  const std::string id = job.id;
+  running_[id] = Running{std::move(job), service_counter_++};
 }
 
 void JobScheduler::Finish(const std::string& id) {
   auto it = running_.find(id);
   if (it == running_.end()) return;
-  --tenants_[it->second.tenant].running;
+  --tenants_[it->second.job.tenant].running;
   running_.erase(it);
 }
 
 int64_t JobScheduler::running_memory_bytes() const {
   int64_t sum = 0;
-  for (const auto& [id, job] : running_) sum += job.memory_bytes;
+  for (const auto& [id, r] : running_) sum += r.job.memory_bytes;
   return sum;
 }
 
 std::vector<std::string> JobScheduler::QueueOrder() const {
-  // Replays the policy with every queued job started in turn (running counts
-  // only grow here, which is what makes equal tenants alternate).
   std::vector<Queued> queued = queued_;
   std::map<std::string, TenantState> tenants = tenants_;
   int64_t service = service_counter_;
+  // (start sequence, tenant) of the running jobs, oldest first.
+  std::deque<std::pair<int64_t, std::string>> running;
+  for (const auto& [id, r] : running_) running.emplace_back(r.start_seq, r.job.tenant);
+  std::sort(running.begin(), running.end());
   std::vector<std::string> order;
   order.reserve(queued.size());
   while (!queued.empty()) {
+    if (static_cast<int>(running.size()) >= max_running_ && !running.empty()) {
+      --tenants[running.front().second].running;  // The oldest finishes first.
+      running.pop_front();
+    }
     const size_t i = Best(queued, tenants);
     TenantState& t = tenants[queued[i].job.tenant];
     ++t.running;
-    t.last_service = service++;
+    t.last_service = service;
+    running.emplace_back(service++, queued[i].job.tenant);
     order.push_back(queued[i].job.id);
     queued.erase(queued.begin() + static_cast<std::ptrdiff_t>(i));
   }

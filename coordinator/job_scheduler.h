@@ -62,8 +62,10 @@ class JobScheduler {
   // Registers `job` as already running (jobs resumed after a restart).
   void AddRunning(SchedulableJob job);
 
-  // The queued jobs in the order they would start if every slot and all
-  // memory were free (queue position = index).
+  // The queued jobs in the order they are expected to start (queue position
+  // = index), replaying the policy with no new arrivals, running jobs
+  // finishing in the order they started, and memory ignored. Exact for
+  // max_running == 1 without arrivals, cancellations or failures.
   std::vector<std::string> QueueOrder() const;
 
   size_t queued() const { return queued_.size(); }
@@ -85,7 +87,11 @@ class JobScheduler {
 
   const int max_running_;
   std::vector<Queued> queued_;  // In submission order.
-  std::map<std::string, SchedulableJob> running_;
+  struct Running {
+    SchedulableJob job;
+    int64_t start_seq = 0;  // Service counter value when it started.
+  };
+  std::map<std::string, Running> running_;
   std::map<std::string, TenantState> tenants_;
   int64_t next_seq_ = 0;
   int64_t service_counter_ = 0;
