@@ -113,6 +113,15 @@ void PrintJob(const v1::Job& job, std::FILE* out) {
   std::fprintf(out, "model      %s\n", spec.model_dir().c_str());
   std::fprintf(out, "output     %s\n", spec.output_dir().c_str());
   std::fprintf(out, "target     %.4g bits\n", spec.quantization().target_bits());
+  std::fprintf(out, "tenant     %s (priority %d)\n",
+               job.tenant().empty() ? "-" : job.tenant().c_str(), job.priority());
+  if (job.state() == v1::JOB_STATE_QUEUED) {
+    std::fprintf(out, "queue      position %d (0 = next)\n", job.queue_position());
+  }
+  if (job.memory_estimate_bytes() > 0) {
+    std::fprintf(out, "memory     %.1f MiB estimated per worker\n",
+                 static_cast<double>(job.memory_estimate_bytes()) / (1024.0 * 1024.0));
+  }
   if (job.has_summary()) {
     const v1::JobSummary& s = job.summary();
     std::fprintf(out, "achieved   %.4f bits (%s allocation, %lld weights, %.1f s)\n",
