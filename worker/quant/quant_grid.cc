@@ -42,9 +42,15 @@ QuantGrid GridFromRangeUnchecked(const RowRange& range, const GridOptions& optio
     grid.zero = at::zeros_like(grid.scale);
     return grid;
   }
-  // Division by the level count as a scalar, exactly as quant.py's
-  // (xmax - xmin) / self.maxq with an integer maxq tensor.
-  grid.scale = (range.xmax - range.xmin).div_(static_cast<double>(grid.maxq));
+  // quant.py's (xmax - xmin) / self.maxq, as a true IEEE division on every
+  // device: the divisor is a 0-dim tensor on x's device, because CUDA
+  // LibTorch turns division by a host scalar into multiplication by its
+  // reciprocal (one ulp off), and the packed format's loader recomputes this
+  // grid on the CPU from the stored row range: both must agree bit for bit
+  // (a one-ulp scale moves round(-xmin / scale) across a tie and shifts the
+  // whole row by one step).
+  grid.scale = (range.xmax - range.xmin)
+                   .div_(at::scalar_tensor(static_cast<double>(grid.maxq), range.xmax.options()));
   if (options.symmetric) {
     // quant.py: (maxq + 1) / 2, an integer for its 2^bits levels; for odd
     // level counts we take the integer (maxq + 1) // 2 = maxq / 2, the middle
