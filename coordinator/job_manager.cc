@@ -129,13 +129,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobC
   absl::StatusOr<MemoryEstimate> estimate =
       deps_.estimate_memory ? deps_.estimate_memory(config) : EstimateJobMemory(config);
   const int64_t memory = estimate.ok() ? estimate->total() : 0;
-  if (const int64_t capacity = MemoryCapacity(); memory > 0 && capacity > 0 && memory > capacity) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "job needs an estimated ", estimate->ToString(), " on a worker, but a worker offers ",
-        FormatBytes(capacity), " (", capacity,
-        " bytes: --max_job_memory or the smallest registered worker); use fewer calibration "
-        "samples or a shorter seqlen, or add memory"));
-  }
+  const int64_t capacity = MemoryCapacity();
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   if (!request_id.empty()) {
@@ -153,6 +147,15 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobC
   if (scheduler_.queued() >= options_.max_queued_jobs) {
     return absl::ResourceExhaustedError(
         absl::StrCat("job queue is full (", options_.max_queued_jobs, " queued)"));
+  }
+  // After the idempotency check: a retry returns its job even if the
+  // capacity shrank since.
+  if (memory > 0 && capacity > 0 && memory > capacity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "job needs an estimated ", estimate->ToString(), " on a worker, but a worker offers ",
+        FormatBytes(capacity), " (", capacity,
+        " bytes: --max_job_memory or the smallest registered worker); use fewer calibration "
+        "samples or a shorter seqlen, or add memory"));
   }
   const std::string id = NewIdLocked();
   Job& job = jobs_[id];

@@ -449,7 +449,7 @@ TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
   EXPECT_THAT(too_big.status().message(), ::testing::HasSubstr("1.1 KiB"));
   EXPECT_THAT(too_big.status().message(), ::testing::HasSubstr("1000 bytes"));
 
-  auto a = jobs.Submit("", with_memory("a", 6));
+  auto a = jobs.Submit("req-a", with_memory("a", 6));
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->memory_estimate_bytes, 600);
   AwaitState(jobs, a->id, JobState::kRunning);
@@ -468,6 +468,15 @@ TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
   gate_.Open(1);
   AwaitState(jobs, c->id, JobState::kSucceeded);
   EXPECT_EQ(log.started(), (std::vector<std::string>{"a", "b", "c"}));
+  {
+    absl::MutexLock lock(&capacity_mu);
+    capacity = 100;  // The big workers left: a retry still returns its job.
+  }
+  absl::StatusOr<JobRecord> retry = jobs.Submit("req-a", with_memory("a", 6));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->id, a->id);
+  EXPECT_EQ(jobs.Submit("", with_memory("d", 6)).status().code(),
+            absl::StatusCode::kResourceExhausted);
 }
 
 }  // namespace
