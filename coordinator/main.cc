@@ -2,26 +2,30 @@
 // registry, the job manager (JobRunner over the registered workers), the
 // gRPC server and the metrics endpoint, then waits for SIGTERM/SIGINT and
 // shuts down in order (STYLE R1, R18).
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "common/allowed_roots.h"
+#include "coordinator/audit_log.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/memory_estimate.h"
 #include "coordinator/worker_pool.h"
 #include "coordinator/worker_registry.h"
+#include "daemon/daemon.h"
+#include "net/tls_credentials.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:7000", "gRPC address to serve on, HOST:PORT.");
 ABSL_FLAG(std::string, data_dir, "", "Directory for job records (required).");
@@ -44,6 +48,20 @@ ABSL_FLAG(absl::Duration, retention_max_age, absl::InfiniteDuration(),
 ABSL_FLAG(int64_t, retention_max_bytes, 0,
           "Keep at most this many bytes of intermediate state in --data_dir, removing the oldest "
           "finished jobs' state first (0: no limit).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate this coordinator serves (and presents to workers); empty: plaintext.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle: clients and workers must present a certificate it signed (mutual TLS), "
+          "and workers' certificates are verified against it.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File of `TOKEN TENANT` lines; JobService calls need `authorization: Bearer TOKEN`. "
+          "Empty: no authentication.");
+ABSL_FLAG(std::string, audit_log, "",
+          "File to append one JSON line per job action to (fsync'ed); empty: no audit log.");
+ABSL_FLAG(std::vector<std::string>, allowed_root, {},
+          "Directories (comma-separated) a job's model, calibration, eval and output paths must "
+          "resolve under; empty: any path.");
 
 namespace {
 
@@ -55,6 +73,10 @@ Examples:
   baq-coordinator --listen=127.0.0.1:7000 --data_dir=/tmp/baq-data --metrics_listen=127.0.0.1:9400
   # then start workers with --coordinator=127.0.0.1:7000 and submit with
   baq submit --coordinator=127.0.0.1:7000 --model=... --calib=... --bits=3 --out=...
+  # Secured: mutual TLS, bearer tokens, an audit log, jobs confined to two trees:
+  baq-coordinator --listen=0.0.0.0:7000 --data_dir=/var/lib/baq --tls_cert=/etc/baq/tls.crt \
+      --tls_key=/etc/baq/tls.key --tls_ca=/etc/baq/ca.crt --auth_token_file=/etc/baq/tokens \
+      --audit_log=/var/log/baq/audit.jsonl --allowed_root=/models,/outputs
 
 Model and calibration paths in a job are read by the workers, the output directory is written
 by the coordinator: give them a shared file system. SIGTERM or SIGINT: stop serving, interrupt the
@@ -75,24 +97,62 @@ int main(int argc, char** argv) {
     std::cerr << "baq-coordinator: --data_dir is required (see --help)\n";
     return 2;
   }
-  // Stop signals go to sigwait below, in the main thread only.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  baq::daemon::StopSignals stop_signals;  // Before any thread starts.
 
   auto prometheus_registry = std::make_shared<prometheus::Registry>();
   baq::coordinator::CoordinatorMetrics metrics(*prometheus_registry);
   std::unique_ptr<prometheus::Exposer> exposer;
   if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
-    try {  // civetweb reports a failed bind by throwing.
-      exposer = std::make_unique<prometheus::Exposer>(addr);
-      exposer->RegisterCollectable(prometheus_registry);
-    } catch (const std::exception& e) {
-      std::cerr << "baq-coordinator: cannot serve metrics on " << addr << ": " << e.what() << "\n";
+    auto started = baq::daemon::StartMetricsEndpoint(addr, prometheus_registry);
+    if (!started.ok()) {
+      std::cerr << "baq-coordinator: " << started.status() << "\n";
       return 1;
     }
+    exposer = *std::move(started);
+  }
+
+  // Security: one TLS setup for the server and the channels to the workers.
+  baq::net::TlsOptions tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                           absl::GetFlag(FLAGS_tls_ca)};
+  auto worker_credentials = baq::net::MakeChannelCredentials(tls);
+  if (!worker_credentials.ok()) {
+    std::cerr << "baq-coordinator: " << worker_credentials.status() << "\n";
+    return 2;
+  }
+  baq::coordinator::JobServiceSecurity security;
+  std::optional<baq::coordinator::TokenTable> tokens;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    auto loaded = baq::coordinator::TokenTable::Load(path);
+    if (!loaded.ok()) {
+      std::cerr << "baq-coordinator: " << loaded.status() << "\n";
+      return 2;
+    }
+    tokens = *std::move(loaded);
+    security.tokens = &*tokens;
+  }
+  std::unique_ptr<baq::coordinator::AuditLog> audit;
+  if (const std::string path = absl::GetFlag(FLAGS_audit_log); !path.empty()) {
+    auto opened = baq::coordinator::AuditLog::Open(path);
+    if (!opened.ok()) {
+      std::cerr << "baq-coordinator: " << opened.status() << "\n";
+      return 2;
+    }
+    audit = *std::move(opened);
+    security.audit = audit.get();
+  }
+  auto allowed_roots = baq::AllowedRoots::Create(absl::GetFlag(FLAGS_allowed_root));
+  if (!allowed_roots.ok()) {
+    std::cerr << "baq-coordinator: --allowed_root: " << allowed_roots.status() << "\n";
+    return 2;
+  }
+  security.allowed_roots = &*allowed_roots;
+  if (!tls.enabled()) {
+    std::cerr << "baq-coordinator: WARNING: no --tls_cert: serving plaintext gRPC; use only on "
+                 "a trusted network\n";
+  }
+  if (tokens == std::nullopt) {
+    std::cerr << "baq-coordinator: WARNING: no --auth_token_file: any client may submit and "
+                 "cancel jobs\n";
   }
 
   baq::coordinator::WorkerRegistryOptions registry_options;
@@ -101,6 +161,7 @@ int main(int argc, char** argv) {
   baq::coordinator::WorkerPoolOptions pool_options;
   pool_options.worker_wait = absl::GetFlag(FLAGS_worker_wait);
   pool_options.min_workers = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_min_workers)));
+  pool_options.channel_credentials = *worker_credentials;
   baq::coordinator::WorkerPool pool(&registry, pool_options);
 
   baq::coordinator::JobManagerOptions job_options;
@@ -132,17 +193,18 @@ int main(int argc, char** argv) {
 
   baq::coordinator::CoordinatorServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
-  auto server = baq::coordinator::CoordinatorServer::Start(server_options,
-                                                           {jobs->get(), &registry, &metrics});
+  server_options.tls = tls;
+  auto server = baq::coordinator::CoordinatorServer::Start(
+      server_options, {jobs->get(), &registry, &metrics, security});
   if (!server.ok()) {
     std::cerr << "baq-coordinator: " << server.status() << "\n";
     return 1;
   }
-  std::cerr << "baq-coordinator: serving on port " << (*server)->port() << ", "
-            << (*jobs)->List().size() << " job(s) in " << job_options.data_dir << "\n";
+  std::cerr << "baq-coordinator: serving on port " << (*server)->port() << " ("
+            << baq::net::DescribeServerSecurity(tls) << "), " << (*jobs)->List().size()
+            << " job(s) in " << job_options.data_dir << "\n";
 
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  const int signal = stop_signals.Wait();
   std::cerr << "baq-coordinator: signal " << signal << ", shutting down\n";
   (*server)->Shutdown();  // NOT_SERVING; Watch streams are cancelled after the grace.
   (*jobs)->Shutdown();    // Abort the running job; queued ones stay queued on disk.

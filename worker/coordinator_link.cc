@@ -23,20 +23,23 @@ constexpr char kServiceConfig[] = R"json({
 
 constexpr int kMaxReconnectBackoffMs = 2000;
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                          std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetServiceConfigJSON(kServiceConfig);
   // gRPC's reconnect backoff grows to 120 s; a worker that saw its
   // coordinator restart must be back well within one lease ttl.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 }  // namespace
 
 CoordinatorLink::CoordinatorLink(CoordinatorLinkOptions options)
     : options_(std::move(options)),
-      stub_(v1::CoordinatorService::NewStub(MakeChannel(options_.coordinator_address))) {}
+      stub_(v1::CoordinatorService::NewStub(
+          MakeChannel(options_.coordinator_address, options_.channel_credentials))) {}
 
 std::unique_ptr<CoordinatorLink> CoordinatorLink::Start(CoordinatorLinkOptions options) {
   std::unique_ptr<CoordinatorLink> link(new CoordinatorLink(std::move(options)));

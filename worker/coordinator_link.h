@@ -20,6 +20,8 @@
 #ifndef BAQ_WORKER_COORDINATOR_LINK_H_
 #define BAQ_WORKER_COORDINATOR_LINK_H_
 
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -46,6 +48,9 @@ struct CoordinatorLinkOptions {
   absl::Duration rpc_timeout = absl::Seconds(5);
   // Wait between failed registrations.
   absl::Duration retry_interval = absl::Seconds(1);
+  // Credentials of the channel to the coordinator (net::MakeChannelCredentials:
+  // TLS, with this worker's certificate for mutual TLS); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 struct WorkerLeaseInfo {

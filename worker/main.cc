@@ -1,9 +1,7 @@
 // baq-worker: the worker daemon. Parses flags, wires the LibTorch engine
 // factory, the gRPC server, the coordinator link and the metrics endpoint,
 // then waits for SIGTERM/SIGINT and shuts down in order (STYLE R1, R18).
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -20,6 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/daemon.h"
+#include "net/tls_credentials.h"
 #include "worker/coordinator_link.h"
 #include "worker/torch_block_engine.h"
 #include "worker/worker_metrics.h"
@@ -42,6 +42,13 @@ ABSL_FLAG(std::string, metrics_listen, "",
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads for CPU work; 0: LibTorch's default.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Minutes(10),
           "On SIGTERM, how long in-flight RPCs may run before they are cancelled.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate this worker serves (and presents to the coordinator); empty: "
+          "plaintext.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle: verifies the coordinator, and callers must present a certificate it "
+          "signed (mutual TLS).");
 
 namespace {
 
@@ -92,37 +99,40 @@ int main(int argc, char** argv) {
     std::cerr << "baq-worker: --coordinator is required (see --help)\n";
     return 2;
   }
-  // Block the stop signals in every thread (threads inherit the mask), so
-  // the main thread receives them in sigwait below and nothing runs in a
-  // signal handler.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  baq::daemon::StopSignals stop_signals;  // Before any thread starts.
 
   auto registry = std::make_shared<prometheus::Registry>();
   baq::worker::WorkerMetrics metrics(*registry);
   std::unique_ptr<prometheus::Exposer> exposer;
   if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
-    // civetweb reports a failed start by throwing. The worker keeps going
-    // without metrics: ../shared/DEVICE.md records the Exposer failing in a
-    // process with CUDA LibTorch loaded, and a GPU worker that crash-loops
-    // over its metrics endpoint serves nothing at all.
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(addr);
-      exposer->RegisterCollectable(registry);
-    } catch (const std::exception& e) {
-      std::cerr << "baq-worker: ERROR: cannot serve metrics on " << addr << ": " << e.what()
-                << "; continuing without /metrics\n";
-      exposer.reset();
+    // The worker keeps going without metrics: ../shared/DEVICE.md records
+    // the Exposer failing in a process with CUDA LibTorch loaded, and a GPU
+    // worker that crash-loops over its metrics endpoint serves nothing.
+    auto started = baq::daemon::StartMetricsEndpoint(addr, registry);
+    if (started.ok()) {
+      exposer = *std::move(started);
+    } else {
+      std::cerr << "baq-worker: ERROR: " << started.status() << "; continuing without /metrics\n";
     }
+  }
+
+  const baq::net::TlsOptions tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                                 absl::GetFlag(FLAGS_tls_ca)};
+  auto coordinator_credentials = baq::net::MakeChannelCredentials(tls);
+  if (!coordinator_credentials.ok()) {
+    std::cerr << "baq-worker: " << coordinator_credentials.status() << "\n";
+    return 2;
+  }
+  if (!tls.enabled()) {
+    std::cerr << "baq-worker: WARNING: no --tls_cert: plaintext gRPC to and from the "
+                 "coordinator; use only on a trusted network\n";
   }
 
   baq::worker::WorkerServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.devices = absl::GetFlag(FLAGS_devices);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.tls = tls;
   const int threads = absl::GetFlag(FLAGS_threads);
   const int hessian_partials = absl::GetFlag(FLAGS_hessian_partials);
   baq::worker::WorkerDeps deps;
@@ -152,12 +162,13 @@ int main(int argc, char** argv) {
   link_options.advertise_address = AdvertiseAddress(options.listen_address, (*server)->port());
   link_options.devices = options.devices;
   link_options.memory_bytes = HostMemoryBytes();
+  link_options.channel_credentials = *coordinator_credentials;
   auto link = baq::worker::CoordinatorLink::Start(link_options);
   std::cerr << "baq-worker: serving " << absl::StrJoin(options.devices, ",") << " on port "
-            << (*server)->port() << ", coordinator " << coordinator << "\n";
+            << (*server)->port() << " (" << baq::net::DescribeServerSecurity(tls)
+            << "), coordinator " << coordinator << "\n";
 
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  const int signal = stop_signals.Wait();
   std::cerr << "baq-worker: signal " << signal << ", shutting down\n";
   link->Stop();           // No more heartbeats: the coordinator's lease lapses.
   (*server)->Shutdown();  // NOT_SERVING, drain RPCs, stop executors, free engines.

@@ -20,11 +20,13 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     const WorkerServerOptions& options, WorkerDeps deps) {
   if (options.devices.empty()) return absl::InvalidArgumentError("worker has no devices");
   if (!deps.engine_factory) return absl::InvalidArgumentError("worker has no engine factory");
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      net::MakeServerCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<WorkerServer> server(new WorkerServer(options, std::move(deps)));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "net/tls_credentials.h"
 #include "worker/engine_host.h"
 #include "worker/worker_metrics.h"
 #include "worker/worker_service.h"
@@ -45,6 +46,9 @@ struct WorkerServerOptions {
   std::vector<std::string> devices = {"cpu"};
   // How long Shutdown() lets in-flight RPCs run before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(30);
+  // Server certificate, key and (for mutual TLS: only the coordinator, with
+  // a certificate from this CA, may call) client CA; none: plaintext.
+  net::TlsOptions tls;
 };
 
 struct WorkerDeps {

@@ -4,12 +4,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include <memory>
 
-#include "tests/fakes/http_get.h"
+#include "tests/fakes/scrape_metrics.h"
 
 namespace baq::coordinator {
 namespace {
@@ -28,12 +27,9 @@ TEST(CoordinatorMetricsTest, ExposesEveryMetricOverHttp) {
   metrics.target_bits().Set(3);
   metrics.achieved_bits().Set(2.99);
   metrics.job_seconds().Observe(12);
+  metrics.auth_failures_total("unknown_token").Increment();
 
-  prometheus::Exposer exposer("127.0.0.1:0");
-  exposer.RegisterCollectable(registry);
-  ASSERT_EQ(exposer.GetListeningPorts().size(), 1u);
-  absl::StatusOr<std::string> body =
-      baq::testing::HttpGet(exposer.GetListeningPorts()[0], "/metrics");
+  absl::StatusOr<std::string> body = baq::testing::ScrapeMetrics(registry);
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_rpcs_total{code=\"OK\",method=\"Submit\"} 1"));
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_rpcs_total{code=\"NOT_FOUND\",method=\"Get\"} 1"));
@@ -45,6 +41,8 @@ TEST(CoordinatorMetricsTest, ExposesEveryMetricOverHttp) {
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_target_bits 3"));
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_achieved_bits 2.99"));
   EXPECT_THAT(*body, HasSubstr("baq_coordinator_job_seconds_count 1"));
+  EXPECT_THAT(*body, HasSubstr("baq_coordinator_auth_failures_total{reason=\"unknown_token\"} 1"));
+  EXPECT_THAT(*body, HasSubstr("baq_coordinator_auth_failures_total{reason=\"missing\"} 0"));
 }
 
 }  // namespace

@@ -29,12 +29,7 @@ ABSL_BUILTIN_FLAGS = {
 # Flags the chart renders only behind values that default off, because the
 # daemons do not define them yet. When one lands in a main.cc the tests say
 # so; remove it here and from "Pending" in docs/deployment.md then.
-PENDING_FLAGS = {
-    "tls_cert_file": "tls.enabled: serve/dial gRPC with this certificate",
-    "tls_key_file": "tls.enabled: private key of that certificate",
-    "tls_ca_file": "tls.enabled: CA that peers' certificates must chain to",
-    "auth_token_file": "auth.enabled: shared bearer token file",
-}
+PENDING_FLAGS = {}
 
 # Series Prometheus itself adds to every scrape target; a dashboard may use them.
 PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}

@@ -18,6 +18,8 @@
 #include "coordinator/job_manager.h"
 #include "coordinator/worker_pool.h"
 #include "coordinator/worker_registry.h"
+#include "net/tls_credentials.h"
+#include "tests/fakes/test_certs.h"
 #include "tests/testing/test_paths.h"
 #include "worker/coordinator_link.h"
 #include "worker/torch_block_engine.h"
@@ -189,6 +191,98 @@ TEST_F(RemoteCommandsTest, UnreachableCoordinatorIsAnError) {
   EXPECT_THAT(status.code(), ::testing::AnyOf(absl::StatusCode::kUnavailable,
                                               absl::StatusCode::kDeadlineExceeded));
   EXPECT_THAT(status.message(), HasSubstr("coordinator 127.0.0.1:1"));
+}
+
+// Every channel secured: the coordinator serves mutual TLS and wants a bearer
+// token, the worker serves mutual TLS, and the worker's registration, the
+// coordinator's calls to the worker and the CLI's calls all present
+// certificates from the test CA. A job runs end to end over them.
+TEST(SecuredRemoteCommandsTest, SubmitWaitOverMutualTlsWithAToken) {
+  if (!baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared fixtures";
+  auto pki = baq::testing::MakeTestPki(baq::testing::MakeScratchDir());
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  const net::TlsOptions server_tls{pki->server_cert, pki->server_key, pki->ca_cert};
+  const net::TlsOptions client_tls{pki->client_cert, pki->client_key, pki->ca_cert};
+  auto client_credentials = net::MakeChannelCredentials(client_tls);
+  ASSERT_TRUE(client_credentials.ok()) << client_credentials.status();
+  constexpr char kToken[] = "secured-test-token-0123456789";
+  auto tokens = coordinator::TokenTable::Parse(absl::StrCat(kToken, " qa\n"), "test");
+  ASSERT_TRUE(tokens.ok());
+
+  coordinator::WorkerRegistry registry{coordinator::WorkerRegistryOptions()};
+  coordinator::WorkerPoolOptions pool_options;
+  pool_options.channel_credentials = *client_credentials;
+  coordinator::WorkerPool pool(&registry, pool_options);
+  coordinator::JobManagerDeps deps;
+  deps.execution_factory = coordinator::JobRunnerExecutionFactory();
+  deps.engine_provider = pool.AsProvider();
+  deps.abort_in_flight = [&pool] { pool.AbortAll(); };
+  coordinator::JobManagerOptions options;
+  options.data_dir = baq::testing::MakeScratchDir();
+  auto jobs = coordinator::JobManager::Create(options, std::move(deps));
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  coordinator::CoordinatorServerOptions server_options;
+  server_options.listen_address = "localhost:0";
+  server_options.tls = server_tls;
+  coordinator::CoordinatorDeps server_deps{jobs->get(), &registry, nullptr};
+  server_deps.security.tokens = &*tokens;
+  auto coordinator = coordinator::CoordinatorServer::Start(server_options, server_deps);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  const std::string address = absl::StrCat("localhost:", (*coordinator)->port());
+
+  worker::WorkerServerOptions worker_options;
+  worker_options.listen_address = "127.0.0.1:0";
+  worker_options.tls = server_tls;
+  worker::WorkerDeps worker_deps;
+  worker_deps.engine_factory = [](const std::string& device) {
+    worker::EngineOptions engine;
+    engine.device = device;
+    engine.num_threads = 1;
+    return worker::MakeTorchBlockEngine(engine);
+  };
+  auto worker = worker::WorkerServer::Start(worker_options, std::move(worker_deps));
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  worker::CoordinatorLinkOptions link_options;
+  link_options.coordinator_address = address;
+  link_options.advertise_address = absl::StrCat("127.0.0.1:", (*worker)->port());
+  link_options.devices = {"cpu"};
+  link_options.channel_credentials = *client_credentials;
+  auto link = worker::CoordinatorLink::Start(link_options);
+  ASSERT_TRUE(link->AwaitRegistered(absl::Seconds(20)));
+
+  RemoteCommandOptions o;
+  o.coordinator = address;
+  o.timeout = absl::Seconds(10);
+  o.watch_timeout = absl::Minutes(5);
+  absl::Status status;
+  // Without the CA and a client certificate: no connection.
+  Capture([&](std::FILE* f) { return RunList(o, f); }, &status);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  // TLS but no token: refused by the JobService.
+  o.tls = client_tls;
+  Capture([&](std::FILE* f) { return RunList(o, f); }, &status);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated) << status;
+  // Both: the job runs on the worker over mutual TLS.
+  o.auth_token = kToken;
+  o.wait = true;
+  o.config.model_dir = baq::testing::SharedDataDir() + "/models/opt-fixture";
+  o.config.output_dir = baq::testing::MakeScratchDir() + "/out";
+  const std::string calib = baq::testing::MakeScratchDir() + "/calib.txt";
+  baq::testing::WriteFileOrDie(calib, std::string(20000, 'a') + " the quick brown fox\n");
+  o.config.calibration.files = {calib};
+  o.config.calibration.num_samples = 4;
+  o.config.calibration.seqlen = 32;
+  o.config.quant.target_bits = 3;
+  const std::string text = Capture([&](std::FILE* f) { return RunSubmit(o, f); }, &status);
+  EXPECT_TRUE(status.ok()) << status << "\n" << text;
+  EXPECT_THAT(text, HasSubstr("succeeded"));
+  std::vector<coordinator::JobRecord> records = (*jobs)->List();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].tenant, "qa");
+
+  link->Stop();
+  (*worker)->Shutdown();
+  (*coordinator)->Shutdown();
 }
 
 }  // namespace

@@ -4,12 +4,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include <memory>
 
-#include "tests/fakes/http_get.h"
+#include "tests/fakes/scrape_metrics.h"
 
 namespace baq::worker {
 namespace {
@@ -29,11 +28,7 @@ TEST(WorkerMetricsTest, ExposesEveryMetricOverHttp) {
   metrics.engines().Set(1);
   metrics.bytes_sent_total().Increment(1024);
 
-  prometheus::Exposer exposer("127.0.0.1:0");
-  exposer.RegisterCollectable(registry);
-  ASSERT_EQ(exposer.GetListeningPorts().size(), 1u);
-  absl::StatusOr<std::string> body =
-      baq::testing::HttpGet(exposer.GetListeningPorts()[0], "/metrics");
+  absl::StatusOr<std::string> body = baq::testing::ScrapeMetrics(registry);
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_THAT(*body, HasSubstr("baq_worker_rpcs_total{code=\"OK\",method=\"Measure\"} 1"));
   EXPECT_THAT(

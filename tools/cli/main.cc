@@ -1,6 +1,8 @@
 // The `baq` command line: flags and dispatch only; the commands live in
 // baq_cli (local_commands.h, remote_commands.h).
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,11 @@ ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (retries with th
 ABSL_FLAG(int32_t, priority, 0, "submit: scheduling priority, higher runs first (docs/operations.md)");
 ABSL_FLAG(std::string, tenant, "", "submit: tenant for fair share when the coordinator has no auth (with auth, the token's tenant wins)");
 ABSL_FLAG(int32_t, rpc_timeout_s, 30, "Deadline of each RPC to the coordinator, seconds");
+ABSL_FLAG(std::string, auth_token_file, "", "Service commands: file holding the coordinator's bearer token (else $BAQ_AUTH_TOKEN)");
+ABSL_FLAG(bool, tls, false, "Service commands: TLS to the coordinator, verified against the system roots");
+ABSL_FLAG(std::string, tls_ca, "", "Service commands: CA bundle (PEM) that signed the coordinator's certificate; implies TLS");
+ABSL_FLAG(std::string, tls_client_cert, "", "Service commands: client certificate (PEM) for mutual TLS");
+ABSL_FLAG(std::string, tls_client_key, "", "Service commands: key (PEM) of --tls_client_cert");
 
 namespace {
 
@@ -166,6 +173,21 @@ int main(int argc, char** argv) {
   remote.priority = absl::GetFlag(FLAGS_priority);
   remote.tenant = absl::GetFlag(FLAGS_tenant);
   remote.timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
+  remote.tls.force = absl::GetFlag(FLAGS_tls);
+  remote.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  remote.tls.cert_file = absl::GetFlag(FLAGS_tls_client_cert);
+  remote.tls.key_file = absl::GetFlag(FLAGS_tls_client_key);
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    std::ifstream in(path);
+    std::string token;
+    if (!(in >> token)) {  // The first word: a trailing newline or comment is fine.
+      std::fprintf(stderr, "baq: cannot read a token from --auth_token_file %s\n", path.c_str());
+      return 2;
+    }
+    remote.auth_token = token;
+  } else if (const char* env = std::getenv("BAQ_AUTH_TOKEN"); env != nullptr) {
+    remote.auth_token = env;
+  }
   if (command == "submit") {
     if (!BuildJobConfig(remote.config)) return 2;
     return Finish(baq::cli::RunSubmit(remote));

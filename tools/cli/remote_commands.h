@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/job_config.h"
+#include "net/tls_credentials.h"
 
 namespace baq::cli {
 
@@ -48,6 +49,12 @@ struct RemoteCommandOptions {
   absl::Duration timeout = absl::Seconds(30);
   // Deadline of a whole Watch stream (a job may run for hours).
   absl::Duration watch_timeout = absl::Hours(72);
+  // TLS to the coordinator: ca_file verifies it (empty with a client
+  // certificate: the system roots), cert/key are the client certificate for
+  // mutual TLS; nothing named: plaintext.
+  net::TlsOptions tls;
+  // Sent as `authorization: Bearer <token>` on every RPC; empty: none.
+  std::string auth_token;
 };
 
 absl::Status RunSubmit(const RemoteCommandOptions& options, std::FILE* out = stdout);
