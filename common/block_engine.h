@@ -12,7 +12,8 @@
 // Measure(l) also produces the inputs of l+1 from the unquantized block, so
 // all blocks can be measured before any is quantized.
 //
-// Thread-compatible: one thread (the device executor) calls all methods.
+// Thread-compatible: one thread (the device executor) calls all methods,
+// except Cancel().
 #ifndef BAQ_COMMON_BLOCK_ENGINE_H_
 #define BAQ_COMMON_BLOCK_ENGINE_H_
 
@@ -57,6 +58,13 @@ class BlockEngine {
 
   // Drops all state of the job (cancel, finish).
   virtual void Reset() = 0;
+
+  // Thread-safe: the one method any thread may call, also while another
+  // method runs. Makes the call in progress return Cancelled soon (between
+  // layers and calibration windows, not at the next block), and every later
+  // call too; the owner then Reset()s or destroys the engine. Sticky: a
+  // cancelled engine is not reused. Default: no-op (calls run to their end).
+  virtual void Cancel() {}
 };
 
 }  // namespace baq
