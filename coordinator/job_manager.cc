@@ -226,7 +226,7 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& id) {
   } else if (job.record.state == JobState::kRunning && !job.cancel_requested) {
     job.cancel_requested = true;
     if (job.execution != nullptr) job.execution->Cancel();
-    job.record.progress.message = "cancelling at the next block boundary";
+    job.record.progress.message = "cancelling: stopping the workers' calls in flight";
     NotifyLocked(job);
   }
   return job.record;
@@ -375,7 +375,7 @@ void JobManager::OnProgress(const std::string& id, const JobProgress& p) {
   Job& job = jobs_.at(id);
   if (IsTerminal(job.record.state)) return;
   job.record.progress = p;
-  if (job.cancel_requested) job.record.progress.message = "cancelling at the next block boundary";
+  if (job.cancel_requested) job.record.progress.message = "cancelling: stopping the workers' calls in flight";
   if (deps_.metrics != nullptr) {
     deps_.metrics->job_progress_percent().Set(p.percent);
     deps_.metrics->achieved_bits().Set(p.achieved_bits);

@@ -159,7 +159,8 @@ class JobManager {
   absl::StatusOr<JobRecord> Get(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   // Oldest first.
   std::vector<JobRecord> List() ABSL_LOCKS_EXCLUDED(mu_);
-  // Queued: cancelled now. Running: at the next block boundary (the record
+  // Queued: cancelled now. Running: the workers' calls in flight are aborted
+  // and the job ends CANCELLED within seconds (the record
   // stays RUNNING until then). Finished: unchanged. NotFound if unknown.
   absl::StatusOr<JobRecord> Cancel(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -117,6 +117,12 @@ class RemoteBlockEngine : public BlockEngine {
   absl::Status ImportInputs(int64_t block, std::string bytes) override;
   // Best effort: a worker that is gone has nothing to free.
   void Reset() override;
+  // Aborts the in-flight calls of every engine of the job (the shared
+  // CallCanceller): the workers see the cancellation and drop the job's
+  // engines. Later calls fail; Reset() still goes out.
+  void Cancel() override {
+    if (canceller_ != nullptr) canceller_->CancelAll();
+  }
 
  private:
   absl::Status Wrap(const grpc::Status& status) const;
