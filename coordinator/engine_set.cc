@@ -60,10 +60,23 @@ size_t EngineSet::AddMore() {
 absl::Status EngineSet::StartAll(const JobConfig& config) {
   const absl::Time deadline = absl::Now() + options_.replacement_wait;
   while (true) {
-    for (size_t i = 0; i < slots_.size(); ++i) {
+    // Start()s run in parallel, one thread per engine (a worker's start
+    // loads the model and embeds the calibration set: seconds to minutes);
+    // their results are then taken in slot order.
+    std::vector<absl::Status> results(slots_.size());
+    {
+      std::vector<std::thread> starts;
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i].started || !slots_[i].alive) continue;
+        starts.emplace_back([&, i] { results[i] = slots_[i].engine->Start(config); });
+      }
+      for (std::thread& t : starts) t.join();
+    }
+    bool added = false;
+    for (size_t i = 0; i < results.size(); ++i) {
       if (slots_[i].started || !slots_[i].alive) continue;
       BlockEngine* e = slots_[i].engine;
-      absl::Status s = e->Start(config);
+      const absl::Status& s = results[i];
       if (s.ok()) {
         slots_[i].started = true;
         if (num_blocks_ == 0) num_blocks_ = e->num_blocks();
@@ -87,10 +100,9 @@ absl::Status EngineSet::StartAll(const JobConfig& config) {
                                                options_.max_worker_failures, "); last: ",
                                                s.ToString()));
       }
-      // Slots may have grown: restart the scan.
-      i = static_cast<size_t>(-1);
-      AddMore();
+      added = AddMore() > 0 || added;
     }
+    if (added) continue;  // Start the replacements.
     if (live() > 0) return absl::OkStatus();
     if (cancelled_ != nullptr && cancelled_->load()) return absl::CancelledError("job cancelled");
     if (absl::Now() >= deadline) {
