@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/status_macros.h"
 
 namespace baq {
@@ -100,7 +101,9 @@ absl::Status AtomicOutputDir::Commit() {
   if (committed_) {
     return absl::FailedPreconditionError(absl::StrCat(final_path_, ": already committed"));
   }
+  BAQ_FAILPOINT("atomic_output_dir.before_fsync");
   BAQ_RETURN_IF_ERROR(FsyncTree(temp_path_));
+  BAQ_FAILPOINT("atomic_output_dir.before_rename");
   const std::string parent = ParentOf(final_path_);
 
   if (!overwrite_) {
@@ -120,6 +123,7 @@ absl::Status AtomicOutputDir::Commit() {
       }
     }
     committed_ = true;
+    BAQ_FAILPOINT("atomic_output_dir.after_rename");
     return FsyncPath(parent, /*is_dir=*/true);
   }
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -139,6 +140,7 @@ absl::Status SafetensorsWriter::Add(absl::string_view name, DType dtype, std::ve
     return absl::InvalidArgumentError(
         absl::StrCat(quoted, ": got ", bytes.size(), " bytes, shape and dtype need ", expected));
   }
+  BAQ_FAILPOINT("safetensors_writer.add");
   if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), spill_) != bytes.size()) {
     const int error = errno;
     // Drop the partial tensor: the next one is written where this one began.
@@ -180,6 +182,7 @@ absl::Status SafetensorsWriter::Finish() {
   std::string temp_path;
   BAQ_ASSIGN_OR_RETURN(const int fd, MakeSiblingTemp(path_, "tmp", &temp_path));
   absl::Status status = [&]() -> absl::Status {
+    BAQ_FAILPOINT("safetensors_writer.before_write");
     BAQ_RETURN_IF_ERROR(WriteAll(fd, header.data(), header.size(), temp_path));
     std::string chunk(kCopyChunkBytes, '\0');
     const int spill_fd = fileno(spill_);
@@ -193,13 +196,16 @@ absl::Status SafetensorsWriter::Finish() {
       }
       BAQ_RETURN_IF_ERROR(WriteAll(fd, chunk.data(), static_cast<size_t>(n), temp_path));
       done += static_cast<uint64_t>(n);
+      BAQ_FAILPOINT("safetensors_writer.after_chunk");
     }
     // mkstemp makes 0600; a published model is readable like any output file.
     if (fchmod(fd, 0644) != 0) return ErrnoError(errno, temp_path, "fchmod failed");
+    BAQ_FAILPOINT("safetensors_writer.before_fsync");
     if (fsync(fd) != 0) return ErrnoError(errno, temp_path, "fsync failed");
     return absl::OkStatus();
   }();
   if (close(fd) != 0 && status.ok()) status = ErrnoError(errno, temp_path, "close failed");
+  if (status.ok()) status = failpoint::Eval("safetensors_writer.before_rename");
   if (status.ok() && rename(temp_path.c_str(), path_.c_str()) != 0) {
     status = ErrnoError(errno, path_, "rename failed");
   }
@@ -207,6 +213,7 @@ absl::Status SafetensorsWriter::Finish() {
     unlink(temp_path.c_str());
     return status;
   }
+  BAQ_FAILPOINT("safetensors_writer.after_rename");
   BAQ_RETURN_IF_ERROR(FsyncDir(DirName(path_)));
   finished_ = true;
   std::fclose(spill_);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/failpoint.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 
@@ -28,10 +29,12 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 absl::Status WriteFile(const std::string& path, const std::string& contents) {
+  BAQ_FAILPOINT("output_assembler.before_write_file");
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
   out.close();
   if (!out) return absl::DataLossError(absl::StrCat("cannot write ", path));
+  BAQ_FAILPOINT("output_assembler.after_write_file");
   return absl::OkStatus();
 }
 
@@ -125,6 +128,7 @@ absl::Status OutputAssembler::AddBlock(const BlockOutput& output) {
                                                      " has unknown format index ", fi));
     }
     const TensorBytes& t = output.tensors[i];
+    BAQ_FAILPOINT("output_assembler.add_block");
     BAQ_RETURN_IF_ERROR(formats_[fi].writer->Add(
         t.name, t.dtype, t.shape,
         absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(t.bytes.data()), t.bytes.size())));
@@ -169,6 +173,7 @@ absl::Status OutputAssembler::Commit(const nlohmann::json& report) {
     BAQ_RETURN_IF_ERROR(Annotate(f.writer->Finish(), OutputFormatName(f.format)));
     BAQ_RETURN_IF_ERROR(WriteSideFiles(f, report));
   }
+  BAQ_FAILPOINT("output_assembler.before_commit");
   return out_->Commit();
 }
 

@@ -11,6 +11,7 @@ EngineHost::EngineHost(std::vector<std::string> devices, EngineFactory factory,
     : devices_(std::move(devices)), factory_(std::move(factory)), metrics_(metrics) {
   for (const std::string& device : devices_) {
     auto d = std::make_unique<Device>();
+    d->index = static_cast<int>(device_state_.size());
     d->executor = std::make_unique<DeviceExecutor>(device, metrics_);
     device_state_.push_back(std::move(d));
   }
@@ -32,9 +33,39 @@ void EngineHost::Run(int device, std::function<void(Device&)> task,
   }
 }
 
+absl::Status EngineHost::Register(const Device& d, const std::string& job_id,
+                                  BlockEngine* engine) {
+  absl::MutexLock lock(&live_mu_);
+  if (cancelled_.contains({d.index, job_id})) {
+    return absl::CancelledError(
+        absl::StrCat("job ", job_id, " on ", d.executor->device(), " was cancelled"));
+  }
+  live_[{d.index, job_id}] = engine;
+  return absl::OkStatus();
+}
+
+void EngineHost::Unregister(const Device& d, const std::string& job_id) {
+  absl::MutexLock lock(&live_mu_);
+  live_.erase({d.index, job_id});
+}
+
+void EngineHost::CancelJob(const std::string& job_id, int device) {
+  if (device < 0 || static_cast<size_t>(device) >= device_state_.size()) return;
+  absl::MutexLock lock(&live_mu_);
+  cancelled_.insert({device, job_id});
+  auto it = live_.find({device, job_id});
+  if (it != live_.end()) it->second->Cancel();
+}
+
+size_t EngineHost::num_engines() const {
+  absl::MutexLock lock(&live_mu_);
+  return live_.size();
+}
+
 void EngineHost::DropEngine(Device& d, const std::string& job_id) {
   auto it = d.engines.find(job_id);
   if (it == d.engines.end()) return;
+  Unregister(d, job_id);
   it->second->Reset();
   d.engines.erase(it);
   if (metrics_ != nullptr) metrics_->engines().Decrement();
@@ -52,7 +83,12 @@ void EngineHost::StartJob(const std::string& job_id, int device, JobConfig confi
           done(engine.status());
           return;
         }
+        if (absl::Status s = Register(d, job_id, engine->get()); !s.ok()) {
+          done(s);
+          return;
+        }
         if (absl::Status s = (*engine)->Start(config); !s.ok()) {
+          Unregister(d, job_id);
           (*engine)->Reset();
           done(s);
           return;
@@ -85,10 +121,15 @@ void EngineHost::WithEngine(const std::string& job_id, int device,
 
 void EngineHost::ResetJob(const std::string& job_id, int device,
                           std::function<void(absl::Status)> done) {
+  CancelJob(job_id, device);
   Run(
       device,
       [this, job_id, done](Device& d) {
         DropEngine(d, job_id);
+        {
+          absl::MutexLock lock(&live_mu_);
+          cancelled_.erase({d.index, job_id});
+        }
         done(absl::OkStatus());
       },
       done);

@@ -11,6 +11,11 @@
 // for an immediate error (bad device index, host stopping). The service
 // layer (worker_service.cc) finishes its RPC reactors from those callbacks.
 //
+// Cancellation: ResetJob (and CancelJob) reach an engine from any thread
+// through BlockEngine::Cancel(), so a block in progress stops between layers
+// or calibration windows instead of running to its end; the engine is then
+// Reset and destroyed on its executor, which frees its memory.
+//
 // Thread-safe.
 //
 // Example:
@@ -26,12 +31,16 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/block_engine.h"
+#include "absl/synchronization/mutex.h"
 #include "common/job_config.h"
 #include "worker/device_executor.h"
 #include "worker/worker_metrics.h"
@@ -65,8 +74,19 @@ class EngineHost {
   void WithEngine(const std::string& job_id, int device,
                   std::function<void(absl::StatusOr<BlockEngine*>)> fn);
 
-  // Resets and drops the job's engine; OK if there is none.
+  // Cancels the job's work on `device` (CancelJob), then resets and drops
+  // its engine on the executor; OK if there is none. `done` runs once the
+  // engine is gone.
   void ResetJob(const std::string& job_id, int device, std::function<void(absl::Status)> done);
+
+  // Returns at once: makes the job's call in progress on `device`, and its
+  // later calls there, return Cancelled soon; a StartJob of the job on that
+  // device fails Cancelled (creates no engine) until a ResetJob has run.
+  // The engine stays until ResetJob drops it. Unknown device: no-op.
+  void CancelJob(const std::string& job_id, int device) ABSL_LOCKS_EXCLUDED(live_mu_);
+
+  // Engines that exist (starting or started), over all devices.
+  size_t num_engines() const ABSL_LOCKS_EXCLUDED(live_mu_);
 
   // Drops every engine on its own thread, then stops the executors.
   // Idempotent. REQUIRES: no more calls after it (later ones get Unavailable).
@@ -74,6 +94,7 @@ class EngineHost {
 
  private:
   struct Device {
+    int index = 0;
     std::unique_ptr<DeviceExecutor> executor;
     // Touched only on `executor`'s thread.
     absl::flat_hash_map<std::string, std::unique_ptr<BlockEngine>> engines;
@@ -84,6 +105,11 @@ class EngineHost {
   void Run(int device, std::function<void(Device&)> task,
            const std::function<void(absl::Status)>& fail);
   void DropEngine(Device& d, const std::string& job_id);
+  // On the executor: makes a new engine reachable by CancelJob; Cancelled
+  // if a ResetJob asked before the engine existed.
+  absl::Status Register(const Device& d, const std::string& job_id, BlockEngine* engine)
+      ABSL_LOCKS_EXCLUDED(live_mu_);
+  void Unregister(const Device& d, const std::string& job_id) ABSL_LOCKS_EXCLUDED(live_mu_);
 
   // Constant after construction.
   const std::vector<std::string> devices_;
@@ -91,6 +117,15 @@ class EngineHost {
   WorkerMetrics* const metrics_;  // Nullable; not owned.
   // One per entry of devices_; the vector itself never changes.
   std::vector<std::unique_ptr<Device>> device_state_;
+
+  // What CancelJob reaches from other threads. An engine is in `live_` from
+  // before its Start() until before it is destroyed, so a pointer read under
+  // the lock is valid while the lock is held.
+  mutable absl::Mutex live_mu_;
+  absl::flat_hash_map<std::pair<int, std::string>, BlockEngine*> live_ ABSL_GUARDED_BY(live_mu_);
+  // (device, job) pairs cancelled by a ResetJob whose drop has not run yet:
+  // a StartJob queued before that drop does not start an engine.
+  absl::flat_hash_set<std::pair<int, std::string>> cancelled_ ABSL_GUARDED_BY(live_mu_);
 };
 
 }  // namespace baq::worker

@@ -15,13 +15,35 @@ void Record(WorkerMetrics* metrics, absl::string_view method, const absl::Status
   if (metrics != nullptr) metrics->RecordRpc(method, status);
 }
 
+// A unary reactor for calls that run a job's work on a device: when the
+// client cancels the call (job cancelled, coordinator gone, deadline passed),
+// the job's engine on that device is cancelled and dropped, so the work stops
+// within a layer or a few calibration windows and its memory is freed.
+// Owns itself: deleted in OnDone.
+class JobCallReactor final : public grpc::ServerUnaryReactor {
+ public:
+  JobCallReactor(EngineHost* host, std::string job_id, int device)
+      : host_(host), job_id_(std::move(job_id)), device_(device) {}
+  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
+  void OnDone() override { delete this; }
+
+ private:
+  EngineHost* const host_;
+  const std::string job_id_;
+  const int device_;
+};
+
 // Streams a Quantize result: per tensor a header then its bytes in chunks,
 // then the report. Owns itself: deleted in OnDone.
 class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeResponseChunk> {
  public:
   QuantizeWriter(grpc::CallbackServerContext* ctx, const v1::QuantizeRequest& request,
                  EngineHost* host, WorkerMetrics* metrics)
-      : ctx_(ctx), metrics_(metrics) {
+      : ctx_(ctx),
+        host_(host),
+        metrics_(metrics),
+        job_id_(request.job_id()),
+        device_(request.device_index()) {
     const int64_t block = request.block();
     host->WithEngine(
         request.job_id(), request.device_index(),
@@ -45,6 +67,8 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
     if (!ok) return Done(absl::CancelledError("stream broken while writing"));
     WriteNext();
   }
+  // See JobCallReactor.
+  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
   void OnDone() override { delete this; }
 
  private:
@@ -89,7 +113,10 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
   }
 
   grpc::CallbackServerContext* const ctx_;
+  EngineHost* const host_;
   WorkerMetrics* const metrics_;
+  const std::string job_id_;
+  const int device_;
   // Touched by one thread at a time: the executor until the first
   // StartWrite, then the gRPC reaction that follows each write.
   BlockOutput output_;
@@ -199,7 +226,8 @@ class ImportReader final : public grpc::ServerReadReactor<v1::ImportInputsChunk>
 grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* ctx,
                                                   const v1::StartJobRequest* request,
                                                   v1::StartJobResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor =
+      new JobCallReactor(host_, request->job_id(), request->device_index());
   WorkerMetrics* metrics = metrics_;
   auto finish = [reactor, metrics](const absl::Status& s) {
     Record(metrics, "StartJob", s);
@@ -225,7 +253,8 @@ grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ctx,
                                                  const v1::MeasureRequest* request,
                                                  v1::BlockMeasurement* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor =
+      new JobCallReactor(host_, request->job_id(), request->device_index());
   WorkerMetrics* metrics = metrics_;
   const int64_t block = request->block();
   host_->WithEngine(request->job_id(), request->device_index(),
