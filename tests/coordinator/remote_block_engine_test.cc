@@ -171,6 +171,37 @@ TEST_F(RemoteBlockEngineTest, CancellerAbortsCallsInFlightAndLaterOnes) {
   engine.Reset();  // Still allowed: frees the worker's state.
 }
 
+TEST_F(RemoteBlockEngineTest, RevokedLeaseFencesCallsInFlightAndEveryLaterOne) {
+  // A hung worker (its lease expired): WorkerPool revokes the fence; the
+  // call in flight ends at once as UNAVAILABLE (a worker loss the job
+  // survives), nothing from that incarnation is accepted afterwards, and
+  // Reset() does not wait for the hung worker.
+  StartServer(FakeEngineOptions());
+  auto fence = std::make_shared<LeaseFence>("w001", 7);
+  RemoteBlockEngine engine(channel_, "w001@test", "job-1", 0, RemoteEngineOptions(),
+                           std::make_shared<CallCanceller>(), fence);
+  ASSERT_TRUE(engine.Start(TestConfig()).ok());
+  baq::testing::FakeWorkerFaults faults;
+  faults.hang_measure = true;
+  service_->set_faults(faults);
+  absl::Status measured;
+  std::thread caller([&] { measured = engine.Measure(0).status(); });
+  ASSERT_TRUE(service_->AwaitHanging(1, absl::Seconds(10)));
+  const absl::Time revoked = absl::Now();
+  fence->Revoke("lease expired");
+  caller.join();
+  EXPECT_LT(absl::Now() - revoked, absl::Seconds(5));
+  EXPECT_EQ(measured.code(), absl::StatusCode::kUnavailable) << measured;
+  EXPECT_THAT(measured.message(), HasSubstr("w001 epoch 7 lost its lease (lease expired)"));
+  service_->set_faults(baq::testing::FakeWorkerFaults());
+  const absl::Status later = engine.Measure(0).status();
+  EXPECT_EQ(later.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(later.message(), HasSubstr("fenced off"));
+  const absl::Time reset = absl::Now();
+  engine.Reset();
+  EXPECT_LT(absl::Now() - reset, absl::Seconds(1));
+}
+
 TEST_F(RemoteBlockEngineTest, RejectsATruncatedStream) {
   FakeEngineOptions options;
   options.tensor_bytes = 3 * (size_t{1} << 20);
