@@ -63,15 +63,29 @@ MODES = {
     "sequential": job_pb2.EXECUTION_MODE_SEQUENTIAL,
     "parallel": job_pb2.EXECUTION_MODE_PARALLEL,
 }
-TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED)
+# Every state but these is terminal: SUCCEEDED, FAILED, CANCELLED, and any
+# terminal state a newer coordinator adds (enum values are only ever added).
+NOT_TERMINAL = (job_pb2.JOB_STATE_UNSPECIFIED, job_pb2.JOB_STATE_QUEUED,
+                job_pb2.JOB_STATE_RUNNING)
+
+
+def terminal(state):
+    return state not in NOT_TERMINAL
+
+
+def enum_name(enum, value, prefix):
+    try:
+        return enum.Name(value).replace(prefix, "").lower()
+    except ValueError:  # A value added after these stubs were generated.
+        return "%s%d" % (prefix.lower(), value)
 
 
 def state_name(state):
-    return job_pb2.JobState.Name(state).replace("JOB_STATE_", "").lower()
+    return enum_name(job_pb2.JobState, state, "JOB_STATE_")
 
 
 def stage_name(stage):
-    return job_pb2.JobStage.Name(stage).replace("JOB_STAGE_", "").lower()
+    return enum_name(job_pb2.JobStage, stage, "JOB_STAGE_")
 
 
 def build_spec(args):
@@ -109,7 +123,7 @@ def format_event(ev):
     line = "%-9s %5.1f%%  %-22s" % (state_name(ev.state), ev.percent, where)
     if ev.blocks_done > 0:
         line += "  %.4f bits" % ev.achieved_bits
-    if ev.eta_seconds >= 0 and ev.state not in TERMINAL:
+    if ev.eta_seconds >= 0 and not terminal(ev.state):
         line += "  eta %.0fs" % ev.eta_seconds
     return line
 
@@ -170,7 +184,7 @@ def main():
             print("coordinator %s: %s: %s" % (args.coordinator, e.code().name, e.details()),
                   file=sys.stderr)
             return 3
-    if last is None or last.state not in TERMINAL:
+    if last is None or not terminal(last.state):
         print("watch ended before the job did", file=sys.stderr)
         return 3
     if job.state == job_pb2.JOB_STATE_SUCCEEDED:
