@@ -27,6 +27,9 @@ protobuf-compiler, protobuf-compiler-grpc), from the repository root:
       --coordinator=127.0.0.1:7000 --model="$PWD/examples/opt-fixture" \\
       --calib="$PWD/examples/calibration.txt" --bits=3 --out=/tmp/opt-baq3-py
 
+Against a secured coordinator (docs/service.md, "Security") add --tls-ca=CA.pem
+(and --tls-client-cert/--tls-client-key under mutual TLS) and
+--auth-token-file=FILE or $BAQ_AUTH_TOKEN (sent as `authorization: Bearer`).
 Paths are resolved by the daemons (model and calibration on the workers, the
 output on the coordinator): pass absolute paths. Prints one line per progress
 event and a final line; exits 0 only if the job succeeded (1 failed or
@@ -34,6 +37,7 @@ cancelled, 2 bad usage or stubs missing, 3 an RPC failed).
 """
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -147,6 +151,44 @@ def watch(stub, job_id, watch_timeout_s):
     return last
 
 
+def open_channel(args):
+    """Plaintext, or TLS (mutual with a client certificate); a bearer token on every call."""
+    token = os.environ.get("BAQ_AUTH_TOKEN", "")
+    if args.auth_token_file:
+        with open(args.auth_token_file) as f:
+            token = (f.read().split() or [""])[0]
+    if not args.tls_ca and not args.tls_client_cert:
+        if token:
+            print("submit_and_watch: warning: sending a token over plaintext", file=sys.stderr)
+            return grpc.intercept_channel(grpc.insecure_channel(args.coordinator),
+                                          TokenInterceptor(token))
+        return grpc.insecure_channel(args.coordinator)
+    read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
+    creds = grpc.ssl_channel_credentials(root_certificates=read(args.tls_ca),
+                                         private_key=read(args.tls_client_key),
+                                         certificate_chain=read(args.tls_client_cert))
+    if token:
+        creds = grpc.composite_channel_credentials(
+            creds, grpc.access_token_call_credentials(token))  # authorization: Bearer TOKEN
+    return grpc.secure_channel(args.coordinator, creds)
+
+
+class TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer TOKEN` to every call (gRPC's call credentials need TLS)."""
+
+    def __init__(self, token):
+        self.metadata = (("authorization", "Bearer " + token),)
+
+    def _with_token(self, details):
+        return details._replace(metadata=tuple(details.metadata or ()) + self.metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--coordinator", default="127.0.0.1:7000", help="HOST:PORT")
@@ -165,6 +207,11 @@ def main():
     p.add_argument("--timeout", type=float, default=30.0, help="deadline of unary calls, s")
     p.add_argument("--watch-timeout", type=float, default=72 * 3600.0,
                    help="deadline of the Watch stream, s")
+    p.add_argument("--tls-ca", default="", help="PEM CA of the coordinator's certificate (TLS)")
+    p.add_argument("--tls-client-cert", default="", help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-client-key", default="", help="PEM key of --tls-client-cert")
+    p.add_argument("--auth-token-file", default="",
+                   help="file whose first word is the bearer token; default: $BAQ_AUTH_TOKEN")
     args = p.parse_args()
     unknown = [f for f in args.format.split(",") if f and f not in FORMATS]
     if unknown:
@@ -172,7 +219,7 @@ def main():
 
     request = job_pb2.SubmitJobRequest(request_id=args.request_id or "py-" + uuid.uuid4().hex,
                                        spec=build_spec(args))
-    with grpc.insecure_channel(args.coordinator) as channel:
+    with open_channel(args) as channel:
         stub = job_pb2_grpc.JobServiceStub(channel)
         try:
             job = submit(stub, request, args.timeout)
