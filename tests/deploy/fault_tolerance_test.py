@@ -247,6 +247,21 @@ def assert_same_output(got, want):
     log("output byte-identical to the undisturbed run (%s)" % ", ".join(names))
 
 
+def blocks_done(c, job):
+    try:
+        with open(os.path.join(c.data_dir, "jobs", job, "manifest.json")) as f:
+            return json.load(f)["blocks_done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def await_checkpoint(c, job, n, timeout_s=JOB_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while blocks_done(c, job) < n:
+        assert time.monotonic() < deadline, "no checkpoint of %d blocks in %d s" % (n, timeout_s)
+        time.sleep(0.05)
+
+
 def scenario_worker_kill(c, flags):
     for name in ("w1", "w2", "w3"):
         c.start_worker(name)
@@ -254,15 +269,20 @@ def scenario_worker_kill(c, flags):
     job = c.submit(flags, "ft-kill")
     detections, recoveries = [], []
     killed = set()
+    # Kill 1 lands on the first busy worker (starting or on block 0), kills 2
+    # and 3 once 1 and 3 blocks are checkpointed: later blocks restore their
+    # inputs from the checkpoint and roll back a non-empty bit budget.
+    after_blocks = {1: 0, 2: 1, 3: 3}
     for k in range(1, 4):
+        await_checkpoint(c, job, after_blocks[k])
         victim = c.busy_worker()
         proc = c.workers[victim][0]
         st = c.status(job)
         os.kill(proc.pid, signal.SIGKILL)
         t_kill = time.monotonic()
         proc.wait()
-        log("kill %d: SIGKILL %s (pid %d) while busy; job at: %s" %
-            (k, victim, proc.pid, st.get("progress", "?")))
+        log("kill %d: SIGKILL %s (pid %d) while busy, %d blocks checkpointed; job at: %s" %
+            (k, victim, proc.pid, blocks_done(c, job), st.get("progress", "?")))
         t_detect = c.await_log(r"worker lost (while starting )?\(failure", k, timeout_s=30)
         t_recover = c.await_log(r"worker lost at block|worker lost while starting", k, 60)
         detections.append(t_detect - t_kill)
@@ -318,18 +338,7 @@ def scenario_coordinator_restart(c, flags):
     c.await_workers(2)
     job = c.submit(flags, "ft-restart")
     ckpt = os.path.join(c.data_dir, "jobs", job, "manifest.json")
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    done = 0
-    while time.monotonic() < deadline:
-        if os.path.exists(ckpt):
-            try:
-                done = json.load(open(ckpt))["blocks_done"]
-            except (OSError, ValueError, KeyError):
-                done = 0
-            if done >= 2:
-                break
-        time.sleep(0.05)
-    assert done >= 2, "no checkpoint with 2 blocks appeared"
+    await_checkpoint(c, job, 2)
     c.coordinator.kill()
     c.coordinator.wait()
     t_kill = time.monotonic()
