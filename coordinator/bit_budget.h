@@ -64,15 +64,18 @@ class BitBudget {
     int64_t elements_done = 0;
     double projection_exact = 0;
     double projection_assigned = 0;
+    std::vector<std::pair<std::string, double>> reference_losses;
   };
   State state() const {
-    return State{bits_done_, elements_done_, projection_exact_, projection_assigned_};
+    return State{bits_done_, elements_done_, projection_exact_, projection_assigned_,
+                 reference_losses_};
   }
   void Restore(const State& s) {
     bits_done_ = s.bits_done;
     elements_done_ = s.elements_done;
     projection_exact_ = s.projection_exact;
     projection_assigned_ = s.projection_assigned;
+    reference_losses_ = s.reference_losses;
   }
   double achieved_bits() const;
   int64_t elements_done() const { return elements_done_; }

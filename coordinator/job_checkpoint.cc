@@ -148,6 +148,9 @@ absl::StatusOr<CheckpointState> JobCheckpoint::Load() const {
     s.budget.elements_done = b.at("elements_done").get<int64_t>();
     s.budget.projection_exact = FromBits(b.at("projection_exact"));
     s.budget.projection_assigned = FromBits(b.at("projection_assigned"));
+    for (const json& r : b.value("reference_losses", json::array())) {
+      s.budget.reference_losses.emplace_back(r.at(0).get<std::string>(), FromBits(r.at(1)));
+    }
     s.worker_failures = j.at("worker_failures").get<int64_t>();
     s.resumes = j.value("resumes", int64_t{0});
     if (s.blocks_done < 0 || s.blocks_done > s.num_blocks) {
@@ -214,6 +217,10 @@ absl::StatusOr<std::string> JobCheckpoint::LoadInputs(int64_t block) const {
 }
 
 absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
+  json references = json::array();
+  for (const auto& [scope, loss] : s.budget.reference_losses) {
+    references.push_back({scope, Bits(loss)});
+  }
   const json j = {{"version", kManifestVersion},
                   {"num_blocks", s.num_blocks},
                   {"blocks_done", s.blocks_done},
@@ -221,7 +228,8 @@ absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
                    {{"bits_done", Bits(s.budget.bits_done)},
                     {"elements_done", s.budget.elements_done},
                     {"projection_exact", Bits(s.budget.projection_exact)},
-                    {"projection_assigned", Bits(s.budget.projection_assigned)}}},
+                    {"projection_assigned", Bits(s.budget.projection_assigned)},
+                    {"reference_losses", references}}},
                   {"worker_failures", s.worker_failures},
                   {"resumes", s.resumes},
                   {"config", config_}};

@@ -11,8 +11,8 @@
 //   inputs-<b+1>.bin   the serialized activations entering block b+1
 //                      (BlockEngine::ExportInputs of the worker that ran b)
 //   manifest.json      blocks_done = b+1, the bit budget's carried state
-//                      (BitBudget::State, doubles as their IEEE bit
-//                      patterns), worker failures survived, and the job's
+//                      (BitBudget::State, including the reference losses
+//                      solved so far; doubles as their IEEE bit patterns), worker failures survived, and the job's
 //                      config, so a checkpoint is never applied to another
 //                      job.
 // Each file is written to a temporary name, fsync'ed, renamed into place,

@@ -53,6 +53,7 @@ CheckpointState MakeState(int64_t blocks_done) {
   s.budget.elements_done = 123456789012;
   s.budget.projection_exact = 2.0 / 3.0;
   s.budget.projection_assigned = -0.0;
+  s.budget.reference_losses = {{"block 0", 0.1 + 0.2}, {"block 1", 1e-310}};
   s.worker_failures = 2;
   return s;
 }
@@ -107,6 +108,10 @@ TEST(JobCheckpointTest, BlocksStateAndInputsRoundTripExactly) {
   EXPECT_EQ(s->budget.elements_done, want.budget.elements_done);
   EXPECT_EQ(std::memcmp(&s->budget.projection_exact, &want.budget.projection_exact, 8), 0);
   EXPECT_TRUE(std::signbit(s->budget.projection_assigned));  // -0.0 stays -0.0.
+  ASSERT_EQ(s->budget.reference_losses.size(), 2u);
+  EXPECT_EQ(s->budget.reference_losses[0].first, "block 0");
+  EXPECT_EQ(s->budget.reference_losses[0].second, 0.1 + 0.2);
+  EXPECT_EQ(s->budget.reference_losses[1].second, 1e-310);
   for (int64_t b = 0; b < 2; ++b) {
     absl::StatusOr<BlockOutput> out = reopened.LoadBlock(b);
     ASSERT_TRUE(out.ok()) << out.status();
