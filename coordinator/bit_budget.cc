@@ -72,10 +72,20 @@ std::vector<LayerAllocation> BitBudget::Project(std::vector<LayerAllocation> lay
     projection_exact_ += exact;
     // The width that brings the projected total closest to the exact total.
     const double want = (projection_exact_ - projection_assigned_) / elements;
-    // GPTQ kernels take 2, 3, 4 or 8 bits.
-    int32_t bits = 2;
-    for (int32_t c : {3, 4, 8}) {
-      if (std::abs(c - want) < std::abs(bits - want)) bits = c;
+    // GPTQ kernels take 2, 3, 4 or 8 bits, packed into 32-bit words along
+    // both dimensions (qweight along in, qzeros along out): widths the
+    // layer's shape cannot pack are skipped (3 bits for LLaMA's
+    // intermediate size 688, say). If none fits, the nearest one is kept and
+    // the gptq writer reports the shape.
+    const int64_t in = static_cast<int64_t>(losses[i].column_loss.size());
+    const int64_t out = losses[i].rows;
+    int32_t bits = 0;
+    for (bool packable_only : {true, false}) {
+      for (int32_t c : {2, 3, 4, 8}) {
+        if (packable_only && ((in * c) % 32 != 0 || (out * c) % 32 != 0)) continue;
+        if (bits == 0 || std::abs(c - want) < std::abs(bits - want)) bits = c;
+      }
+      if (bits != 0) break;
     }
     layers[i].gptq_bits = bits;
     projection_assigned_ += bits * elements;
@@ -95,6 +105,7 @@ absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
       BAQ_RETURN_IF_ERROR(ValidateLayerLosses(losses[i]));
       BAQ_ASSIGN_OR_RETURN(SublayerAllocationResult r,
                            SublayerAllocation(losses[i].column_loss, options));
+      reference_losses_.emplace_back(losses[i].name, r.reference_loss);
       out[i].levels = std::move(r.levels);
     }
     return Project(std::move(out), losses);
@@ -102,6 +113,7 @@ absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
   FixedBits fixed{bits_done_, elements_done_};
   BAQ_ASSIGN_OR_RETURN(GlobalAllocation g,
                        SolveGlobalAllocation(losses, quant_.target_bits, options, fixed));
+  reference_losses_.emplace_back(absl::StrCat("block ", m.block), g.reference_loss);
   for (size_t i = 0; i < losses.size(); ++i) out[i].levels = std::move(g.levels[i]);
   return Project(std::move(out), losses);
 }
@@ -125,6 +137,7 @@ absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateAll
   }
   BAQ_ASSIGN_OR_RETURN(GlobalAllocation g,
                        SolveGlobalAllocation(all, quant_.target_bits, Options()));
+  reference_losses_.emplace_back("model", g.reference_loss);
   std::vector<std::vector<LayerAllocation>> out;
   size_t k = 0;
   for (const BlockMeasurement& m : blocks) {
