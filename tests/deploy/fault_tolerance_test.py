@@ -228,7 +228,7 @@ def reference_output(cli_bin, data, cache_dir):
     return ref
 
 
-def assert_same_output(got, want):
+def assert_same_output(got, want, layer_keys_ignored=("seconds",)):
     names = sorted(os.listdir(want))
     assert sorted(os.listdir(got)) == names, (sorted(os.listdir(got)), names)
     for name in names:
@@ -240,7 +240,8 @@ def assert_same_output(got, want):
             for r in (a, b):
                 r.pop("stage_seconds", None)
                 for layer in r.get("layers", []):
-                    layer.pop("seconds", None)
+                    for key in layer_keys_ignored:
+                        layer.pop(key, None)
             differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             assert not differing, "quant_report.json differs in %s" % differing
         assert a == b, "%s differs from the undisturbed run's" % name
@@ -385,7 +386,11 @@ def main():
         fn = {"worker-kill": scenario_worker_kill, "worker-stop": scenario_worker_stop,
               "coordinator-restart": scenario_coordinator_restart}[scenario]
         fn(c, flags)
-        assert_same_output(out, ref)
+        # A resumed job's report has no per-column level histogram for the
+        # blocks read back from the checkpoint (coordinator/quant_report.h);
+        # everything else, and every tensor, is identical.
+        ignored = ("seconds", "bits_histogram") if scenario == "coordinator-restart" else ("seconds",)
+        assert_same_output(out, ref, ignored)
         ok = True
     finally:
         c.stop()
