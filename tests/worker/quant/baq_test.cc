@@ -1,6 +1,5 @@
 #include "worker/quant/baq.h"
 
-#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -153,20 +152,9 @@ TEST(BaqTest, SameBitsForOneAndTwoThreads) {
   const std::vector<int32_t> levels = RandomLevels(384);
   BaqOptions o;
   o.act_order = true;
-  BaqResult r[2];
-  const int saved_threads = at::get_num_threads();
-  for (int threads : {1, 2}) {
-    at::set_num_threads(threads);
-    ASSERT_EQ(at::get_num_threads(), threads);
-    auto got = BaqQuantize(w, h, levels, o);
-    ASSERT_TRUE(got.ok());
-    r[threads - 1] = *got;
-  }
-  at::set_num_threads(saved_threads);
-  EXPECT_TRUE(at::equal(r[0].weight, r[1].weight));
-  EXPECT_TRUE(at::equal(r[0].codes, r[1].codes));
-  EXPECT_TRUE(at::equal(r[0].column_loss, r[1].column_loss));
-  EXPECT_EQ(r[0].proxy_loss, r[1].proxy_loss);
+  auto r = testing::ResultsWithOneAndTwoThreads([&] { return BaqQuantize(w, h, levels, o); });
+  ASSERT_TRUE(r.ok()) << r.status();
+  testing::ExpectBitwiseEqual((*r)[0], (*r)[1]);
 }
 
 TEST(BaqTest, RejectsBadInput) {

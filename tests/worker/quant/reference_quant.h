@@ -6,16 +6,24 @@
 // (gptq_baq.py `fasterquant` with given levels), written independently of
 // worker/quant so the tests compare two implementations. Only the Cholesky
 // steps use LibTorch (as the reference code does). Slow: small shapes only.
+// Also the fixture code the GPTQ and BAQ tests share (random Hessians, the
+// one-vs-two-threads determinism run).
 #ifndef BAQ_TESTS_WORKER_QUANT_REFERENCE_QUANT_H_
 #define BAQ_TESTS_WORKER_QUANT_REFERENCE_QUANT_H_
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <utility>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace baq::worker::testing {
 
@@ -186,6 +194,37 @@ inline at::Tensor RandomHessian(int64_t cols, int64_t n, double log_scale_sd,
       at::randn({n, cols}, at::kDouble) * at::exp(at::randn({1, cols}, at::kDouble) * log_scale_sd);
   for (int64_t j : dead) x.select(1, j).zero_();
   return x.t().mm(x) * (2.0 / n);
+}
+
+// Runs `quantize` (returning absl::StatusOr<Result>) once with one LibTorch
+// thread and once with two, restoring the thread count, so a test can check
+// that the results are bitwise identical. An error of either run is returned.
+template <typename Fn, typename Result = typename decltype(std::declval<Fn>()())::value_type>
+absl::StatusOr<std::array<Result, 2>> ResultsWithOneAndTwoThreads(Fn quantize) {
+  const int saved_threads = at::get_num_threads();
+  std::array<Result, 2> results;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    EXPECT_EQ(at::get_num_threads(), threads);
+    auto got = quantize();
+    if (!got.ok()) {
+      at::set_num_threads(saved_threads);
+      return got.status();
+    }
+    results[threads - 1] = *std::move(got);
+  }
+  at::set_num_threads(saved_threads);
+  return results;
+}
+
+// Asserts (gtest EXPECTs) that the two results of ResultsWithOneAndTwoThreads
+// agree bit for bit in every field GPTQ and BAQ results share.
+template <typename Result>
+void ExpectBitwiseEqual(const Result& a, const Result& b) {
+  EXPECT_TRUE(at::equal(a.weight, b.weight));
+  EXPECT_TRUE(at::equal(a.codes, b.codes));
+  EXPECT_TRUE(at::equal(a.column_loss, b.column_loss));
+  EXPECT_EQ(a.proxy_loss, b.proxy_loss);
 }
 
 }  // namespace baq::worker::testing
