@@ -1,7 +1,8 @@
 // worker/layer_formats.h
 //
 // The tensors one quantized linear layer contributes to each output format,
-// and the loader that turns baq's packed format back into weights.
+// and the loaders that turn the packed and gptq formats back into weights
+// (what `baq eval` runs on).
 //
 // fake-quant: "<name>.weight", the dequantized weight in the checkpoint's
 //   dtype (transformers loads it as a plain model).
@@ -31,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "common/block_protocol.h"
 #include "common/safetensors_checkpoint.h"
+#include "worker/model/decoder_block.h"
 
 namespace baq::worker {
 
@@ -59,6 +61,30 @@ absl::StatusOr<std::vector<TensorBytes>> GptqTensors(const QuantizedLayer& layer
 // DataLoss/InvalidArgument naming the tensor on inconsistent content.
 absl::StatusOr<at::Tensor> DequantizePacked(const SafetensorsCheckpoint& ckpt,
                                             const std::string& name);
+
+// Rebuilds the float32 [out, in] weight of `name` from a gptq checkpoint:
+// w[o][i] = scales[g][o] * (code[o][i] - zero[g][o]), g = g_idx[i], computed
+// in float32 from the F16 scales. The width comes from the tensor shapes
+// (bits = rows(qweight) * 32 / in), so per-module widths need no config.
+// zero = (stored + 1) mod 2^bits: the writer's intent (GptqTensors wraps
+// zero 0 to 2^bits - 1). GPTQ v1 loaders add 1 without the wrap, so a row
+// whose zero point is 0 (all weights >= 0) reads differently there; see
+// docs/model-execution.md. InvalidArgument/DataLoss naming the tensor on
+// inconsistent shapes or content.
+absl::StatusOr<at::Tensor> DequantizeGptq(const SafetensorsCheckpoint& ckpt,
+                                          const std::string& name);
+
+// A BlockOptions::linear_weight_loader for a baq output checkpoint of any
+// format: per layer, DequantizePacked where "<name>.qcodes" exists,
+// DequantizeGptq where "<name>.qweight" exists, else "<name>.weight". The
+// result is rounded to `checkpoint_dtype` (then float32), as the fake-quant
+// checkpoint stores it and as an engine that dequantizes into the model's
+// dtype sees it. `ckpt` must outlive the loader.
+LinearWeightLoader QuantizedWeightLoader(const SafetensorsCheckpoint& ckpt,
+                                         DType checkpoint_dtype);
+// Whether `ckpt` holds packed or gptq layers (names ending in ".qcodes" or
+// ".qweight").
+bool HasQuantizedLayers(const SafetensorsCheckpoint& ckpt);
 
 // Bytes of a contiguous CPU copy of `t`, as a TensorBytes named `name`.
 absl::StatusOr<TensorBytes> ToTensorBytes(std::string name, const at::Tensor& t);

@@ -1,6 +1,7 @@
-// `baq eval`: perplexity of a checkpoint (original or fake-quant output)
-// over non-overlapping windows of a text file, the GPTQ/BAQ protocol,
-// streamed block by block.
+// `baq eval`: perplexity of a checkpoint (the original, or a baq output in
+// any format: fake-quant as is, packed and gptq dequantized layer by layer
+// as each block loads) over non-overlapping windows of a text file, the
+// GPTQ/BAQ protocol, streamed block by block.
 #include <ATen/ATen.h>
 
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "common/status_macros.h"
 #include "common/text_dataset.h"
 #include "tools/cli/local_commands.h"
+#include "worker/layer_formats.h"
 #include "worker/model/perplexity.h"
 
 namespace baq::cli {
@@ -61,6 +63,8 @@ absl::Status RunEval(const EvalOptions& options) {
     windows.ids.resize(static_cast<size_t>(options.max_windows * options.seqlen));
   }
   worker::PerplexityOptions p;
+  const bool quantized = worker::HasQuantizedLayers(*ckpt);
+  if (quantized) p.block.linear_weight_loader = worker::QuantizedWeightLoader(*ckpt, config.dtype);
   p.num_threads = options.engine.num_threads;
   p.block.device = device;  // float32 compute on either device, as `baq quantize`.
   if (device.is_cuda()) p.batch_windows = kCudaBatchWindows;
@@ -72,9 +76,10 @@ absl::Status RunEval(const EvalOptions& options) {
   BAQ_ASSIGN_OR_RETURN(worker::PerplexityResult r,
                        worker::EvaluatePerplexity(config, *ckpt, windows, p));
   std::fprintf(stderr, "\n");
-  std::printf("perplexity: %.4f (%lld windows x %lld tokens, %.1f s)\n", r.perplexity,
+  std::printf("perplexity: %.4f (%lld windows x %lld tokens, %.1f s%s)\n", r.perplexity,
               static_cast<long long>(r.num_windows), static_cast<long long>(r.window_tokens),
-              absl::ToDoubleSeconds(absl::Now() - start));
+              absl::ToDoubleSeconds(absl::Now() - start),
+              quantized ? ", quantized layers dequantized on load" : "");
   return absl::OkStatus();
 }
 

@@ -15,6 +15,29 @@
 
 namespace baq::worker {
 
+namespace {
+
+// BlockOptions::linear_weight_loader's weight for `spec`, checked and
+// converted to the compute dtype and device.
+absl::StatusOr<at::Tensor> LoadedWeight(const LinearLayerSpec& spec, const BlockOptions& options) {
+  BAQ_ASSIGN_OR_RETURN(at::Tensor w, options.linear_weight_loader(spec));
+  if (!w.defined() || !w.is_floating_point() ||
+      w.sizes() != at::IntArrayRef({spec.out_features, spec.in_features})) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.name, ": loaded weight must be a float [", spec.out_features, ", ",
+        spec.in_features, "] tensor, got ",
+        w.defined() ? ShapeString(w.sizes()) : std::string("undefined")));
+  }
+  BAQ_ASSIGN_OR_RETURN(at::Tensor converted, CallTorch(spec.name, [&] {
+                         c10::NoGradGuard no_grad;
+                         return w.to(options.device, options.compute_dtype).contiguous();
+                       }));
+  BAQ_RETURN_IF_ERROR(CheckFinite(converted, spec.name + " loaded weight"));
+  return converted;
+}
+
+}  // namespace
+
 DecoderBlock::DecoderBlock(int64_t index, int64_t hidden_size, const BlockOptions& options,
                            LinearParams linears)
     : index_(index),
@@ -32,10 +55,14 @@ absl::StatusOr<DecoderBlock::LinearParams> DecoderBlock::LoadLinearParams(
   LinearParams params;
   params.specs = config.BlockLinearLayers(block);
   for (const LinearLayerSpec& spec : params.specs) {
-    BAQ_ASSIGN_OR_RETURN(
-        at::Tensor weight,
-        LoadCheckpointTensor(ckpt, spec.name + ".weight", {spec.out_features, spec.in_features},
-                             options.device, options.compute_dtype));
+    at::Tensor weight;
+    if (options.linear_weight_loader) {
+      BAQ_ASSIGN_OR_RETURN(weight, LoadedWeight(spec, options));
+    } else {
+      BAQ_ASSIGN_OR_RETURN(weight, LoadCheckpointTensor(ckpt, spec.name + ".weight",
+                                                        {spec.out_features, spec.in_features},
+                                                        options.device, options.compute_dtype));
+    }
     at::Tensor bias;
     if (spec.has_bias) {
       BAQ_ASSIGN_OR_RETURN(bias, LoadCheckpointTensor(ckpt, spec.name + ".bias",
@@ -55,6 +82,27 @@ absl::StatusOr<int> DecoderBlock::FindLayer(const std::vector<LinearLayerSpec>& 
   }
   return absl::InternalError(absl::StrCat("ModelConfig::BlockLinearLayers has no layer \"",
                                           short_name, "\" that the block implementation uses"));
+}
+
+absl::StatusOr<DecoderBlock::BlockParams> DecoderBlock::LoadBlockParams(
+    const ModelConfig& config, const SafetensorsCheckpoint& ckpt, int64_t block,
+    const BlockOptions& options, absl::Span<const absl::string_view> used_layers,
+    absl::Span<const absl::string_view> vector_names) {
+  BlockParams params;
+  BAQ_ASSIGN_OR_RETURN(params.linears, LoadLinearParams(config, ckpt, block, options));
+  for (absl::string_view name : used_layers) {
+    BAQ_ASSIGN_OR_RETURN(int index, FindLayer(params.linears.specs, name));
+    params.layer.push_back(index);
+  }
+  const std::string prefix = config.BlockPrefix(block);
+  for (absl::string_view name : vector_names) {
+    BAQ_ASSIGN_OR_RETURN(at::Tensor v,
+                         LoadCheckpointTensor(ckpt, absl::StrCat(prefix, name),
+                                              {config.hidden_size}, options.device,
+                                              options.compute_dtype));
+    params.vectors.push_back(std::move(v));
+  }
+  return params;
 }
 
 absl::StatusOr<at::Tensor> DecoderBlock::Forward(const at::Tensor& hidden) {

@@ -47,10 +47,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/model_config.h"
 #include "common/safetensors_checkpoint.h"
 
 namespace baq::worker {
+
+// Produces the weight [out_features, in_features] of a quantizable layer
+// (see BlockOptions::linear_weight_loader).
+using LinearWeightLoader = std::function<absl::StatusOr<at::Tensor>(const LinearLayerSpec& layer)>;
 
 struct BlockOptions {
   // Where parameters live and Forward() runs.
@@ -62,6 +67,12 @@ struct BlockOptions {
   // Queries per attention step: bounds the score tensor to
   // [batch, heads, chunk, seq] and skips fully masked key ranges.
   int64_t attention_query_chunk = 128;
+  // Where a block gets the weight of a quantizable layer: empty = the
+  // checkpoint tensor "<name>.weight"; otherwise this function, e.g. a
+  // dequantizer of a packed or gptq output (worker/layer_formats.h
+  // QuantizedWeightLoader). Its float [out_features, in_features] result is
+  // checked (shape, NaN/Inf) and converted like a checkpoint tensor.
+  LinearWeightLoader linear_weight_loader;
 };
 
 // Called by Forward() with the input of one linear layer as a
@@ -120,6 +131,20 @@ class DecoderBlock {
   // implementation and ModelConfig disagree about layer names.
   static absl::StatusOr<int> FindLayer(const std::vector<LinearLayerSpec>& specs,
                                        absl::string_view short_name);
+
+  // What a block implementation loads: the quantizable layers, the index in
+  // linears.specs of each layer its math uses (`layer[i]` for
+  // used_layers[i]), and its other per-block [hidden_size] vectors (norm
+  // weights and biases, "<block prefix><vector_names[i]>" as `vectors[i]`).
+  struct BlockParams {
+    LinearParams linears;
+    std::vector<int> layer;
+    std::vector<at::Tensor> vectors;
+  };
+  static absl::StatusOr<BlockParams> LoadBlockParams(
+      const ModelConfig& config, const SafetensorsCheckpoint& ckpt, int64_t block,
+      const BlockOptions& options, absl::Span<const absl::string_view> used_layers,
+      absl::Span<const absl::string_view> vector_names);
 
   // The block's math on validated input; may throw c10::Error (Forward()
   // converts it).

@@ -4,22 +4,27 @@
 
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
-#include "worker/model/tensor_convert.h"
 
 namespace baq::worker {
 namespace {
 
+// The layers and vectors LlamaBlock's math uses, by position.
+enum Layer { kQ, kK, kV, kO, kGate, kUp, kDown };
+constexpr absl::string_view kLayers[] = {"self_attn.q_proj", "self_attn.k_proj",
+                                         "self_attn.v_proj", "self_attn.o_proj",
+                                         "mlp.gate_proj",    "mlp.up_proj",
+                                         "mlp.down_proj"};
+enum Vector { kAttnNorm, kMlpNorm };
+constexpr absl::string_view kVectors[] = {"input_layernorm.weight",
+                                          "post_attention_layernorm.weight"};
+
 class LlamaBlock final : public DecoderBlock {
  public:
-  struct Params {
-    at::Tensor attn_norm_weight;  // input_layernorm
-    at::Tensor mlp_norm_weight;   // post_attention_layernorm
-    int q, k, v, o, gate, up, down;  // Indices into linear_layers().
-  };
-
   static absl::StatusOr<std::unique_ptr<DecoderBlock>> Load(const ModelConfig& config,
                                                              const SafetensorsCheckpoint& ckpt,
                                                              int64_t block,
@@ -39,33 +44,18 @@ class LlamaBlock final : public DecoderBlock {
           "unsupported attention shape: ", config.num_attention_heads, " heads, ",
           config.num_key_value_heads, " kv heads, head_dim ", config.head_dim));
     }
-    BAQ_ASSIGN_OR_RETURN(LinearParams linears, LoadLinearParams(config, ckpt, block, options));
-    Params p;
-    BAQ_ASSIGN_OR_RETURN(p.q, FindLayer(linears.specs, "self_attn.q_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.k, FindLayer(linears.specs, "self_attn.k_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.v, FindLayer(linears.specs, "self_attn.v_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.o, FindLayer(linears.specs, "self_attn.o_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.gate, FindLayer(linears.specs, "mlp.gate_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.up, FindLayer(linears.specs, "mlp.up_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.down, FindLayer(linears.specs, "mlp.down_proj"));
-    const std::string prefix = config.BlockPrefix(block);
-    const auto load = [&](const std::string& name) {
-      return LoadCheckpointTensor(ckpt, prefix + name, {config.hidden_size}, options.device,
-                                  options.compute_dtype);
-    };
-    BAQ_ASSIGN_OR_RETURN(p.attn_norm_weight, load("input_layernorm.weight"));
-    BAQ_ASSIGN_OR_RETURN(p.mlp_norm_weight, load("post_attention_layernorm.weight"));
-    return std::unique_ptr<DecoderBlock>(
-        new LlamaBlock(config, block, options, std::move(linears), std::move(p)));
+    BAQ_ASSIGN_OR_RETURN(BlockParams p,
+                         LoadBlockParams(config, ckpt, block, options, kLayers, kVectors));
+    return std::unique_ptr<DecoderBlock>(new LlamaBlock(config, block, options, std::move(p)));
   }
 
  protected:
   absl::StatusOr<at::Tensor> ForwardImpl(const at::Tensor& hidden) override {
     const int64_t batch = hidden.size(0), seq = hidden.size(1);
-    at::Tensor x = RmsNorm(hidden, p_.attn_norm_weight, eps_);
-    BAQ_ASSIGN_OR_RETURN(at::Tensor q, ApplyLinear(p_.q, x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor k, ApplyLinear(p_.k, x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor v, ApplyLinear(p_.v, x));
+    at::Tensor x = RmsNorm(hidden, v_[kAttnNorm], eps_);
+    BAQ_ASSIGN_OR_RETURN(at::Tensor q, ApplyLinear(layer_[kQ], x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor k, ApplyLinear(layer_[kK], x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor v, ApplyLinear(layer_[kV], x));
     const auto split = [&](const at::Tensor& t, int64_t heads) {
       return t.view({batch, seq, heads, head_dim_}).transpose(1, 2);
     };
@@ -75,26 +65,27 @@ class LlamaBlock final : public DecoderBlock {
     const at::Tensor attn =
         CausalAttention(q, k, split(v, kv_heads_),
                         1.0 / std::sqrt(static_cast<double>(head_dim_)), sliding_window_);
-    BAQ_ASSIGN_OR_RETURN(at::Tensor attn_out, ApplyLinear(p_.o, attn));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor attn_out, ApplyLinear(layer_[kO], attn));
     const at::Tensor h = hidden + attn_out;
-    x = RmsNorm(h, p_.mlp_norm_weight, eps_);
-    BAQ_ASSIGN_OR_RETURN(at::Tensor gate, ApplyLinear(p_.gate, x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(p_.up, x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(p_.down, at::silu(gate) * up));
+    x = RmsNorm(h, v_[kMlpNorm], eps_);
+    BAQ_ASSIGN_OR_RETURN(at::Tensor gate, ApplyLinear(layer_[kGate], x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(layer_[kUp], x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(layer_[kDown], at::silu(gate) * up));
     return h + down;
   }
 
  private:
   LlamaBlock(const ModelConfig& config, int64_t block, const BlockOptions& options,
-             LinearParams linears, Params params)
-      : DecoderBlock(block, config.hidden_size, options, std::move(linears)),
+             BlockParams params)
+      : DecoderBlock(block, config.hidden_size, options, std::move(params.linears)),
         heads_(config.num_attention_heads),
         kv_heads_(config.num_key_value_heads),
         head_dim_(config.head_dim),
         rope_theta_(config.rope_theta),
         sliding_window_(config.sliding_window),
         eps_(config.rms_norm_eps),
-        p_(std::move(params)) {}
+        layer_(std::move(params.layer)),
+        v_(std::move(params.vectors)) {}
 
   // cos/sin [seq, head_dim] for positions 0..seq-1, computed in float32 as
   // transformers' LlamaRotaryEmbedding (inv_freq = 1 / theta^(2i/d),
@@ -124,7 +115,8 @@ class LlamaBlock final : public DecoderBlock {
   const double rope_theta_;
   const int64_t sliding_window_;  // 0 = full causal attention.
   const double eps_;
-  const Params p_;
+  const std::vector<int> layer_;     // By Layer: index into linear_layers().
+  const std::vector<at::Tensor> v_;  // By Vector.
 };
 
 }  // namespace

@@ -4,31 +4,37 @@
 
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
-#include "worker/model/tensor_convert.h"
 
 namespace baq::worker {
 namespace {
 
+// The layers and vectors OptBlock's math uses, by position.
+enum Layer { kQ, kK, kV, kOut, kFc1, kFc2 };
+constexpr absl::string_view kLayers[] = {"self_attn.q_proj", "self_attn.k_proj",
+                                         "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"};
+// transformers' OPT LayerNorms have biases even when enable_bias is false.
+enum Vector { kAttnNormWeight, kAttnNormBias, kFfnNormWeight, kFfnNormBias };
+constexpr absl::string_view kVectors[] = {"self_attn_layer_norm.weight",
+                                          "self_attn_layer_norm.bias", "final_layer_norm.weight",
+                                          "final_layer_norm.bias"};
+
 class OptBlock final : public DecoderBlock {
  public:
-  struct Params {
-    at::Tensor attn_norm_weight, attn_norm_bias;  // self_attn_layer_norm
-    at::Tensor ffn_norm_weight, ffn_norm_bias;    // final_layer_norm
-    int q, k, v, out, fc1, fc2;                   // Indices into linear_layers().
-  };
-
   OptBlock(const ModelConfig& config, int64_t block, const BlockOptions& options,
-           LinearParams linears, Params params)
-      : DecoderBlock(block, config.hidden_size, options, std::move(linears)),
+           BlockParams params)
+      : DecoderBlock(block, config.hidden_size, options, std::move(params.linears)),
         heads_(config.num_attention_heads),
         head_dim_(config.hidden_size / config.num_attention_heads),
         norm_before_(config.do_layer_norm_before),
         relu_(config.hidden_act == "relu"),
         eps_(config.layer_norm_eps),
-        p_(std::move(params)) {}
+        layer_(std::move(params.layer)),
+        v_(std::move(params.vectors)) {}
 
   static absl::StatusOr<std::unique_ptr<DecoderBlock>> Load(const ModelConfig& config,
                                                              const SafetensorsCheckpoint& ckpt,
@@ -44,26 +50,9 @@ class OptBlock final : public DecoderBlock {
           "hidden_size ", config.hidden_size, " is not a multiple of num_attention_heads ",
           config.num_attention_heads));
     }
-    BAQ_ASSIGN_OR_RETURN(LinearParams linears, LoadLinearParams(config, ckpt, block, options));
-    Params p;
-    BAQ_ASSIGN_OR_RETURN(p.q, FindLayer(linears.specs, "self_attn.q_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.k, FindLayer(linears.specs, "self_attn.k_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.v, FindLayer(linears.specs, "self_attn.v_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.out, FindLayer(linears.specs, "self_attn.out_proj"));
-    BAQ_ASSIGN_OR_RETURN(p.fc1, FindLayer(linears.specs, "fc1"));
-    BAQ_ASSIGN_OR_RETURN(p.fc2, FindLayer(linears.specs, "fc2"));
-    const std::string prefix = config.BlockPrefix(block);
-    const auto load = [&](const std::string& name) {
-      return LoadCheckpointTensor(ckpt, prefix + name, {config.hidden_size}, options.device,
-                                  options.compute_dtype);
-    };
-    // transformers' OPT LayerNorms have biases even when enable_bias is false.
-    BAQ_ASSIGN_OR_RETURN(p.attn_norm_weight, load("self_attn_layer_norm.weight"));
-    BAQ_ASSIGN_OR_RETURN(p.attn_norm_bias, load("self_attn_layer_norm.bias"));
-    BAQ_ASSIGN_OR_RETURN(p.ffn_norm_weight, load("final_layer_norm.weight"));
-    BAQ_ASSIGN_OR_RETURN(p.ffn_norm_bias, load("final_layer_norm.bias"));
-    return std::unique_ptr<DecoderBlock>(
-        new OptBlock(config, block, options, std::move(linears), std::move(p)));
+    BAQ_ASSIGN_OR_RETURN(BlockParams p,
+                         LoadBlockParams(config, ckpt, block, options, kLayers, kVectors));
+    return std::unique_ptr<DecoderBlock>(new OptBlock(config, block, options, std::move(p)));
   }
 
  protected:
@@ -71,22 +60,22 @@ class OptBlock final : public DecoderBlock {
     const int64_t batch = hidden.size(0), seq = hidden.size(1), width = hidden.size(2);
     // Attention branch.
     at::Tensor x = norm_before_ ? AttnNorm(hidden) : hidden;
-    BAQ_ASSIGN_OR_RETURN(at::Tensor q, ApplyLinear(p_.q, x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor k, ApplyLinear(p_.k, x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor v, ApplyLinear(p_.v, x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor q, ApplyLinear(layer_[kQ], x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor k, ApplyLinear(layer_[kK], x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor v, ApplyLinear(layer_[kV], x));
     const auto split = [&](const at::Tensor& t) {
       return t.view({batch, seq, heads_, head_dim_}).transpose(1, 2);
     };
     const at::Tensor attn = CausalAttention(split(q), split(k), split(v),
                                             1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor attn_out, ApplyLinear(p_.out, attn));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor attn_out, ApplyLinear(layer_[kOut], attn));
     at::Tensor h = hidden + attn_out;
     if (!norm_before_) h = AttnNorm(h);
     // FFN branch.
     x = norm_before_ ? FfnNorm(h) : h;
-    BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(p_.fc1, x));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(layer_[kFc1], x));
     up = relu_ ? at::relu(up) : at::gelu(up);
-    BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(p_.fc2, up));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(layer_[kFc2], up));
     h = h + down;
     if (!norm_before_) h = FfnNorm(h);
     return h.view({batch, seq, width});
@@ -94,10 +83,10 @@ class OptBlock final : public DecoderBlock {
 
  private:
   at::Tensor AttnNorm(const at::Tensor& x) const {
-    return at::layer_norm(x, {x.size(-1)}, p_.attn_norm_weight, p_.attn_norm_bias, eps_);
+    return at::layer_norm(x, {x.size(-1)}, v_[kAttnNormWeight], v_[kAttnNormBias], eps_);
   }
   at::Tensor FfnNorm(const at::Tensor& x) const {
-    return at::layer_norm(x, {x.size(-1)}, p_.ffn_norm_weight, p_.ffn_norm_bias, eps_);
+    return at::layer_norm(x, {x.size(-1)}, v_[kFfnNormWeight], v_[kFfnNormBias], eps_);
   }
 
   const int64_t heads_;
@@ -105,7 +94,8 @@ class OptBlock final : public DecoderBlock {
   const bool norm_before_;
   const bool relu_;  // Else GELU (OPT configs allow "relu" and "gelu").
   const double eps_;
-  const Params p_;
+  const std::vector<int> layer_;       // By Layer: index into linear_layers().
+  const std::vector<at::Tensor> v_;    // By Vector.
 };
 
 }  // namespace
