@@ -100,7 +100,7 @@ class TorchBlockEngine final : public BlockEngine {
     BAQ_ASSIGN_OR_RETURN(std::unique_ptr<TokenEmbedding> embed,
                          TokenEmbedding::Load(model_, *ckpt_, block_options_));
     BAQ_ASSIGN_OR_RETURN(at::Tensor x, embed->Embed(ids.to(device_)));
-    inputs_[0] = std::move(x);
+    BAQ_ASSIGN_OR_RETURN(inputs_[0], Keep(std::move(x)));
     calibration_tokens_ = ids.numel();
     started_ = true;
     return absl::OkStatus();
@@ -273,9 +273,11 @@ class TorchBlockEngine final : public BlockEngine {
   absl::Status ImportInputs(int64_t block, std::string bytes) override {
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
     BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
-    inputs_[block] = std::move(x);
+    BAQ_ASSIGN_OR_RETURN(inputs_[block], Keep(std::move(x)));
     return absl::OkStatus();
   }
+
+  void set_activation_spill(ActivationSpillOptions spill) { spill_ = std::move(spill); }
 
   void Reset() override {
     inputs_.clear();
@@ -350,6 +352,15 @@ class TorchBlockEngine final : public BlockEngine {
     });
   }
 
+  // `x` where spill_ puts activations of its size: itself, or a copy in a
+  // spill file (x is dropped then).
+  absl::StatusOr<at::Tensor> Keep(at::Tensor x) const {
+    BAQ_ASSIGN_OR_RETURN(at::Tensor kept,
+                         AllocateActivations(x.sizes(), x.scalar_type(), device_, spill_));
+    if (!IsSpilled(kept)) return x;
+    return CallTorch("spill activations", [&] { return kept.copy_(x); });
+  }
+
   absl::Status CheckBlock(int64_t block) const {
     if (!started_) return absl::FailedPreconditionError("engine not started");
     if (block < 0 || block >= model_.num_layers) {
@@ -361,30 +372,31 @@ class TorchBlockEngine final : public BlockEngine {
 
   // Runs all calibration windows through the block, kWindowsPerForward at a
   // time: chunk c on rank c % world (replicas[rank]), with chunk_of_rank_
-  // naming the chunk for the Hessian observers. The outputs come back to
-  // x's device in window order.
+  // naming the chunk for the Hessian observers. The outputs are written in
+  // window order into a buffer on the first device, or a spill file
+  // (AllocateActivations), as each chunk finishes.
   absl::StatusOr<at::Tensor> RunBlock(const std::vector<DecoderBlock*>& replicas,
                                       const at::Tensor& x, bool keep) {
     const int world = static_cast<int>(ranks_.size());
     const int64_t chunks = (x.size(0) + kWindowsPerForward - 1) / kWindowsPerForward;
-    std::vector<std::vector<at::Tensor>> outs(world);
+    // Each chunk's output goes straight into `out` (memory or a spill file).
+    at::Tensor out;
+    if (keep) {
+      BAQ_ASSIGN_OR_RETURN(out, AllocateActivations(x.sizes(), x.scalar_type(), device_, spill_));
+    }
     BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
       for (int64_t c = r; c < chunks; c += world) {
         chunk_of_rank_[r] = c;
         const int64_t s = c * kWindowsPerForward;
         const int64_t e = std::min(x.size(0), s + kWindowsPerForward);
-        at::Tensor in = x.slice(0, s, e);
-        if (r != 0) in = in.to(ranks_[r].device);
+        // A no-op view unless the rank is another device or x is spilled.
+        const at::Tensor in = x.slice(0, s, e).to(ranks_[r].device);
         BAQ_ASSIGN_OR_RETURN(at::Tensor y, replicas[r]->Forward(in));
-        if (!keep) continue;
-        outs[r].push_back(r == 0 ? std::move(y) : y.to(x.device()));
+        if (keep) out.slice(0, s, e).copy_(y);
       }
       return absl::OkStatus();
     }));
-    if (!keep) return at::Tensor();
-    std::vector<at::Tensor> ordered;
-    for (int64_t c = 0; c < chunks; ++c) ordered.push_back(std::move(outs[c % world][c / world]));
-    return CallTorch("concat activations", [&] { return at::cat(ordered, 0); });
+    return out;
   }
 
   const at::Device device_;  // ranks_[0]'s: embeddings and activations live here.
@@ -399,6 +411,8 @@ class TorchBlockEngine final : public BlockEngine {
   bool started_ = false;
   int64_t calibration_tokens_ = 0;
   std::map<int64_t, at::Tensor> inputs_;  // Block -> its input activations.
+  // Where block-boundary activations live (memory or a spill file).
+  ActivationSpillOptions spill_;
   std::map<int64_t, BlockState> blocks_;  // Measured, not yet quantized.
 };
 
@@ -435,7 +449,9 @@ absl::StatusOr<std::unique_ptr<BlockEngine>> MakeTorchBlockEngine(const EngineOp
   std::vector<Rank> ranks;
   for (int r = 0; r < world; ++r) ranks.push_back(Rank{devices[r], std::move(comms[r])});
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
-  return std::unique_ptr<BlockEngine>(new TorchBlockEngine(std::move(ranks), partials));
+  std::unique_ptr<TorchBlockEngine> engine(new TorchBlockEngine(std::move(ranks), partials));
+  engine->set_activation_spill(options.activation_spill);
+  return std::unique_ptr<BlockEngine>(std::move(engine));
 }
 
 }  // namespace baq::worker

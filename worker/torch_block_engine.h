@@ -4,7 +4,8 @@
 // device, accumulates Hessians, runs BAQ/GPTQ/RTN and produces the block's
 // output tensors in every requested format. See common/block_engine.h for the
 // protocol. Memory: one block's weights and Hessians plus the calibration
-// activations of one block boundary.
+// activations of one block boundary (two in sequential mode while a block
+// runs), which can be spilled to disk (EngineOptions::activation_spill).
 //
 // Several devices (one engine spanning e.g. two GPUs of a worker): every
 // block is loaded on each device; calibration chunk c (kWindowsPerForward
@@ -27,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/block_engine.h"
+#include "worker/calibration_inputs.h"
 
 namespace baq::worker {
 
@@ -36,6 +38,11 @@ struct EngineOptions {
   std::string device = "cpu";
   // Intra-op threads for CPU LibTorch work; 0 leaves LibTorch's default.
   int num_threads = 0;
+  // Calibration activations of a block boundary larger than
+  // activation_spill.memory_limit_bytes live in a file in
+  // activation_spill.spill_dir instead of memory (calibration_inputs.h);
+  // results are byte-identical either way. Default: always in memory.
+  ActivationSpillOptions activation_spill;
   // Partial Hessian sums per layer input, P: calibration chunk c goes into
   // partial c mod P and the partials are summed in order p_0 + p_1 + ...
   // A job's output bits depend on P, not on the devices: one device with

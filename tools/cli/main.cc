@@ -42,6 +42,11 @@ ABSL_FLAG(int32_t, hessian_partials, 0,
           "Hessian partial sums (0: one per device); output bits depend on it, not on the device "
           "count: --device cuda:0 --hessian_partials 2 equals --device cuda:0,cuda:1");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
+ABSL_FLAG(int64_t, activation_memory_limit, 0,
+          "quantize: calibration activations of a block boundary larger than this many bytes go "
+          "to a spill file instead of memory (0: no limit)");
+ABSL_FLAG(std::string, activation_spill_dir, "",
+          "quantize: directory of spilled activations (default: the system temp dir)");
 ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on");
 ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000", "submit/status/watch/cancel/list: coordinator HOST:PORT");
@@ -144,6 +149,8 @@ int main(int argc, char** argv) {
   baq::worker::EngineOptions engine;
   engine.device = absl::GetFlag(FLAGS_device);
   engine.num_threads = absl::GetFlag(FLAGS_threads);
+  engine.activation_spill.memory_limit_bytes = absl::GetFlag(FLAGS_activation_memory_limit);
+  engine.activation_spill.spill_dir = absl::GetFlag(FLAGS_activation_spill_dir);
   engine.hessian_partials = absl::GetFlag(FLAGS_hessian_partials);
   if (command == "quantize") {
     baq::JobConfig config;
