@@ -101,6 +101,39 @@ TEST(LocalQuantizeTest, GptqUniformFourBits) {
   EXPECT_TRUE(fs::exists(out + "/model.safetensors"));
 }
 
+TEST(LocalQuantizeTest, LlamaFixtureBaqFractionalTargetWritesEveryFormat) {
+  // GQA, RoPE, RMSNorm, SiLU-gated MLP, bf16 checkpoint; intermediate size
+  // 688 (not a multiple of 32: the gptq projection must avoid 3 bits there).
+  if (!testing::HaveSharedData()) GTEST_SKIP() << "no shared fixtures";
+  const std::string out = testing::MakeScratchDir() + "/out";
+  JobConfig config = SmallJob(out);
+  config.model_dir = testing::SharedDataDir() + "/models/llama-fixture";
+  config.quant.target_bits = 2.5;
+  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NEAR(s->achieved_bits, 2.5, kBitsTolerance);
+  auto input = SafetensorsCheckpoint::Open(config.model_dir);
+  auto fake = SafetensorsCheckpoint::Open(out + "/fake-quant");
+  auto packed = SafetensorsCheckpoint::Open(out + "/packed");
+  auto gptq = SafetensorsCheckpoint::Open(out + "/gptq");
+  ASSERT_TRUE(input.ok() && fake.ok() && packed.ok() && gptq.ok());
+  EXPECT_EQ((*fake)->TensorNames(), (*input)->TensorNames());
+  nlohmann::json report = ReadJson(out + "/fake-quant/quant_report.json");
+  EXPECT_NEAR(report["achieved_bits"].get<double>(), 2.5, kBitsTolerance);
+  ASSERT_EQ(report["layers"].size(), 42u);  // 6 blocks x 7 linear layers.
+  for (const auto& layer : report["layers"]) {
+    const std::string name = layer["name"];
+    absl::StatusOr<TensorInfo> fq = (*fake)->Info(name + ".weight");
+    ASSERT_TRUE(fq.ok()) << name;
+    EXPECT_EQ(fq->dtype, DType::kBF16) << name;
+    EXPECT_TRUE((*packed)->Contains(name + ".qcodes")) << name;
+    absl::StatusOr<TensorInfo> qw = (*gptq)->Info(name + ".qweight");
+    ASSERT_TRUE(qw.ok()) << name;
+    EXPECT_EQ(qw->shape[0] * 32, static_cast<int64_t>(layer["columns"]) * layer["gptq_bits"].get<int>())
+        << name;
+  }
+}
+
 TEST(LocalQuantizeTest, MissingCalibrationFileFailsAndPublishesNothing) {
   const std::string dir = testing::MakeScratchDir();
   JobConfig config = SmallJob(dir + "/out");
