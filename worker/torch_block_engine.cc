@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -88,6 +89,7 @@ class TorchBlockEngine final : public BlockEngine {
 
   absl::Status Start(const JobConfig& config) override {
     Reset();
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(config.Validate());
     config_ = config;
     BAQ_ASSIGN_OR_RETURN(model_, LoadModelConfig(config.model_dir));
@@ -95,6 +97,7 @@ class TorchBlockEngine final : public BlockEngine {
     BAQ_ASSIGN_OR_RETURN(BpeTokenizer tokenizer,
                          BpeTokenizer::Load(config.model_dir + "/tokenizer.json"));
     BAQ_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibrationIds(config.calibration, tokenizer));
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
     block_options_.device = device_;
     block_options_.compute_dtype = at::kFloat;
     BAQ_ASSIGN_OR_RETURN(std::unique_ptr<TokenEmbedding> embed,
@@ -109,6 +112,7 @@ class TorchBlockEngine final : public BlockEngine {
   int64_t num_blocks() const override { return model_.num_layers; }
 
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
     auto it = inputs_.find(block);
     if (it == inputs_.end()) {
@@ -140,6 +144,7 @@ class TorchBlockEngine final : public BlockEngine {
     for (const LinearLayerSpec& s : specs) first_of_group.emplace(s.input_group, s.short_name);
     for (int r = 0; r < world; ++r) {
       replicas[r]->set_input_observer([&, r](const LinearLayerSpec& l, const at::Tensor& x) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());  // Between the layers of a forward.
         if (first_of_group.at(l.input_group) != l.short_name) return absl::OkStatus();
         return partials[chunk_of_rank_[r] % num_partials_].at(l.input_group).Add(x);
       });
@@ -171,6 +176,7 @@ class TorchBlockEngine final : public BlockEngine {
     LayerQuantizer quantizer(config_.quant);
     BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
       for (size_t i = r; i < specs.size(); i += world) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());
         LayerMeasurement& lm = m.layers[i];
         lm.name = specs[i].name;
         lm.rows = specs[i].out_features;
@@ -191,6 +197,7 @@ class TorchBlockEngine final : public BlockEngine {
 
   absl::StatusOr<BlockOutput> Quantize(int64_t block,
                                        const std::vector<LayerAllocation>& allocation) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
     auto it = blocks_.find(block);
     if (it == blocks_.end()) {
@@ -218,6 +225,7 @@ class TorchBlockEngine final : public BlockEngine {
     std::vector<std::optional<LayerQuantizer::Result>> results(specs.size());
     BAQ_RETURN_IF_ERROR(OnRanks([&](int rank) -> absl::Status {
       for (size_t i = rank; i < specs.size(); i += world) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());
         const absl::Time start = absl::Now();
         BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[rank]->LinearWeight(specs[i].short_name));
         BAQ_ASSIGN_OR_RETURN(
@@ -259,6 +267,7 @@ class TorchBlockEngine final : public BlockEngine {
   }
 
   absl::StatusOr<std::string> ExportInputs(int64_t block) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
     auto it = inputs_.find(block);
     if (it == inputs_.end()) {
       return absl::FailedPreconditionError(
@@ -271,6 +280,7 @@ class TorchBlockEngine final : public BlockEngine {
   }
 
   absl::Status ImportInputs(int64_t block, std::string bytes) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
     BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
     BAQ_ASSIGN_OR_RETURN(inputs_[block], Keep(std::move(x)));
@@ -286,7 +296,16 @@ class TorchBlockEngine final : public BlockEngine {
     started_ = false;
   }
 
+  // Checked before each call, between calibration-window chunks and between
+  // layers; the owner (EngineHost) then Reset()s and drops the engine.
+  void Cancel() override { cancelled_.store(true, std::memory_order_relaxed); }
+
  private:
+  absl::Status CheckCancelled() const {
+    if (!cancelled_.load(std::memory_order_relaxed)) return absl::OkStatus();
+    return absl::CancelledError("job cancelled on this worker");
+  }
+
   struct BlockState {
     std::unique_ptr<DecoderBlock> block;
     // The block on ranks 1.. (same weights), for their share of the forward.
@@ -386,6 +405,7 @@ class TorchBlockEngine final : public BlockEngine {
     }
     BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
       for (int64_t c = r; c < chunks; c += world) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());
         chunk_of_rank_[r] = c;
         const int64_t s = c * kWindowsPerForward;
         const int64_t e = std::min(x.size(0), s + kWindowsPerForward);
@@ -414,6 +434,7 @@ class TorchBlockEngine final : public BlockEngine {
   // Where block-boundary activations live (memory or a spill file).
   ActivationSpillOptions spill_;
   std::map<int64_t, BlockState> blocks_;  // Measured, not yet quantized.
+  std::atomic<bool> cancelled_{false};    // Set by Cancel(), from any thread.
 };
 
 }  // namespace
