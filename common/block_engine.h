@@ -59,6 +59,19 @@ class BlockEngine {
   // Drops all state of the job (cancel, finish).
   virtual void Reset() = 0;
 
+  // Perplexity of the checkpoint in `model_dir` (HF layout, e.g. a job's
+  // staged fake-quant output or its unquantized input) over non-overlapping
+  // `seqlen`-token windows of `text_file`, the GPTQ paper's protocol as
+  // `baq eval` computes it (worker/model/checkpoint_perplexity.h), on this
+  // engine's device. Independent of the job state: callable before Start()
+  // and after Reset(). The paths are on this engine's file system.
+  // Default: Unimplemented (engines that cannot evaluate).
+  virtual absl::StatusOr<double> Evaluate(const std::string& model_dir,
+                                          const std::string& text_file, int64_t seqlen) {
+    (void)model_dir, (void)text_file, (void)seqlen;
+    return absl::UnimplementedError("this engine cannot evaluate checkpoints");
+  }
+
   // Thread-safe: the one method any thread may call, also while another
   // method runs. Makes the call in progress return Cancelled soon (between
   // layers and calibration windows, not at the next block), and every later

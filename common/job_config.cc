@@ -1,5 +1,6 @@
 #include "common/job_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,28 @@ absl::Status JobConfig::Validate() const {
   if (q.max_levels < 2 || q.max_levels > 256) return bad("max_levels", q.max_levels, "in [2, 256]");
   if (q.method == QuantMethod::kBaq && q.group_size != -1) {
     return bad("group_size", q.group_size, "BAQ allocates per column; use -1");
+  }
+  const EvalGate& g = eval_gate;
+  const bool any_limit = g.max_ppl != 0 || g.max_ppl_ratio != 0;
+  if (!g.enabled()) {
+    if (any_limit) {
+      return absl::InvalidArgumentError("job config: eval_gate has a limit but no text_file");
+    }
+    return absl::OkStatus();
+  }
+  if (g.seqlen < 2) return bad("eval_gate.seqlen", g.seqlen, ">= 2");
+  if (!std::isfinite(g.max_ppl) || g.max_ppl < 0) return bad("eval_gate.max_ppl", g.max_ppl, ">= 0");
+  if (!std::isfinite(g.max_ppl_ratio) || g.max_ppl_ratio < 0) {
+    return bad("eval_gate.max_ppl_ratio", g.max_ppl_ratio, ">= 0");
+  }
+  if ((g.max_ppl > 0) == (g.max_ppl_ratio > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job config: eval_gate needs exactly one limit > 0 (max_ppl = ", g.max_ppl,
+        ", max_ppl_ratio = ", g.max_ppl_ratio, ")"));
+  }
+  if (std::find(formats.begin(), formats.end(), OutputFormat::kFakeQuant) == formats.end()) {
+    return absl::InvalidArgumentError(
+        "job config: eval_gate evaluates the fake-quant output; add fake-quant to the formats");
   }
   return absl::OkStatus();
 }

@@ -53,6 +53,21 @@ struct CalibrationConfig {
   uint64_t seed = 0;
 };
 
+// An evaluation gate: after the last block the job computes the perplexity
+// of its fake-quant result over non-overlapping `seqlen` windows of
+// `text_file` (the protocol of `baq eval`) and publishes the output only if
+// it is at most `max_ppl`, or at most `max_ppl_ratio` times the perplexity
+// of the unquantized model on the same windows. Exactly one limit is > 0.
+// Disabled while text_file is empty.
+struct EvalGate {
+  std::string text_file;  // On the workers' file system.
+  int64_t seqlen = 2048;
+  double max_ppl = 0;
+  double max_ppl_ratio = 0;
+
+  bool enabled() const { return !text_file.empty(); }
+};
+
 struct JobConfig {
   std::string model_dir;
   std::string output_dir;
@@ -63,6 +78,9 @@ struct JobConfig {
   // Evaluation text (optional): perplexity of the result over non-overlapping
   // `calibration.seqlen` windows is computed and reported.
   std::string eval_file;
+  // Publish only if the result passes this gate (requires the fake-quant
+  // format, which is what the gate evaluates).
+  EvalGate eval_gate;
 
   absl::Status Validate() const;
 };

@@ -24,7 +24,11 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
       auth_failures_total_(prometheus::BuildCounter()
                                .Name("baq_coordinator_auth_failures_total")
                                .Help("JobService calls rejected UNAUTHENTICATED, by reason")
-                               .Register(registry)) {
+                               .Register(registry)),
+      eval_gates_total_(prometheus::BuildCounter()
+                            .Name("baq_coordinator_eval_gates_total")
+                            .Help("Evaluation gates run, by outcome (passed, failed)")
+                            .Register(registry)) {
   jobs_submitted_total_ = &prometheus::BuildCounter()
                                .Name("baq_coordinator_jobs_submitted_total")
                                .Help("New jobs accepted (idempotent retries not counted)")
@@ -44,12 +48,24 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
                                "Average bits achieved so far by the latest job");
   target_bits_ =
       SimpleGauge(registry, "baq_coordinator_target_bits", "Target bits of the latest job");
-  for (const char* state : {"queued", "running", "succeeded", "failed", "cancelled"}) {
+  for (const char* state : {"queued", "running", "succeeded", "failed", "cancelled", "failed_gate"}) {
     jobs_.Add({{"state", state}});  // Export zeros, so dashboards see every state.
   }
+  eval_gate_ppl_ = SimpleGauge(registry, "baq_coordinator_eval_gate_ppl",
+                               "Perplexity of the latest evaluation gate's quantized result");
+  eval_gate_base_ppl_ =
+      SimpleGauge(registry, "baq_coordinator_eval_gate_base_ppl",
+                  "Perplexity of the unquantized model in the latest ratio gate (0: none)");
+  for (const char* outcome : {"passed", "failed"}) eval_gates_total_.Add({{"outcome", outcome}});
   for (const char* reason : {"missing", "malformed", "unknown_token"}) {
     auth_failures_total_.Add({{"reason", reason}});
   }
+}
+
+void CoordinatorMetrics::RecordEvalGate(bool passed, double ppl, double base_ppl) {
+  eval_gates_total_.Add({{"outcome", passed ? "passed" : "failed"}}).Increment();
+  eval_gate_ppl_->Set(ppl);
+  eval_gate_base_ppl_->Set(base_ppl);
 }
 
 void CoordinatorMetrics::RecordRpc(absl::string_view method, const absl::Status& status) {

@@ -13,6 +13,9 @@
 //   baq_coordinator_achieved_bits              achieved bits of the latest job
 //   baq_coordinator_target_bits                target bits of the latest job
 //   baq_coordinator_auth_failures_total{reason} JobService calls rejected UNAUTHENTICATED
+//   baq_coordinator_eval_gates_total{outcome}  evaluation gates run: passed | failed
+//   baq_coordinator_eval_gate_ppl              perplexity the latest gate measured
+//   baq_coordinator_eval_gate_base_ppl         unquantized perplexity of the latest ratio gate
 //
 // Thread-safe (prometheus-cpp metrics are).
 #ifndef BAQ_COORDINATOR_COORDINATOR_METRICS_H_
@@ -41,6 +44,8 @@ class CoordinatorMetrics {
   prometheus::Gauge& jobs(absl::string_view state);
   // `reason`: "missing", "malformed", "unknown_token" (coordinator/job_auth.h).
   prometheus::Counter& auth_failures_total(absl::string_view reason);
+  // One evaluation gate's outcome and numbers (base_ppl 0: not measured).
+  void RecordEvalGate(bool passed, double ppl, double base_ppl);
 
   prometheus::Counter& jobs_submitted_total() { return *jobs_submitted_total_; }
   prometheus::Histogram& job_seconds() { return *job_seconds_; }
@@ -59,6 +64,9 @@ class CoordinatorMetrics {
   prometheus::Gauge* job_progress_percent_;
   prometheus::Gauge* achieved_bits_;
   prometheus::Gauge* target_bits_;
+  prometheus::Family<prometheus::Counter>& eval_gates_total_;  // labels: outcome
+  prometheus::Gauge* eval_gate_ppl_;
+  prometheus::Gauge* eval_gate_base_ppl_;
 };
 
 }  // namespace baq::coordinator

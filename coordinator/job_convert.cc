@@ -25,6 +25,8 @@ v1::JobState ToProto(JobState state) {
       return v1::JOB_STATE_FAILED;
     case JobState::kCancelled:
       return v1::JOB_STATE_CANCELLED;
+    case JobState::kFailedGate:
+      return v1::JOB_STATE_FAILED_GATE;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "coordinator/eval_gate.h"
 
 namespace baq::coordinator {
 
@@ -352,6 +353,9 @@ void JobManager::RunJob(const std::string& id) {
     job.record.progress.eta = absl::ZeroDuration();
     job.record.progress.achieved_bits = result->achieved_bits;
     if (deps_.metrics != nullptr) deps_.metrics->achieved_bits().Set(result->achieved_bits);
+    if (deps_.metrics != nullptr && job.record.config.eval_gate.enabled()) {
+      deps_.metrics->RecordEvalGate(true, result->eval_gate_ppl, result->eval_gate_base_ppl);
+    }
     TransitionLocked(job, JobState::kSucceeded, absl::OkStatus());
     RecordDurationLocked(job.record.end_time - job.record.start_time);
   } else if (job.cancel_requested) {
@@ -364,6 +368,10 @@ void JobManager::RunJob(const std::string& id) {
   } else if (shutting_down_ && result.status().code() == absl::StatusCode::kCancelled) {
     TransitionLocked(job, JobState::kFailed,
                      absl::AbortedError("interrupted by a coordinator shutdown; resubmit"));
+  } else if (std::optional<EvalGateResult> gate = EvalGateResultOf(result.status())) {
+    // Missed its evaluation gate: nothing was published; the error names the numbers.
+    if (deps_.metrics != nullptr) deps_.metrics->RecordEvalGate(false, gate->ppl, gate->base_ppl);
+    TransitionLocked(job, JobState::kFailedGate, result.status());
   } else {
     TransitionLocked(job, JobState::kFailed, result.status());
   }

@@ -9,7 +9,8 @@ constexpr std::pair<absl::string_view, JobState> kStates[] = {{"queued", JobStat
                                                               {"running", JobState::kRunning},
                                                               {"succeeded", JobState::kSucceeded},
                                                               {"failed", JobState::kFailed},
-                                                              {"cancelled", JobState::kCancelled}};
+                                                              {"cancelled", JobState::kCancelled},
+                                                              {"failed_gate", JobState::kFailedGate}};
 
 }  // namespace
 

@@ -20,13 +20,15 @@
 
 namespace baq::coordinator {
 
-enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+// kFailedGate: the result missed the job's evaluation gate (nothing published).
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kFailedGate };
 
-// "queued", "running", "succeeded", "failed", "cancelled".
+// "queued", "running", "succeeded", "failed", "cancelled", "failed_gate".
 absl::string_view JobStateName(JobState state);
 absl::StatusOr<JobState> ParseJobState(absl::string_view name);
 inline bool IsTerminal(JobState s) {
-  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled ||
+         s == JobState::kFailedGate;
 }
 
 struct JobRecord {

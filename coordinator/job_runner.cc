@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "coordinator/bit_budget.h"
+#include "coordinator/eval_gate.h"
 #include "coordinator/job_checkpoint.h"
 #include "coordinator/job_store.h"
 #include "coordinator/output_assembler.h"
@@ -319,7 +320,20 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   }
   for (const auto& [scope, loss] : budget.reference_losses()) extra.AddReferenceLoss(scope, loss);
   extra.MergeInto(rep);
-  BAQ_RETURN_IF_ERROR(out->Commit(rep));
+  BAQ_RETURN_IF_ERROR(out->Stage(rep));
+  if (config_.eval_gate.enabled()) {  // Evaluate the staged output (coordinator/eval_gate.h).
+    report(JobStage::kPublishing, -1, n, budget.achieved_bits(), "evaluating the gate");
+    BAQ_ASSIGN_OR_RETURN(const EvalGateResult gate,
+                         RunEvalGate(config_.eval_gate, config_.model_dir,
+                                     out->StagedDir(OutputFormat::kFakeQuant), *engines.For(n - 1)));
+    BAQ_RETURN_IF_ERROR(check_cancel());
+    Log(EvalGateSummary(gate));
+    rep["eval_gate"] = EvalGateJson(gate);
+    summary.eval_gate_ppl = gate.ppl;
+    summary.eval_gate_base_ppl = gate.base_ppl;
+    if (!gate.passed) return GateFailedError(gate);  // `out` removes the staged output.
+  }
+  BAQ_RETURN_IF_ERROR(out->Publish(rep));
   // Published: the checkpoint has served its purpose.
   if (checkpoint != nullptr) checkpoint->Remove();
   for (BlockEngine* e : engines_) e->Reset();

@@ -79,6 +79,9 @@ struct JobSummary {
   double total_proxy_loss = 0;
   int64_t quantized_elements = 0;
   absl::Duration wall_time;
+  // The evaluation gate's measurement (JobConfig::eval_gate), when it ran.
+  double eval_gate_ppl = 0;
+  double eval_gate_base_ppl = 0;  // 0: not measured (max_ppl gate).
 };
 
 // How a job survives failures; the defaults (local mode) disable it.

@@ -91,7 +91,8 @@ class EventWriter final : public grpc::ServerWriteReactor<v1::JobEvent> {
     pending_.reset();
     const v1::JobState s = current_.state();
     terminal_written_ =
-        s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+        s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED ||
+        s == v1::JOB_STATE_FAILED_GATE;
     writing_ = true;
     StartWrite(&current_);  // OnWriteDone never runs inline (grpc can_inline=false).
     return std::nullopt;

@@ -74,7 +74,7 @@ json JobConfigToJson(const JobConfig& c) {
   json formats = json::array();
   for (OutputFormat f : c.formats) formats.push_back(std::string(OutputFormatName(f)));
   const QuantizationConfig& q = c.quant;
-  return {{"model_dir", c.model_dir},
+  json j = {{"model_dir", c.model_dir},
           {"output_dir", c.output_dir},
           {"formats", formats},
           {"calibration",
@@ -96,6 +96,14 @@ json JobConfigToJson(const JobConfig& c) {
             {"max_levels", q.max_levels}}},
           {"mode", std::string(ExecutionModeName(c.mode))},
           {"eval_file", c.eval_file}};
+  // Only when set, so the checkpoint fingerprint of gate-less jobs is unchanged.
+  if (c.eval_gate.enabled()) {
+    j["eval_gate"] = {{"text_file", c.eval_gate.text_file},
+                      {"seqlen", c.eval_gate.seqlen},
+                      {"max_ppl", c.eval_gate.max_ppl},
+                      {"max_ppl_ratio", c.eval_gate.max_ppl_ratio}};
+  }
+  return j;
 }
 
 absl::StatusOr<JobConfig> JobConfigFromJson(const json& j) {
@@ -135,6 +143,13 @@ absl::StatusOr<JobConfig> JobConfigFromJson(const json& j) {
     if (!mode.ok()) return mode.status();
     c.mode = *mode;
     c.eval_file = j.value("eval_file", "");
+    if (j.contains("eval_gate")) {
+      const json& g = j.at("eval_gate");
+      c.eval_gate.text_file = g.at("text_file").get<std::string>();
+      c.eval_gate.seqlen = g.value("seqlen", d.eval_gate.seqlen);
+      c.eval_gate.max_ppl = g.value("max_ppl", 0.0);
+      c.eval_gate.max_ppl_ratio = g.value("max_ppl_ratio", 0.0);
+    }
     return c;
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("job config json: ", e.what()));

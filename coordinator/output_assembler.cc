@@ -167,13 +167,38 @@ absl::Status OutputAssembler::WriteSideFiles(const FormatOutput& f,
   return WriteFile(f.dir + "/quant_report.json", r.dump(2) + "\n");
 }
 
-absl::Status OutputAssembler::Commit(const nlohmann::json& report) {
+absl::Status OutputAssembler::Stage(const nlohmann::json& report) {
+  if (staged_) return absl::FailedPreconditionError("output already staged");
   for (FormatOutput& f : formats_) {
     BAQ_RETURN_IF_ERROR(Annotate(CopyUntouchedTensors(f), OutputFormatName(f.format)));
     BAQ_RETURN_IF_ERROR(Annotate(f.writer->Finish(), OutputFormatName(f.format)));
     BAQ_RETURN_IF_ERROR(WriteSideFiles(f, report));
   }
   BAQ_FAILPOINT("output_assembler.before_commit");
+  staged_ = true;
+  return absl::OkStatus();
+}
+
+std::string OutputAssembler::StagedDir(OutputFormat format) const {
+  if (!staged_) return "";
+  for (const FormatOutput& f : formats_) {
+    if (f.format == format) return f.dir;
+  }
+  return "";
+}
+
+absl::Status OutputAssembler::Publish(const nlohmann::json& report) {
+  if (!staged_) return absl::FailedPreconditionError("output not staged");
+  for (const FormatOutput& f : formats_) {
+    nlohmann::json r = report;
+    r["format"] = std::string(OutputFormatName(f.format));
+    BAQ_RETURN_IF_ERROR(WriteFile(f.dir + "/quant_report.json", r.dump(2) + "\n"));
+  }
+  return out_->Commit();
+}
+
+absl::Status OutputAssembler::Commit(const nlohmann::json& report) {
+  BAQ_RETURN_IF_ERROR(Stage(report));
   return out_->Commit();
 }
 

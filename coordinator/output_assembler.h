@@ -11,6 +11,12 @@
 // quant_report.json (per-layer bits and proxy loss, the summary).
 // Nothing is visible under `output_dir` until Commit() succeeds; destroying
 // an uncommitted assembler removes everything it wrote.
+// Commit() is Stage() then Publish(): Stage() completes every checkpoint in
+// the hidden temp dir next to `output_dir` (AtomicOutputDir), where it can be
+// evaluated (StagedDir(): the evaluation gate, coordinator/eval_gate.h);
+// Publish() rewrites quant_report.json with the final report, fsyncs and
+// renames into place. A staged output that is never published is removed
+// with the assembler.
 //
 // Thread-compatible: one thread (the job runner) calls all methods.
 //
@@ -46,6 +52,14 @@ class OutputAssembler {
   // Copies the untouched input tensors, writes configs and `report`
   // (quant_report.json), fsyncs and renames into place.
   absl::Status Commit(const nlohmann::json& report);
+  // The two halves of Commit(). Stage: FailedPrecondition if called twice.
+  absl::Status Stage(const nlohmann::json& report);
+  // The staged checkpoint of `format` (in the temp dir); empty if the format
+  // was not requested or nothing is staged yet.
+  std::string StagedDir(OutputFormat format) const;
+  // Writes `report` as every format's quant_report.json and publishes.
+  // REQUIRES: Stage() succeeded.
+  absl::Status Publish(const nlohmann::json& report);
 
  private:
   struct FormatOutput {
@@ -66,6 +80,7 @@ class OutputAssembler {
   // "<layer>.weight" of every quantized layer: not copied from the input.
   std::set<std::string> replaced_;
   int64_t last_block_ = -1;
+  bool staged_ = false;
 };
 
 // The `quantization_config` entry written into config.json for `format`

@@ -222,6 +222,25 @@ absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
   return FromProto(resp);
 }
 
+absl::StatusOr<double> RemoteBlockEngine::Evaluate(const std::string& model_dir,
+                                                   const std::string& text_file, int64_t seqlen) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.evaluate_timeout);
+  ActiveCall call(canceller_.get(), &ctx);
+  if (!call.ok()) return AbortedCall();
+  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
+  if (!leased.ok()) return fence_->Check();
+  v1::EvaluateRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_model_dir(model_dir);
+  req.set_text_file(text_file);
+  req.set_seqlen(seqlen);
+  v1::EvaluateResponse resp;
+  if (absl::Status s = Wrap(stub_->Evaluate(&ctx, req, &resp)); !s.ok()) return s;
+  return resp.perplexity();
+}
+
 absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
   grpc::ClientContext ctx;

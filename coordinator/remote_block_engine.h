@@ -45,6 +45,9 @@ struct RemoteEngineOptions {
   absl::Duration transfer_timeout = absl::Minutes(10);
   // ResetJob.
   absl::Duration control_timeout = absl::Seconds(30);
+  // Evaluate: one perplexity of a whole model over the gate's text (a 70B
+  // model over WikiText-2 on one GPU takes tens of minutes).
+  absl::Duration evaluate_timeout = absl::Hours(3);
 };
 
 // A channel to a worker with the retry policy of its idempotent RPCs
@@ -115,6 +118,9 @@ class RemoteBlockEngine : public BlockEngine {
                                        const std::vector<LayerAllocation>& allocation) override;
   absl::StatusOr<std::string> ExportInputs(int64_t block) override;
   absl::Status ImportInputs(int64_t block, std::string bytes) override;
+  // The Evaluate RPC on the job's engine (after Start); paths are the worker's.
+  absl::StatusOr<double> Evaluate(const std::string& model_dir, const std::string& text_file,
+                                  int64_t seqlen) override;
   // Best effort: a worker that is gone has nothing to free.
   void Reset() override;
   // Aborts the in-flight calls of every engine of the job (the shared

@@ -136,6 +136,13 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   spec->set_mode(config.mode == ExecutionMode::kParallel ? v1::EXECUTION_MODE_PARALLEL
                                                          : v1::EXECUTION_MODE_SEQUENTIAL);
   spec->set_eval_file(config.eval_file);
+  if (config.eval_gate.enabled()) {
+    v1::EvalGateSpec* gate = spec->mutable_eval_gate();
+    gate->set_text_file(config.eval_gate.text_file);
+    gate->set_seqlen(config.eval_gate.seqlen);
+    gate->set_max_ppl(config.eval_gate.max_ppl);
+    gate->set_max_ppl_ratio(config.eval_gate.max_ppl_ratio);
+  }
 }
 
 absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
@@ -182,6 +189,13 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   if (!mode.ok()) return mode.status();
   config.mode = *mode;
   config.eval_file = spec.eval_file();
+  if (spec.has_eval_gate()) {
+    const v1::EvalGateSpec& gate = spec.eval_gate();
+    config.eval_gate.text_file = gate.text_file();
+    config.eval_gate.seqlen = OrDefault(gate.seqlen(), defaults.eval_gate.seqlen);
+    config.eval_gate.max_ppl = gate.max_ppl();
+    config.eval_gate.max_ppl_ratio = gate.max_ppl_ratio();
+  }
   return config;
 }
 

@@ -183,6 +183,25 @@ TEST_F(JobManagerTest, WatchSeesSnapshotThenProgressThenTheTerminalEvent) {
   for (size_t i = 1; i < events.size(); ++i) EXPECT_GE(events[i].second, events[i - 1].second);
 }
 
+TEST_F(JobManagerTest, MissedEvaluationGateEndsFailedGateWithTheNumbers) {
+  auto jobs = Make();
+  JobConfig config = TestConfig("fail_gate");
+  config.eval_gate.text_file = "/data/eval.txt";
+  config.eval_gate.max_ppl = 30.0;
+  auto job = jobs->Submit("g", config);
+  ASSERT_TRUE(job.ok()) << job.status();
+  gate_.Open(3);
+  JobRecord r = AwaitState(*jobs, job->id, JobState::kFailedGate);
+  EXPECT_TRUE(IsTerminal(r.state));
+  EXPECT_EQ(r.error.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(r.error.message()), ::testing::HasSubstr("perplexity 42.5000 > limit 30"));
+  EXPECT_FALSE(r.summary.has_value());
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_jobs", "failed_gate"), 1);
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_eval_gates_total", "failed"), 1);
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_eval_gates_total", "passed"), 0);
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_eval_gate_ppl", ""), 42.5);
+}
+
 TEST_F(JobManagerTest, ExecutionAndProviderFailuresFailTheJob) {
   auto jobs = Make();
   auto job = jobs->Submit("a", TestConfig("fail"));

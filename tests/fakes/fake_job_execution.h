@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "coordinator/eval_gate.h"
 #include "coordinator/job_manager.h"
 
 namespace baq::testing {
@@ -75,6 +76,10 @@ class FakeJobExecution final : public coordinator::JobExecution {
         if (cancelled_) return absl::CancelledError("job cancelled");
       }
       if (config_.model_dir == "fail" && b == 1) return absl::InternalError("injected failure");
+      if (config_.model_dir == "fail_gate" && b + 1 == n_) {  // A gate that measured 42.5.
+        return coordinator::GateFailedError(
+            coordinator::DecideEvalGate(config_.eval_gate, 42.5, 0));
+      }
       p.stage = coordinator::JobStage::kQuantizing;
       p.block = b;
       p.blocks_done = b + 1;

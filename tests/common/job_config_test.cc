@@ -1,0 +1,80 @@
+// JobConfig::Validate: the evaluation gate's rules (a text file and exactly
+// one limit > 0, a window of >= 2 tokens, the fake-quant format present).
+#include "common/job_config.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace baq {
+namespace {
+
+JobConfig Valid() {
+  JobConfig c;
+  c.model_dir = "/m";
+  c.output_dir = "/o";
+  c.calibration.files = {"/c.txt"};
+  return c;
+}
+
+JobConfig WithGate(double max_ppl, double max_ratio) {
+  JobConfig c = Valid();
+  c.eval_gate.text_file = "/eval.txt";
+  c.eval_gate.seqlen = 128;
+  c.eval_gate.max_ppl = max_ppl;
+  c.eval_gate.max_ppl_ratio = max_ratio;
+  return c;
+}
+
+void ExpectInvalid(const JobConfig& c, const std::string& needle) {
+  absl::Status s = c.Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+}
+
+TEST(JobConfigTest, NoGateIsValid) {
+  EXPECT_TRUE(Valid().Validate().ok());
+  EXPECT_FALSE(Valid().eval_gate.enabled());
+}
+
+TEST(JobConfigTest, GateWithExactlyOneLimitIsValid) {
+  EXPECT_TRUE(WithGate(20.0, 0).Validate().ok());
+  EXPECT_TRUE(WithGate(0, 1.1).Validate().ok());
+}
+
+TEST(JobConfigTest, GateNeedsExactlyOneLimit) {
+  ExpectInvalid(WithGate(0, 0), "exactly one limit");
+  ExpectInvalid(WithGate(20.0, 1.1), "exactly one limit");
+}
+
+TEST(JobConfigTest, GateRejectsNegativeOrNonFiniteLimits) {
+  ExpectInvalid(WithGate(-1.0, 0), "eval_gate.max_ppl");
+  ExpectInvalid(WithGate(0, -2.0), "eval_gate.max_ppl_ratio");
+  ExpectInvalid(WithGate(std::numeric_limits<double>::infinity(), 0), "eval_gate.max_ppl");
+  ExpectInvalid(WithGate(0, std::nan("")), "eval_gate.max_ppl_ratio");
+}
+
+TEST(JobConfigTest, GateLimitWithoutTextIsRejected) {
+  JobConfig c = Valid();
+  c.eval_gate.max_ppl = 20.0;
+  ExpectInvalid(c, "no text_file");
+}
+
+TEST(JobConfigTest, GateNeedsTwoTokenWindows) {
+  JobConfig c = WithGate(20.0, 0);
+  c.eval_gate.seqlen = 1;
+  ExpectInvalid(c, "eval_gate.seqlen");
+}
+
+TEST(JobConfigTest, GateNeedsFakeQuantFormat) {
+  JobConfig c = WithGate(20.0, 0);
+  c.formats = {OutputFormat::kPacked};
+  ExpectInvalid(c, "fake-quant");
+  c.formats = {OutputFormat::kPacked, OutputFormat::kFakeQuant};
+  EXPECT_TRUE(c.Validate().ok());
+}
+
+}  // namespace
+}  // namespace baq
