@@ -116,6 +116,9 @@ absl::Status AllowedRoots::CheckJob(const JobConfig& config) const {
     BAQ_RETURN_IF_ERROR(Check("calibration file", file));
   }
   if (!config.eval_file.empty()) BAQ_RETURN_IF_ERROR(Check("eval_file", config.eval_file));
+  if (config.eval_gate.enabled()) {
+    BAQ_RETURN_IF_ERROR(Check("eval_gate.text_file", config.eval_gate.text_file));
+  }
   return absl::OkStatus();
 }
 

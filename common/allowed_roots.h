@@ -51,8 +51,8 @@ class AllowedRoots {
   // `what` names the field in the message ("model_dir").
   absl::Status Check(absl::string_view what, const std::string& path) const;
 
-  // Checks model_dir, output_dir, every calibration file and eval_file (when
-  // set).
+  // Checks model_dir, output_dir, every calibration file, eval_file and
+  // eval_gate.text_file (when set).
   absl::Status CheckJob(const JobConfig& config) const;
 
   // The path with every existing component's symlinks resolved (see the

@@ -60,6 +60,15 @@ TEST_F(AllowedRootsTest, RejectsPathsOutsideTheRoots) {
             absl::StatusCode::kPermissionDenied);
 }
 
+TEST_F(AllowedRootsTest, ChecksTheEvalGateText) {
+  JobConfig c = Config();
+  c.eval_gate.text_file = base_ + "/secret/eval.txt";
+  c.eval_gate.max_ppl = 20;
+  absl::Status s = roots_.CheckJob(c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("eval_gate.text_file"));
+}
+
 TEST_F(AllowedRootsTest, RejectsDotDotEscapes) {
   JobConfig c = Config();
   c.model_dir = base_ + "/models/../secret";
