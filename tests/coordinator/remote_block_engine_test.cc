@@ -95,6 +95,24 @@ TEST_F(RemoteBlockEngineTest, RunsTheBlockProtocolOverGrpc) {
   EXPECT_EQ(engine->Measure(1).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(RemoteBlockEngineTest, EvaluatesACheckpointOnTheJobsEngine) {
+  FakeEngineOptions options;
+  options.perplexity = 17.25;
+  StartServer(options);
+  auto engine = Engine();
+  // Before StartJob the worker has no engine for the job.
+  EXPECT_EQ(engine->Evaluate("/staged", "/eval.txt", 128).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  absl::StatusOr<double> ppl = engine->Evaluate("/staged", "/eval.txt", 128);
+  ASSERT_TRUE(ppl.ok()) << ppl.status();
+  EXPECT_EQ(*ppl, 17.25);
+  EXPECT_THAT(log_.entries(), ::testing::Contains("evaluate /staged /eval.txt 128"));
+  absl::Status missing = engine->Evaluate("missing", "/eval.txt", 128).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("missing"));
+}
+
 TEST_F(RemoteBlockEngineTest, ReassemblesTensorsLargerThanTheMessageLimit) {
   FakeEngineOptions options;
   options.layers_per_block = 2;

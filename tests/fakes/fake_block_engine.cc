@@ -152,6 +152,15 @@ absl::Status FakeBlockEngine::ImportInputs(int64_t block, std::string bytes) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<double> FakeBlockEngine::Evaluate(const std::string& model_dir,
+                                                 const std::string& text_file, int64_t seqlen) {
+  Log(absl::StrCat("evaluate ", model_dir, " ", text_file, " ", seqlen));
+  if (model_dir == "missing") {
+    return absl::NotFoundError("fake engine: no checkpoint in \"missing\"");
+  }
+  return options_.perplexity;
+}
+
 void FakeBlockEngine::Reset() {
   if (started_) Log("reset");
   started_ = false;

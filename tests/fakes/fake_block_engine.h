@@ -47,6 +47,9 @@ struct FakeEngineOptions {
   // When >= 0, Measure(fail_block) returns `fail_status`.
   int64_t fail_block = -1;
   absl::Status fail_status = absl::InternalError("injected failure");
+  // Evaluate()'s answer for any checkpoint; a model_dir named "missing" is
+  // NotFound.
+  double perplexity = 10.0;
 };
 
 // What the engines of one test were asked, in order ("start", "measure 0",
@@ -77,6 +80,9 @@ class FakeBlockEngine : public BlockEngine {
   absl::StatusOr<std::string> ExportInputs(int64_t block) override;
   absl::Status ImportInputs(int64_t block, std::string bytes) override;
   void Reset() override;
+  // Logs "evaluate <model_dir> <text_file> <seqlen>"; see FakeEngineOptions::perplexity.
+  absl::StatusOr<double> Evaluate(const std::string& model_dir, const std::string& text_file,
+                                  int64_t seqlen) override;
 
   // The deterministic contents the fake produces.
   static std::string LayerName(int64_t block, int layer);

@@ -143,6 +143,17 @@ grpc::Status FakeWorkerService::ImportInputs(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status FakeWorkerService::Evaluate(grpc::ServerContext* ctx, const v1::EvaluateRequest* req,
+                                         v1::EvaluateResponse* resp) {
+  absl::MutexLock lock(&mu_);
+  FakeBlockEngine* engine = Find(req->job_id(), req->device_index());
+  if (engine == nullptr) return NotFound(req->job_id());
+  absl::StatusOr<double> ppl = engine->Evaluate(req->model_dir(), req->text_file(), req->seqlen());
+  if (!ppl.ok()) return ToGrpcStatus(ppl.status());
+  resp->set_perplexity(*ppl);
+  return grpc::Status::OK;
+}
+
 grpc::Status FakeWorkerService::ResetJob(grpc::ServerContext* ctx, const v1::ResetJobRequest* req,
                                          v1::ResetJobResponse* resp) {
   absl::MutexLock lock(&mu_);

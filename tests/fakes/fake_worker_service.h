@@ -55,6 +55,8 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   grpc::Status ImportInputs(grpc::ServerContext* ctx,
                             grpc::ServerReader<v1::ImportInputsChunk>* reader,
                             v1::ImportInputsResponse* resp) override;
+  grpc::Status Evaluate(grpc::ServerContext* ctx, const v1::EvaluateRequest* req,
+                        v1::EvaluateResponse* resp) override;
   grpc::Status ResetJob(grpc::ServerContext* ctx, const v1::ResetJobRequest* req,
                         v1::ResetJobResponse* resp) override;
 
