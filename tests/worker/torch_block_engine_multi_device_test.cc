@@ -17,7 +17,7 @@
 namespace baq::worker {
 namespace {
 
-// 24 windows = 3 chunks of kWindowsPerForward (8): rank 0 forwards chunks 0
+// 24 windows of 16 tokens = 3 chunks of kWindowsPerForward (8): rank 0 forwards chunks 0
 // and 2, rank 1 chunk 1.
 JobConfig SmallJob(ExecutionMode mode) {
   JobConfig c;
@@ -25,7 +25,7 @@ JobConfig SmallJob(ExecutionMode mode) {
   c.output_dir = testing::MakeScratchDir() + "/unused";
   c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
   c.calibration.num_samples = 24;
-  c.calibration.seqlen = 32;
+  c.calibration.seqlen = 16;
   c.formats = {OutputFormat::kFakeQuant, OutputFormat::kPacked};
   c.quant.method = QuantMethod::kBaq;
   c.mode = mode;
@@ -115,23 +115,6 @@ TEST(TorchBlockEngineMultiDeviceTest, TwoRanksParallelMatchOneDeviceWithTwoParti
   absl::StatusOr<JobResult> two = RunJob("cpu,cpu", 2, ExecutionMode::kParallel);
   ASSERT_TRUE(two.ok()) << two.status();
   ExpectIdentical(*one, *two);
-}
-
-TEST(TorchBlockEngineMultiDeviceTest, PartialsChangeOnlyRoundingOfTheHessian) {
-  // One partial vs two on one device: the same job up to float64 rounding of
-  // the Hessian sums, so the BAQ column losses agree closely (but the bits
-  // are defined by the partial count, which is why it is an option).
-  absl::StatusOr<JobResult> p1 = RunJob("cpu", 1, ExecutionMode::kParallel);
-  absl::StatusOr<JobResult> p2 = RunJob("cpu", 2, ExecutionMode::kParallel);
-  ASSERT_TRUE(p1.ok() && p2.ok());
-  for (size_t i = 0; i < p1->measurements.size(); ++i) {
-    for (size_t l = 0; l < p1->measurements[i].layers.size(); ++l) {
-      const std::vector<double>& a = p1->measurements[i].layers[l].column_loss;
-      const std::vector<double>& b = p2->measurements[i].layers[l].column_loss;
-      ASSERT_EQ(a.size(), b.size());
-      for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-4 * (1 + std::abs(a[j])));
-    }
-  }
 }
 
 TEST(TorchBlockEngineMultiDeviceTest, RejectsPartialsThatDoNotFitTheDevices) {
