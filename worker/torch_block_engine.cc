@@ -28,6 +28,7 @@
 #include "worker/layer_quantizer.h"
 #include "worker/local_communicator.h"
 #include "worker/model/block_factory.h"
+#include "worker/model/checkpoint_perplexity.h"
 #include "worker/model/model_head.h"
 #include "worker/nccl/communicator_factory.h"
 #include "worker/quant/hessian_accumulator.h"
@@ -294,6 +295,20 @@ class TorchBlockEngine final : public BlockEngine {
     blocks_.clear();
     ckpt_.reset();
     started_ = false;
+  }
+
+  // `baq eval`'s computation on the engine's first device (float32, eight
+  // windows per block forward on a GPU); checks for Cancel() between blocks.
+  absl::StatusOr<double> Evaluate(const std::string& model_dir, const std::string& text_file,
+                                  int64_t seqlen) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
+    CheckpointPerplexityOptions options;
+    options.perplexity.block.device = device_;
+    if (device_.is_cuda()) options.perplexity.batch_windows = 8;
+    options.perplexity.on_block_loaded = [this](DecoderBlock&) { return CheckCancelled(); };
+    BAQ_ASSIGN_OR_RETURN(PerplexityResult r,
+                         EvaluateCheckpointPerplexity(model_dir, text_file, seqlen, options));
+    return r.perplexity;
   }
 
   // Checked before each call, between calibration-window chunks and between

@@ -281,6 +281,30 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
   return reactor;
 }
 
+grpc::ServerUnaryReactor* WorkerService::Evaluate(grpc::CallbackServerContext* ctx,
+                                                  const v1::EvaluateRequest* request,
+                                                  v1::EvaluateResponse* response) {
+  grpc::ServerUnaryReactor* reactor =
+      new JobCallReactor(host_, request->job_id(), request->device_index());
+  WorkerMetrics* metrics = metrics_;
+  host_->WithEngine(request->job_id(), request->device_index(),
+                    [reactor, response, metrics, ctx, req = *request](
+                        absl::StatusOr<BlockEngine*> engine) {
+                      absl::Status status = engine.status();
+                      if (status.ok() && ctx->IsCancelled())
+                        status = absl::CancelledError("cancelled");
+                      if (status.ok()) {
+                        absl::StatusOr<double> ppl =
+                            (*engine)->Evaluate(req.model_dir(), req.text_file(), req.seqlen());
+                        status = ppl.status();
+                        if (ppl.ok()) response->set_perplexity(*ppl);
+                      }
+                      Record(metrics, "Evaluate", status);
+                      reactor->Finish(ToGrpcStatus(status));
+                    });
+  return reactor;
+}
+
 grpc::ServerWriteReactor<v1::QuantizeResponseChunk>* WorkerService::Quantize(
     grpc::CallbackServerContext* ctx, const v1::QuantizeRequest* request) {
   return new QuantizeWriter(ctx, *request, host_, metrics_);

@@ -44,6 +44,9 @@ class WorkerService final : public v1::WorkerService::CallbackService {
   grpc::ServerUnaryReactor* ResetJob(grpc::CallbackServerContext* ctx,
                                      const v1::ResetJobRequest* request,
                                      v1::ResetJobResponse* response) override;
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
+                                     const v1::EvaluateRequest* request,
+                                     v1::EvaluateResponse* response) override;
 
  private:
   EngineHost* const host_;        // Not owned.

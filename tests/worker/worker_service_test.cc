@@ -244,6 +244,32 @@ TEST_F(WorkerServiceTest, MapsErrorsToCanonicalCodes) {
             1);
 }
 
+TEST_F(WorkerServiceTest, EvaluatesOnTheJobsEngine) {
+  FakeEngineOptions options;
+  options.perplexity = 23.5;
+  StartServer(options);
+  auto evaluate = [&](const std::string& job, const std::string& dir, v1::EvaluateResponse* resp) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx);
+    v1::EvaluateRequest req;
+    req.set_job_id(job);
+    req.set_model_dir(dir);
+    req.set_text_file("/eval.txt");
+    req.set_seqlen(64);
+    return stub_->Evaluate(&ctx, req, resp);
+  };
+  v1::EvaluateResponse resp;
+  EXPECT_EQ(evaluate("job-1", "/staged", &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(StartJob("job-1").ok());
+  grpc::Status s = evaluate("job-1", "/staged", &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.perplexity(), 23.5);
+  EXPECT_EQ(evaluate("job-1", "missing", &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(log_.entries(), ::testing::Contains("cpu: evaluate /staged /eval.txt 64"));
+  EXPECT_EQ(Value(registry_, "baq_worker_rpcs_total", {{"method", "Evaluate"}, {"code", "OK"}}),
+            1);
+}
+
 TEST_F(WorkerServiceTest, ResetDropsTheEngineAndIsIdempotent) {
   StartServer(FakeEngineOptions());
   ASSERT_TRUE(StartJob("job-1").ok());

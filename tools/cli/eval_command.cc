@@ -11,14 +11,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/bpe_tokenizer.h"
 #include "common/model_config.h"
 #include "common/safetensors_checkpoint.h"
 #include "common/status_macros.h"
-#include "common/text_dataset.h"
 #include "tools/cli/local_commands.h"
 #include "worker/layer_formats.h"
-#include "worker/model/perplexity.h"
+#include "worker/model/checkpoint_perplexity.h"
 
 namespace baq::cli {
 namespace {
@@ -51,20 +49,9 @@ absl::Status RunEval(const EvalOptions& options) {
   }
   BAQ_ASSIGN_OR_RETURN(const at::Device device, ParseEvalDevice(options.engine.device));
   const absl::Time start = absl::Now();
-  BAQ_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir));
-  BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> ckpt,
-                       SafetensorsCheckpoint::Open(options.model_dir));
-  BAQ_ASSIGN_OR_RETURN(BpeTokenizer tokenizer,
-                       BpeTokenizer::Load(options.model_dir + "/tokenizer.json"));
-  BAQ_ASSIGN_OR_RETURN(TokenWindows windows,
-                       LoadEvaluationSet(tokenizer, options.text_file, options.seqlen));
-  if (options.max_windows > 0 && windows.num_windows() > options.max_windows) {
-    windows.starts.resize(static_cast<size_t>(options.max_windows));
-    windows.ids.resize(static_cast<size_t>(options.max_windows * options.seqlen));
-  }
-  worker::PerplexityOptions p;
-  const bool quantized = worker::HasQuantizedLayers(*ckpt);
-  if (quantized) p.block.linear_weight_loader = worker::QuantizedWeightLoader(*ckpt, config.dtype);
+  worker::CheckpointPerplexityOptions o;
+  o.max_windows = options.max_windows;
+  worker::PerplexityOptions& p = o.perplexity;
   p.num_threads = options.engine.num_threads;
   p.block.device = device;  // float32 compute on either device, as `baq quantize`.
   if (device.is_cuda()) p.batch_windows = kCudaBatchWindows;
@@ -73,8 +60,17 @@ absl::Status RunEval(const EvalOptions& options) {
                  static_cast<long long>(blocks));
     std::fflush(stderr);
   };
-  BAQ_ASSIGN_OR_RETURN(worker::PerplexityResult r,
-                       worker::EvaluatePerplexity(config, *ckpt, windows, p));
+  bool quantized = false;
+  o.configure = [&quantized](const ModelConfig& config, const SafetensorsCheckpoint& ckpt,
+                             worker::PerplexityOptions& eval) {
+    quantized = worker::HasQuantizedLayers(ckpt);
+    if (quantized) {
+      eval.block.linear_weight_loader = worker::QuantizedWeightLoader(ckpt, config.dtype);
+    }
+  };
+  BAQ_ASSIGN_OR_RETURN(
+      worker::PerplexityResult r,
+      worker::EvaluateCheckpointPerplexity(options.model_dir, options.text_file, options.seqlen, o));
   std::fprintf(stderr, "\n");
   std::printf("perplexity: %.4f (%lld windows x %lld tokens, %.1f s%s)\n", r.perplexity,
               static_cast<long long>(r.num_windows), static_cast<long long>(r.window_tokens),

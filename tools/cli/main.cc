@@ -47,6 +47,13 @@ ABSL_FLAG(int64_t, activation_memory_limit, 0,
           "to a spill file instead of memory (0: no limit)");
 ABSL_FLAG(std::string, activation_spill_dir, "",
           "quantize: directory of spilled activations (default: the system temp dir)");
+ABSL_FLAG(std::string, eval_gate_data, "",
+          "quantize/submit: evaluation gate text; publish only if the fake-quant result's "
+          "perplexity passes --eval_gate_max_ppl or --eval_gate_max_ratio");
+ABSL_FLAG(double, eval_gate_max_ppl, 0, "quantize/submit: gate limit, maximum perplexity");
+ABSL_FLAG(double, eval_gate_max_ratio, 0,
+          "quantize/submit: gate limit, maximum ratio to the unquantized model's perplexity");
+ABSL_FLAG(int64_t, eval_gate_seqlen, 2048, "quantize/submit: tokens per gate evaluation window");
 ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on");
 ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000", "submit/status/watch/cancel/list: coordinator HOST:PORT");
@@ -128,6 +135,10 @@ bool BuildJobConfig(baq::JobConfig& c) {
   q.static_groups = absl::GetFlag(FLAGS_static_groups);
   q.symmetric = absl::GetFlag(FLAGS_sym);
   q.percdamp = absl::GetFlag(FLAGS_percdamp);
+  c.eval_gate.text_file = absl::GetFlag(FLAGS_eval_gate_data);
+  c.eval_gate.seqlen = absl::GetFlag(FLAGS_eval_gate_seqlen);
+  c.eval_gate.max_ppl = absl::GetFlag(FLAGS_eval_gate_max_ppl);
+  c.eval_gate.max_ppl_ratio = absl::GetFlag(FLAGS_eval_gate_max_ratio);
   return true;
 }
 

@@ -81,13 +81,16 @@ std::string StateName(v1::JobState s) {
       return "failed";
     case v1::JOB_STATE_CANCELLED:
       return "cancelled";
+    case v1::JOB_STATE_FAILED_GATE:
+      return "failed_gate";
     default:
       return "unknown";
   }
 }
 
 bool Terminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED ||
+         s == v1::JOB_STATE_FAILED_GATE;
 }
 
 std::string Time(int64_t unix_ms) {
