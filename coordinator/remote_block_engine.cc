@@ -36,6 +36,36 @@ class ActiveCall {
 
 absl::Status AbortedCall() { return absl::AbortedError("job aborted: coordinator shutting down"); }
 
+// One RPC's client context with its deadline, registered with the job's
+// canceller and the worker's lease fence (nullable) for the scope's lifetime.
+// status() says whether the call may start: Aborted once the job's calls were
+// cancelled, the fence's Unavailable once the worker's lease was lost.
+class CallScope {
+ public:
+  CallScope(absl::Duration timeout, CallCanceller* canceller, LeaseFence* fence)
+      : fence_(fence),
+        call_(canceller, &ctx_),
+        leased_(fence != nullptr ? &fence->calls() : nullptr, &ctx_) {
+    SetDeadline(ctx_, timeout);
+  }
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+  absl::Status status() const {
+    if (!call_.ok()) return AbortedCall();
+    if (!leased_.ok()) return fence_->Check();
+    return absl::OkStatus();
+  }
+  grpc::ClientContext* ctx() { return &ctx_; }
+
+ private:
+  LeaseFence* const fence_;
+  // The context first: the registrations below end before it dies.
+  grpc::ClientContext ctx_;
+  ActiveCall call_;
+  ActiveCall leased_;
+};
+
 // Retries only what is safe to repeat: ExportInputs reads, ResetJob is
 // idempotent. Measure/Quantize/StartJob are retried by the job, not here.
 constexpr char kWorkerServiceConfig[] = R"json({
@@ -190,46 +220,34 @@ absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
 }
 
 absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.start_timeout);
-  ActiveCall call(canceller_.get(), &ctx);
-  if (!call.ok()) return AbortedCall();
-  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
-  if (!leased.ok()) return fence_->Check();
+  CallScope scope(options_.start_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::StartJobRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
   ToProto(config, req.mutable_spec());
   v1::StartJobResponse resp;
-  if (absl::Status s = Wrap(stub_->StartJob(&ctx, req, &resp)); !s.ok()) return s;
+  if (absl::Status s = Wrap(stub_->StartJob(scope.ctx(), req, &resp)); !s.ok()) return s;
   num_blocks_ = resp.num_blocks();
   return absl::OkStatus();
 }
 
 absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.block_timeout);
-  ActiveCall call(canceller_.get(), &ctx);
-  if (!call.ok()) return AbortedCall();
-  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
-  if (!leased.ok()) return fence_->Check();
+  CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::MeasureRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
   req.set_block(block);
   v1::BlockMeasurement resp;
-  if (absl::Status s = Wrap(stub_->Measure(&ctx, req, &resp)); !s.ok()) return s;
+  if (absl::Status s = Wrap(stub_->Measure(scope.ctx(), req, &resp)); !s.ok()) return s;
   return FromProto(resp);
 }
 
 absl::StatusOr<double> RemoteBlockEngine::Evaluate(const std::string& model_dir,
                                                    const std::string& text_file, int64_t seqlen) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.evaluate_timeout);
-  ActiveCall call(canceller_.get(), &ctx);
-  if (!call.ok()) return AbortedCall();
-  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
-  if (!leased.ok()) return fence_->Check();
+  CallScope scope(options_.evaluate_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::EvaluateRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
@@ -237,31 +255,27 @@ absl::StatusOr<double> RemoteBlockEngine::Evaluate(const std::string& model_dir,
   req.set_text_file(text_file);
   req.set_seqlen(seqlen);
   v1::EvaluateResponse resp;
-  if (absl::Status s = Wrap(stub_->Evaluate(&ctx, req, &resp)); !s.ok()) return s;
+  if (absl::Status s = Wrap(stub_->Evaluate(scope.ctx(), req, &resp)); !s.ok()) return s;
   return resp.perplexity();
 }
 
 absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.block_timeout);
-  ActiveCall call(canceller_.get(), &ctx);
-  if (!call.ok()) return AbortedCall();
-  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
-  if (!leased.ok()) return fence_->Check();
+  CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::QuantizeRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
   req.set_block(block);
   ToProto(allocation, req.mutable_allocation());
   std::unique_ptr<grpc::ClientReader<v1::QuantizeResponseChunk>> reader =
-      stub_->Quantize(&ctx, req);
+      stub_->Quantize(scope.ctx(), req);
   OutputAssembly assembly;
   absl::Status stream_status;
   v1::QuantizeResponseChunk chunk;
   while (reader->Read(&chunk)) {
     if (stream_status.ok()) stream_status = assembly.Add(chunk);
-    if (!stream_status.ok()) ctx.TryCancel();  // Drain; Finish reports.
+    if (!stream_status.ok()) scope.ctx()->TryCancel();  // Drain; Finish reports.
   }
   if (absl::Status s = Wrap(reader->Finish()); !s.ok() && stream_status.ok()) return s;
   if (!stream_status.ok()) {
@@ -273,17 +287,13 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
 }
 
 absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.transfer_timeout);
-  ActiveCall call(canceller_.get(), &ctx);
-  if (!call.ok()) return AbortedCall();
-  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
-  if (!leased.ok()) return fence_->Check();
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ExportInputsRequest req;
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
   req.set_block(block);
-  std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader = stub_->ExportInputs(&ctx, req);
+  std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader = stub_->ExportInputs(scope.ctx(), req);
   std::string bytes;
   v1::Chunk chunk;
   while (reader->Read(&chunk)) bytes.append(chunk.data());
@@ -292,15 +302,11 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
 }
 
 absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.transfer_timeout);
-  ActiveCall call(canceller_.get(), &ctx);
-  if (!call.ok()) return AbortedCall();
-  ActiveCall leased(fence_ != nullptr ? &fence_->calls() : nullptr, &ctx);
-  if (!leased.ok()) return fence_->Check();
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ImportInputsResponse resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportInputsChunk>> writer =
-      stub_->ImportInputs(&ctx, &resp);
+      stub_->ImportInputs(scope.ctx(), &resp);
   size_t offset = 0;
   do {  // At least one message: it names the target, even for no bytes.
     v1::ImportInputsChunk chunk;
