@@ -72,7 +72,10 @@ class RemoteCommandsTest : public ::testing::Test {
       options.listen_address = "127.0.0.1:0";
       worker::WorkerDeps deps;
       deps.engine_factory = [](const std::string& device) {
-        return worker::MakeTorchBlockEngine(worker::EngineOptions{device, /*num_threads=*/1});
+        worker::EngineOptions engine;
+        engine.device = device;
+        engine.num_threads = 1;
+        return worker::MakeTorchBlockEngine(engine);
       };
       auto server = worker::WorkerServer::Start(options, std::move(deps));
       ASSERT_TRUE(server.ok()) << server.status();
