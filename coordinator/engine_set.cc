@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 
 namespace baq::coordinator {
 
@@ -90,16 +91,8 @@ absl::Status EngineSet::StartAll(const JobConfig& config) {
       if (!options_.survive_losses || !IsWorkerLoss(s, /*starting=*/true)) {
         return absl::Status(s.code(), absl::StrCat("worker ", i, ": ", s.message()));
       }
-      ++failures_;
       slots_[i].alive = false;
-      Log(absl::StrCat("worker lost while starting (failure ", failures_, " of at most ",
-                       options_.max_worker_failures, "): ", s.ToString()));
-      if (failures_ > options_.max_worker_failures) {
-        return absl::AbortedError(absl::StrCat("gave up after ", failures_,
-                                               " worker failures (budget ",
-                                               options_.max_worker_failures, "); last: ",
-                                               s.ToString()));
-      }
+      if (absl::Status over = CountLoss("worker lost while starting", s); !over.ok()) return over;
       added = AddMore() > 0 || added;
     }
     if (added) continue;  // Start the replacements.
@@ -133,6 +126,16 @@ BlockEngine* EngineSet::For(int64_t block) const {
   return plan_[static_cast<size_t>(block - plan_from_)];
 }
 
+absl::Status EngineSet::CountLoss(absl::string_view what, const absl::Status& error) {
+  ++failures_;
+  Log(absl::StrCat(what, " (failure ", failures_, " of at most ", options_.max_worker_failures,
+                   "): ", error.ToString()));
+  if (failures_ <= options_.max_worker_failures) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat("gave up after ", failures_, " worker failures (budget ",
+                                         options_.max_worker_failures, " per job); last: ",
+                                         error.ToString()));
+}
+
 void EngineSet::Drop(BlockEngine* engine) {
   for (Slot& s : slots_) {
     if (s.engine == engine) s.alive = false;
@@ -143,16 +146,8 @@ absl::Status EngineSet::Fail(BlockEngine* engine, const absl::Status& error,
                              const JobConfig& config) {
   if (!options_.survive_losses || !IsWorkerLoss(error)) return error;
   if (cancelled_ != nullptr && cancelled_->load()) return error;
-  ++failures_;
   Drop(engine);
-  Log(absl::StrCat("worker lost (failure ", failures_, " of at most ",
-                   options_.max_worker_failures, "): ", error.ToString()));
-  if (failures_ > options_.max_worker_failures) {
-    return absl::AbortedError(absl::StrCat("gave up after ", failures_,
-                                           " worker failures (budget ",
-                                           options_.max_worker_failures, " per job); last: ",
-                                           error.ToString()));
-  }
+  BAQ_RETURN_IF_ERROR(CountLoss("worker lost", error));
   AddMore();
   return StartAll(config);
 }

@@ -34,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/block_engine.h"
 #include "common/job_config.h"
@@ -102,6 +103,9 @@ class EngineSet {
   // Adds the engines more_engines() offers; returns how many.
   size_t AddMore();
   void Drop(BlockEngine* engine);
+  // Counts one worker loss against the job's budget and logs it as
+  // "<what> (failure K of at most M): <error>"; Aborted once over budget.
+  absl::Status CountLoss(absl::string_view what, const absl::Status& error);
 
   const Options options_;
   const std::atomic<bool>* const cancelled_;
