@@ -83,10 +83,7 @@ TEST(CoordinatorServerLoadTest, TwoHundredJobsFromEightClientsNoneLostOrDuplicat
   WorkerRegistry registry{WorkerRegistryOptions()};
   JobManagerDeps deps;
   deps.execution_factory = gate.Factory(/*num_blocks=*/3);
-  deps.engine_provider = [](const std::string&) {
-    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(
-        std::vector<std::unique_ptr<BlockEngine>>());
-  };
+  deps.engine_provider = baq::testing::NoEngineProvider();
   deps.metrics = &metrics;
   JobManagerOptions job_options;
   job_options.max_concurrent_jobs = 4;

@@ -59,10 +59,7 @@ class CoordinatorServerTest : public ::testing::Test {
     baq::testing::WriteFileOrDie(dir_ + "/secret/weights.safetensors", "");
     JobManagerDeps deps;
     deps.execution_factory = gate_.Factory(/*num_blocks=*/1);
-    deps.engine_provider = [](const std::string&) {
-      return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(
-          std::vector<std::unique_ptr<BlockEngine>>());
-    };
+    deps.engine_provider = baq::testing::NoEngineProvider();
     deps.metrics = &metrics_;
     auto jobs = JobManager::Create(JobManagerOptions(), std::move(deps));
     ASSERT_TRUE(jobs.ok()) << jobs.status();

@@ -259,10 +259,7 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheDataDir) {
     options.data_dir = dir;
     JobManagerDeps deps;
     deps.execution_factory = closed.Factory(3);
-    deps.engine_provider = [](const std::string&) {
-      return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(
-          std::vector<std::unique_ptr<BlockEngine>>());
-    };
+    deps.engine_provider = baq::testing::NoEngineProvider();
     auto jobs = JobManager::Create(options, std::move(deps));
     ASSERT_TRUE(jobs.ok());
     auto first = (*jobs)->Submit("busy", TestConfig());
@@ -311,17 +308,13 @@ class StartLog {
   std::vector<std::string> started_ ABSL_GUARDED_BY(mu_);
 };
 
-std::vector<std::unique_ptr<BlockEngine>> NoEngines() { return {}; }
-
 TEST_F(JobManagerTest, SixJobsFromTwoTenantsRunByPriorityThenRoundRobin) {
   StartLog log;
   JobManagerOptions options;
   options.max_concurrent_jobs = 1;
   JobManagerDeps deps;
   deps.execution_factory = log.Wrap(gate_.Factory(/*num_blocks=*/1));
-  deps.engine_provider = [](const std::string&) {
-    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
-  };
+  deps.engine_provider = baq::testing::NoEngineProvider();
   auto jobs_or = JobManager::Create(options, std::move(deps));
   ASSERT_TRUE(jobs_or.ok());
   JobManager& jobs = **jobs_or;
@@ -382,9 +375,7 @@ TEST_F(JobManagerTest, QueuedEtaIsListSchedulingWithTheMeanWallTime) {
   options.max_concurrent_jobs = 1;
   JobManagerDeps deps;
   deps.execution_factory = gate_.Factory(/*num_blocks=*/2);
-  deps.engine_provider = [](const std::string&) {
-    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
-  };
+  deps.engine_provider = baq::testing::NoEngineProvider();
   auto jobs_or = JobManager::Create(options, std::move(deps));
   ASSERT_TRUE(jobs_or.ok());
   JobManager& jobs = **jobs_or;
@@ -421,9 +412,7 @@ TEST_F(JobManagerTest, RetentionRemovesFinishedJobsStateAfterAJob) {
   options.retention.max_bytes = 10;
   JobManagerDeps deps;
   deps.execution_factory = gate_.Factory(/*num_blocks=*/1);
-  deps.engine_provider = [](const std::string&) {
-    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
-  };
+  deps.engine_provider = baq::testing::NoEngineProvider();
   auto jobs = JobManager::Create(options, std::move(deps));
   ASSERT_TRUE(jobs.ok());
   // Collected at start; the record stays.
@@ -439,9 +428,7 @@ TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
   options.schedule_poll = absl::Milliseconds(20);
   JobManagerDeps deps;
   deps.execution_factory = log.Wrap(gate_.Factory(/*num_blocks=*/1));
-  deps.engine_provider = [](const std::string&) {
-    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(NoEngines());
-  };
+  deps.engine_provider = baq::testing::NoEngineProvider();
   absl::Mutex capacity_mu;
   int64_t capacity = 1000;
   deps.memory_capacity = [&] {

@@ -38,10 +38,7 @@ class JobServiceTest : public ::testing::Test {
   void SetUp() override {
     JobManagerDeps deps;
     deps.execution_factory = gate_.Factory(/*num_blocks=*/4);
-    deps.engine_provider = [](const std::string&) {
-      return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(
-          std::vector<std::unique_ptr<BlockEngine>>());
-    };
+    deps.engine_provider = baq::testing::NoEngineProvider();
     deps.metrics = &metrics_;
     auto jobs = JobManager::Create(JobManagerOptions(), std::move(deps));
     ASSERT_TRUE(jobs.ok());

@@ -18,6 +18,7 @@
 #define BAQ_TESTS_FAKES_FAKE_JOB_EXECUTION_H_
 
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -120,6 +121,15 @@ inline coordinator::ExecutionFactory ExecutionGate::Factory(int64_t num_blocks) 
       last_engines_ = engines.size();
     }
     return std::make_unique<FakeJobExecution>(this, config, num_blocks, std::move(progress));
+  };
+}
+
+// An EngineProvider with no engines: for JobManagers whose executions are
+// fakes that never touch an engine.
+inline coordinator::EngineProvider NoEngineProvider() {
+  return [](const std::string&) {
+    return absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>>(
+        std::vector<std::unique_ptr<BlockEngine>>());
   };
 }
 
