@@ -263,6 +263,17 @@ def await_checkpoint(c, job, n, timeout_s=JOB_TIMEOUT_S):
         time.sleep(0.05)
 
 
+def await_block_work(c, job, timeout_s=JOB_TIMEOUT_S):
+    """Waits until the job runs blocks (every engine has started), so the one
+    busy worker is inside a Measure or Quantize call. While engines start, a
+    worker whose StartJob just returned still reads busy for a moment, and a
+    kill there finds no call in flight: only its lease (15 s) can tell."""
+    deadline = time.monotonic() + timeout_s
+    while not re.search(r"measuring|quantizing", c.status(job).get("progress", "")):
+        assert time.monotonic() < deadline, "job %s ran no block in %d s" % (job, timeout_s)
+        time.sleep(0.05)
+
+
 def scenario_worker_kill(c, flags):
     for name in ("w1", "w2", "w3"):
         c.start_worker(name)
@@ -270,12 +281,14 @@ def scenario_worker_kill(c, flags):
     job = c.submit(flags, "ft-kill")
     detections, recoveries = [], []
     killed = set()
-    # Kill 1 lands on the first busy worker (starting or on block 0), kills 2
-    # and 3 once 1 and 3 blocks are checkpointed: later blocks restore their
-    # inputs from the checkpoint and roll back a non-empty bit budget.
+    # Kill 1 lands on the worker running block 0, kills 2 and 3 once 1 and 3
+    # blocks are checkpointed: later blocks restore their inputs from the
+    # checkpoint and roll back a non-empty bit budget. Every kill is mid-call
+    # (mid-block), the case detected by the broken connection within 5 s.
     after_blocks = {1: 0, 2: 1, 3: 3}
     for k in range(1, 4):
         await_checkpoint(c, job, after_blocks[k])
+        await_block_work(c, job)
         victim = c.busy_worker()
         proc = c.workers[victim][0]
         st = c.status(job)
