@@ -72,6 +72,43 @@ class BlockEngine {
     return absl::UnimplementedError("this engine cannot evaluate checkpoints");
   }
 
+  // Calibration shards (JobConfig::calibration_shards = S > 1, sequential
+  // mode): after Start() the engine holds every shard's inputs of block 0.
+  // Per block the coordinator
+  //   1. calls AccumulateHessians(block, shards) on each engine with the
+  //      shards it owns: the engine runs the unquantized block over those
+  //      shards' windows, drops its other shards' inputs of the block, and
+  //      returns one fp64 partial per (shard, input group), by shard then
+  //      group;
+  //   2. merges the partials in shard order (p_0 + p_1 + ..., exactly the
+  //      additions one engine holding all shards makes in Measure) and hands
+  //      the merged sums (shard -1) to every engine with ImportHessians;
+  //   3. calls Measure(block) on one engine (it uses the imported Hessians,
+  //      no forward) and Quantize(block, allocation) on every engine: each
+  //      produces the next block's inputs of its own shards.
+  // Measure() on an engine that was not given Hessians does steps 1-2 itself
+  // (it must hold all S shards). ExportShardInputs/ImportShardInputs move one
+  // shard's inputs of a block (checkpoints, failover); an export hands the
+  // shard over (the engine drops it).
+  // Defaults: Unimplemented (engines that cannot shard).
+  virtual absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
+      int64_t block, const std::vector<int32_t>& shards) {
+    (void)block, (void)shards;
+    return absl::UnimplementedError("this engine cannot shard the calibration set");
+  }
+  virtual absl::Status ImportHessians(int64_t block, std::vector<HessianPartial> merged) {
+    (void)block, (void)merged;
+    return absl::UnimplementedError("this engine cannot shard the calibration set");
+  }
+  virtual absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) {
+    (void)block, (void)shard;
+    return absl::UnimplementedError("this engine cannot shard the calibration set");
+  }
+  virtual absl::Status ImportShardInputs(int64_t block, int32_t shard, std::string bytes) {
+    (void)block, (void)shard, (void)bytes;
+    return absl::UnimplementedError("this engine cannot shard the calibration set");
+  }
+
   // Thread-safe: the one method any thread may call, also while another
   // method runs. Makes the call in progress return Cancelled soon (between
   // layers and calibration windows, not at the next block), and every later

@@ -89,6 +89,23 @@ absl::Status JobConfig::Validate() const {
   if (q.method == QuantMethod::kBaq && q.group_size != -1) {
     return bad("group_size", q.group_size, "BAQ allocates per column; use -1");
   }
+  if (calibration_shards < 1 || calibration_shards > 64) {
+    return bad("calibration_shards", calibration_shards, "in [1, 64]");
+  }
+  if (calibration_shards > 1) {
+    if (mode != ExecutionMode::kSequential) {
+      return bad("calibration_shards", calibration_shards,
+                 "splitting the calibration set needs mode sequential");
+    }
+    const int64_t chunks =
+        (calibration.num_samples + kCalibrationWindowsPerChunk - 1) / kCalibrationWindowsPerChunk;
+    if (calibration_shards > chunks) {
+      return bad("calibration_shards", calibration_shards,
+                 absl::StrCat("at most the ", chunks, " calibration chunk(s) of ",
+                              kCalibrationWindowsPerChunk, " windows that num_samples = ",
+                              calibration.num_samples, " makes"));
+    }
+  }
   const EvalGate& g = eval_gate;
   const bool any_limit = g.max_ppl != 0 || g.max_ppl_ratio != 0;
   if (!g.enabled()) {

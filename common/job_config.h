@@ -46,6 +46,10 @@ struct QuantizationConfig {
   int32_t max_levels = 256;  // Cap on levels per column.
 };
 
+// Calibration windows per forward call on a worker, and the unit by which
+// windows are dealt to devices, Hessian partials and calibration shards.
+inline constexpr int64_t kCalibrationWindowsPerChunk = 8;
+
 struct CalibrationConfig {
   std::vector<std::string> files;  // Text files, encoded separately, concatenated.
   int64_t num_samples = 128;
@@ -81,6 +85,14 @@ struct JobConfig {
   // Publish only if the result passes this gate (requires the fake-quant
   // format, which is what the gate evaluates).
   EvalGate eval_gate;
+  // Sequential mode: the calibration windows are split into this many
+  // shards (chunk c of kCalibrationWindowsPerChunk windows belongs to shard
+  // c mod S), each shard's fp64 Hessian partial sums are accumulated on its
+  // own engine (several workers, or one engine holding them all) and merged
+  // in shard order. The output depends on S, never on how many workers held
+  // the shards. 1: no split (today's protocol). 1 <= S <= 64, at most the
+  // number of calibration chunks.
+  int32_t calibration_shards = 1;
 
   absl::Status Validate() const;
 };

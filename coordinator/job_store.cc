@@ -103,6 +103,8 @@ json JobConfigToJson(const JobConfig& c) {
                       {"max_ppl", c.eval_gate.max_ppl},
                       {"max_ppl_ratio", c.eval_gate.max_ppl_ratio}};
   }
+  // Only when set, so fingerprints of unsharded jobs are unchanged.
+  if (c.calibration_shards != 1) j["calibration_shards"] = c.calibration_shards;
   return j;
 }
 
@@ -143,6 +145,7 @@ absl::StatusOr<JobConfig> JobConfigFromJson(const json& j) {
     if (!mode.ok()) return mode.status();
     c.mode = *mode;
     c.eval_file = j.value("eval_file", "");
+    c.calibration_shards = j.value("calibration_shards", d.calibration_shards);
     if (j.contains("eval_gate")) {
       const json& g = j.at("eval_gate");
       c.eval_gate.text_file = g.at("text_file").get<std::string>();

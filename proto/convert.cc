@@ -136,6 +136,7 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   spec->set_mode(config.mode == ExecutionMode::kParallel ? v1::EXECUTION_MODE_PARALLEL
                                                          : v1::EXECUTION_MODE_SEQUENTIAL);
   spec->set_eval_file(config.eval_file);
+  spec->set_calibration_shards(config.calibration_shards);
   if (config.eval_gate.enabled()) {
     v1::EvalGateSpec* gate = spec->mutable_eval_gate();
     gate->set_text_file(config.eval_gate.text_file);
@@ -189,6 +190,8 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   if (!mode.ok()) return mode.status();
   config.mode = *mode;
   config.eval_file = spec.eval_file();
+  config.calibration_shards =
+      OrDefault(spec.calibration_shards(), defaults.calibration_shards);
   if (spec.has_eval_gate()) {
     const v1::EvalGateSpec& gate = spec.eval_gate();
     config.eval_gate.text_file = gate.text_file();

@@ -41,6 +41,10 @@ ABSL_FLAG(std::string, device, "cpu",
 ABSL_FLAG(int32_t, hessian_partials, 0,
           "Hessian partial sums (0: one per device); output bits depend on it, not on the device "
           "count: --device cuda:0 --hessian_partials 2 equals --device cuda:0,cuda:1");
+ABSL_FLAG(int32_t, calibration_shards, 1,
+          "quantize/submit (sequential mode): split the calibration windows into this many "
+          "shards whose fp64 Hessian partial sums are computed on different workers and merged "
+          "in shard order; the output depends on it, not on the worker count");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
 ABSL_FLAG(int64_t, activation_memory_limit, 0,
           "quantize: calibration activations of a block boundary larger than this many bytes go "
@@ -139,6 +143,7 @@ bool BuildJobConfig(baq::JobConfig& c) {
   c.eval_gate.seqlen = absl::GetFlag(FLAGS_eval_gate_seqlen);
   c.eval_gate.max_ppl = absl::GetFlag(FLAGS_eval_gate_max_ppl);
   c.eval_gate.max_ppl_ratio = absl::GetFlag(FLAGS_eval_gate_max_ratio);
+  c.calibration_shards = absl::GetFlag(FLAGS_calibration_shards);
   return true;
 }
 
