@@ -3,9 +3,10 @@
 
 summarize.py OUT_DIR  -> prints a markdown table (run.sh keeps it as OUT_DIR/summary.md).
 """
-import json
 import os
 import sys
+
+from bench_json import load_json
 
 PAIRS = [  # (our benchmark, reference result, what)
     ("HessianAdd", "ref_add_batch", "Hessian, per 2048-token window"),
@@ -17,18 +18,10 @@ PAIRS = [  # (our benchmark, reference result, what)
 ]
 
 
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def main(out):
-    ours = load(os.path.join(out, "quant_device_bench.json")) or {"benchmarks": []}
-    ref = load(os.path.join(out, "reference_bench.json")) or {"results": []}
-    ar = load(os.path.join(out, "allreduce_device_bench.json")) or {"benchmarks": []}
+    ours = load_json(os.path.join(out, "quant_device_bench.json")) or {"benchmarks": []}
+    ref = load_json(os.path.join(out, "reference_bench.json")) or {"results": []}
+    ar = load_json(os.path.join(out, "allreduce_device_bench.json")) or {"benchmarks": []}
     mine = {}
     for b in ours["benchmarks"]:
         name, shape, _dev = b["name"].split("/")[:3]

@@ -14,18 +14,22 @@ import argparse
 import json
 import os
 
+from bench_json import load_json
+
 FP_TOL = 0.005
 REF_TOL = 0.01
 BITS_TOL = 1e-3
 SAME_PPL_TOL = 1e-3  # relative: two loads of the same weights
 
 
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+def add_table(md, intro, header, align, rows):
+    """Appends `intro`, a markdown table of `rows` under `header` and a blank line to `md`;
+    nothing when there are no rows (the runs of that kind were not made)."""
+    if rows:
+        md.append(intro)
+        md.append(header)
+        md.append(align)
+        md += rows + [""]
 
 
 def rel(a, b):
@@ -63,9 +67,9 @@ def main():
     md = []
     checks = []
     for model in models:
-        info = load(os.path.join(a.work, "models", model, "fixture_info.json")) or {}
-        ref = load(os.path.join(a.work, f"ref-{model}.json")) or {"runs": []}
-        hf = load(os.path.join(a.work, f"hf-{model}.json")) or {"runs": []}
+        info = load_json(os.path.join(a.work, "models", model, "fixture_info.json")) or {}
+        ref = load_json(os.path.join(a.work, f"ref-{model}.json")) or {"runs": []}
+        hf = load_json(os.path.join(a.work, f"hf-{model}.json")) or {"runs": []}
         hf_fake = {r["name"]: r for r in hf["runs"] if r["kind"] == "fake"}
         hf_gptq = {r["name"]: r for r in hf["runs"] if r["kind"] == "gptq"}
         hf_packed = {r["name"]: r for r in hf["runs"] if r["kind"] == "packed"}
@@ -76,8 +80,8 @@ def main():
         for q in [x for x in lines if x["kind"] == "quantize" and x["model"] == model]:
             multi = "," in q["formats"]
             rdir = os.path.join(q["dir"], "fake-quant") if multi else q["dir"]
-            rep = load(os.path.join(rdir, "quant_report.json")) or {}
-            grep = load(os.path.join(q["dir"], "gptq", "quant_report.json")) if multi else None
+            rep = load_json(os.path.join(rdir, "quant_report.json")) or {}
+            grep = load_json(os.path.join(q["dir"], "gptq", "quant_report.json")) if multi else None
             r = dict(q)
             r["achieved_bits"] = rep.get("achieved_bits")
             r["proxy_loss"] = rep.get("total_proxy_loss")
@@ -137,11 +141,9 @@ def main():
             if ok is not None:
                 checks.append((f"{model}: GPTQ w{b} within 1 % of the reference", ok,
                                f"{ours:.3f} vs {theirs:.3f} ({pct(rel(ours, theirs))})"))
-        if gptq_rows:
-            md.append("GPTQ, ours against IST-DASLab/gptq (same windows, same evaluation):\n")
-            md.append("| bits | ours | reference | diff | within 1 % |")
-            md.append("|---:|---:|---:|---:|---|")
-            md += gptq_rows + [""]
+        add_table(md, "GPTQ, ours against IST-DASLab/gptq (same windows, same evaluation):\n",
+                  "| bits | ours | reference | diff | within 1 % |", "|---:|---:|---:|---:|---|",
+                  gptq_rows)
 
         baq_rows = []
         for b in (3.0, 2.5, 2.0):
@@ -160,11 +162,9 @@ def main():
             if better is not None:
                 checks.append((f"{model}: BAQ {b:g} ppl <= GPTQ w{b:g}", better,
                                f"{r['ppl']:.3f} vs {g:.3f}"))
-        if baq_rows:
-            md.append("BAQ (global allocation) against GPTQ at the same average:\n")
-            md.append("| bits | BAQ achieved | exact | BAQ ppl | GPTQ ppl | BAQ <= GPTQ |")
-            md.append("|---:|---:|---|---:|---:|---|")
-            md += baq_rows + [""]
+        add_table(md, "BAQ (global allocation) against GPTQ at the same average:\n",
+                  "| bits | BAQ achieved | exact | BAQ ppl | GPTQ ppl | BAQ <= GPTQ |",
+                  "|---:|---:|---|---:|---:|---|", baq_rows)
 
         scope_rows = []
         for b in (3.0, 2.5, 2.0):
@@ -174,11 +174,9 @@ def main():
                 cells.append(f"{fmt(r['ppl'])} ({fmt(r['achieved_bits'], 3)} b)" if r else "–")
             if any(c != "–" for c in cells[1:]):
                 scope_rows.append(f"| {b:g} | " + " | ".join(cells) + " |")
-        if scope_rows:
-            md.append("BAQ allocation scopes, ppl (achieved bits):\n")
-            md.append("| target | global | global-raw | sublayer (paper) |")
-            md.append("|---:|---:|---:|---:|")
-            md += scope_rows + [""]
+        add_table(md, "BAQ allocation scopes, ppl (achieved bits):\n",
+                  "| target | global | global-raw | sublayer (paper) |", "|---:|---:|---:|---:|",
+                  scope_rows)
 
         for r in runs:
             if "," not in r["formats"] or r["rc"] != 0:
