@@ -72,6 +72,17 @@ class BlockEngine {
     return absl::UnimplementedError("this engine cannot evaluate checkpoints");
   }
 
+  // Several bit targets over one measurement (JobConfig::extra_target_bits,
+  // parallel mode). Later Measure/Quantize calls use `target_bits` instead of
+  // the job's target (BAQ's reference width, GPTQ/RTN's width). With
+  // `keep_measurement`, Quantize(b) keeps block b's weights and Hessians, and
+  // a later Measure(b) only redoes BAQ pass 1 at the new target from them
+  // (no calibration forward, no inputs needed). Default: Unimplemented.
+  virtual absl::Status SetTarget(double target_bits, bool keep_measurement) {
+    (void)target_bits, (void)keep_measurement;
+    return absl::UnimplementedError("this engine cannot switch bit targets");
+  }
+
   // Calibration shards (JobConfig::calibration_shards = S > 1, sequential
   // mode): after Start() the engine holds every shard's inputs of block 0.
   // Per block the coordinator

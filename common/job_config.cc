@@ -4,10 +4,14 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace baq {
 namespace {
+
+// Targets per job beyond the first (each is one more output).
+constexpr size_t kMaxExtraTargets = 15;
 
 template <typename E, size_t N>
 absl::StatusOr<E> ParseEnum(absl::string_view what, absl::string_view name,
@@ -81,6 +85,32 @@ absl::Status JobConfig::Validate() const {
   if (q.method != QuantMethod::kBaq && std::floor(q.target_bits) != q.target_bits) {
     return bad("target_bits", q.target_bits, "fractional widths need method baq");
   }
+  if (extra_target_bits.size() > kMaxExtraTargets) {
+    return bad("extra_target_bits", extra_target_bits.size(),
+               absl::StrCat("at most ", kMaxExtraTargets, " more targets per job"));
+  }
+  const std::vector<double> all_targets = AllTargets();
+  for (size_t i = 0; i < extra_target_bits.size(); ++i) {
+    const double t = extra_target_bits[i];
+    const std::string field = absl::StrCat("extra_target_bits[", i, "]");
+    if (!std::isfinite(t) || t < 1.0 || t > 8.0) return bad(field, t, "must be in [1, 8]");
+    if (q.method != QuantMethod::kBaq && std::floor(t) != t) {
+      return bad(field, t, "fractional widths need method baq");
+    }
+    if (std::count(all_targets.begin(), all_targets.end(), t) > 1) {
+      return bad(field, t, "every target must differ");
+    }
+  }
+  if (!extra_target_bits.empty() && mode != ExecutionMode::kParallel) {
+    return absl::InvalidArgumentError(
+        "job config: several bit targets share one measurement only in parallel mode (in "
+        "sequential mode each target's later blocks see different quantized inputs); use "
+        "mode parallel or one job per target");
+  }
+  if (!measurement_dir.empty() && mode != ExecutionMode::kParallel) {
+    return absl::InvalidArgumentError(
+        "job config: measurement_dir (keeping or reusing a measurement) needs mode parallel");
+  }
   if (q.group_size == 0 || q.group_size < -1) return bad("group_size", q.group_size, "-1 or > 0");
   if (!(q.percdamp > 0.0) || q.percdamp > 1.0) return bad("percdamp", q.percdamp, "in (0, 1]");
   if (q.block_size < 1) return bad("block_size", q.block_size, ">= 1");
@@ -129,6 +159,25 @@ absl::Status JobConfig::Validate() const {
         "job config: eval_gate evaluates the fake-quant output; add fake-quant to the formats");
   }
   return absl::OkStatus();
+}
+
+std::vector<double> JobConfig::AllTargets() const {
+  std::vector<double> all = {quant.target_bits};
+  all.insert(all.end(), extra_target_bits.begin(), extra_target_bits.end());
+  return all;
+}
+
+std::string JobConfig::TargetOutputDir(double target_bits) const {
+  if (extra_target_bits.empty()) return output_dir;
+  return absl::StrFormat("%s/bits-%g", output_dir, target_bits);
+}
+
+JobConfig JobConfig::ForTarget(double target_bits) const {
+  JobConfig c = *this;
+  c.quant.target_bits = target_bits;
+  c.output_dir = TargetOutputDir(target_bits);
+  c.extra_target_bits.clear();
+  return c;
 }
 
 }  // namespace baq

@@ -93,8 +93,25 @@ struct JobConfig {
   // the shards. 1: no split (today's protocol). 1 <= S <= 64, at most the
   // number of calibration chunks.
   int32_t calibration_shards = 1;
+  // Further bit targets sharing this job's measurement (parallel mode): the
+  // calibration forwards and Hessians are computed once, and every target in
+  // AllTargets() gets its own output in TargetOutputDir(t). Empty: one
+  // target, written to output_dir itself.
+  std::vector<double> extra_target_bits;
+  // Keep the measurement (every layer's Hessian) in this directory, or reuse
+  // the one kept there when its fingerprint matches this job's model and
+  // calibration (common/measurement_store.h). Parallel mode. Empty: none.
+  std::string measurement_dir;
 
   absl::Status Validate() const;
+  // quant.target_bits, then extra_target_bits.
+  std::vector<double> AllTargets() const;
+  // output_dir for a single-target job; "<output_dir>/bits-<t>" (e.g.
+  // bits-2.5) for each target of a multi-target job.
+  std::string TargetOutputDir(double target_bits) const;
+  // This job narrowed to one of its targets: that target, its output dir,
+  // no extra targets.
+  JobConfig ForTarget(double target_bits) const;
 };
 
 absl::string_view QuantMethodName(QuantMethod m);

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "common/dtype.h"
+#include "common/durable_file.h"
 
 namespace baq::coordinator {
 namespace {
@@ -30,53 +31,6 @@ constexpr int kManifestVersion = 1;
 // exactly the values an uninterrupted one would have.
 uint64_t Bits(double x) { return absl::bit_cast<uint64_t>(x); }
 double FromBits(const json& j) { return absl::bit_cast<double>(j.get<uint64_t>()); }
-
-absl::Status Errno(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat("checkpoint: cannot ", what, " ", path, ": ",
-                                          std::strerror(errno)));
-}
-
-absl::Status FsyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return Errno("open", dir);
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Errno("fsync", dir);
-  return absl::OkStatus();
-}
-
-// Writes `pieces` to `path` durably: temp file, fsync, rename, fsync dir.
-absl::Status WriteDurably(const std::string& path, const std::vector<absl::string_view>& pieces) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("create", tmp);
-  for (absl::string_view piece : pieces) {
-    while (!piece.empty()) {
-      const ssize_t n = ::write(fd, piece.data(), piece.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        absl::Status s = Errno("write", tmp);
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return s;
-      }
-      piece.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-  if (::fsync(fd) != 0) {
-    absl::Status s = Errno("fsync", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = Errno("rename", tmp);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return FsyncDir(fs::path(path).parent_path().string());
-}
 
 absl::StatusOr<std::string> ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -234,7 +188,7 @@ absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
                   {"resumes", s.resumes},
                   {"config", config_}};
   const std::string text = j.dump(1) + "\n";
-  return WriteDurably(dir_ + "/manifest.json", {text});
+  return WriteFileDurably(dir_ + "/manifest.json", {text});
 }
 
 absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
@@ -261,9 +215,9 @@ absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::stri
       absl::string_view(kBlockMagic, sizeof(kBlockMagic) - 1),
       absl::string_view(reinterpret_cast<const char*>(&header_bytes), 8), header};
   for (const TensorBytes& t : output.tensors) pieces.push_back(t.bytes);
-  if (absl::Status s = WriteDurably(BlockPath(output.block), pieces); !s.ok()) return s;
+  if (absl::Status s = WriteFileDurably(BlockPath(output.block), pieces); !s.ok()) return s;
   if (next_inputs != nullptr) {
-    if (absl::Status s = WriteDurably(InputsPath(output.block + 1), {*next_inputs}); !s.ok()) {
+    if (absl::Status s = WriteFileDurably(InputsPath(output.block + 1), {*next_inputs}); !s.ok()) {
       return s;
     }
   }

@@ -4,7 +4,9 @@
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -18,7 +20,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/bpe_tokenizer.h"
+#include "common/measurement_store.h"
 #include "common/model_config.h"
+#include "common/safetensors.h"
+#include "common/safetensors_writer.h"
 #include "common/safetensors_checkpoint.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
@@ -30,6 +35,7 @@
 #include "worker/model/block_factory.h"
 #include "worker/model/checkpoint_perplexity.h"
 #include "worker/model/model_head.h"
+#include "worker/model/tensor_convert.h"
 #include "worker/nccl/communicator_factory.h"
 #include "worker/quant/hessian_accumulator.h"
 #include "worker/torch_call.h"
@@ -38,8 +44,8 @@ namespace baq::worker {
 namespace {
 
 // Calibration windows per forward call: bounds attention memory. Also the
-// unit by which windows are dealt to devices and Hessian partials.
-constexpr int64_t kWindowsPerForward = 8;
+// unit by which windows are dealt to devices, Hessian partials and shards.
+constexpr int64_t kWindowsPerForward = kCalibrationWindowsPerChunk;
 
 // Bound on one Hessian all-reduce between the devices of one engine (a peer
 // that failed earlier in the same call makes the others wait this long).
@@ -95,6 +101,7 @@ class TorchBlockEngine final : public BlockEngine {
     config_ = config;
     BAQ_ASSIGN_OR_RETURN(model_, LoadModelConfig(config.model_dir));
     BAQ_ASSIGN_OR_RETURN(ckpt_, SafetensorsCheckpoint::Open(config.model_dir));
+    BAQ_RETURN_IF_ERROR(OpenMeasurement());
     BAQ_ASSIGN_OR_RETURN(BpeTokenizer tokenizer,
                          BpeTokenizer::Load(config.model_dir + "/tokenizer.json"));
     BAQ_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibrationIds(config.calibration, tokenizer));
@@ -104,7 +111,12 @@ class TorchBlockEngine final : public BlockEngine {
     BAQ_ASSIGN_OR_RETURN(std::unique_ptr<TokenEmbedding> embed,
                          TokenEmbedding::Load(model_, *ckpt_, block_options_));
     BAQ_ASSIGN_OR_RETURN(at::Tensor x, embed->Embed(ids.to(device_)));
-    BAQ_ASSIGN_OR_RETURN(inputs_[0], Keep(std::move(x)));
+    if (sharded()) {
+      BAQ_RETURN_IF_ERROR(CheckShardable());
+      BAQ_RETURN_IF_ERROR(SplitIntoShards(std::move(x)));
+    } else {
+      BAQ_ASSIGN_OR_RETURN(inputs_[0], Keep(std::move(x)));
+    }
     calibration_tokens_ = ids.numel();
     started_ = true;
     return absl::OkStatus();
@@ -115,6 +127,12 @@ class TorchBlockEngine final : public BlockEngine {
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    if (sharded()) return MeasureSharded(block);
+    // Another target over a kept measurement: BAQ pass 1 only.
+    if (auto kept = blocks_.find(block); kept != blocks_.end()) {
+      return MeasureLosses(block, kept->second);
+    }
+    if (measurement_ == MeasurementUse::kReuse) return MeasureFromKept(block);
     auto it = inputs_.find(block);
     if (it == inputs_.end()) {
       return absl::FailedPreconditionError(
@@ -170,30 +188,22 @@ class TorchBlockEngine final : public BlockEngine {
       state.hessians.push_back(std::move(h));
     }
     partials.clear();
-    BlockMeasurement m;
-    m.block = block;
-    m.calibration_tokens = calibration_tokens_;
-    m.layers.resize(specs.size());
-    LayerQuantizer quantizer(config_.quant);
-    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
-      for (size_t i = r; i < specs.size(); i += world) {
-        BAQ_RETURN_IF_ERROR(CheckCancelled());
-        LayerMeasurement& lm = m.layers[i];
-        lm.name = specs[i].name;
-        lm.rows = specs[i].out_features;
-        if (config_.quant.method == QuantMethod::kBaq) {
-          BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[r]->LinearWeight(specs[i].short_name));
-          BAQ_ASSIGN_OR_RETURN(lm.column_loss,
-                               Annotate(quantizer.MeasureColumnLoss(w, state.hessians[i]),
-                                        specs[i].name));
-        }
-      }
-      return absl::OkStatus();
-    }));
     state.block = std::move(replicas[0]);
     for (int r = 1; r < world; ++r) state.replicas.push_back(std::move(replicas[r]));
+    if (measurement_ == MeasurementUse::kSave) BAQ_RETURN_IF_ERROR(SaveMeasurement(block, state));
+    BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, MeasureLosses(block, state));
     blocks_[block] = std::move(state);
     return m;
+  }
+
+  absl::Status SetTarget(double target_bits, bool keep_measurement) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
+    JobConfig c = config_;
+    c.quant.target_bits = target_bits;
+    BAQ_RETURN_IF_ERROR(c.Validate());
+    config_ = std::move(c);
+    keep_measurement_ = keep_measurement;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<BlockOutput> Quantize(int64_t block,
@@ -243,8 +253,12 @@ class TorchBlockEngine final : public BlockEngine {
       LayerQuantizer::Result& r = *results[i];
       // The next block must see what a loaded fake-quant checkpoint holds:
       // the dequantized weight rounded to the checkpoint dtype.
-      for (DecoderBlock* replica : replicas) {
-        BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, r.stored_weight));
+      // (Parallel mode: no later forward; the original weights stay for
+      // another target.)
+      if (config_.mode == ExecutionMode::kSequential) {
+        for (DecoderBlock* replica : replicas) {
+          BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, r.stored_weight));
+        }
       }
       for (size_t t = 0; t < r.tensors.size(); ++t) {
         output.tensors.push_back(std::move(r.tensors[t]));
@@ -252,7 +266,16 @@ class TorchBlockEngine final : public BlockEngine {
       }
       output.layers.push_back(std::move(r.report));
     }
-    if (config_.mode == ExecutionMode::kSequential) {
+    if (sharded()) {
+      // Each shard this engine holds goes through the quantized block.
+      std::map<int32_t, at::Tensor> next;
+      for (auto& [shard, x] : shard_inputs_[block]) {
+        BAQ_ASSIGN_OR_RETURN(at::Tensor y, RunBlock(replicas, x, /*keep=*/true));
+        next[shard] = std::move(y);
+      }
+      shard_inputs_.erase(block);
+      if (!next.empty()) shard_inputs_[block + 1] = std::move(next);
+    } else if (config_.mode == ExecutionMode::kSequential) {
       auto in = inputs_.find(block);
       if (in == inputs_.end()) {
         return absl::FailedPreconditionError(absl::StrCat("block ", block, ": inputs dropped"));
@@ -263,12 +286,13 @@ class TorchBlockEngine final : public BlockEngine {
     } else {
       inputs_.erase(block);
     }
-    blocks_.erase(it);
+    if (!keep_measurement_) blocks_.erase(it);
     return output;
   }
 
   absl::StatusOr<std::string> ExportInputs(int64_t block) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
+    BAQ_RETURN_IF_ERROR(CheckUnsharded("ExportInputs"));
     auto it = inputs_.find(block);
     if (it == inputs_.end()) {
       return absl::FailedPreconditionError(
@@ -283,6 +307,7 @@ class TorchBlockEngine final : public BlockEngine {
   absl::Status ImportInputs(int64_t block, std::string bytes) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    BAQ_RETURN_IF_ERROR(CheckUnsharded("ImportInputs"));
     BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
     BAQ_ASSIGN_OR_RETURN(inputs_[block], Keep(std::move(x)));
     return absl::OkStatus();
@@ -290,9 +315,115 @@ class TorchBlockEngine final : public BlockEngine {
 
   void set_activation_spill(ActivationSpillOptions spill) { spill_ = std::move(spill); }
 
+  absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
+      int64_t block, const std::vector<int32_t>& shards) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
+    BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    BAQ_RETURN_IF_ERROR(CheckSharded("AccumulateHessians"));
+    if (shards.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", block, ": no shards to accumulate"));
+    }
+    for (size_t i = 0; i < shards.size(); ++i) {
+      BAQ_RETURN_IF_ERROR(CheckShard(block, shards[i]));
+      if (i > 0 && shards[i] <= shards[i - 1]) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("block ", block, ": shards must be distinct and in increasing order"));
+      }
+    }
+    // This engine owns `shards` of the block from now on: drop the others.
+    std::map<int32_t, at::Tensor>& held = shard_inputs_[block];
+    for (auto it = held.begin(); it != held.end();) {
+      if (std::find(shards.begin(), shards.end(), it->first) == shards.end()) {
+        it = held.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    std::unique_ptr<DecoderBlock> b;
+    std::vector<HessianPartial> out;
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int) -> absl::Status {
+      BAQ_ASSIGN_OR_RETURN(b, LoadDecoderBlock(model_, *ckpt_, block, block_options_));
+      BAQ_ASSIGN_OR_RETURN(auto partials, AccumulateShards(*b, block, shards));
+      for (size_t i = 0; i < shards.size(); ++i) {
+        for (auto& [group, acc] : partials[i]) {
+          HessianPartial p;
+          p.shard = shards[i];
+          p.input_group = group;
+          p.layer = FirstLayerOf(*b, group);
+          p.bytes = acc.Serialize();
+          out.push_back(std::move(p));
+        }
+        partials[i].clear();  // Serialized: free it before the next shard's.
+      }
+      return absl::OkStatus();
+    }));
+    pending_[block] = std::move(b);
+    return out;
+  }
+
+  absl::Status ImportHessians(int64_t block, std::vector<HessianPartial> merged) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
+    BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    BAQ_RETURN_IF_ERROR(CheckSharded("ImportHessians"));
+    return OnRanks([&](int) -> absl::Status {
+      std::unique_ptr<DecoderBlock> b;
+      if (auto it = pending_.find(block); it != pending_.end()) {
+        b = std::move(it->second);
+        pending_.erase(it);
+      } else {
+        BAQ_ASSIGN_OR_RETURN(b, LoadDecoderBlock(model_, *ckpt_, block, block_options_));
+      }
+      std::map<int, HessianAccumulator> sums;
+      for (HessianPartial& p : merged) {
+        const std::string what = absl::StrCat("block ", block, ": merged Hessian of input group ",
+                                              p.input_group, " (", p.layer, ")");
+        if (sums.count(p.input_group) > 0) {
+          return absl::InvalidArgumentError(absl::StrCat(what, " given twice"));
+        }
+        BAQ_ASSIGN_OR_RETURN(HessianAccumulator acc,
+                             Annotate(HessianAccumulator::Deserialize(p.bytes, device_), what));
+        std::string().swap(p.bytes);
+        sums.emplace(p.input_group, std::move(acc));
+      }
+      BAQ_ASSIGN_OR_RETURN(BlockState state, MakeBlockState(std::move(b), block, sums));
+      blocks_[block] = std::move(state);
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
+    BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    BAQ_RETURN_IF_ERROR(CheckSharded("ExportShardInputs"));
+    BAQ_RETURN_IF_ERROR(CheckShard(block, shard));
+    auto held = shard_inputs_.find(block);
+    auto it = held->second.find(shard);
+    BAQ_ASSIGN_OR_RETURN(std::string bytes, EncodeActivations(it->second));
+    held->second.erase(it);  // Handed over: the receiver owns the shard now.
+    if (held->second.empty()) shard_inputs_.erase(held);
+    return bytes;
+  }
+
+  absl::Status ImportShardInputs(int64_t block, int32_t shard, std::string bytes) override {
+    BAQ_RETURN_IF_ERROR(CheckCancelled());
+    BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    BAQ_RETURN_IF_ERROR(CheckSharded("ImportShardInputs"));
+    if (shard < 0 || shard >= config_.calibration_shards) {
+      return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " out of range [0, ",
+                                                     config_.calibration_shards, ")"));
+    }
+    BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
+    BAQ_ASSIGN_OR_RETURN(shard_inputs_[block][shard], Keep(std::move(x)));
+    return absl::OkStatus();
+  }
+
   void Reset() override {
     inputs_.clear();
+    shard_inputs_.clear();
+    pending_.clear();
     blocks_.clear();
+    measurement_ = MeasurementUse::kNone;
+    keep_measurement_ = false;
     ckpt_.reset();
     started_ = false;
   }
@@ -333,6 +464,312 @@ class TorchBlockEngine final : public BlockEngine {
     std::vector<DecoderBlock*> out = {state.block.get()};
     for (const auto& r : state.replicas) out.push_back(r.get());
     return out;
+  }
+
+  // What Start() found in config_.measurement_dir (common/measurement_store.h).
+  enum class MeasurementUse { kNone, kSave, kReuse };
+
+  absl::Status OpenMeasurement() {
+    measurement_ = MeasurementUse::kNone;
+    const std::string& dir = config_.measurement_dir;
+    if (dir.empty()) return absl::OkStatus();
+    absl::StatusOr<int64_t> kept = FindReusableMeasurement(dir, config_);
+    if (kept.ok()) {
+      if (*kept != model_.num_layers) {
+        return absl::FailedPreconditionError(absl::StrCat("the measurement in ", dir, " has ",
+                                                          *kept, " blocks, the model ",
+                                                          model_.num_layers));
+      }
+      measurement_ = MeasurementUse::kReuse;
+      return absl::OkStatus();
+    }
+    if (!absl::IsNotFound(kept.status())) return kept.status();
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("cannot create measurement dir ", dir, ": ", ec.message()));
+    }
+    measurement_ = MeasurementUse::kSave;
+    return absl::OkStatus();
+  }
+
+  // Writes block `block`'s Hessians (what Measure computed from the
+  // calibration forwards) into the measurement dir, atomically.
+  absl::Status SaveMeasurement(int64_t block, const BlockState& state) {
+    const std::vector<LinearLayerSpec>& specs = state.block->linear_layers();
+    const std::string path = MeasurementBlockPath(config_.measurement_dir, block);
+    BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWriter> w, SafetensorsWriter::Create(path));
+    for (size_t i = 0; i < specs.size(); ++i) {
+      BAQ_ASSIGN_OR_RETURN(std::string bytes, TensorToBytes(state.hessians[i], DType::kF32));
+      BAQ_RETURN_IF_ERROR(w->Add(specs[i].name, DType::kF32,
+                                 {state.hessians[i].size(0), state.hessians[i].size(1)},
+                                 absl::MakeConstSpan(
+                                     reinterpret_cast<const uint8_t*>(bytes.data()),
+                                     bytes.size())));
+    }
+    w->SetMetadata("hessian_partials", absl::StrCat(num_partials_));
+    w->SetMetadata("calibration_tokens", absl::StrCat(calibration_tokens_));
+    return Annotate(w->Finish(), absl::StrCat("keeping the measurement of block ", block));
+  }
+
+  // Measure() of a kept measurement: the block's weights from the model and
+  // its Hessians from the measurement dir; no forward, no inputs.
+  absl::StatusOr<BlockMeasurement> MeasureFromKept(int64_t block) {
+    const std::string path = MeasurementBlockPath(config_.measurement_dir, block);
+    BAQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+    auto meta = file->metadata().find("hessian_partials");
+    if (meta == file->metadata().end() || meta->second != absl::StrCat(num_partials_)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, ": measured with hessian_partials = ",
+          meta == file->metadata().end() ? "?" : meta->second, ", this engine uses ",
+          num_partials_, " (the bits would differ); use the same --hessian_partials"));
+    }
+    const int world = static_cast<int>(ranks_.size());
+    BlockState state;
+    std::vector<std::unique_ptr<DecoderBlock>> replicas(ranks_.size());
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
+      BlockOptions options = block_options_;
+      options.device = ranks_[r].device;
+      BAQ_ASSIGN_OR_RETURN(replicas[r], LoadDecoderBlock(model_, *ckpt_, block, options));
+      return absl::OkStatus();
+    }));
+    const std::vector<LinearLayerSpec>& specs = replicas[0]->linear_layers();
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const at::Device device = ranks_[world == 1 ? 0 : i % world].device;
+      BAQ_ASSIGN_OR_RETURN(TensorView view,
+                           Annotate(file->Get(specs[i].name), absl::StrCat("kept measurement ", path)));
+      const std::vector<int64_t> want = {specs[i].in_features, specs[i].in_features};
+      if (view.dtype != DType::kF32 || view.shape != want) {
+        return absl::DataLossError(absl::StrCat(path, ": ", specs[i].name, " is not an F32 ",
+                                                ShapeString(want), " Hessian"));
+      }
+      BAQ_ASSIGN_OR_RETURN(at::Tensor h, CopyTensorFromView(view, device, at::kFloat));
+      state.hessians.push_back(std::move(h));
+    }
+    state.block = std::move(replicas[0]);
+    for (int r = 1; r < world; ++r) state.replicas.push_back(std::move(replicas[r]));
+    BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, MeasureLosses(block, state));
+    blocks_[block] = std::move(state);
+    return m;
+  }
+
+  // BAQ pass 1 of every layer of a measured block at the current target
+  // (empty losses for GPTQ/RTN): layer i on rank i % world.
+  absl::StatusOr<BlockMeasurement> MeasureLosses(int64_t block, BlockState& state) {
+    const int world = static_cast<int>(ranks_.size());
+    const std::vector<LinearLayerSpec>& specs = state.block->linear_layers();
+    std::vector<DecoderBlock*> replicas = Replicas(state);
+    BlockMeasurement m;
+    m.block = block;
+    m.calibration_tokens = calibration_tokens_;
+    m.layers.resize(specs.size());
+    LayerQuantizer quantizer(config_.quant);
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
+      for (size_t i = r; i < specs.size(); i += world) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());
+        LayerMeasurement& lm = m.layers[i];
+        lm.name = specs[i].name;
+        lm.rows = specs[i].out_features;
+        if (config_.quant.method == QuantMethod::kBaq) {
+          BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[r]->LinearWeight(specs[i].short_name));
+          BAQ_ASSIGN_OR_RETURN(lm.column_loss,
+                               Annotate(quantizer.MeasureColumnLoss(w, state.hessians[i]),
+                                        specs[i].name));
+        }
+      }
+      return absl::OkStatus();
+    }));
+    return m;
+  }
+
+  bool sharded() const { return config_.calibration_shards > 1; }
+
+  // Sharding runs every shard on one device and keeps partials per shard, so
+  // the engine's own partial count must be 1 or equal the shard count.
+  absl::Status CheckShardable() const {
+    const int shards = config_.calibration_shards;
+    if (ranks_.size() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "calibration_shards = ", shards, " needs single-device engines; this one spans ",
+          ranks_.size(), " devices (give the worker its devices as separate engines)"));
+    }
+    if (num_partials_ != 1 && num_partials_ != shards) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "calibration_shards = ", shards, " does not fit this engine's hessian_partials = ",
+          num_partials_, " (use 1, or the shard count)"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckSharded(absl::string_view call) const {
+    if (!started_) return absl::FailedPreconditionError("engine not started");
+    if (sharded()) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat(call, ": the job does not split its calibration set (calibration_shards = ",
+                     config_.calibration_shards, ")"));
+  }
+
+  absl::Status CheckUnsharded(absl::string_view call) const {
+    if (!sharded()) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        call, ": the job splits its calibration set into ", config_.calibration_shards,
+        " shards; move inputs shard by shard (ExportShardInputs/ImportShardInputs)"));
+  }
+
+  // OK if this engine holds `shard`'s inputs of `block`.
+  absl::Status CheckShard(int64_t block, int32_t shard) const {
+    if (shard < 0 || shard >= config_.calibration_shards) {
+      return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " out of range [0, ",
+                                                     config_.calibration_shards, ")"));
+    }
+    auto held = shard_inputs_.find(block);
+    if (held == shard_inputs_.end() || held->second.count(shard) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "block ", block, ": inputs of calibration shard ", shard, " not present on this worker"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Splits the embedded windows [N, ...] into the shards' inputs of block 0:
+  // shard k is chunks k, k + S, k + 2S, ... (kWindowsPerForward windows
+  // each) back to back. Every chunk but the last has kWindowsPerForward
+  // windows, so RunBlock over a shard forwards exactly the chunks a run over
+  // all windows forwards.
+  absl::Status SplitIntoShards(at::Tensor x) {
+    const int shards = config_.calibration_shards;
+    const int64_t chunks = (x.size(0) + kWindowsPerForward - 1) / kWindowsPerForward;
+    if (chunks < shards) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("calibration_shards = ", shards, " exceeds the ", chunks,
+                       " calibration chunks of ", kWindowsPerForward, " windows"));
+    }
+    for (int k = 0; k < shards; ++k) {
+      at::Tensor shard;
+      BAQ_RETURN_IF_ERROR(CallTorch("split calibration shards", [&] {
+        std::vector<at::Tensor> parts;
+        for (int64_t c = k; c < chunks; c += shards) {
+          const int64_t s = c * kWindowsPerForward;
+          parts.push_back(x.slice(0, s, std::min(x.size(0), s + kWindowsPerForward)));
+        }
+        shard = at::cat(parts, 0);
+      }));
+      BAQ_ASSIGN_OR_RETURN(shard_inputs_[0][k], Keep(std::move(shard)));
+    }
+    return absl::OkStatus();
+  }
+
+  static std::string FirstLayerOf(const DecoderBlock& b, int group) {
+    for (const LinearLayerSpec& s : b.linear_layers()) {
+      if (s.input_group == group) return s.name;
+    }
+    return "?";
+  }
+
+  // Runs `b` (unquantized, on device_) over each of `shards`' inputs of
+  // `block`, in order; element i holds shard i's partial sums by input group.
+  // Torch calls: run inside OnRanks.
+  absl::StatusOr<std::vector<std::map<int, HessianAccumulator>>> AccumulateShards(
+      DecoderBlock& b, int64_t block, const std::vector<int32_t>& shards) {
+    const std::vector<LinearLayerSpec>& specs = b.linear_layers();
+    std::map<int, std::string> first_of_group;
+    for (const LinearLayerSpec& s : specs) first_of_group.emplace(s.input_group, s.short_name);
+    std::vector<std::map<int, HessianAccumulator>> partials(shards.size());
+    for (size_t i = 0; i < shards.size(); ++i) {
+      for (const LinearLayerSpec& s : specs) {
+        if (partials[i].count(s.input_group) == 0) {
+          partials[i].emplace(s.input_group, HessianAccumulator(s.in_features, device_));
+        }
+      }
+      b.set_input_observer([&](const LinearLayerSpec& l, const at::Tensor& x) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());
+        if (first_of_group.at(l.input_group) != l.short_name) return absl::OkStatus();
+        return partials[i].at(l.input_group).Add(x);
+      });
+      absl::StatusOr<at::Tensor> out =
+          RunBlock({&b}, shard_inputs_.at(block).at(shards[i]), /*keep=*/false);
+      b.set_input_observer(nullptr);
+      if (!out.ok()) return out.status();
+    }
+    return partials;
+  }
+
+  // The block's state for Measure/Quantize on one device: each layer's
+  // Hessian finalized from its input group's merged sum. InvalidArgument
+  // (naming the layer) for a missing, extra or misshapen sum.
+  absl::StatusOr<BlockState> MakeBlockState(std::unique_ptr<DecoderBlock> b, int64_t block,
+                                            std::map<int, HessianAccumulator>& sums) {
+    BlockState state;
+    std::map<int, bool> used;
+    for (const LinearLayerSpec& s : b->linear_layers()) {
+      auto it = sums.find(s.input_group);
+      if (it == sums.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("block ", block, ": no Hessian for ",
+                                                       s.name, " (input group ", s.input_group,
+                                                       ")"));
+      }
+      if (it->second.num_columns() != s.in_features) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("block ", block, ": Hessian for ", s.name, " has ",
+                         it->second.num_columns(), " columns, the layer ", s.in_features));
+      }
+      used[s.input_group] = true;
+      BAQ_ASSIGN_OR_RETURN(at::Tensor h, Annotate(it->second.Finalize(at::kFloat), s.name));
+      state.hessians.push_back(std::move(h));
+    }
+    for (const auto& [group, acc] : sums) {
+      if (used.count(group) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "block ", block, ": a Hessian for input group ", group, ", which the block lacks"));
+      }
+    }
+    state.block = std::move(b);
+    return state;
+  }
+
+  // Measure() of a sharded job (one device): with Hessians imported, BAQ
+  // pass 1 only; otherwise this engine holds every shard and accumulates and
+  // merges them itself, in shard order (the coordinator's merge).
+  absl::StatusOr<BlockMeasurement> MeasureSharded(int64_t block) {
+    BlockMeasurement m;
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int) -> absl::Status {
+      if (blocks_.count(block) == 0) {
+        std::vector<int32_t> all(config_.calibration_shards);
+        for (int32_t k = 0; k < config_.calibration_shards; ++k) {
+          all[k] = k;
+          BAQ_RETURN_IF_ERROR(CheckShard(block, k));
+        }
+        BAQ_ASSIGN_OR_RETURN(std::unique_ptr<DecoderBlock> b,
+                             LoadDecoderBlock(model_, *ckpt_, block, block_options_));
+        BAQ_ASSIGN_OR_RETURN(auto partials, AccumulateShards(*b, block, all));
+        for (size_t k = 1; k < partials.size(); ++k) {
+          for (auto& [group, acc] : partials[0]) {
+            BAQ_RETURN_IF_ERROR(acc.Merge(partials[k].at(group)));
+          }
+        }
+        BAQ_ASSIGN_OR_RETURN(blocks_[block], MakeBlockState(std::move(b), block, partials[0]));
+      }
+      const BlockState& state = blocks_.at(block);
+      const std::vector<LinearLayerSpec>& specs = state.block->linear_layers();
+      m.block = block;
+      m.calibration_tokens = calibration_tokens_;
+      m.layers.resize(specs.size());
+      LayerQuantizer quantizer(config_.quant);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        BAQ_RETURN_IF_ERROR(CheckCancelled());
+        LayerMeasurement& lm = m.layers[i];
+        lm.name = specs[i].name;
+        lm.rows = specs[i].out_features;
+        if (config_.quant.method == QuantMethod::kBaq) {
+          BAQ_ASSIGN_OR_RETURN(at::Tensor w, state.block->LinearWeight(specs[i].short_name));
+          BAQ_ASSIGN_OR_RETURN(lm.column_loss,
+                               Annotate(quantizer.MeasureColumnLoss(w, state.hessians[i]),
+                                        specs[i].name));
+        }
+      }
+      return absl::OkStatus();
+    }));
+    return m;
   }
 
   // Runs fn(rank) for every rank at once: rank 0 on the calling thread, the
@@ -446,9 +883,16 @@ class TorchBlockEngine final : public BlockEngine {
   bool started_ = false;
   int64_t calibration_tokens_ = 0;
   std::map<int64_t, at::Tensor> inputs_;  // Block -> its input activations.
+  // Sharded jobs, instead of inputs_: block -> shard -> that shard's input
+  // activations (the shards this engine holds).
+  std::map<int64_t, std::map<int32_t, at::Tensor>> shard_inputs_;
+  // Sharded jobs: blocks loaded by AccumulateHessians, awaiting ImportHessians.
+  std::map<int64_t, std::unique_ptr<DecoderBlock>> pending_;
   // Where block-boundary activations live (memory or a spill file).
   ActivationSpillOptions spill_;
-  std::map<int64_t, BlockState> blocks_;  // Measured, not yet quantized.
+  std::map<int64_t, BlockState> blocks_;  // Measured, not yet quantized (or kept).
+  MeasurementUse measurement_ = MeasurementUse::kNone;
+  bool keep_measurement_ = false;  // SetTarget(): Quantize keeps blocks_.
   std::atomic<bool> cancelled_{false};    // Set by Cancel(), from any thread.
 };
 
