@@ -10,7 +10,6 @@
 
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,16 +21,16 @@
 #include "coordinator/worker_registry.h"
 #include "tests/fakes/fake_job_execution.h"
 #include "tests/fakes/fake_worker_service.h"
+#include "tests/testing/await_job.h"
 
 namespace baq::coordinator {
 namespace {
 
+using ::baq::testing::AwaitJobState;
 using ::baq::testing::ExecutionGate;
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
 using ::baq::testing::FakeWorkerService;
-
-constexpr absl::Duration kWait = absl::Seconds(20);
 
 // One worker: a FakeWorkerService behind a real gRPC server on port 0.
 struct FakeWorker {
@@ -117,29 +116,6 @@ class JobFarmTest : public ::testing::Test {
     ASSERT_TRUE(registry_.Register(workers_.back()->address(), {"cpu"}, int64_t{1} << 30).ok());
   }
 
-  // Blocks until the job is in `state` (or terminal), following Watch.
-  JobRecord Await(const std::string& id, JobState state) {
-    absl::Mutex mu;
-    std::optional<JobRecord> last;
-    absl::StatusOr<int64_t> handle = jobs_->Watch(id, [&](const JobRecord& r) {
-      absl::MutexLock lock(&mu);
-      last = r;
-    });
-    EXPECT_TRUE(handle.ok());
-    JobRecord result;
-    {
-      absl::MutexLock lock(&mu);
-      auto done = [&]() {
-        return last.has_value() && (last->state == state || IsTerminal(last->state));
-      };
-      mu.AwaitWithTimeout(absl::Condition(&done), kWait);
-      result = *last;
-    }
-    if (handle.ok()) jobs_->Unwatch(*handle);
-    EXPECT_EQ(JobStateName(result.state), JobStateName(state)) << result.error;
-    return result;
-  }
-
   std::vector<Start> starts() {
     absl::MutexLock lock(&mu_);
     return starts_;
@@ -166,7 +142,7 @@ JobConfig Named(const std::string& name) {
 TEST_F(JobFarmTest, SixJobsTwoTenantsThreeWorkersThenAFourthJoins) {
   auto first = jobs_->Submit("", Named("first"), SubmitOptions{"alice", 0});
   ASSERT_TRUE(first.ok());
-  Await(first->id, JobState::kRunning);
+  AwaitJobState(*jobs_, first->id, JobState::kRunning);
   struct Spec {
     const char* name;
     const char* tenant;
@@ -189,7 +165,7 @@ TEST_F(JobFarmTest, SixJobsTwoTenantsThreeWorkersThenAFourthJoins) {
   AddWorker();
   gate_.Open(1);
   for (const auto& [name, id] : ids) {
-    JobRecord r = Await(id, JobState::kSucceeded);
+    JobRecord r = AwaitJobState(*jobs_, id, JobState::kSucceeded);
     ASSERT_TRUE(r.summary.has_value());
     EXPECT_EQ(r.summary->output_dir, name);
   }

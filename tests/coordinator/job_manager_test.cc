@@ -8,7 +8,6 @@
 
 #include <filesystem>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,17 +15,17 @@
 #include "coordinator/job_store.h"
 #include "tests/fakes/fake_block_engine.h"
 #include "tests/fakes/fake_job_execution.h"
+#include "tests/testing/await_job.h"
 #include "tests/testing/test_paths.h"
 
 namespace baq::coordinator {
 namespace {
 
+using ::baq::testing::AwaitJobState;
 using ::baq::testing::ExecutionGate;
 using ::baq::testing::FakeBlockEngine;
 using ::baq::testing::FakeEngineOptions;
 using ::testing::ElementsAre;
-
-constexpr absl::Duration kWait = absl::Seconds(20);
 
 JobConfig TestConfig(const std::string& model = "/models/fake") {
   JobConfig config;
@@ -34,29 +33,6 @@ JobConfig TestConfig(const std::string& model = "/models/fake") {
   config.output_dir = "/tmp/out";
   config.calibration.files = {"calib.txt"};
   return config;
-}
-
-// Blocks until the job is in `state` (or terminal); returns its record.
-JobRecord AwaitState(JobManager& jobs, const std::string& id, JobState state) {
-  absl::Mutex mu;
-  std::optional<JobRecord> last;
-  absl::StatusOr<int64_t> handle = jobs.Watch(id, [&](const JobRecord& r) {
-    absl::MutexLock lock(&mu);
-    last = r;
-  });
-  EXPECT_TRUE(handle.ok());
-  JobRecord result;
-  {
-    absl::MutexLock lock(&mu);
-    auto done = [&]() {
-      return last.has_value() && (last->state == state || IsTerminal(last->state));
-    };
-    mu.AwaitWithTimeout(absl::Condition(&done), kWait);
-    result = *last;
-  }
-  if (handle.ok()) jobs.Unwatch(*handle);  // Not under mu: the watcher takes it.
-  EXPECT_EQ(JobStateName(result.state), JobStateName(state)) << result.error;
-  return result;
 }
 
 double Gauge(prometheus::Registry& registry, const std::string& name, const std::string& state) {
@@ -107,7 +83,7 @@ TEST_F(JobManagerTest, RunsAJobToSuccess) {
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_THAT(job->id, ::testing::StartsWith("job-"));
   gate_.Open(3);
-  JobRecord done = AwaitState(*jobs, job->id, JobState::kSucceeded);
+  JobRecord done = AwaitJobState(*jobs, job->id, JobState::kSucceeded);
   ASSERT_TRUE(done.summary.has_value());
   EXPECT_EQ(done.summary->achieved_bits, 3.0);
   EXPECT_EQ(done.progress.percent, 100);
@@ -149,13 +125,13 @@ TEST_F(JobManagerTest, CancelsQueuedAndRunningJobs) {
   auto running = jobs->Submit("a", TestConfig());
   auto queued = jobs->Submit("b", TestConfig());
   ASSERT_TRUE(running.ok() && queued.ok());
-  AwaitState(*jobs, running->id, JobState::kRunning);
+  AwaitJobState(*jobs, running->id, JobState::kRunning);
 
   auto cancelled = jobs->Cancel(queued->id);
   ASSERT_TRUE(cancelled.ok());
   EXPECT_EQ(cancelled->state, JobState::kCancelled);                // At once.
   EXPECT_EQ(jobs->Cancel(running->id)->state, JobState::kRunning);  // At a block boundary.
-  JobRecord r = AwaitState(*jobs, running->id, JobState::kCancelled);
+  JobRecord r = AwaitJobState(*jobs, running->id, JobState::kCancelled);
   EXPECT_EQ(r.error.code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(gate_.runs(), 1);  // The queued job never ran.
   // Cancelling a finished job changes nothing.
@@ -174,7 +150,7 @@ TEST_F(JobManagerTest, WatchSeesSnapshotThenProgressThenTheTerminalEvent) {
   });
   ASSERT_TRUE(handle.ok());
   gate_.Open(3);
-  AwaitState(*jobs, job->id, JobState::kSucceeded);
+  AwaitJobState(*jobs, job->id, JobState::kSucceeded);
   absl::MutexLock lock(&mu);
   ASSERT_GE(events.size(), 5u);
   // The snapshot: queued, or running if a runner thread was quicker.
@@ -191,7 +167,7 @@ TEST_F(JobManagerTest, MissedEvaluationGateEndsFailedGateWithTheNumbers) {
   auto job = jobs->Submit("g", config);
   ASSERT_TRUE(job.ok()) << job.status();
   gate_.Open(3);
-  JobRecord r = AwaitState(*jobs, job->id, JobState::kFailedGate);
+  JobRecord r = AwaitJobState(*jobs, job->id, JobState::kFailedGate);
   EXPECT_TRUE(IsTerminal(r.state));
   EXPECT_EQ(r.error.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(r.error.message()), ::testing::HasSubstr("perplexity 42.5000 > limit 30"));
@@ -207,14 +183,14 @@ TEST_F(JobManagerTest, ExecutionAndProviderFailuresFailTheJob) {
   auto job = jobs->Submit("a", TestConfig("fail"));
   ASSERT_TRUE(job.ok());
   gate_.Open(3);
-  JobRecord r = AwaitState(*jobs, job->id, JobState::kFailed);
+  JobRecord r = AwaitJobState(*jobs, job->id, JobState::kFailed);
   EXPECT_EQ(r.error.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(r.progress.message, "injected failure");
 
   auto no_workers = Make("", absl::UnavailableError("0 live workers"));
   auto job2 = no_workers->Submit("a", TestConfig());
   ASSERT_TRUE(job2.ok());
-  EXPECT_EQ(AwaitState(*no_workers, job2->id, JobState::kFailed).error.code(),
+  EXPECT_EQ(AwaitJobState(*no_workers, job2->id, JobState::kFailed).error.code(),
             absl::StatusCode::kUnavailable);
 }
 
@@ -223,7 +199,7 @@ TEST_F(JobManagerTest, ResetsEveryEngineAfterTheRun) {
   auto job = jobs->Submit("a", TestConfig());
   ASSERT_TRUE(job.ok());
   gate_.Open(3);
-  AwaitState(*jobs, job->id, JobState::kSucceeded);
+  AwaitJobState(*jobs, job->id, JobState::kSucceeded);
   // The fakes were never started by the fake execution, so Reset is the
   // only call they saw (and logs nothing); what matters is no crash and the
   // engines were handed out and freed.
@@ -239,7 +215,7 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheDataDir) {
     ASSERT_TRUE(done.ok());
     done_id = done->id;
     gate_.Open(3);
-    AwaitState(*jobs, done_id, JobState::kSucceeded);
+    AwaitJobState(*jobs, done_id, JobState::kSucceeded);
   }
   {
     // A job that was RUNNING when the coordinator died, written as it left it.
@@ -266,7 +242,7 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheDataDir) {
     auto queued = (*jobs)->Submit("queued", TestConfig());
     ASSERT_TRUE(first.ok() && queued.ok());
     queued_id = queued->id;
-    AwaitState(**jobs, first->id, JobState::kRunning);
+    AwaitJobState(**jobs, first->id, JobState::kRunning);
   }  // Shutdown: "busy" is interrupted, "queued" stays queued on disk.
 
   auto jobs = Make(dir);
@@ -280,7 +256,7 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheDataDir) {
   // The request-id index survives the restart.
   EXPECT_EQ(jobs->Submit("done", TestConfig())->id, done_id);
   // The queued job runs on the new manager.
-  AwaitState(*jobs, queued_id, JobState::kSucceeded);
+  AwaitJobState(*jobs, queued_id, JobState::kSucceeded);
 }
 
 
@@ -321,7 +297,7 @@ TEST_F(JobManagerTest, SixJobsFromTwoTenantsRunByPriorityThenRoundRobin) {
   // A job holds the only slot (the gate is closed) while the six queue up.
   auto blocker = jobs.Submit("", TestConfig());
   ASSERT_TRUE(blocker.ok());
-  AwaitState(jobs, blocker->id, JobState::kRunning);
+  AwaitJobState(jobs, blocker->id, JobState::kRunning);
   struct Spec {
     const char* name;
     const char* tenant;
@@ -348,7 +324,7 @@ TEST_F(JobManagerTest, SixJobsFromTwoTenantsRunByPriorityThenRoundRobin) {
     EXPECT_EQ(r->progress.eta, absl::InfiniteDuration());
   }
   gate_.Open(1);
-  for (const auto& [name, id] : id_of) AwaitState(jobs, id, JobState::kSucceeded);
+  for (const auto& [name, id] : id_of) AwaitJobState(jobs, id, JobState::kSucceeded);
   std::vector<std::string> started = log.started();
   ASSERT_EQ(started.size(), 7u);
   started.erase(started.begin());  // The blocker.
@@ -381,7 +357,7 @@ TEST_F(JobManagerTest, QueuedEtaIsListSchedulingWithTheMeanWallTime) {
   JobManager& jobs = **jobs_or;
   auto running = jobs.Submit("", TestConfig());
   ASSERT_TRUE(running.ok());
-  AwaitState(jobs, running->id, JobState::kRunning);  // Its own ETA: unknown.
+  AwaitJobState(jobs, running->id, JobState::kRunning);  // Its own ETA: unknown.
   auto second = jobs.Submit("", TestConfig());
   auto third = jobs.Submit("", TestConfig());
   ASSERT_TRUE(second.ok() && third.ok());
@@ -392,7 +368,7 @@ TEST_F(JobManagerTest, QueuedEtaIsListSchedulingWithTheMeanWallTime) {
   EXPECT_EQ(jobs.Get(third->id)->queue_position, 1);
   EXPECT_EQ(jobs.Get(third->id)->progress.eta, absl::Seconds(450));
   gate_.Open(2);
-  AwaitState(jobs, third->id, JobState::kSucceeded);
+  AwaitJobState(jobs, third->id, JobState::kSucceeded);
 }
 
 TEST_F(JobManagerTest, RetentionRemovesFinishedJobsStateAfterAJob) {
@@ -458,7 +434,7 @@ TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
   auto a = jobs.Submit("req-a", with_memory("a", 6));
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->memory_estimate_bytes, 600);
-  AwaitState(jobs, a->id, JobState::kRunning);
+  AwaitJobState(jobs, a->id, JobState::kRunning);
   auto b = jobs.Submit("", with_memory("b", 5));  // 600 + 500 > 1000: waits.
   auto c = jobs.Submit("", with_memory("c", 1));  // Would fit, but must not overtake b.
   ASSERT_TRUE(b.ok() && c.ok());
@@ -468,11 +444,11 @@ TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
     absl::MutexLock lock(&capacity_mu);
     capacity = 1200;  // A bigger worker joined: b starts beside a, then c.
   }
-  AwaitState(jobs, b->id, JobState::kRunning);
-  AwaitState(jobs, c->id, JobState::kRunning);
+  AwaitJobState(jobs, b->id, JobState::kRunning);
+  AwaitJobState(jobs, c->id, JobState::kRunning);
   EXPECT_EQ(jobs.Get(a->id)->state, JobState::kRunning);  // Never preempted.
   gate_.Open(1);
-  AwaitState(jobs, c->id, JobState::kSucceeded);
+  AwaitJobState(jobs, c->id, JobState::kSucceeded);
   // b and c start in one scheduling pass, so their job threads may reach the
   // execution factory in either order; the scheduler's order is the start time.
   EXPECT_EQ(log.started().front(), "a");
