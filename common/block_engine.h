@@ -33,6 +33,9 @@ class BlockEngine {
  public:
   virtual ~BlockEngine() = default;
 
+  // Names the engine in messages, e.g. "worker w1 (10.0.0.5:7001) device 0".
+  virtual std::string name() const { return "local engine"; }
+
   // Validates the model and calibration data of `config`, draws the
   // calibration windows and embeds them (the inputs of block 0).
   virtual absl::Status Start(const JobConfig& config) = 0;

@@ -122,6 +122,14 @@ void EngineSet::Plan(int64_t from, int64_t n) {
   }
 }
 
+std::vector<BlockEngine*> EngineSet::Live() const {
+  std::vector<BlockEngine*> out;
+  for (const Slot& s : slots_) {
+    if (s.alive && s.started) out.push_back(s.engine);
+  }
+  return out;
+}
+
 BlockEngine* EngineSet::For(int64_t block) const {
   return plan_[static_cast<size_t>(block - plan_from_)];
 }

@@ -82,6 +82,9 @@ class EngineSet {
   // Assigns blocks [from, n) to the live engines. REQUIRES: live() > 0.
   void Plan(int64_t from, int64_t n);
   BlockEngine* For(int64_t block) const;
+  // The started, live engines in their order (calibration shards are dealt
+  // over them).
+  std::vector<BlockEngine*> Live() const;
 
   // Handles `error` from a call on `engine`: returns it unchanged unless it
   // is a worker loss; otherwise drops the engine, counts the failure

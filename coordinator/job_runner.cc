@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "coordinator/bit_budget.h"
+#include "coordinator/calibration_shards.h"
 #include "coordinator/eval_gate.h"
 #include "coordinator/job_checkpoint.h"
 #include "coordinator/job_store.h"
@@ -144,6 +145,8 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   };
   const bool sequential = config_.mode == ExecutionMode::kSequential;
   const bool recovery = sequential && options_.recovery();
+  // Calibration shards (coordinator/calibration_shards.h; sequential only).
+  const bool sharded = config_.calibration_shards > 1;
 
   report(JobStage::kStarting, -1, 0, 0, "loading model and calibration data");
   EngineSet::Options set_options;
@@ -202,6 +205,9 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     // The engine holding the inputs of block b when it is not `inputs`
     // (every started engine holds block 0's after Start).
     BlockEngine* holder = nullptr;
+    // Sharded jobs: each block runs on the live engines, the shards dealt
+    // over them; in recovery mode `inputs` packs every shard's inputs.
+    ShardedBlock shard_run(config_.calibration_shards);
     for (int64_t b = first; b < n;) {
       BAQ_RETURN_IF_ERROR(check_cancel());
       BlockEngine* e = engines.For(b);
@@ -209,7 +215,18 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
       std::string next_inputs;
       // Calls on `e`; errors here may be the worker's loss.
       absl::Status engine_status = [&]() -> absl::Status {
-        if (b > 0 && e != holder) {
+        if (sharded) {
+          shard_run.Assign(engines.Live());
+          if (recovery) {
+            if (inputs.empty()) {  // Block 0 and no checkpoint: every engine has it.
+              BAQ_ASSIGN_OR_RETURN(std::vector<std::string> all, shard_run.ExportAllFromFirst(b));
+              inputs = PackShardInputs(all);
+            }
+            BAQ_ASSIGN_OR_RETURN(std::vector<std::string> parts,
+                                 UnpackShardInputs(inputs, config_.calibration_shards));
+            BAQ_RETURN_IF_ERROR(shard_run.ImportInputs(b, std::move(parts)));
+          }
+        } else if (b > 0 && e != holder) {
           if (recovery) {
             BAQ_RETURN_IF_ERROR(e->ImportInputs(b, inputs));
           } else {
@@ -218,12 +235,16 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
           }
         }
         report(JobStage::kMeasuring, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
-        BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, e->Measure(b));
+        BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, sharded ? shard_run.Measure(b) : e->Measure(b));
         BAQ_ASSIGN_OR_RETURN(std::vector<LayerAllocation> alloc, budget.AllocateBlock(m));
         extra.AddAllocation(alloc);
         report(JobStage::kQuantizing, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
-        BAQ_ASSIGN_OR_RETURN(BlockOutput output, e->Quantize(b, alloc));
-        if (recovery && b + 1 < n) {
+        BAQ_ASSIGN_OR_RETURN(BlockOutput output,
+                             sharded ? shard_run.Quantize(b, alloc) : e->Quantize(b, alloc));
+        if (recovery && b + 1 < n && sharded) {
+          BAQ_ASSIGN_OR_RETURN(std::vector<std::string> parts, shard_run.ExportInputs(b + 1));
+          next_inputs = PackShardInputs(parts);
+        } else if (recovery && b + 1 < n) {
           BAQ_ASSIGN_OR_RETURN(next_inputs, e->ExportInputs(b + 1));
         }
         budget.Record(output);
@@ -249,8 +270,11 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
       if (!recovery || cancelled_.load()) return engine_status;
       budget.Restore(before);
       const absl::Time lost = absl::Now();
-      BAQ_RETURN_IF_ERROR(engines.Fail(e, engine_status, config_));
-      if (holder == e) holder = nullptr;
+      // A sharded block's failure names its engine (none: not a worker's).
+      BlockEngine* failed = sharded ? shard_run.failed() : e;
+      if (failed == nullptr) return engine_status;
+      BAQ_RETURN_IF_ERROR(engines.Fail(failed, engine_status, config_));
+      if (holder == failed) holder = nullptr;
       engines.Plan(b, n);
       if (checkpoint != nullptr) {
         state.worker_failures = engines.failures();

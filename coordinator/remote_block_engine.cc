@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/convert.h"
+#include "proto/hessian_stream.h"
 
 namespace baq::coordinator {
 namespace {
@@ -325,6 +326,108 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
   if (resp.bytes_received() != bytes.size()) {
     return absl::InternalError(absl::StrCat("worker ", label_, " received ", resp.bytes_received(),
                                             " of ", bytes.size(), " input bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<HessianPartial>> RemoteBlockEngine::AccumulateHessians(
+    int64_t block, const std::vector<int32_t>& shards) {
+  CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::AccumulateHessiansRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  for (int32_t shard : shards) req.add_shards(shard);
+  std::unique_ptr<grpc::ClientReader<v1::HessianPartialChunk>> reader =
+      stub_->AccumulateHessians(scope.ctx(), req);
+  HessianPartialAssembler assembly;
+  absl::Status stream_status;
+  v1::HessianPartialChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (stream_status.ok()) stream_status = assembly.Add(chunk);
+    if (!stream_status.ok()) scope.ctx()->TryCancel();  // Drain; Finish reports.
+  }
+  if (absl::Status s = Wrap(reader->Finish()); !s.ok() && stream_status.ok()) return s;
+  if (!stream_status.ok()) {
+    return absl::Status(stream_status.code(),
+                        absl::StrCat("worker ", label_, " device ", device_index_,
+                                     ": bad AccumulateHessians stream: ", stream_status.message()));
+  }
+  return std::move(assembly).Finish();
+}
+
+absl::Status RemoteBlockEngine::ImportHessians(int64_t block, std::vector<HessianPartial> merged) {
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::ImportHessiansResponse resp;
+  std::unique_ptr<grpc::ClientWriter<v1::ImportHessiansChunk>> writer =
+      stub_->ImportHessians(scope.ctx(), &resp);
+  const int n = static_cast<int>(merged.size());
+  HessianPartialWriter parts(std::move(merged));
+  // The first message names the target (and carries no part for no partials).
+  v1::ImportHessiansChunk chunk;
+  chunk.set_job_id(job_id_);
+  chunk.set_device_index(device_index_);
+  chunk.set_block(block);
+  if (!parts.Next(chunk.mutable_part())) chunk.clear_part();
+  while (writer->Write(chunk)) {  // Stream broken: Finish says why.
+    chunk.Clear();
+    if (!parts.Next(chunk.mutable_part())) break;
+  }
+  writer->WritesDone();
+  if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
+  if (resp.partials() != n) {
+    return absl::InternalError(absl::StrCat("worker ", label_, " device ", device_index_,
+                                            " took ", resp.partials(), " of ", n,
+                                            " merged Hessians"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RemoteBlockEngine::ExportShardInputs(int64_t block, int32_t shard) {
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::ExportShardInputsRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  req.set_shard(shard);
+  std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader =
+      stub_->ExportShardInputs(scope.ctx(), req);
+  std::string bytes;
+  v1::Chunk chunk;
+  while (reader->Read(&chunk)) bytes.append(chunk.data());
+  if (absl::Status s = Wrap(reader->Finish()); !s.ok()) return s;
+  return bytes;
+}
+
+absl::Status RemoteBlockEngine::ImportShardInputs(int64_t block, int32_t shard,
+                                                  std::string bytes) {
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::ImportInputsResponse resp;
+  std::unique_ptr<grpc::ClientWriter<v1::ImportShardInputsChunk>> writer =
+      stub_->ImportShardInputs(scope.ctx(), &resp);
+  size_t offset = 0;
+  do {  // At least one message: it names the target, even for no bytes.
+    v1::ImportShardInputsChunk chunk;
+    if (offset == 0) {
+      chunk.set_job_id(job_id_);
+      chunk.set_device_index(device_index_);
+      chunk.set_block(block);
+      chunk.set_shard(shard);
+    }
+    const size_t n = std::min(kMaxChunkBytes, bytes.size() - offset);
+    chunk.set_data(bytes.data() + offset, n);
+    offset += n;
+    if (!writer->Write(chunk)) break;  // Stream broken: Finish says why.
+  } while (offset < bytes.size());
+  writer->WritesDone();
+  if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
+  if (resp.bytes_received() != bytes.size()) {
+    return absl::InternalError(absl::StrCat("worker ", label_, " received ", resp.bytes_received(),
+                                            " of ", bytes.size(), " bytes of shard ", shard));
   }
   return absl::OkStatus();
 }

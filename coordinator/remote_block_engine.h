@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "baq/v1/worker.grpc.pb.h"
@@ -111,6 +112,9 @@ class RemoteBlockEngine : public BlockEngine {
                     std::shared_ptr<CallCanceller> canceller = nullptr,
                     std::shared_ptr<LeaseFence> fence = nullptr);
 
+  std::string name() const override {
+    return absl::StrCat("worker ", label_, " device ", device_index_);
+  }
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return num_blocks_; }
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override;
@@ -121,6 +125,14 @@ class RemoteBlockEngine : public BlockEngine {
   // The Evaluate RPC on the job's engine (after Start); paths are the worker's.
   absl::StatusOr<double> Evaluate(const std::string& model_dir, const std::string& text_file,
                                   int64_t seqlen) override;
+  // Calibration shards: the RPCs of the same names (block_timeout for the
+  // accumulation, transfer_timeout for the transfers); Hessian partials and
+  // shard inputs stream in chunks.
+  absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
+      int64_t block, const std::vector<int32_t>& shards) override;
+  absl::Status ImportHessians(int64_t block, std::vector<HessianPartial> merged) override;
+  absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) override;
+  absl::Status ImportShardInputs(int64_t block, int32_t shard, std::string bytes) override;
   // Best effort: a worker that is gone has nothing to free.
   void Reset() override;
   // Aborts the in-flight calls of every engine of the job (the shared

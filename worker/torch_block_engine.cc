@@ -393,7 +393,6 @@ class TorchBlockEngine final : public BlockEngine {
 
   absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
-    BAQ_RETURN_IF_ERROR(CheckBlock(block));
     BAQ_RETURN_IF_ERROR(CheckSharded("ExportShardInputs"));
     BAQ_RETURN_IF_ERROR(CheckShard(block, shard));
     auto held = shard_inputs_.find(block);

@@ -48,6 +48,17 @@ class WorkerService final : public v1::WorkerService::CallbackService {
                                      const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
 
+  // Calibration shards (worker/worker_service_shards.cc): the BlockEngine
+  // calls of the same names; partials and inputs cross as chunked streams.
+  grpc::ServerWriteReactor<v1::HessianPartialChunk>* AccumulateHessians(
+      grpc::CallbackServerContext* ctx, const v1::AccumulateHessiansRequest* request) override;
+  grpc::ServerReadReactor<v1::ImportHessiansChunk>* ImportHessians(
+      grpc::CallbackServerContext* ctx, v1::ImportHessiansResponse* response) override;
+  grpc::ServerWriteReactor<v1::Chunk>* ExportShardInputs(
+      grpc::CallbackServerContext* ctx, const v1::ExportShardInputsRequest* request) override;
+  grpc::ServerReadReactor<v1::ImportShardInputsChunk>* ImportShardInputs(
+      grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) override;
+
  private:
   EngineHost* const host_;        // Not owned.
   WorkerMetrics* const metrics_;  // Nullable; not owned.

@@ -1,0 +1,318 @@
+#include "coordinator/calibration_shards.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace baq::coordinator {
+namespace {
+
+// HessianAccumulator's wire format (worker/quant/hessian_accumulator.h):
+// "BAQH", u32 version, i64 columns, i64 rows, then columns^2 float64.
+// Little-endian hosts only (x86-64, aarch64), as the workers.
+constexpr char kHessianMagic[4] = {'B', 'A', 'Q', 'H'};
+constexpr uint32_t kHessianVersion = 1;
+constexpr size_t kHessianHeaderBytes = 4 + 4 + 8 + 8;
+constexpr size_t kRowsOffset = 4 + 4 + 8;
+constexpr int64_t kMaxColumns = int64_t{1} << 20;
+
+template <typename T>
+T Load(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+struct ParsedPartial {
+  int64_t columns = 0;
+  int64_t rows = 0;
+};
+
+std::string Describe(int64_t block, const ShardPartials& from, int shard, const HessianPartial& p) {
+  return absl::StrCat("block ", block, ": ", from.source.empty() ? "an engine" : from.source,
+                      " sent shard ", shard, "'s Hessian partial of input group ", p.input_group,
+                      " (", p.layer, ")");
+}
+
+absl::StatusOr<ParsedPartial> Parse(const HessianPartial& p, const std::string& what) {
+  if (p.bytes.size() < kHessianHeaderBytes ||
+      std::memcmp(p.bytes.data(), kHessianMagic, sizeof(kHessianMagic)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": not a Hessian sum (", p.bytes.size(), " bytes, bad header)"));
+  }
+  const uint32_t version = Load<uint32_t>(p.bytes.data() + 4);
+  ParsedPartial out;
+  out.columns = Load<int64_t>(p.bytes.data() + 8);
+  out.rows = Load<int64_t>(p.bytes.data() + kRowsOffset);
+  if (version != kHessianVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": format version ", version));
+  }
+  if (out.columns < 1 || out.columns > kMaxColumns || out.rows < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", out.columns, " columns, ", out.rows, " rows"));
+  }
+  const size_t want =
+      kHessianHeaderBytes + static_cast<size_t>(out.columns * out.columns) * sizeof(double);
+  if (p.bytes.size() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", p.bytes.size(), " bytes, a ",
+                                                   out.columns, "-column sum has ", want));
+  }
+  return out;
+}
+
+// The first difference between two engines' outputs of one block, or "".
+std::string FirstDifference(const BlockOutput& a, const BlockOutput& b) {
+  if (a.tensors.size() != b.tensors.size()) {
+    return absl::StrCat(a.tensors.size(), " vs ", b.tensors.size(), " tensors");
+  }
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const TensorBytes& x = a.tensors[i];
+    const TensorBytes& y = b.tensors[i];
+    if (x.name != y.name || x.dtype != y.dtype || x.shape != y.shape || x.bytes != y.bytes) {
+      return absl::StrCat("tensor ", x.name, " differs");
+    }
+  }
+  if (a.layers.size() != b.layers.size()) {
+    return absl::StrCat(a.layers.size(), " vs ", b.layers.size(), " layer reports");
+  }
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    const LayerReport& x = a.layers[i];
+    const LayerReport& y = b.layers[i];
+    if (x.bits_sum != y.bits_sum || x.proxy_loss != y.proxy_loss || x.gptq_bits != y.gptq_bits) {
+      return absl::StrCat("layer ", x.name, ": bits ", x.bits_sum, " vs ", y.bits_sum,
+                          ", proxy loss ", x.proxy_loss, " vs ", y.proxy_loss);
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<HessianPartial>> MergeHessianPartials(
+    int64_t block, std::vector<ShardPartials> by_shard) {
+  if (by_shard.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("block ", block, ": no shards to merge"));
+  }
+  const ShardPartials& first = by_shard[0];
+  if (first.partials.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("block ", block, ": ", first.source,
+                                                   " sent no Hessian partials for shard 0"));
+  }
+  std::vector<HessianPartial> merged;
+  std::vector<int64_t> columns;
+  std::vector<int64_t> rows;
+  for (size_t k = 0; k < by_shard.size(); ++k) {
+    ShardPartials& shard = by_shard[k];
+    if (shard.partials.size() != first.partials.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "block ", block, ": ", shard.source.empty() ? "an engine" : shard.source, " sent ",
+          shard.partials.size(), " Hessian partial(s) for shard ", k, ", shard 0 (from ",
+          first.source, ") has ", first.partials.size()));
+    }
+    int64_t shard_rows = -1;
+    for (size_t g = 0; g < shard.partials.size(); ++g) {
+      HessianPartial& p = shard.partials[g];
+      const std::string what = Describe(block, shard, static_cast<int>(k), p);
+      if (p.shard != static_cast<int32_t>(k)) {
+        return absl::InvalidArgumentError(absl::StrCat(what, " labelled shard ", p.shard));
+      }
+      BAQ_ASSIGN_OR_RETURN(const ParsedPartial parsed, Parse(p, what));
+      if (shard_rows >= 0 && parsed.rows != shard_rows) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", parsed.rows,
+                                                       " token rows, the shard's other groups ",
+                                                       shard_rows));
+      }
+      shard_rows = parsed.rows;
+      if (k == 0) {
+        columns.push_back(parsed.columns);
+        rows.push_back(parsed.rows);
+        p.shard = -1;
+        merged.push_back(std::move(p));
+        continue;
+      }
+      const HessianPartial& into = merged[g];
+      if (p.input_group != into.input_group || parsed.columns != columns[g]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": ", parsed.columns, " columns; shard 0's partial ", g, " is input group ",
+            into.input_group, " (", into.layer, ") with ", columns[g], " columns"));
+      }
+      rows[g] += parsed.rows;
+      // sum += partial, element by element in float64: the additions of
+      // HessianAccumulator::Merge (at::add_ rounds each element alike).
+      char* dst = merged[g].bytes.data() + kHessianHeaderBytes;
+      const char* src = p.bytes.data() + kHessianHeaderBytes;
+      const size_t n = static_cast<size_t>(columns[g] * columns[g]);
+      for (size_t i = 0; i < n; ++i) {
+        double a;
+        double b;
+        std::memcpy(&a, dst + i * sizeof(double), sizeof(double));
+        std::memcpy(&b, src + i * sizeof(double), sizeof(double));
+        a += b;
+        std::memcpy(dst + i * sizeof(double), &a, sizeof(double));
+      }
+      std::string().swap(p.bytes);  // Added: free it.
+    }
+  }
+  for (size_t g = 0; g < merged.size(); ++g) {
+    std::memcpy(merged[g].bytes.data() + kRowsOffset, &rows[g], sizeof(int64_t));
+  }
+  return merged;
+}
+
+std::string PackShardInputs(const std::vector<std::string>& shards) {
+  std::string out("BAQS", 4);
+  auto put = [&out](auto v) { out.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  put(uint32_t{1});
+  put(static_cast<uint32_t>(shards.size()));
+  for (const std::string& s : shards) {
+    put(static_cast<uint64_t>(s.size()));
+    out.append(s);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> UnpackShardInputs(absl::string_view blob, int shards) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpointed shard inputs (", blob.size(), " bytes): ", why));
+  };
+  if (blob.size() < 12 || blob.substr(0, 4) != "BAQS") return bad("bad header");
+  if (Load<uint32_t>(blob.data() + 4) != 1) return bad("unknown version");
+  const uint32_t count = Load<uint32_t>(blob.data() + 8);
+  if (count != static_cast<uint32_t>(shards)) {
+    return bad(absl::StrCat(count, " shards, the job has ", shards));
+  }
+  std::vector<std::string> out;
+  size_t offset = 12;
+  for (uint32_t k = 0; k < count; ++k) {
+    if (blob.size() - offset < 8) return bad(absl::StrCat("truncated at shard ", k));
+    const uint64_t n = Load<uint64_t>(blob.data() + offset);
+    offset += 8;
+    if (blob.size() - offset < n) return bad(absl::StrCat("truncated in shard ", k));
+    out.emplace_back(blob.substr(offset, n));
+    offset += n;
+  }
+  if (offset != blob.size()) return bad("trailing bytes");
+  return out;
+}
+
+void ShardedBlock::Assign(const std::vector<BlockEngine*>& live) {
+  owners_.assign(live.begin(),
+                 live.begin() + std::min(live.size(), static_cast<size_t>(shards_)));
+}
+
+std::vector<int32_t> ShardedBlock::ShardsOf(size_t owner_index) const {
+  std::vector<int32_t> out;
+  for (size_t k = owner_index; k < static_cast<size_t>(shards_); k += owners_.size()) {
+    out.push_back(static_cast<int32_t>(k));
+  }
+  return out;
+}
+
+absl::Status ShardedBlock::On(BlockEngine* engine, const std::function<absl::Status()>& call) {
+  absl::Status s = call();
+  if (!s.ok()) failed_ = engine;
+  return s;
+}
+
+absl::Status ShardedBlock::ImportInputs(int64_t block, std::vector<std::string> inputs) {
+  failed_ = nullptr;
+  for (int k = 0; k < shards_; ++k) {
+    BlockEngine* owner = owners_[static_cast<size_t>(k) % owners_.size()];
+    BAQ_RETURN_IF_ERROR(
+        On(owner, [&] { return owner->ImportShardInputs(block, k, std::move(inputs[k])); }));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportAllFromFirst(int64_t block) {
+  failed_ = nullptr;
+  std::vector<std::string> out(shards_);
+  for (int k = 0; k < shards_; ++k) {
+    BAQ_RETURN_IF_ERROR(On(owners_[0], [&]() -> absl::Status {
+      BAQ_ASSIGN_OR_RETURN(out[k], owners_[0]->ExportShardInputs(block, k));
+      return absl::OkStatus();
+    }));
+  }
+  return out;
+}
+
+absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
+  failed_ = nullptr;
+  std::vector<ShardPartials> by_shard(shards_);
+  for (size_t i = 0; i < owners_.size(); ++i) {
+    BlockEngine* owner = owners_[i];
+    const std::vector<int32_t> mine = ShardsOf(i);
+    std::vector<HessianPartial> partials;
+    BAQ_RETURN_IF_ERROR(On(owner, [&]() -> absl::Status {
+      BAQ_ASSIGN_OR_RETURN(partials, owner->AccumulateHessians(block, mine));
+      return absl::OkStatus();
+    }));
+    for (HessianPartial& p : partials) {
+      if (std::find(mine.begin(), mine.end(), p.shard) == mine.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("block ", block, ": ", owner->name(),
+                                                       " sent a Hessian partial of shard ",
+                                                       p.shard, ", which it was not given"));
+      }
+      by_shard[p.shard].source = owner->name();
+      by_shard[p.shard].partials.push_back(std::move(p));
+    }
+  }
+  BAQ_ASSIGN_OR_RETURN(std::vector<HessianPartial> merged,
+                       MergeHessianPartials(block, std::move(by_shard)));
+  for (size_t i = 0; i < owners_.size(); ++i) {
+    BlockEngine* owner = owners_[i];
+    std::vector<HessianPartial> copy = i + 1 < owners_.size() ? merged : std::move(merged);
+    BAQ_RETURN_IF_ERROR(On(owner, [&] { return owner->ImportHessians(block, std::move(copy)); }));
+  }
+  BlockMeasurement m;
+  BAQ_RETURN_IF_ERROR(On(owners_[0], [&]() -> absl::Status {
+    BAQ_ASSIGN_OR_RETURN(m, owners_[0]->Measure(block));
+    return absl::OkStatus();
+  }));
+  return m;
+}
+
+absl::StatusOr<BlockOutput> ShardedBlock::Quantize(
+    int64_t block, const std::vector<LayerAllocation>& allocation) {
+  failed_ = nullptr;
+  BlockOutput first;
+  for (size_t i = 0; i < owners_.size(); ++i) {
+    BlockEngine* owner = owners_[i];
+    BlockOutput out;
+    BAQ_RETURN_IF_ERROR(On(owner, [&]() -> absl::Status {
+      BAQ_ASSIGN_OR_RETURN(out, owner->Quantize(block, allocation));
+      return absl::OkStatus();
+    }));
+    if (i == 0) {
+      first = std::move(out);
+      continue;
+    }
+    if (const std::string diff = FirstDifference(first, out); !diff.empty()) {
+      return absl::InternalError(absl::StrCat(
+          "block ", block, ": ", owner->name(), " quantized the block differently from ",
+          owners_[0]->name(), " (", diff,
+          ") from the same Hessians and allocation: their numerics differ (mixed hardware or "
+          "--threads?); calibration shards need identical workers"));
+    }
+  }
+  return first;
+}
+
+absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportInputs(int64_t block) {
+  failed_ = nullptr;
+  std::vector<std::string> out(shards_);
+  for (int k = 0; k < shards_; ++k) {
+    BlockEngine* owner = owners_[static_cast<size_t>(k) % owners_.size()];
+    BAQ_RETURN_IF_ERROR(On(owner, [&]() -> absl::Status {
+      BAQ_ASSIGN_OR_RETURN(out[k], owner->ExportShardInputs(block, k));
+      return absl::OkStatus();
+    }));
+  }
+  return out;
+}
+
+}  // namespace baq::coordinator

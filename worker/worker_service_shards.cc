@@ -1,0 +1,272 @@
+// WorkerService's calibration-shard RPCs (declared in worker/worker_service.h;
+// a file of their own so the block RPCs stay readable): each posts its
+// BlockEngine call to the device's executor through EngineHost and streams
+// Hessian partials (proto/hessian_stream.h) or one shard's inputs in chunks
+// of at most kMaxChunkBytes.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "proto/convert.h"
+#include "proto/hessian_stream.h"
+#include "worker/worker_service.h"
+
+namespace baq::worker {
+namespace {
+
+void Record(WorkerMetrics* metrics, absl::string_view method, const absl::Status& status) {
+  if (metrics != nullptr) metrics->RecordRpc(method, status);
+}
+
+// Streams the partials of AccumulateHessians. A cancelled call (job
+// cancelled, coordinator gone, deadline) cancels and drops the job's engine
+// on the device, as for Quantize. Owns itself: deleted in OnDone.
+class PartialsWriter final : public grpc::ServerWriteReactor<v1::HessianPartialChunk> {
+ public:
+  PartialsWriter(grpc::CallbackServerContext* ctx, const v1::AccumulateHessiansRequest& request,
+                 EngineHost* host, WorkerMetrics* metrics)
+      : ctx_(ctx),
+        host_(host),
+        metrics_(metrics),
+        job_id_(request.job_id()),
+        device_(request.device_index()) {
+    host->WithEngine(
+        job_id_, device_,
+        [this, block = request.block(),
+         shards = std::vector<int32_t>(request.shards().begin(), request.shards().end())](
+            absl::StatusOr<BlockEngine*> engine) {
+          if (!engine.ok()) return Done(engine.status());
+          if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+          absl::StatusOr<std::vector<HessianPartial>> partials =
+              (*engine)->AccumulateHessians(block, shards);
+          if (!partials.ok()) return Done(partials.status());
+          writer_.emplace(*std::move(partials));
+          WriteNext();
+        });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
+    WriteNext();
+  }
+  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (!writer_->Next(&chunk_)) return Done(absl::OkStatus());
+    if (metrics_ != nullptr && chunk_.has_data()) {
+      metrics_->bytes_sent_total().Increment(chunk_.data().size());
+    }
+    StartWrite(&chunk_);
+  }
+
+  void Done(const absl::Status& status) {
+    Record(metrics_, "AccumulateHessians", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  const std::string job_id_;
+  const int device_;
+  // Touched by one thread at a time: the executor, then the write reactions.
+  std::optional<HessianPartialWriter> writer_;
+  v1::HessianPartialChunk chunk_;
+};
+
+// Reassembles an ImportHessians stream, then hands the sums to the engine.
+class HessiansReader final : public grpc::ServerReadReactor<v1::ImportHessiansChunk> {
+ public:
+  HessiansReader(grpc::CallbackServerContext* ctx, v1::ImportHessiansResponse* response,
+                 EngineHost* host, WorkerMetrics* metrics)
+      : ctx_(ctx), response_(response), host_(host), metrics_(metrics) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      if (!have_target_) {
+        job_id_ = chunk_.job_id();
+        device_ = chunk_.device_index();
+        block_ = chunk_.block();
+        have_target_ = true;
+      }
+      if (chunk_.has_part() && status_.ok()) status_ = assembly_.Add(chunk_.part());
+      if (metrics_ != nullptr) {
+        metrics_->bytes_received_total().Increment(chunk_.part().data().size());
+      }
+      return StartRead(&chunk_);
+    }
+    if (ctx_->IsCancelled()) return Done(absl::CancelledError("client cancelled the import"));
+    if (!have_target_) return Done(absl::InvalidArgumentError("empty ImportHessians stream"));
+    if (!status_.ok()) {
+      return Done(absl::InvalidArgumentError(
+          absl::StrCat("bad ImportHessians stream: ", status_.message())));
+    }
+    const uint64_t bytes = assembly_.bytes_received();
+    absl::StatusOr<std::vector<HessianPartial>> partials = std::move(assembly_).Finish();
+    if (!partials.ok()) {
+      return Done(absl::InvalidArgumentError(
+          absl::StrCat("bad ImportHessians stream: ", partials.status().message())));
+    }
+    partials_ = *std::move(partials);
+    host_->WithEngine(job_id_, device_, [this, bytes](absl::StatusOr<BlockEngine*> engine) {
+      if (!engine.ok()) return Done(engine.status());
+      const int n = static_cast<int>(partials_.size());
+      absl::Status s = (*engine)->ImportHessians(block_, std::move(partials_));
+      if (s.ok()) {
+        response_->set_bytes_received(bytes);
+        response_->set_partials(n);
+      }
+      Done(s);
+    });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Done(const absl::Status& status) {
+    Record(metrics_, "ImportHessians", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  v1::ImportHessiansResponse* const response_;
+  EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  v1::ImportHessiansChunk chunk_;
+  bool have_target_ = false;
+  std::string job_id_;
+  int device_ = 0;
+  int64_t block_ = 0;
+  HessianPartialAssembler assembly_;
+  absl::Status status_;
+  std::vector<HessianPartial> partials_;
+};
+
+// Streams one shard's serialized inputs of a block in chunks.
+class ShardExportWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
+ public:
+  ShardExportWriter(const v1::ExportShardInputsRequest& request, EngineHost* host,
+                    WorkerMetrics* metrics)
+      : metrics_(metrics) {
+    host->WithEngine(request.job_id(), request.device_index(),
+                     [this, block = request.block(),
+                      shard = request.shard()](absl::StatusOr<BlockEngine*> engine) {
+                       if (!engine.ok()) return Done(engine.status());
+                       absl::StatusOr<std::string> bytes =
+                           (*engine)->ExportShardInputs(block, shard);
+                       if (!bytes.ok()) return Done(bytes.status());
+                       bytes_ = *std::move(bytes);
+                       WriteNext();
+                     });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (offset_ >= bytes_.size()) return Done(absl::OkStatus());
+    const size_t n = std::min(kMaxChunkBytes, bytes_.size() - offset_);
+    chunk_.set_data(bytes_.data() + offset_, n);
+    offset_ += n;
+    if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
+    StartWrite(&chunk_);
+  }
+
+  void Done(const absl::Status& status) {
+    Record(metrics_, "ExportShardInputs", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  WorkerMetrics* const metrics_;
+  std::string bytes_;
+  size_t offset_ = 0;
+  v1::Chunk chunk_;
+};
+
+// Reassembles an ImportShardInputs stream, then hands it to the engine.
+class ShardImportReader final : public grpc::ServerReadReactor<v1::ImportShardInputsChunk> {
+ public:
+  ShardImportReader(grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response,
+                    EngineHost* host, WorkerMetrics* metrics)
+      : ctx_(ctx), response_(response), host_(host), metrics_(metrics) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      if (!have_target_) {
+        job_id_ = chunk_.job_id();
+        device_ = chunk_.device_index();
+        block_ = chunk_.block();
+        shard_ = chunk_.shard();
+        have_target_ = true;
+      }
+      data_.append(chunk_.data());
+      if (metrics_ != nullptr) metrics_->bytes_received_total().Increment(chunk_.data().size());
+      return StartRead(&chunk_);
+    }
+    if (ctx_->IsCancelled()) return Done(absl::CancelledError("client cancelled the import"));
+    if (!have_target_) return Done(absl::InvalidArgumentError("empty ImportShardInputs stream"));
+    host_->WithEngine(job_id_, device_, [this](absl::StatusOr<BlockEngine*> engine) {
+      if (!engine.ok()) return Done(engine.status());
+      const size_t n = data_.size();
+      absl::Status s = (*engine)->ImportShardInputs(block_, shard_, std::move(data_));
+      if (s.ok()) response_->set_bytes_received(n);
+      Done(s);
+    });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Done(const absl::Status& status) {
+    Record(metrics_, "ImportShardInputs", status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  v1::ImportInputsResponse* const response_;
+  EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  v1::ImportShardInputsChunk chunk_;
+  bool have_target_ = false;
+  std::string job_id_;
+  int device_ = 0;
+  int64_t block_ = 0;
+  int32_t shard_ = 0;
+  std::string data_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::HessianPartialChunk>* WorkerService::AccumulateHessians(
+    grpc::CallbackServerContext* ctx, const v1::AccumulateHessiansRequest* request) {
+  return new PartialsWriter(ctx, *request, host_, metrics_);
+}
+
+grpc::ServerReadReactor<v1::ImportHessiansChunk>* WorkerService::ImportHessians(
+    grpc::CallbackServerContext* ctx, v1::ImportHessiansResponse* response) {
+  return new HessiansReader(ctx, response, host_, metrics_);
+}
+
+grpc::ServerWriteReactor<v1::Chunk>* WorkerService::ExportShardInputs(
+    grpc::CallbackServerContext* ctx, const v1::ExportShardInputsRequest* request) {
+  (void)ctx;
+  return new ShardExportWriter(*request, host_, metrics_);
+}
+
+grpc::ServerReadReactor<v1::ImportShardInputsChunk>* WorkerService::ImportShardInputs(
+    grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) {
+  return new ShardImportReader(ctx, response, host_, metrics_);
+}
+
+}  // namespace baq::worker
