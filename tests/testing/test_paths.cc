@@ -45,4 +45,12 @@ void WriteFileOrDie(const std::string& path, const std::string& contents) {
   }
 }
 
+std::string SharedCorpusPrefix(size_t bytes) {
+  std::ifstream in(SharedDataDir() + "/corpus/tiny_shakespeare.txt", std::ios::binary);
+  std::string text(bytes, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
 }  // namespace baq::testing

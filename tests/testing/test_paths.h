@@ -6,6 +6,7 @@
 #ifndef BAQ_TESTS_TESTING_TEST_PATHS_H_
 #define BAQ_TESTS_TESTING_TEST_PATHS_H_
 
+#include <cstddef>
 #include <string>
 
 namespace baq::testing {
@@ -20,6 +21,10 @@ std::string BinaryDir();
 std::string MakeScratchDir();
 // Writes `contents` to `path` (creating parent dirs); CHECK-fails on error.
 void WriteFileOrDie(const std::string& path, const std::string& contents);
+// The first `bytes` bytes (all of it if shorter; empty if absent) of the
+// shared corpus/tiny_shakespeare.txt: a calibration text that tokenizes in
+// well under a second, where the whole corpus would dominate a test.
+std::string SharedCorpusPrefix(size_t bytes);
 
 }  // namespace baq::testing
 

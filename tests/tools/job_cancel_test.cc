@@ -7,23 +7,16 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "coordinator/coordinator_server.h"
 #include "coordinator/job_manager.h"
-#include "coordinator/worker_pool.h"
-#include "coordinator/worker_registry.h"
 #include "prometheus/registry.h"
+#include "tests/testing/in_process_cluster.h"
 #include "tests/testing/test_paths.h"
-#include "worker/coordinator_link.h"
-#include "worker/torch_block_engine.h"
 #include "worker/worker_metrics.h"
-#include "worker/worker_server.h"
 
 namespace baq {
 namespace {
@@ -39,48 +32,12 @@ class JobCancelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!testing::HaveSharedData()) GTEST_SKIP() << "no shared fixtures";
-    coordinator::JobManagerDeps deps;
-    deps.execution_factory = coordinator::JobRunnerExecutionFactory();
-    deps.engine_provider = pool_.AsProvider();
-    deps.abort_in_flight = [this] { pool_.AbortAll(); };
-    coordinator::JobManagerOptions options;
-    options.data_dir = testing::MakeScratchDir();
-    auto jobs = coordinator::JobManager::Create(options, std::move(deps));
-    ASSERT_TRUE(jobs.ok()) << jobs.status();
-    jobs_ = *std::move(jobs);
-    coordinator::CoordinatorServerOptions server_options;
-    server_options.listen_address = "127.0.0.1:0";
-    auto server =
-        coordinator::CoordinatorServer::Start(server_options, {jobs_.get(), &registry_, nullptr});
-    ASSERT_TRUE(server.ok()) << server.status();
-    coordinator_ = *std::move(server);
-
-    worker::WorkerServerOptions worker_options;
-    worker_options.listen_address = "127.0.0.1:0";
-    worker::WorkerDeps worker_deps;
-    worker_deps.engine_factory = [](const std::string& device) {
-      worker::EngineOptions options;
-      options.device = device;
-      options.num_threads = 1;
-      return worker::MakeTorchBlockEngine(options);
-    };
-    worker_deps.metrics = &worker_metrics_;
-    auto worker = worker::WorkerServer::Start(worker_options, std::move(worker_deps));
-    ASSERT_TRUE(worker.ok()) << worker.status();
-    worker_ = *std::move(worker);
-    worker::CoordinatorLinkOptions link;
-    link.coordinator_address = absl::StrCat("127.0.0.1:", coordinator_->port());
-    link.advertise_address = absl::StrCat("127.0.0.1:", worker_->port());
-    link.devices = {"cpu"};
-    link_ = worker::CoordinatorLink::Start(link);
-    ASSERT_TRUE(link_->AwaitRegistered(absl::Seconds(20)));
-  }
-
-  void TearDown() override {
-    link_.reset();
-    worker_.reset();
-    coordinator_.reset();
-    jobs_.reset();
+    auto cluster = testing::InProcessCluster::Start();
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+    jobs_ = &cluster_->jobs();
+    const absl::Status worker = cluster_->AddWorker(&worker_metrics_);
+    ASSERT_TRUE(worker.ok()) << worker;
   }
 
   // GPTQ over 1024 windows of 32 tokens: block 0 alone accumulates Hessians
@@ -91,11 +48,7 @@ class JobCancelTest : public ::testing::Test {
     config.model_dir = testing::SharedDataDir() + "/models/opt-fixture";
     config.output_dir = testing::MakeScratchDir() + "/out";
     const std::string calib = testing::MakeScratchDir() + "/calib.txt";
-    std::ifstream in(testing::SharedDataDir() + "/corpus/tiny_shakespeare.txt");
-    std::string text(64 * 1024, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    testing::WriteFileOrDie(calib, text);
+    testing::WriteFileOrDie(calib, testing::SharedCorpusPrefix(64 * 1024));
     config.calibration.files = {calib};
     config.calibration.num_samples = 1024;
     config.calibration.seqlen = 32;
@@ -130,15 +83,11 @@ class JobCancelTest : public ::testing::Test {
     return absl::InfiniteDuration();
   }
 
-  // Declared in dependency order.
+  // Declared in dependency order: the worker's metrics outlive the cluster.
   prometheus::Registry prometheus_;
   worker::WorkerMetrics worker_metrics_{prometheus_};
-  coordinator::WorkerRegistry registry_{coordinator::WorkerRegistryOptions()};
-  coordinator::WorkerPool pool_{&registry_, coordinator::WorkerPoolOptions()};
-  std::unique_ptr<coordinator::JobManager> jobs_;
-  std::unique_ptr<coordinator::CoordinatorServer> coordinator_;
-  std::unique_ptr<worker::WorkerServer> worker_;
-  std::unique_ptr<worker::CoordinatorLink> link_;
+  std::unique_ptr<testing::InProcessCluster> cluster_;
+  coordinator::JobManager* jobs_ = nullptr;  // cluster_->jobs().
 };
 
 TEST_F(JobCancelTest, CancelMidBlockStopsTheWorkerAndFreesItsEngine) {

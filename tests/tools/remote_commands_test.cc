@@ -9,21 +9,16 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/coordinator_server.h"
+#include "coordinator/job_auth.h"
 #include "coordinator/job_manager.h"
-#include "coordinator/worker_pool.h"
-#include "coordinator/worker_registry.h"
 #include "net/tls_credentials.h"
 #include "tests/fakes/test_certs.h"
+#include "tests/testing/in_process_cluster.h"
 #include "tests/testing/test_paths.h"
-#include "worker/coordinator_link.h"
-#include "worker/torch_block_engine.h"
-#include "worker/worker_server.h"
 
 namespace baq::cli {
 namespace {
@@ -48,52 +43,17 @@ std::string Capture(Fn fn, absl::Status* status) {
 class RemoteCommandsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    coordinator::JobManagerDeps deps;
-    deps.execution_factory = coordinator::JobRunnerExecutionFactory();
-    deps.engine_provider = pool_.AsProvider();
-    deps.abort_in_flight = [this] { pool_.AbortAll(); };
-    coordinator::JobManagerOptions options;
-    options.data_dir = baq::testing::MakeScratchDir();
-    auto jobs = coordinator::JobManager::Create(options, std::move(deps));
-    ASSERT_TRUE(jobs.ok()) << jobs.status();
-    jobs_ = *std::move(jobs);
-    coordinator::CoordinatorServerOptions server_options;
-    server_options.listen_address = "127.0.0.1:0";
-    auto server =
-        coordinator::CoordinatorServer::Start(server_options, {jobs_.get(), &registry_, nullptr});
-    ASSERT_TRUE(server.ok()) << server.status();
-    coordinator_ = *std::move(server);
-    address_ = absl::StrCat("127.0.0.1:", coordinator_->port());
+    auto cluster = baq::testing::InProcessCluster::Start();
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+    address_ = cluster_->address();
   }
 
   void StartWorkers(int n) {
     for (int i = 0; i < n; ++i) {
-      worker::WorkerServerOptions options;
-      options.listen_address = "127.0.0.1:0";
-      worker::WorkerDeps deps;
-      deps.engine_factory = [](const std::string& device) {
-        worker::EngineOptions engine;
-        engine.device = device;
-        engine.num_threads = 1;
-        return worker::MakeTorchBlockEngine(engine);
-      };
-      auto server = worker::WorkerServer::Start(options, std::move(deps));
-      ASSERT_TRUE(server.ok()) << server.status();
-      worker::CoordinatorLinkOptions link;
-      link.coordinator_address = address_;
-      link.advertise_address = absl::StrCat("127.0.0.1:", (*server)->port());
-      link.devices = {"cpu"};
-      links_.push_back(worker::CoordinatorLink::Start(link));
-      ASSERT_TRUE(links_.back()->AwaitRegistered(absl::Seconds(20)));
-      workers_.push_back(*std::move(server));
+      const absl::Status worker = cluster_->AddWorker();
+      ASSERT_TRUE(worker.ok()) << worker;
     }
-  }
-
-  void TearDown() override {
-    links_.clear();
-    workers_.clear();
-    coordinator_.reset();
-    jobs_.reset();
   }
 
   RemoteCommandOptions Options() {
@@ -110,11 +70,7 @@ class RemoteCommandsTest : public ::testing::Test {
     config.output_dir = baq::testing::MakeScratchDir() + "/out";
     // A small slice of the corpus: tokenizing all of it would dominate the test.
     const std::string calib = baq::testing::MakeScratchDir() + "/calib.txt";
-    std::ifstream in(baq::testing::SharedDataDir() + "/corpus/tiny_shakespeare.txt");
-    std::string text(64 * 1024, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    baq::testing::WriteFileOrDie(calib, text);
+    baq::testing::WriteFileOrDie(calib, baq::testing::SharedCorpusPrefix(64 * 1024));
     config.calibration.files = {calib};
     config.calibration.num_samples = 8;
     config.calibration.seqlen = 64;
@@ -122,14 +78,8 @@ class RemoteCommandsTest : public ::testing::Test {
     return config;
   }
 
-  // Declared in dependency order; destroyed in reverse by TearDown too.
-  coordinator::WorkerRegistry registry_{coordinator::WorkerRegistryOptions()};
-  coordinator::WorkerPool pool_{&registry_, coordinator::WorkerPoolOptions()};
-  std::unique_ptr<coordinator::JobManager> jobs_;
-  std::unique_ptr<coordinator::CoordinatorServer> coordinator_;
-  std::string address_;
-  std::vector<std::unique_ptr<worker::WorkerServer>> workers_;
-  std::vector<std::unique_ptr<worker::CoordinatorLink>> links_;
+  std::unique_ptr<baq::testing::InProcessCluster> cluster_;
+  std::string address_;  // The coordinator's.
 };
 
 TEST_F(RemoteCommandsTest, SubmitWaitStatusListOnTwoWorkers) {
@@ -146,7 +96,7 @@ TEST_F(RemoteCommandsTest, SubmitWaitStatusListOnTwoWorkers) {
   EXPECT_THAT(text, HasSubstr("succeeded: 3.0000 bits (target 3)"));
   EXPECT_TRUE(std::filesystem::exists(o.config.output_dir));
 
-  const std::string id = jobs_->List().at(0).id;
+  const std::string id = cluster_->jobs().List().at(0).id;
   o.job_id = id;
   text = Capture([&](std::FILE* f) { return RunStatus(o, f); }, &status);
   ASSERT_TRUE(status.ok()) << status;
@@ -212,46 +162,16 @@ TEST(SecuredRemoteCommandsTest, SubmitWaitOverMutualTlsWithAToken) {
   auto tokens = coordinator::TokenTable::Parse(absl::StrCat(kToken, " qa\n"), "test");
   ASSERT_TRUE(tokens.ok());
 
-  coordinator::WorkerRegistry registry{coordinator::WorkerRegistryOptions()};
-  coordinator::WorkerPoolOptions pool_options;
-  pool_options.channel_credentials = *client_credentials;
-  coordinator::WorkerPool pool(&registry, pool_options);
-  coordinator::JobManagerDeps deps;
-  deps.execution_factory = coordinator::JobRunnerExecutionFactory();
-  deps.engine_provider = pool.AsProvider();
-  deps.abort_in_flight = [&pool] { pool.AbortAll(); };
-  coordinator::JobManagerOptions options;
-  options.data_dir = baq::testing::MakeScratchDir();
-  auto jobs = coordinator::JobManager::Create(options, std::move(deps));
-  ASSERT_TRUE(jobs.ok()) << jobs.status();
-  coordinator::CoordinatorServerOptions server_options;
-  server_options.listen_address = "localhost:0";
-  server_options.tls = server_tls;
-  coordinator::CoordinatorDeps server_deps{jobs->get(), &registry, nullptr};
-  server_deps.security.tokens = &*tokens;
-  auto coordinator = coordinator::CoordinatorServer::Start(server_options, server_deps);
-  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
-  const std::string address = absl::StrCat("localhost:", (*coordinator)->port());
-
-  worker::WorkerServerOptions worker_options;
-  worker_options.listen_address = "127.0.0.1:0";
-  worker_options.tls = server_tls;
-  worker::WorkerDeps worker_deps;
-  worker_deps.engine_factory = [](const std::string& device) {
-    worker::EngineOptions engine;
-    engine.device = device;
-    engine.num_threads = 1;
-    return worker::MakeTorchBlockEngine(engine);
-  };
-  auto worker = worker::WorkerServer::Start(worker_options, std::move(worker_deps));
-  ASSERT_TRUE(worker.ok()) << worker.status();
-  worker::CoordinatorLinkOptions link_options;
-  link_options.coordinator_address = address;
-  link_options.advertise_address = absl::StrCat("127.0.0.1:", (*worker)->port());
-  link_options.devices = {"cpu"};
-  link_options.channel_credentials = *client_credentials;
-  auto link = worker::CoordinatorLink::Start(link_options);
-  ASSERT_TRUE(link->AwaitRegistered(absl::Seconds(20)));
+  baq::testing::InProcessClusterOptions cluster_options;
+  cluster_options.coordinator_host = "localhost";  // The name the test certificate holds.
+  cluster_options.server_tls = server_tls;
+  cluster_options.client_credentials = *client_credentials;
+  cluster_options.tokens = &*tokens;
+  auto cluster = baq::testing::InProcessCluster::Start(cluster_options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const absl::Status worker = (*cluster)->AddWorker();
+  ASSERT_TRUE(worker.ok()) << worker;
+  const std::string address = (*cluster)->address();
 
   RemoteCommandOptions o;
   o.coordinator = address;
@@ -279,13 +199,9 @@ TEST(SecuredRemoteCommandsTest, SubmitWaitOverMutualTlsWithAToken) {
   const std::string text = Capture([&](std::FILE* f) { return RunSubmit(o, f); }, &status);
   EXPECT_TRUE(status.ok()) << status << "\n" << text;
   EXPECT_THAT(text, HasSubstr("succeeded"));
-  std::vector<coordinator::JobRecord> records = (*jobs)->List();
+  std::vector<coordinator::JobRecord> records = (*cluster)->jobs().List();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].tenant, "qa");
-
-  link->Stop();
-  (*worker)->Shutdown();
-  (*coordinator)->Shutdown();
 }
 
 }  // namespace
