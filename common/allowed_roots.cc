@@ -116,6 +116,10 @@ absl::Status AllowedRoots::CheckJob(const JobConfig& config) const {
     BAQ_RETURN_IF_ERROR(Check("calibration file", file));
   }
   if (!config.eval_file.empty()) BAQ_RETURN_IF_ERROR(Check("eval_file", config.eval_file));
+  // A plain name lives in the coordinator's data dir (ResolveMeasurementName).
+  if (config.measurement_dir.find('/') != std::string::npos) {
+    BAQ_RETURN_IF_ERROR(Check("measurement_dir", config.measurement_dir));
+  }
   if (config.eval_gate.enabled()) {
     BAQ_RETURN_IF_ERROR(Check("eval_gate.text_file", config.eval_gate.text_file));
   }

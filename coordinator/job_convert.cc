@@ -107,6 +107,15 @@ void ToProto(const JobRecord& record, v1::Job* job) {
     summary->set_total_proxy_loss(s.total_proxy_loss);
     summary->set_quantized_elements(s.quantized_elements);
     summary->set_wall_seconds(absl::ToDoubleSeconds(s.wall_time));
+    for (const TargetSummary& t : s.targets) {
+      v1::TargetOutput* o = summary->add_targets();
+      o->set_output_dir(t.output_dir);
+      o->set_target_bits(t.target_bits);
+      o->set_achieved_bits(t.achieved_bits);
+      o->set_total_proxy_loss(t.total_proxy_loss);
+      o->set_published(t.published);
+      o->set_eval_gate_ppl(t.eval_gate_ppl);
+    }
   }
   ToProtoEvent(record, job->mutable_progress());
   job->set_create_time_unix_ms(UnixMillisOrZero(record.create_time));

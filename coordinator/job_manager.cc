@@ -5,6 +5,8 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/eval_gate.h"
@@ -123,9 +125,32 @@ std::map<std::string, std::pair<int, absl::Duration>> JobManager::QueueEtasLocke
   return view;
 }
 
+absl::Status ResolveMeasurementName(const std::string& data_dir, JobConfig& config) {
+  const std::string& name = config.measurement_dir;
+  if (name.empty() || absl::StrContains(name, '/')) return absl::OkStatus();
+  const bool valid = name.size() <= 128 && name != "." && name != ".." &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '_' || c == '-';
+                     });
+  if (!valid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measurement \"", name,
+        "\": a name is letters, digits, '.', '_' and '-' (at most 128), or give a path"));
+  }
+  if (data_dir.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "measurement \"", name, "\": named measurements live in the coordinator's --data-dir, "
+        "and this coordinator has none"));
+  }
+  config.measurement_dir = absl::StrCat(data_dir, "/measurements/", name);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobConfig config,
                                              const SubmitOptions& submit) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
+  if (absl::Status s = ResolveMeasurementName(options_.data_dir, config); !s.ok()) return s;
   // Outside mu_: it may read config.json.
   absl::StatusOr<MemoryEstimate> estimate =
       deps_.estimate_memory ? deps_.estimate_memory(config) : EstimateJobMemory(config);

@@ -90,6 +90,10 @@ struct JobRecovery {
 ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery);
 // <data_dir>/jobs/<id> ("" without a data_dir), and its removal (best effort).
 std::string JobCheckpointDir(const std::string& data_dir, const std::string& job_id);
+// A measurement named by a plain name (JobConfig::measurement_dir without a
+// '/') lives in <data_dir>/measurements/<name>: rewrites `config` to that
+// path. InvalidArgument for a bad name, FailedPrecondition without a data_dir.
+absl::Status ResolveMeasurementName(const std::string& data_dir, JobConfig& config);
 void DiscardJobCheckpoint(const std::string& data_dir, const std::string& job_id);
 
 struct JobManagerOptions {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -14,6 +15,7 @@
 #include "coordinator/calibration_shards.h"
 #include "coordinator/eval_gate.h"
 #include "coordinator/job_checkpoint.h"
+#include "common/measurement_store.h"
 #include "coordinator/job_store.h"
 #include "coordinator/output_assembler.h"
 #include "coordinator/quant_report.h"
@@ -108,6 +110,36 @@ absl::StatusOr<ResumePoint> Resume(JobCheckpoint& checkpoint, int64_t num_blocks
 
 }  // namespace
 
+// One bit target's output in the making: its budget, assembler, report rows.
+struct JobRunner::TargetBuild {
+  JobConfig config;  // The job narrowed to this target (JobConfig::ForTarget).
+  std::unique_ptr<OutputAssembler> out;
+  std::unique_ptr<BitBudget> budget;
+  QuantReport extra;  // Stage times, bit histograms, reference losses.
+  nlohmann::json layers = nlohmann::json::array();
+  nlohmann::json gptq_module_bits = nlohmann::json::object();
+  double total_proxy_loss = 0;
+
+  TargetBuild(JobConfig c, const ModelConfig& model)
+      : config(std::move(c)), extra(config.quant) {
+    const bool want_gptq = std::find(config.formats.begin(), config.formats.end(),
+                                     OutputFormat::kGptq) != config.formats.end();
+    budget = std::make_unique<BitBudget>(config.quant, config.mode, model.QuantizableElements(),
+                                         want_gptq);
+  }
+
+  // Hands a quantized block to the report and the assembler (the budget has
+  // recorded it already).
+  absl::Status AddBlock(const BlockOutput& output) {
+    for (const LayerReport& l : output.layers) {
+      layers.push_back(LayerJson(l));
+      if (l.gptq_bits > 0) gptq_module_bits[l.name] = l.gptq_bits;
+      total_proxy_loss += l.proxy_loss;
+    }
+    return out->AddBlock(output);
+  }
+};
+
 JobRunner::JobRunner(JobConfig config, std::vector<BlockEngine*> engines, ProgressFn progress,
                      JobRunnerOptions options)
     : config_(std::move(config)),
@@ -126,12 +158,12 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   BAQ_ASSIGN_OR_RETURN(ModelConfig model, LoadModelConfig(config_.model_dir));
   ProgressClock clock;
   JobProgress p;
-  // Stage times, bit histograms, reference losses for quant_report.json.
-  QuantReport extra(config_.quant);
+  // The target whose quant_report.json records the stage times.
+  QuantReport* stage_report = nullptr;
   auto report = [&](JobStage stage, int64_t block, int64_t blocks_done, double bits,
                     std::string message) {
     p.stage = stage;
-    extra.EnterStage(JobStageName(stage));
+    if (stage_report != nullptr) stage_report->EnterStage(JobStageName(stage));
     p.block = block;
     p.blocks_done = blocks_done;
     p.achieved_bits = bits;
@@ -148,6 +180,28 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   // Calibration shards (coordinator/calibration_shards.h; sequential only).
   const bool sharded = config_.calibration_shards > 1;
 
+  // One output per bit target (JobConfig::AllTargets); all are created up
+  // front so that an existing output fails the job before any work.
+  const std::vector<double> all_targets = config_.AllTargets();
+  if (all_targets.size() > 1) {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.output_dir, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("cannot create output dir ", config_.output_dir, ": ", ec.message()));
+    }
+  }
+  std::vector<std::unique_ptr<TargetBuild>> targets;
+  for (double t : all_targets) {
+    targets.push_back(std::make_unique<TargetBuild>(config_.ForTarget(t), model));
+    BAQ_ASSIGN_OR_RETURN(targets.back()->out, OutputAssembler::Create(targets.back()->config));
+  }
+  TargetBuild& primary = *targets.front();
+  BitBudget& budget = *primary.budget;
+  QuantReport& extra = primary.extra;
+  auto publish_block = [&](const BlockOutput& output) { return primary.AddBlock(output); };
+  stage_report = &primary.extra;
+
   report(JobStage::kStarting, -1, 0, 0, "loading model and calibration data");
   EngineSet::Options set_options;
   set_options.max_worker_failures = options_.max_worker_failures;
@@ -161,24 +215,6 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   p.num_blocks = n;
   clock.units_total = 2 * n;
   engines.Plan(0, n);
-
-  BAQ_ASSIGN_OR_RETURN(std::unique_ptr<OutputAssembler> out, OutputAssembler::Create(config_));
-  const bool want_gptq = std::find(config_.formats.begin(), config_.formats.end(),
-                                   OutputFormat::kGptq) != config_.formats.end();
-  BitBudget budget(config_.quant, config_.mode, model.QuantizableElements(), want_gptq);
-  nlohmann::json layers = nlohmann::json::array();
-  nlohmann::json gptq_module_bits = nlohmann::json::object();
-  double total_proxy_loss = 0;
-  // Hands a quantized block to the report and the assembler (the budget
-  // has recorded it already).
-  auto publish_block = [&](const BlockOutput& output) -> absl::Status {
-    for (const LayerReport& l : output.layers) {
-      layers.push_back(LayerJson(l));
-      if (l.gptq_bits > 0) gptq_module_bits[l.name] = l.gptq_bits;
-      total_proxy_loss += l.proxy_loss;
-    }
-    return out->AddBlock(output);
-  };
 
   std::unique_ptr<JobCheckpoint> checkpoint;
   if (sequential) {
@@ -289,75 +325,86 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
       report(JobStage::kMeasuring, b, b, budget.achieved_bits(), msg);
     }
   } else {
-    auto engine_of = [&](int64_t b) { return engines.For(b); };
-    std::vector<BlockMeasurement> measurements;
-    for (int64_t b = 0; b < n; ++b) {
-      BAQ_RETURN_IF_ERROR(check_cancel());
-      if (b > 0 && engine_of(b - 1) != engine_of(b)) {
-        BAQ_ASSIGN_OR_RETURN(std::string bytes, engine_of(b - 1)->ExportInputs(b));
-        BAQ_RETURN_IF_ERROR(engine_of(b)->ImportInputs(b, std::move(bytes)));
+    // Parallel mode: every block's Hessians from the unquantized model, so
+    // one measurement serves every target (and is kept or reused on disk
+    // with measurement_dir). Each target: pass 1 at its reference width from
+    // the kept Hessians, the exact global allocation, then quantize.
+    const std::string& kept_dir = config_.measurement_dir;
+    bool reuse = false;
+    if (!kept_dir.empty()) {
+      absl::StatusOr<int64_t> kept = FindReusableMeasurement(kept_dir, config_);
+      if (kept.ok()) {
+        reuse = true;
+        Log(absl::StrCat("reusing the measurement in ", kept_dir, " (", *kept, " blocks)"));
+      } else if (!absl::IsNotFound(kept.status())) {
+        return kept.status();
       }
-      report(JobStage::kMeasuring, b, 0, 0, absl::StrCat("block ", b));
-      BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, engine_of(b)->Measure(b));
-      measurements.push_back(std::move(m));
-      ++clock.units_done;
     }
-    BAQ_ASSIGN_OR_RETURN(auto allocs, budget.AllocateAll(measurements));
-    for (const std::vector<LayerAllocation>& a : allocs) extra.AddAllocation(a);
-    for (int64_t b = 0; b < n; ++b) {
-      BAQ_RETURN_IF_ERROR(check_cancel());
-      report(JobStage::kQuantizing, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
-      BAQ_ASSIGN_OR_RETURN(BlockOutput output, engine_of(b)->Quantize(b, allocs[b]));
-      ++clock.units_done;
-      budget.Record(output);
-      BAQ_RETURN_IF_ERROR(publish_block(output));
+    const bool several = targets.size() > 1;
+    auto engine_of = [&](int64_t b) { return engines.For(b); };
+    clock.units_total = static_cast<int64_t>(2 * targets.size()) * n;
+    for (size_t t = 0; t < targets.size(); ++t) {
+      TargetBuild& target = *targets[t];
+      const double bits = target.config.quant.target_bits;
+      stage_report = &target.extra;
+      const std::string of_target = several ? absl::StrFormat(" (target %g bits)", bits) : "";
+      if (several) {
+        for (BlockEngine* e : engines_) {
+          BAQ_RETURN_IF_ERROR(e->SetTarget(bits, /*keep_measurement=*/t + 1 < targets.size()));
+        }
+      }
+      std::vector<BlockMeasurement> measurements;
+      for (int64_t b = 0; b < n; ++b) {
+        BAQ_RETURN_IF_ERROR(check_cancel());
+        // Activations cross workers only when the first pass computes them.
+        if (t == 0 && !reuse && b > 0 && engine_of(b - 1) != engine_of(b)) {
+          BAQ_ASSIGN_OR_RETURN(std::string bytes, engine_of(b - 1)->ExportInputs(b));
+          BAQ_RETURN_IF_ERROR(engine_of(b)->ImportInputs(b, std::move(bytes)));
+        }
+        report(JobStage::kMeasuring, b, 0, 0, absl::StrCat("block ", b, of_target));
+        BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, engine_of(b)->Measure(b));
+        measurements.push_back(std::move(m));
+        ++clock.units_done;
+      }
+      if (t == 0 && !kept_dir.empty() && !reuse) {
+        BAQ_RETURN_IF_ERROR(CompleteMeasurement(kept_dir, config_, n));
+        Log(absl::StrCat("kept the measurement in ", kept_dir));
+      }
+      BAQ_ASSIGN_OR_RETURN(auto allocs, target.budget->AllocateAll(measurements));
+      for (const std::vector<LayerAllocation>& a : allocs) target.extra.AddAllocation(a);
+      for (int64_t b = 0; b < n; ++b) {
+        BAQ_RETURN_IF_ERROR(check_cancel());
+        report(JobStage::kQuantizing, b, b, target.budget->achieved_bits(),
+               absl::StrCat("block ", b, of_target));
+        BAQ_ASSIGN_OR_RETURN(BlockOutput output, engine_of(b)->Quantize(b, allocs[b]));
+        ++clock.units_done;
+        target.budget->Record(output);
+        BAQ_RETURN_IF_ERROR(target.AddBlock(output));
+      }
     }
   }
 
-  BAQ_RETURN_IF_ERROR(check_cancel());
-  report(JobStage::kPublishing, -1, n, budget.achieved_bits(), "writing output");
+  // Publish every target's output (each gated on its own); a failed gate
+  // keeps that output unpublished and fails the job after the others.
   JobSummary summary;
+  absl::Status gate_failure;
+  for (size_t t = 0; t < targets.size(); ++t) {
+    stage_report = &targets[t]->extra;
+    BAQ_ASSIGN_OR_RETURN(TargetSummary ts, FinishTarget(*targets[t], engines.For(n - 1), n, report,
+                                                        check_cancel));
+    if (!ts.gate_status.ok() && gate_failure.ok()) gate_failure = ts.gate_status;
+    summary.targets.push_back(std::move(ts));
+  }
+  const TargetSummary& first = summary.targets.front();
   summary.output_dir = config_.output_dir;
-  summary.target_bits = config_.quant.target_bits;
-  summary.achieved_bits = budget.achieved_bits();
-  summary.allocation = budget.scope_name();
-  summary.total_proxy_loss = total_proxy_loss;
-  summary.quantized_elements = budget.elements_done();
-  nlohmann::json rep = {
-      {"quantizer", "baq"},
-      {"method", std::string(QuantMethodName(config_.quant.method))},
-      {"mode", std::string(ExecutionModeName(config_.mode))},
-      {"allocation", summary.allocation},
-      {"target_bits", summary.target_bits},
-      {"achieved_bits", summary.achieved_bits},
-      {"quantized_elements", summary.quantized_elements},
-      {"total_proxy_loss", total_proxy_loss},
-      {"calibration",
-       {{"files", config_.calibration.files},
-        {"num_samples", config_.calibration.num_samples},
-        {"seqlen", config_.calibration.seqlen},
-        {"seed", config_.calibration.seed}}},
-      {"layers", layers}};
-  if (!gptq_module_bits.empty()) {
-    rep["gptq_module_bits"] = gptq_module_bits;
-    rep["gptq_default_bits"] = static_cast<int>(std::lround(config_.quant.target_bits));
-  }
-  for (const auto& [scope, loss] : budget.reference_losses()) extra.AddReferenceLoss(scope, loss);
-  extra.MergeInto(rep);
-  BAQ_RETURN_IF_ERROR(out->Stage(rep));
-  if (config_.eval_gate.enabled()) {  // Evaluate the staged output (coordinator/eval_gate.h).
-    report(JobStage::kPublishing, -1, n, budget.achieved_bits(), "evaluating the gate");
-    BAQ_ASSIGN_OR_RETURN(const EvalGateResult gate,
-                         RunEvalGate(config_.eval_gate, config_.model_dir,
-                                     out->StagedDir(OutputFormat::kFakeQuant), *engines.For(n - 1)));
-    BAQ_RETURN_IF_ERROR(check_cancel());
-    Log(EvalGateSummary(gate));
-    rep["eval_gate"] = EvalGateJson(gate);
-    summary.eval_gate_ppl = gate.ppl;
-    summary.eval_gate_base_ppl = gate.base_ppl;
-    if (!gate.passed) return GateFailedError(gate);  // `out` removes the staged output.
-  }
-  BAQ_RETURN_IF_ERROR(out->Publish(rep));
+  summary.target_bits = first.target_bits;
+  summary.achieved_bits = first.achieved_bits;
+  summary.allocation = first.allocation;
+  summary.total_proxy_loss = first.total_proxy_loss;
+  summary.quantized_elements = first.quantized_elements;
+  summary.eval_gate_ppl = first.eval_gate_ppl;
+  summary.eval_gate_base_ppl = first.eval_gate_base_ppl;
+  if (!gate_failure.ok()) return gate_failure;  // The failing outputs are removed.
   // Published: the checkpoint has served its purpose.
   if (checkpoint != nullptr) checkpoint->Remove();
   for (BlockEngine* e : engines_) e->Reset();
@@ -365,6 +412,70 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   report(JobStage::kDone, -1, n, summary.achieved_bits,
          absl::StrFormat("achieved %.4f bits (target %.4f)", summary.achieved_bits,
                          summary.target_bits));
+  return summary;
+}
+
+absl::StatusOr<TargetSummary> JobRunner::FinishTarget(
+    TargetBuild& target, BlockEngine* gate_engine, int64_t n,
+    const std::function<void(JobStage, int64_t, int64_t, double, std::string)>& report,
+    const std::function<absl::Status()>& check_cancel) {
+  const JobConfig& config = target.config;
+  const BitBudget& budget = *target.budget;
+  BAQ_RETURN_IF_ERROR(check_cancel());
+  report(JobStage::kPublishing, -1, n, budget.achieved_bits(),
+         absl::StrCat("writing output ", config.output_dir));
+  TargetSummary summary;
+  summary.output_dir = config.output_dir;
+  summary.target_bits = config.quant.target_bits;
+  summary.achieved_bits = budget.achieved_bits();
+  summary.allocation = budget.scope_name();
+  summary.total_proxy_loss = target.total_proxy_loss;
+  summary.quantized_elements = budget.elements_done();
+  nlohmann::json rep = {
+      {"quantizer", "baq"},
+      {"method", std::string(QuantMethodName(config.quant.method))},
+      {"mode", std::string(ExecutionModeName(config.mode))},
+      {"allocation", summary.allocation},
+      {"target_bits", summary.target_bits},
+      {"achieved_bits", summary.achieved_bits},
+      {"quantized_elements", summary.quantized_elements},
+      {"total_proxy_loss", summary.total_proxy_loss},
+      {"calibration",
+       {{"files", config.calibration.files},
+        {"num_samples", config.calibration.num_samples},
+        {"seqlen", config.calibration.seqlen},
+        {"seed", config.calibration.seed}}},
+      {"layers", target.layers}};
+  if (!config_.measurement_dir.empty()) rep["measurement_dir"] = config_.measurement_dir;
+  if (!target.gptq_module_bits.empty()) {
+    rep["gptq_module_bits"] = target.gptq_module_bits;
+    rep["gptq_default_bits"] = static_cast<int>(std::lround(config.quant.target_bits));
+  }
+  for (const auto& [scope, loss] : budget.reference_losses()) {
+    target.extra.AddReferenceLoss(scope, loss);
+  }
+  target.extra.MergeInto(rep);
+  BAQ_RETURN_IF_ERROR(target.out->Stage(rep));
+  if (config.eval_gate.enabled()) {  // Evaluate the staged output (coordinator/eval_gate.h).
+    report(JobStage::kPublishing, -1, n, budget.achieved_bits(),
+           absl::StrCat("evaluating the gate of ", config.output_dir));
+    BAQ_ASSIGN_OR_RETURN(const EvalGateResult gate,
+                         RunEvalGate(config.eval_gate, config.model_dir,
+                                     target.out->StagedDir(OutputFormat::kFakeQuant),
+                                     *gate_engine));
+    BAQ_RETURN_IF_ERROR(check_cancel());
+    Log(absl::StrCat(config.output_dir, ": ", EvalGateSummary(gate)));
+    rep["eval_gate"] = EvalGateJson(gate);
+    summary.eval_gate_ppl = gate.ppl;
+    summary.eval_gate_base_ppl = gate.base_ppl;
+    if (!gate.passed) {
+      summary.gate_status = GateFailedError(gate);
+      target.out.reset();  // Removes the staged output.
+      return summary;
+    }
+  }
+  BAQ_RETURN_IF_ERROR(target.out->Publish(rep));
+  summary.published = true;
   return summary;
 }
 

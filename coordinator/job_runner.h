@@ -71,6 +71,20 @@ struct JobProgress {
   std::string message;
 };
 
+// One bit target's output (a job has one per JobConfig::AllTargets()).
+struct TargetSummary {
+  std::string output_dir;
+  double target_bits = 0;
+  double achieved_bits = 0;  // Element-weighted over all quantized layers.
+  std::string allocation;    // "global" or "sublayer" (what was used).
+  double total_proxy_loss = 0;
+  int64_t quantized_elements = 0;
+  double eval_gate_ppl = 0;       // 0: no gate.
+  double eval_gate_base_ppl = 0;  // 0: not measured (max_ppl gate).
+  bool published = false;
+  absl::Status gate_status;  // GateFailedError when the gate kept it unpublished.
+};
+
 struct JobSummary {
   std::string output_dir;
   double target_bits = 0;
@@ -82,6 +96,9 @@ struct JobSummary {
   // The evaluation gate's measurement (JobConfig::eval_gate), when it ran.
   double eval_gate_ppl = 0;
   double eval_gate_base_ppl = 0;  // 0: not measured (max_ppl gate).
+  // Every target's output, the first (= the fields above) first. The fields
+  // above describe the first target; output_dir is the job's.
+  std::vector<TargetSummary> targets;
 };
 
 // How a job survives failures; the defaults (local mode) disable it.
@@ -119,7 +136,14 @@ class JobRunner {
   }
 
  private:
+  struct TargetBuild;
   void Log(const std::string& line) const;
+  // Writes quant_report.json, runs the target's evaluation gate on
+  // `gate_engine` and publishes the output if it passes.
+  absl::StatusOr<TargetSummary> FinishTarget(
+      TargetBuild& target, BlockEngine* gate_engine, int64_t n,
+      const std::function<void(JobStage, int64_t, int64_t, double, std::string)>& report,
+      const std::function<absl::Status()>& check_cancel);
 
   const JobConfig config_;
   const std::vector<BlockEngine*> engines_;

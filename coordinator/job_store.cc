@@ -19,6 +19,41 @@ using nlohmann::json;
 int64_t ToMillis(absl::Time t) { return absl::ToUnixMillis(t); }
 absl::Time FromMillis(int64_t ms) { return absl::FromUnixMillis(ms); }
 
+json TargetsToJson(const std::vector<TargetSummary>& targets) {
+  json out = json::array();
+  for (const TargetSummary& t : targets) {
+    out.push_back({{"output_dir", t.output_dir},
+                   {"target_bits", t.target_bits},
+                   {"achieved_bits", t.achieved_bits},
+                   {"allocation", t.allocation},
+                   {"total_proxy_loss", t.total_proxy_loss},
+                   {"quantized_elements", t.quantized_elements},
+                   {"eval_gate_ppl", t.eval_gate_ppl},
+                   {"eval_gate_base_ppl", t.eval_gate_base_ppl},
+                   {"published", t.published}});
+  }
+  return out;
+}
+
+std::vector<TargetSummary> TargetsFromJson(const json& j) {
+  std::vector<TargetSummary> targets;
+  if (!j.is_array()) return targets;
+  for (const json& t : j) {
+    TargetSummary s;
+    s.output_dir = t.value("output_dir", "");
+    s.target_bits = t.value("target_bits", 0.0);
+    s.achieved_bits = t.value("achieved_bits", 0.0);
+    s.allocation = t.value("allocation", "");
+    s.total_proxy_loss = t.value("total_proxy_loss", 0.0);
+    s.quantized_elements = t.value("quantized_elements", int64_t{0});
+    s.eval_gate_ppl = t.value("eval_gate_ppl", 0.0);
+    s.eval_gate_base_ppl = t.value("eval_gate_base_ppl", 0.0);
+    s.published = t.value("published", false);
+    targets.push_back(std::move(s));
+  }
+  return targets;
+}
+
 json SummaryToJson(const JobSummary& s) {
   return {{"output_dir", s.output_dir},
           {"target_bits", s.target_bits},
@@ -26,7 +61,8 @@ json SummaryToJson(const JobSummary& s) {
           {"allocation", s.allocation},
           {"total_proxy_loss", s.total_proxy_loss},
           {"quantized_elements", s.quantized_elements},
-          {"wall_seconds", absl::ToDoubleSeconds(s.wall_time)}};
+          {"wall_seconds", absl::ToDoubleSeconds(s.wall_time)},
+          {"targets", TargetsToJson(s.targets)}};
 }
 
 JobSummary SummaryFromJson(const json& j) {
@@ -38,6 +74,7 @@ JobSummary SummaryFromJson(const json& j) {
   s.total_proxy_loss = j.value("total_proxy_loss", 0.0);
   s.quantized_elements = j.value("quantized_elements", int64_t{0});
   s.wall_time = absl::Seconds(j.value("wall_seconds", 0.0));
+  if (j.contains("targets")) s.targets = TargetsFromJson(j.at("targets"));
   return s;
 }
 
@@ -105,6 +142,8 @@ json JobConfigToJson(const JobConfig& c) {
   }
   // Only when set, so fingerprints of unsharded jobs are unchanged.
   if (c.calibration_shards != 1) j["calibration_shards"] = c.calibration_shards;
+  if (!c.extra_target_bits.empty()) j["extra_target_bits"] = c.extra_target_bits;
+  if (!c.measurement_dir.empty()) j["measurement_dir"] = c.measurement_dir;
   return j;
 }
 
@@ -146,6 +185,8 @@ absl::StatusOr<JobConfig> JobConfigFromJson(const json& j) {
     c.mode = *mode;
     c.eval_file = j.value("eval_file", "");
     c.calibration_shards = j.value("calibration_shards", d.calibration_shards);
+    c.extra_target_bits = j.value("extra_target_bits", std::vector<double>{});
+    c.measurement_dir = j.value("measurement_dir", "");
     if (j.contains("eval_gate")) {
       const json& g = j.at("eval_gate");
       c.eval_gate.text_file = g.at("text_file").get<std::string>();

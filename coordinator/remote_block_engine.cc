@@ -240,6 +240,8 @@ absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
   req.set_block(block);
+  req.set_target_bits(target_bits_);
+  req.set_keep_measurement(keep_measurement_);
   v1::BlockMeasurement resp;
   if (absl::Status s = Wrap(stub_->Measure(scope.ctx(), req, &resp)); !s.ok()) return s;
   return FromProto(resp);
@@ -268,6 +270,8 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
   req.set_job_id(job_id_);
   req.set_device_index(device_index_);
   req.set_block(block);
+  req.set_target_bits(target_bits_);
+  req.set_keep_measurement(keep_measurement_);
   ToProto(allocation, req.mutable_allocation());
   std::unique_ptr<grpc::ClientReader<v1::QuantizeResponseChunk>> reader =
       stub_->Quantize(scope.ctx(), req);

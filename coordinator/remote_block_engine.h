@@ -133,6 +133,14 @@ class RemoteBlockEngine : public BlockEngine {
   absl::Status ImportHessians(int64_t block, std::vector<HessianPartial> merged) override;
   absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) override;
   absl::Status ImportShardInputs(int64_t block, int32_t shard, std::string bytes) override;
+  // Remembered here and sent with every later Measure/Quantize request
+  // (their target_bits/keep_measurement fields): no RPC of its own, so a
+  // worker that restarts sees the target with the next call.
+  absl::Status SetTarget(double target_bits, bool keep_measurement) override {
+    target_bits_ = target_bits;
+    keep_measurement_ = keep_measurement;
+    return absl::OkStatus();
+  }
   // Best effort: a worker that is gone has nothing to free.
   void Reset() override;
   // Aborts the in-flight calls of every engine of the job (the shared
@@ -153,6 +161,8 @@ class RemoteBlockEngine : public BlockEngine {
   const std::shared_ptr<CallCanceller> canceller_;
   const std::shared_ptr<LeaseFence> fence_;
   int64_t num_blocks_ = 0;
+  double target_bits_ = 0;  // 0: the job's (no SetTarget yet).
+  bool keep_measurement_ = false;
 };
 
 }  // namespace baq::coordinator

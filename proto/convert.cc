@@ -137,6 +137,9 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
                                                          : v1::EXECUTION_MODE_SEQUENTIAL);
   spec->set_eval_file(config.eval_file);
   spec->set_calibration_shards(config.calibration_shards);
+  spec->mutable_extra_target_bits()->Add(config.extra_target_bits.begin(),
+                                         config.extra_target_bits.end());
+  spec->set_measurement_dir(config.measurement_dir);
   if (config.eval_gate.enabled()) {
     v1::EvalGateSpec* gate = spec->mutable_eval_gate();
     gate->set_text_file(config.eval_gate.text_file);
@@ -192,6 +195,9 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   config.eval_file = spec.eval_file();
   config.calibration_shards =
       OrDefault(spec.calibration_shards(), defaults.calibration_shards);
+  config.extra_target_bits.assign(spec.extra_target_bits().begin(),
+                                  spec.extra_target_bits().end());
+  config.measurement_dir = spec.measurement_dir();
   if (spec.has_eval_gate()) {
     const v1::EvalGateSpec& gate = spec.eval_gate();
     config.eval_gate.text_file = gate.text_file();

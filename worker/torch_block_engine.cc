@@ -198,8 +198,7 @@ class TorchBlockEngine final : public BlockEngine {
 
   absl::Status SetTarget(double target_bits, bool keep_measurement) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
-    JobConfig c = config_;
-    c.quant.target_bits = target_bits;
+    JobConfig c = config_.ForTarget(target_bits);
     BAQ_RETURN_IF_ERROR(c.Validate());
     config_ = std::move(c);
     keep_measurement_ = keep_measurement;

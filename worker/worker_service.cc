@@ -33,6 +33,13 @@ class JobCallReactor final : public grpc::ServerUnaryReactor {
   const int device_;
 };
 
+// The bit target a Measure/Quantize request carries (several targets over
+// one measurement); target_bits 0: the job's, nothing to do.
+absl::Status ApplyTarget(BlockEngine& engine, double target_bits, bool keep_measurement) {
+  if (target_bits == 0) return absl::OkStatus();
+  return engine.SetTarget(target_bits, keep_measurement);
+}
+
 // Streams a Quantize result: per tensor a header then its bytes in chunks,
 // then the report. Owns itself: deleted in OnDone.
 class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeResponseChunk> {
@@ -47,10 +54,11 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
     const int64_t block = request.block();
     host->WithEngine(
         request.job_id(), request.device_index(),
-        [this, block,
+        [this, block, target = request.target_bits(), keep = request.keep_measurement(),
          allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
           if (!engine.ok()) return Done(engine.status());
           if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+          if (absl::Status s = ApplyTarget(**engine, target, keep); !s.ok()) return Done(s);
           const absl::Time start = absl::Now();
           absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
           if (!out.ok()) return Done(out.status());
@@ -257,11 +265,15 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
       new JobCallReactor(host_, request->job_id(), request->device_index());
   WorkerMetrics* metrics = metrics_;
   const int64_t block = request->block();
+  const double target = request->target_bits();
+  const bool keep = request->keep_measurement();
   host_->WithEngine(request->job_id(), request->device_index(),
-                    [reactor, response, metrics, ctx, block](absl::StatusOr<BlockEngine*> engine) {
+                    [reactor, response, metrics, ctx, block, target,
+                     keep](absl::StatusOr<BlockEngine*> engine) {
                       absl::Status status = engine.status();
                       if (status.ok() && ctx->IsCancelled())
                         status = absl::CancelledError("cancelled");
+                      if (status.ok()) status = ApplyTarget(**engine, target, keep);
                       if (status.ok()) {
                         const absl::Time start = absl::Now();
                         absl::StatusOr<BlockMeasurement> m = (*engine)->Measure(block);

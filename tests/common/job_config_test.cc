@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace baq {
@@ -73,6 +74,48 @@ TEST(JobConfigTest, GateNeedsFakeQuantFormat) {
   c.formats = {OutputFormat::kPacked};
   ExpectInvalid(c, "fake-quant");
   c.formats = {OutputFormat::kPacked, OutputFormat::kFakeQuant};
+  EXPECT_TRUE(c.Validate().ok());
+}
+
+TEST(JobConfigTest, SeveralTargetsNeedParallelModeAndDistinctValidWidths) {
+  JobConfig c = Valid();
+  c.extra_target_bits = {2.5, 4};
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("parallel mode"));
+  c.mode = ExecutionMode::kParallel;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  EXPECT_EQ(c.AllTargets(), (std::vector<double>{c.quant.target_bits, 2.5, 4}));
+  c.extra_target_bits = {c.quant.target_bits};
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("extra_target_bits[0]"));
+  c.extra_target_bits = {3.5, 9};
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("extra_target_bits[1] = 9"));
+  c.quant.method = QuantMethod::kGptq;
+  c.quant.target_bits = 4;
+  c.extra_target_bits = {3.5};
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("fractional widths need method baq"));
+  c.extra_target_bits = std::vector<double>(16, 2.0);
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("at most 15"));
+}
+
+TEST(JobConfigTest, EachTargetGetsItsOwnOutputDirOnlyWhenThereAreSeveral) {
+  JobConfig c = Valid();
+  c.output_dir = "/out/m";
+  EXPECT_EQ(c.TargetOutputDir(3), "/out/m");
+  c.mode = ExecutionMode::kParallel;
+  c.extra_target_bits = {2.5};
+  EXPECT_EQ(c.TargetOutputDir(3), "/out/m/bits-3");
+  EXPECT_EQ(c.TargetOutputDir(2.5), "/out/m/bits-2.5");
+  JobConfig one = c.ForTarget(2.5);
+  EXPECT_EQ(one.quant.target_bits, 2.5);
+  EXPECT_EQ(one.output_dir, "/out/m/bits-2.5");
+  EXPECT_TRUE(one.extra_target_bits.empty());
+  EXPECT_TRUE(one.Validate().ok());
+}
+
+TEST(JobConfigTest, MeasurementDirNeedsParallelMode) {
+  JobConfig c = Valid();
+  c.measurement_dir = "/data/m";
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("needs mode parallel"));
+  c.mode = ExecutionMode::kParallel;
   EXPECT_TRUE(c.Validate().ok());
 }
 

@@ -24,7 +24,11 @@ process, on loopback ports. Then:
      second; the test queries its HTTP API (/api/v1/query) for the jobs by
      state, the latest job's progress and achieved/target bits, the blocks
      every worker measured and quantized, bytes streamed, RPCs by code and
-     the targets' `up`.
+     the targets' `up`;
+  6. a GPTQ job in parallel mode with two targets (--bits=3,4) keeps its
+     measurement under a name (--measurement=cluster-m, in the coordinator's
+     data dir); a later 4-bit job naming it reuses it (the coordinator logs
+     so) and writes the same bytes as the first job's bits-4 output.
 
 The coordinator runs with --min_workers=3, so each job is split over the three
 workers (6 blocks: 2 per worker, activations handed worker to worker).
@@ -597,6 +601,41 @@ def main():
         # 5. What Prometheus scraped.
         if prom_port is not None:
             check_prometheus(report, prom_port, jobs_run, num_blocks)
+
+        # 6. Several targets over one measurement, kept under a name in the
+        # coordinator's data dir, then reused by a later job (parallel mode;
+        # GPTQ reads the Hessians and is cheap on CPU). The reused job must
+        # write the bytes the multi-target job wrote for that target.
+        multi_flags = ["--model=" + model, "--calib=" + calib, "--method=gptq",
+                       "--mode=parallel", "--nsamples=4", "--seqlen=64", "--format=fake-quant",
+                       "--measurement=cluster-m"]
+        multi_out = os.path.join(tmp, "out-multi")
+        t0 = time.monotonic()
+        r = subprocess.run([args.cli, "submit", coord, "--wait", "--bits=3,4",
+                            "--out=" + multi_out] + multi_flags, capture_output=True, text=True,
+                           timeout=JOB_TIMEOUT_S, preexec_fn=die_with_parent)
+        report.require(r.returncode == 0, "multi-target submit: rc %s\n%s%s"
+                       % (r.returncode, r.stdout, r.stderr))
+        report.note("GPTQ 3 and 4 bits over one measurement on 3 workers: %.1f s"
+                    % (time.monotonic() - t0))
+        for t in ("3", "4"):
+            report.check(os.path.isfile(os.path.join(multi_out, "bits-" + t, "quant_report.json")),
+                         "multi-target job: no output for %s bits in %s" % (t, multi_out))
+        kept = os.path.join(tmp, "data", "measurements", "cluster-m", "measurement.json")
+        report.check(os.path.isfile(kept), "multi-target job kept no measurement at " + kept)
+        reuse_out = os.path.join(tmp, "out-reused")
+        t0 = time.monotonic()
+        r = subprocess.run([args.cli, "submit", coord, "--wait", "--bits=4",
+                            "--out=" + reuse_out] + multi_flags, capture_output=True, text=True,
+                           timeout=JOB_TIMEOUT_S, preexec_fn=die_with_parent)
+        report.require(r.returncode == 0, "reusing submit: rc %s\n%s%s"
+                       % (r.returncode, r.stdout, r.stderr))
+        report.note("GPTQ 4 bits reusing the kept measurement: %.1f s" % (time.monotonic() - t0))
+        report.check("reusing the measurement" in tail(logs["coordinator"], 100000),
+                     "the coordinator did not log reusing the measurement")
+        n = compare_outputs(report, "reused measurement", os.path.join(multi_out, "bits-4"),
+                            reuse_out)
+        report.note("reused-measurement output: %d files identical to the multi-target job's" % n)
 
         # Orderly shutdown: workers first, then the coordinator (docs/service.md).
         for p in daemons[1:] + daemons[:1]:

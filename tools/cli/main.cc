@@ -11,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/job_config.h"
@@ -20,7 +21,8 @@
 ABSL_FLAG(std::string, model, "", "Model dir (HF layout: config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, calib, "", "Calibration text files, comma-separated (encoded separately, concatenated)");
 ABSL_FLAG(std::string, out, "", "Output dir; published atomically, must not exist");
-ABSL_FLAG(double, bits, 3.0, "Target average bits per weight, in [1, 8] (fractional needs --method baq)");
+ABSL_FLAG(std::string, bits, "3", "Target average bits per weight, in [1, 8] (fractional needs --method baq); several comma-separated targets (2.5,3,4) share one measurement in --mode parallel and write <out>/bits-<t> each");
+ABSL_FLAG(std::string, measurement, "", "--mode parallel: keep the measurement (every layer's Hessian) in this dir, or reuse the one there if it is of the same model and calibration; submit: a plain name is kept in the coordinator's <data-dir>/measurements/");
 ABSL_FLAG(std::string, method, "baq", "baq | gptq | rtn");
 ABSL_FLAG(std::string, format, "fake-quant", "Output formats, comma-separated: fake-quant, packed, gptq");
 ABSL_FLAG(std::string, mode, "sequential", "sequential (exact GPTQ protocol) | parallel");
@@ -92,6 +94,8 @@ Examples:
       --bits 3 --nsamples 32 --seqlen 512 --out /tmp/opt-baq3
   baq quantize --model ~/llama-7b --calib c4.txt --bits 2.5 --format packed,gptq --out /data/llama-baq
   baq quantize --model ~/opt-125m --calib wiki.txt --method gptq --bits 4 --group_size 128 --act_order --out /tmp/g
+  baq quantize --model ~/llama-7b --calib c4.txt --mode parallel --bits 2.5,3,4 \
+      --measurement /data/llama-c4-meas --out /data/llama-baq   # bits-2.5/ bits-3/ bits-4/
   baq eval --model /tmp/opt-baq3 --text wikitext-2/test.txt
   baq inspect /tmp/opt-baq3
   baq submit --coordinator 127.0.0.1:7000 --model /models/opt --calib /data/c4.txt --bits 3 --out /out/opt3 --wait
@@ -132,7 +136,22 @@ bool BuildJobConfig(baq::JobConfig& c) {
   baq::QuantizationConfig& q = c.quant;
   q.method = *method;
   q.allocation_scope = *scope;
-  q.target_bits = absl::GetFlag(FLAGS_bits);
+  std::vector<double> targets;
+  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_bits), ',', absl::SkipEmpty())) {
+    double bits = 0;
+    if (!absl::SimpleAtod(t, &bits)) {
+      std::fprintf(stderr, "baq: --bits: \"%s\" is not a number\n", std::string(t).c_str());
+      return false;
+    }
+    targets.push_back(bits);
+  }
+  if (targets.empty()) {
+    std::fprintf(stderr, "baq: --bits is empty\n");
+    return false;
+  }
+  q.target_bits = targets.front();
+  c.extra_target_bits.assign(targets.begin() + 1, targets.end());
+  c.measurement_dir = absl::GetFlag(FLAGS_measurement);
   q.theta = absl::GetFlag(FLAGS_theta);
   q.group_size = absl::GetFlag(FLAGS_group_size);
   q.act_order = absl::GetFlag(FLAGS_act_order);

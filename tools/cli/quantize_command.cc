@@ -28,6 +28,12 @@ absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& e
               summary->target_bits);
   std::printf("proxy loss:      %.6g (sum over layers of tr((W-Q) H (W-Q)^T))\n",
               summary->total_proxy_loss);
+  if (summary->targets.size() > 1) {
+    for (const coordinator::TargetSummary& t : summary->targets) {
+      std::printf("  %5.4g bits:     %.4f achieved, proxy loss %.6g -> %s\n", t.target_bits,
+                  t.achieved_bits, t.total_proxy_loss, t.output_dir.c_str());
+    }
+  }
   std::printf("wall time:       %.1f s\n", absl::ToDoubleSeconds(summary->wall_time));
   return absl::OkStatus();
 }

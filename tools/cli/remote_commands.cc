@@ -114,6 +114,14 @@ absl::Status JobOutcome(const v1::JobEvent& last, const std::string& error_code,
                                          error.empty() ? last.message() : error));
 }
 
+// One line per bit target of a multi-target job.
+void PrintTargets(const v1::JobSummary& s, std::FILE* out) {
+  for (const v1::TargetOutput& t : s.targets()) {
+    std::fprintf(out, "  %5.4g bits: achieved %.4f -> %s%s\n", t.target_bits(), t.achieved_bits(),
+                 t.output_dir().c_str(), t.published() ? "" : " (not published: gate failed)");
+  }
+}
+
 void PrintJob(const v1::Job& job, std::FILE* out) {
   std::fprintf(out, "job        %s\n", job.id().c_str());
   std::fprintf(out, "state      %s\n", StateName(job.state()).c_str());
@@ -125,7 +133,12 @@ void PrintJob(const v1::Job& job, std::FILE* out) {
   const v1::JobSpec& spec = job.spec();
   std::fprintf(out, "model      %s\n", spec.model_dir().c_str());
   std::fprintf(out, "output     %s\n", spec.output_dir().c_str());
-  std::fprintf(out, "target     %.4g bits\n", spec.quantization().target_bits());
+  std::fprintf(out, "target     %.4g bits", spec.quantization().target_bits());
+  for (double t : spec.extra_target_bits()) std::fprintf(out, ", %.4g", t);
+  std::fprintf(out, "\n");
+  if (!spec.measurement_dir().empty()) {
+    std::fprintf(out, "measurement %s\n", spec.measurement_dir().c_str());
+  }
   std::fprintf(out, "tenant     %s (priority %d)\n",
                job.tenant().empty() ? "-" : job.tenant().c_str(), job.priority());
   if (job.state() == v1::JOB_STATE_QUEUED) {
@@ -140,6 +153,7 @@ void PrintJob(const v1::Job& job, std::FILE* out) {
     std::fprintf(out, "achieved   %.4f bits (%s allocation, %lld weights, %.1f s)\n",
                  s.achieved_bits(), s.allocation().c_str(),
                  static_cast<long long>(s.quantized_elements()), s.wall_seconds());
+    if (s.targets_size() > 1) PrintTargets(s, out);
   }
   std::fprintf(out, "created    %s\n", Time(job.create_time_unix_ms()).c_str());
   std::fprintf(out, "started    %s\n", Time(job.start_time_unix_ms()).c_str());
@@ -230,6 +244,7 @@ absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
     std::fprintf(out, "job %s succeeded: %.4f bits (target %.4g), %.1f s -> %s\n",
                  job->id().c_str(), s.achieved_bits(), s.target_bits(), s.wall_seconds(),
                  s.output_dir().c_str());
+    if (s.targets_size() > 1) PrintTargets(s, out);
   }
   return JobOutcome(last, job->error_code(), job->error());
 }
