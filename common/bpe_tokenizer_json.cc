@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/bpe_tokenizer.h"
+#include "common/file_contents.h"
 #include "common/status_macros.h"
 #include "common/unicode.h"
 #include "nlohmann/json.hpp"
@@ -16,15 +16,6 @@ namespace baq {
 namespace {
 
 using Json = nlohmann::json;
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
-  return buffer.str();
-}
 
 absl::Status Invalid(absl::string_view source, absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(source, ": field \"", field, "\" ", what));
@@ -87,13 +78,13 @@ absl::StatusOr<std::optional<std::string>> SpecialTokenName(const Json& config, 
 }  // namespace
 
 absl::StatusOr<BpeTokenizer> BpeTokenizer::Load(const std::string& tokenizer_json_path) {
-  BAQ_ASSIGN_OR_RETURN(const std::string text, ReadFile(tokenizer_json_path));
+  BAQ_ASSIGN_OR_RETURN(const std::string text, ReadFileContents(tokenizer_json_path));
   const size_t slash = tokenizer_json_path.find_last_of('/');
   const std::string dir =
       slash == std::string::npos ? std::string(".") : tokenizer_json_path.substr(0, slash);
   std::string config;
   if (std::ifstream(dir + "/tokenizer_config.json").good()) {
-    BAQ_ASSIGN_OR_RETURN(config, ReadFile(dir + "/tokenizer_config.json"));
+    BAQ_ASSIGN_OR_RETURN(config, ReadFileContents(dir + "/tokenizer_config.json"));
   }
   return FromJson(text, tokenizer_json_path, config);
 }

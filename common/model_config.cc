@@ -1,13 +1,12 @@
 #include "common/model_config.h"
 
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_contents.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -207,15 +206,6 @@ absl::Status Validate(const Fields& f, const ModelConfig& c) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
-  return buffer.str();
-}
-
 LinearLayerSpec Linear(const ModelConfig& c, int64_t block, absl::string_view short_name,
                        int64_t in, int64_t out, bool bias, int group) {
   LinearLayerSpec spec;
@@ -309,7 +299,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   const std::string path = absl::StrCat(model_dir, "/config.json");
-  BAQ_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  BAQ_ASSIGN_OR_RETURN(const std::string text, ReadFileContents(path));
   return ParseModelConfig(text, path);
 }
 
