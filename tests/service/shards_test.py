@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Calibration shards across real worker processes (issue 6 item 3).
+
+One coordinator and three worker processes on 127.0.0.1; the OPT fixture job
+(GPTQ, 3 bits, sequential, whose bits depend on every Hessian) with
+--calibration_shards=3 is run twice:
+
+  1. `baq quantize` (local mode: one engine holds all three shards and the
+     coordinator code merges their fp64 Hessian partials), and
+  2. `baq submit --wait` to the cluster: each worker accumulates one shard's
+     partials per block (AccumulateHessians), the coordinator merges them in
+     shard order and every worker imports the sum (ImportHessians);
+
+and the two outputs must be byte-identical (quant_report.json modulo wall
+times). Each worker's /metrics must show one successful AccumulateHessians
+per block, so the split really happened. A submit with more shards than
+calibration chunks must be refused with a message naming calibration_shards.
+
+Helpers (process handling, output comparison) come from cluster_test.py.
+Exit 0: pass; 1: fail; 77: skipped (binaries or fixture missing).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster_test as ct  # noqa: E402
+
+SHARDS = 3
+TOTAL_TIMEOUT_S = 240  # CTest's TIMEOUT is 300 s.
+START_TIMEOUT_S = 30
+JOB_TIMEOUT_S = 200
+
+
+def rpc_count(metrics_text, method, code="OK"):
+    """baq_worker_rpcs_total{method=..., code=...} in a /metrics scrape (0 if absent)."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith("baq_worker_rpcs_total{"):
+            continue
+        if 'method="%s"' % method in line and 'code="%s"' % code in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("--coordinator", "--worker", "--cli", "--source-dir"):
+        ap.add_argument(a, default="")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+    root = os.path.abspath(args.source_dir or os.path.join(os.path.dirname(__file__), "../.."))
+    model = os.path.join(root, "examples/opt-fixture")
+    calib_src = os.path.join(root, "examples/calibration.txt")
+    for name, path in (("baq-coordinator", args.coordinator), ("baq-worker", args.worker),
+                       ("baq", args.cli)):
+        if not path or not os.access(path, os.X_OK):
+            print("SKIP: %s is not built (%r)" % (name, path))
+            return ct.SKIP
+    if not os.path.isfile(os.path.join(model, "model.safetensors")):
+        print("SKIP: no OPT fixture in %s" % model)
+        return ct.SKIP
+    with open(os.path.join(model, "config.json")) as f:
+        num_blocks = int(json.load(f)["num_hidden_layers"])
+
+    report = ct.Report()
+    children = ct.Children()
+    tmp = tempfile.mkdtemp(prefix="baq-shards-")
+    t_start = time.monotonic()
+
+    def on_alarm(signum, frame):
+        raise ct.Failure("the whole test ran past %d s" % TOTAL_TIMEOUT_S)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))  # CTest timeout: run finally.
+    signal.alarm(TOTAL_TIMEOUT_S)
+    logs = {}
+    try:
+        calib = os.path.join(tmp, "calib.txt")
+        with open(calib_src, "rb") as fin, open(calib, "wb") as fout:
+            fout.write(fin.read(ct.CALIB_BYTES))
+        # 17 windows = chunks of 8, 8 and 1 window: three shards, one uneven.
+        job_flags = ["--model=" + model, "--calib=" + calib, "--bits=3", "--method=gptq",
+                     "--mode=sequential", "--nsamples=17", "--seqlen=16",
+                     "--format=fake-quant,packed", "--calibration_shards=%d" % SHARDS]
+
+        # 1. Local mode in the background (it takes the other core).
+        local_out = os.path.join(tmp, "out-local")
+        logs["local"] = os.path.join(tmp, "local.log")
+        local = children.start([args.cli, "quantize", "--threads=1", "--out=" + local_out]
+                               + job_flags, logs["local"])
+
+        # 2. The cluster.
+        cport, cmport = ct.free_port(), ct.free_port()
+        wmports = [ct.free_port() for _ in range(3)]
+        logs["coordinator"] = os.path.join(tmp, "coordinator.log")
+        coordinator = children.start(
+            [args.coordinator, "--listen=127.0.0.1:%d" % cport,
+             "--data_dir=" + os.path.join(tmp, "data"),
+             "--metrics_listen=127.0.0.1:%d" % cmport, "--min_workers=3"],
+            logs["coordinator"])
+        ct.wait_for("coordinator /metrics",
+                    lambda: ct.http_get("http://127.0.0.1:%d/metrics" % cmport),
+                    START_TIMEOUT_S, [coordinator])
+        daemons = [coordinator]
+        for i, mport in enumerate(wmports):
+            logs["worker%d" % i] = os.path.join(tmp, "worker%d.log" % i)
+            daemons.append(children.start(
+                [args.worker, "--coordinator=127.0.0.1:%d" % cport, "--listen=127.0.0.1:0",
+                 "--devices=cpu", "--threads=1", "--metrics_listen=127.0.0.1:%d" % mport],
+                logs["worker%d" % i]))
+
+        def three_registered():
+            v = ct.gauge(ct.http_get("http://127.0.0.1:%d/metrics" % cmport),
+                         "baq_coordinator_workers")
+            return v if v == 3 else None
+        ct.wait_for("three workers registered", three_registered, START_TIMEOUT_S, daemons)
+
+        # 3. A shard count the calibration set cannot fill is refused at submit.
+        coord = "--coordinator=127.0.0.1:%d" % cport
+        bad = [f for f in job_flags if not f.startswith("--calibration_shards")]
+        r = subprocess.run([args.cli, "submit", coord, "--wait",
+                            "--out=" + os.path.join(tmp, "out-bad"), "--calibration_shards=4"]
+                           + bad, capture_output=True, text=True, timeout=START_TIMEOUT_S,
+                           preexec_fn=ct.die_with_parent)
+        report.check(r.returncode != 0 and "calibration_shards" in r.stdout + r.stderr,
+                     "submit with 4 shards of 3 chunks: rc %s, expected a calibration_shards "
+                     "error:\n%s%s" % (r.returncode, r.stdout, r.stderr))
+
+        # 4. The sharded job on the cluster.
+        t0 = time.monotonic()
+        remote_out = os.path.join(tmp, "out-cluster")
+        r = subprocess.run([args.cli, "submit", coord, "--wait", "--out=" + remote_out]
+                           + job_flags, capture_output=True, text=True, timeout=JOB_TIMEOUT_S,
+                           preexec_fn=ct.die_with_parent)
+        report.require(r.returncode == 0, "baq submit --wait --calibration_shards=3: rc %s\n%s%s"
+                       % (r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+        report.note("baq submit --wait on 3 workers, 3 shards: %.1f s" % (time.monotonic() - t0))
+        try:
+            local_rc = local.wait(timeout=JOB_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            local_rc = None
+        report.require(local_rc == 0, "baq quantize --calibration_shards=3: rc %s\n%s"
+                       % (local_rc, ct.tail(logs["local"])))
+        n = ct.compare_outputs(report, "3 workers x 1 shard", local_out, remote_out)
+        report.note("compared %d output files with local mode" % n)
+
+        # Every worker accumulated its shard of every block: the split happened.
+        per_worker = []
+        for mport in wmports:
+            text = ct.http_get("http://127.0.0.1:%d/metrics" % mport)
+            per_worker.append((rpc_count(text, "AccumulateHessians"),
+                               rpc_count(text, "ImportHessians")))
+        report.check(all(a == num_blocks and i == num_blocks for a, i in per_worker),
+                     "AccumulateHessians/ImportHessians OK per worker %s, expected %d each"
+                     % (per_worker, num_blocks))
+        report.note("per worker (AccumulateHessians, ImportHessians): %s" % per_worker)
+
+        for p in daemons[1:] + daemons[:1]:
+            p.send_signal(signal.SIGTERM)
+            try:
+                rc = p.wait(timeout=START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                rc = None
+            report.check(rc == 0, "%s exited %s on SIGTERM" % (p.args[0], rc))
+    except ct.Failure as e:
+        if str(e) not in report.failures:
+            report.check(False, str(e))
+    except subprocess.TimeoutExpired as e:
+        report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
+    finally:
+        signal.alarm(0)
+        children.kill_all()
+        if report.failures:
+            for name, path in sorted(logs.items()):
+                print("--- %s (%s)\n%s" % (name, path, ct.tail(path)))
+        if args.keep or os.environ.get("BAQ_KEEP_TEST_DIR"):
+            print("kept " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report.note("total %.1f s" % (time.monotonic() - t_start))
+    return report.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
