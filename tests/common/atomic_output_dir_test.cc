@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,17 +12,12 @@
 namespace baq {
 namespace {
 
+using ::baq::testing::ReadFileOrDie;
+
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> names;
@@ -45,8 +38,8 @@ TEST(AtomicOutputDirTest, CommitPublishesEverything) {
   EXPECT_FALSE(fs::exists(parent + "/model"));  // invisible until Commit()
 
   ASSERT_TRUE((*out)->Commit().ok());
-  EXPECT_EQ(ReadFile(parent + "/model/config.json"), "{}");
-  EXPECT_EQ(ReadFile(parent + "/model/sub/deep/model.safetensors"), "weights");
+  EXPECT_EQ(ReadFileOrDie(parent + "/model/config.json"), "{}");
+  EXPECT_EQ(ReadFileOrDie(parent + "/model/sub/deep/model.safetensors"), "weights");
   EXPECT_THAT(ListDir(parent), ElementsAre("model"));
   EXPECT_EQ(fs::status(parent + "/model").permissions() & fs::perms::all,
             fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
@@ -96,10 +89,10 @@ TEST(AtomicOutputDirTest, OverwriteReplacesOldOutput) {
   auto out = AtomicOutputDir::Create(parent + "/model", /*overwrite=*/true);
   ASSERT_TRUE(out.ok()) << out.status();
   testing::WriteFileOrDie((*out)->temp_path() + "/shared.txt", "new");
-  EXPECT_EQ(ReadFile(parent + "/model/old.txt"), "old");  // untouched until Commit()
+  EXPECT_EQ(ReadFileOrDie(parent + "/model/old.txt"), "old");  // untouched until Commit()
   ASSERT_TRUE((*out)->Commit().ok());
   EXPECT_THAT(ListDir(parent + "/model"), ElementsAre("shared.txt"));
-  EXPECT_EQ(ReadFile(parent + "/model/shared.txt"), "new");
+  EXPECT_EQ(ReadFileOrDie(parent + "/model/shared.txt"), "new");
   EXPECT_THAT(ListDir(parent), ElementsAre("model"));  // old output removed
 }
 

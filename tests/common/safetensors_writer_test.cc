@@ -4,8 +4,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -16,6 +14,7 @@
 namespace baq {
 namespace {
 
+using ::baq::testing::ReadFileOrDie;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
@@ -24,13 +23,6 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 31);
   return v;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::vector<std::string> ListDir(const std::string& dir) {
@@ -97,7 +89,7 @@ TEST(SafetensorsWriterTest, BytesAreDeterministic) {
   const std::string dir = testing::MakeScratchDir();
   ASSERT_TRUE(WriteSample(dir + "/a.safetensors").ok());
   ASSERT_TRUE(WriteSample(dir + "/b.safetensors").ok());
-  EXPECT_EQ(ReadFile(dir + "/a.safetensors"), ReadFile(dir + "/b.safetensors"));
+  EXPECT_EQ(ReadFileOrDie(dir + "/a.safetensors"), ReadFileOrDie(dir + "/b.safetensors"));
 }
 
 TEST(SafetensorsWriterTest, HeaderIsSortedAndSpacePaddedToEightBytes) {
@@ -116,7 +108,7 @@ TEST(SafetensorsWriterTest, HeaderIsSortedAndSpacePaddedToEightBytes) {
   std::string expected(8, '\0');
   expected[0] = static_cast<char>(header.size());
   expected += header + "\x07\x09";
-  EXPECT_EQ(ReadFile(path), expected);
+  EXPECT_EQ(ReadFileOrDie(path), expected);
   EXPECT_EQ(header.size() % 8, 0u);
 }
 
@@ -125,7 +117,7 @@ TEST(SafetensorsWriterTest, EmptyModelIsValid) {
   auto w = SafetensorsWriter::Create(path);
   ASSERT_TRUE(w.ok());
   ASSERT_TRUE((*w)->Finish().ok());
-  EXPECT_EQ(ReadFile(path), std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
+  EXPECT_EQ(ReadFileOrDie(path), std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
   auto file = SafetensorsFile::Open(path);
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_TRUE((*file)->tensors().empty());

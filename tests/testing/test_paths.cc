@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -43,6 +45,17 @@ void WriteFileOrDie(const std::string& path, const std::string& contents) {
   if (!out) {
     std::abort();
   }
+}
+
+std::string ReadFileOrDie(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (!in) {
+    std::fprintf(stderr, "ReadFileOrDie: cannot read %s\n", path.c_str());
+    std::abort();
+  }
+  return std::move(contents).str();
 }
 
 std::string SharedCorpusPrefix(size_t bytes) {

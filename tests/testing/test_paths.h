@@ -21,6 +21,8 @@ std::string BinaryDir();
 std::string MakeScratchDir();
 // Writes `contents` to `path` (creating parent dirs); CHECK-fails on error.
 void WriteFileOrDie(const std::string& path, const std::string& contents);
+// The bytes of the file at `path`; aborts, naming it, if it cannot be read.
+std::string ReadFileOrDie(const std::string& path);
 // The first `bytes` bytes (all of it if shorter; empty if absent) of the
 // shared corpus/tiny_shakespeare.txt: a calibration text that tokenizes in
 // well under a second, where the whole corpus would dominate a test.
