@@ -119,5 +119,25 @@ TEST(JobConfigTest, MeasurementDirNeedsParallelMode) {
   EXPECT_TRUE(c.Validate().ok());
 }
 
+TEST(JobConfigTest, CalibrationShardsAreBoundedAndSequentialOnly) {
+  JobConfig c = Valid();
+  c.calibration.num_samples = 17;  // Chunks of 8, 8 and 1 window.
+  c.calibration_shards = 3;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  c.calibration_shards = 4;
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("at most the 3 calibration chunk(s)"));
+  for (int bad : {0, -1, 65}) {
+    c.calibration_shards = bad;
+    EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("calibration_shards"));
+  }
+  c.calibration.num_samples = 64 * 8;
+  c.calibration_shards = 64;
+  EXPECT_TRUE(c.Validate().ok());
+  c.mode = ExecutionMode::kParallel;
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("needs mode sequential"));
+  c.calibration_shards = 1;
+  EXPECT_TRUE(c.Validate().ok());
+}
+
 }  // namespace
 }  // namespace baq
