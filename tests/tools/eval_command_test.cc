@@ -8,23 +8,20 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "common/bpe_tokenizer.h"
 #include "common/model_config.h"
 #include "common/safetensors_checkpoint.h"
 #include "common/text_dataset.h"
-#include "coordinator/job_runner.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/local_job.h"
 #include "tests/testing/test_paths.h"
 #include "tools/cli/local_commands.h"
 #include "worker/layer_formats.h"
 #include "worker/model/perplexity.h"
 #include "worker/model/tensor_convert.h"
-#include "worker/torch_block_engine.h"
 
 namespace baq {
 namespace {
@@ -37,20 +34,12 @@ class EvalCommandTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     out_ = new std::string(testing::MakeScratchDir() + "/out");
-    JobConfig c;
-    c.model_dir = testing::SourceDir() + "/examples/opt-fixture";
-    c.output_dir = *out_;
-    c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
-    c.calibration.num_samples = 4;
-    c.calibration.seqlen = 128;
+    JobConfig c = testing::ExampleFixtureJob(*out_);
     c.formats = {OutputFormat::kFakeQuant, OutputFormat::kPacked, OutputFormat::kGptq};
     c.quant.method = QuantMethod::kGptq;
     c.quant.target_bits = 4;
     c.quant.group_size = 128;
-    auto engine = worker::MakeTorchBlockEngine({});
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    coordinator::JobRunner runner(c, {engine->get()}, nullptr);
-    absl::StatusOr<coordinator::JobSummary> s = runner.Run();
+    absl::StatusOr<coordinator::JobSummary> s = testing::RunLocalJob(c);
     ASSERT_TRUE(s.ok()) << s.status();
   }
   static void TearDownTestSuite() {
@@ -65,10 +54,7 @@ class EvalCommandTest : public ::testing::Test {
   }
 
   static std::vector<std::string> LayerNames() {
-    std::ifstream in(*out_ + "/packed/quant_report.json");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const nlohmann::json report = nlohmann::json::parse(ss.str());
+    const nlohmann::json report = testing::ReadJsonFile(*out_ + "/packed/quant_report.json");
     std::vector<std::string> names;
     for (const auto& l : report["layers"]) names.push_back(l["name"]);
     return names;
@@ -80,6 +66,28 @@ class EvalCommandTest : public ::testing::Test {
     absl::StatusOr<TensorView> view = ckpt.Get(name + ".weight");
     if (!view.ok()) return view.status();
     return worker::CopyTensorFromView(*view, at::kCPU, at::kFloat);
+  }
+
+  // Calls `check(name, loaded, fake)` for each of the 36 quantized layers:
+  // `loaded` is the weight QuantizedWeightLoader (what RunEval installs) makes
+  // of `format`'s checkpoint, `fake` the fake-quant checkpoint's, as float32.
+  template <typename Check>
+  static void ForEachLayerAgainstFakeQuant(const std::string& format, Check check) {
+    std::unique_ptr<SafetensorsCheckpoint> fake = Open("fake-quant");
+    std::unique_ptr<SafetensorsCheckpoint> quantized = Open(format);
+    ASSERT_TRUE(fake && quantized);
+    worker::LinearWeightLoader load = worker::QuantizedWeightLoader(*quantized, DType::kF16);
+    const std::vector<std::string> names = LayerNames();
+    ASSERT_EQ(names.size(), 36u);
+    for (const std::string& name : names) {
+      LinearLayerSpec spec;
+      spec.name = name;
+      absl::StatusOr<at::Tensor> w = load(spec);
+      ASSERT_TRUE(w.ok()) << name << ": " << w.status();
+      absl::StatusOr<at::Tensor> f = Weight(*fake, name);
+      ASSERT_TRUE(f.ok()) << name << ": " << f.status();
+      check(name, *w, *f);
+    }
   }
 
   // Perplexity as RunEval computes it, on the first windows of eval.txt.
@@ -117,42 +125,23 @@ TEST_F(EvalCommandTest, PackedLoadsBackToTheFakeQuantWeightsBitForBit) {
   ASSERT_TRUE(fake && packed);
   EXPECT_FALSE(worker::HasQuantizedLayers(*fake));
   EXPECT_TRUE(worker::HasQuantizedLayers(*packed));
-  worker::LinearWeightLoader load = worker::QuantizedWeightLoader(*packed, DType::kF16);
-  const std::vector<std::string> names = LayerNames();
-  ASSERT_EQ(names.size(), 36u);
-  for (const std::string& name : names) {
-    LinearLayerSpec spec;
-    spec.name = name;
-    absl::StatusOr<at::Tensor> w = load(spec);
-    ASSERT_TRUE(w.ok()) << w.status();
-    absl::StatusOr<at::Tensor> f = Weight(*fake, name);
-    ASSERT_TRUE(f.ok()) << f.status();
-    EXPECT_TRUE(at::equal(*w, *f)) << name;
-  }
+  ForEachLayerAgainstFakeQuant(
+      "packed", [](const std::string& name, const at::Tensor& w, const at::Tensor& f) {
+        EXPECT_TRUE(at::equal(w, f)) << name;
+      });
 }
 
 TEST_F(EvalCommandTest, GptqLoadsBackToTheFakeQuantGridUpToItsF16Scales) {
   // A uniform 4-bit job: gptq holds the same codes and zero points as the
   // fake-quant weights, with scales rounded to F16, so each weight differs by
   // at most |s - f16(s)| * |q - z| plus two F16 roundings of the result.
-  std::unique_ptr<SafetensorsCheckpoint> fake = Open("fake-quant");
-  std::unique_ptr<SafetensorsCheckpoint> gptq = Open("gptq");
-  ASSERT_TRUE(fake && gptq);
-  worker::LinearWeightLoader load = worker::QuantizedWeightLoader(*gptq, DType::kF16);
-  const std::vector<std::string> names = LayerNames();
-  ASSERT_EQ(names.size(), 36u);
-  for (const std::string& name : names) {
-    LinearLayerSpec spec;
-    spec.name = name;
-    absl::StatusOr<at::Tensor> w = load(spec);
-    ASSERT_TRUE(w.ok()) << w.status();
-    absl::StatusOr<at::Tensor> f = Weight(*fake, name);
-    ASSERT_TRUE(f.ok()) << f.status();
-    const double scale = f->abs().max().item<double>();
-    // |s - f16(s)| <= 2^-11 s and s |q - z| <= 2 max|W|, plus two F16
-    // roundings of the result: <= 4 * 2^-11 * max|W|.
-    EXPECT_LE((*w - *f).abs().max().item<double>(), scale * 4 * std::exp2(-11)) << name;
-  }
+  ForEachLayerAgainstFakeQuant(
+      "gptq", [](const std::string& name, const at::Tensor& w, const at::Tensor& f) {
+        const double scale = f.abs().max().item<double>();
+        // |s - f16(s)| <= 2^-11 s and s |q - z| <= 2 max|W|, plus two F16
+        // roundings of the result: <= 4 * 2^-11 * max|W|.
+        EXPECT_LE((w - f).abs().max().item<double>(), scale * 4 * std::exp2(-11)) << name;
+      });
 }
 
 TEST_F(EvalCommandTest, FakeQuantAndPackedGiveTheSamePerplexity) {

@@ -5,12 +5,12 @@
 // in quant_report.json, and its perplexity is the one `baq eval` computes.
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "coordinator/eval_gate.h"
 #include "coordinator/job_runner.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/local_job.h"
 #include "tests/testing/test_paths.h"
 #include "worker/model/checkpoint_perplexity.h"
 #include "worker/torch_block_engine.h"
@@ -33,12 +33,11 @@ std::string GateText(const std::string& dir) {
   return path;
 }
 
+using testing::ReadJsonFile;
+using testing::RunLocalJob;
+
 JobConfig GatedJob(const std::string& scratch) {
-  JobConfig c;
-  c.model_dir = testing::SourceDir() + "/examples/opt-fixture";
-  c.output_dir = scratch + "/out";
-  c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
-  c.calibration.num_samples = 4;
+  JobConfig c = testing::ExampleFixtureJob(scratch + "/out");
   c.calibration.seqlen = 64;
   // RTN: the gate does not care how the weights were quantized, and RTN
   // keeps the test fast (no Hessians, no GPTQ passes).
@@ -48,20 +47,6 @@ JobConfig GatedJob(const std::string& scratch) {
   c.eval_gate.text_file = GateText(scratch);
   c.eval_gate.seqlen = kGateSeqlen;
   return c;
-}
-
-absl::StatusOr<coordinator::JobSummary> RunLocal(const JobConfig& config) {
-  auto engine = worker::MakeTorchBlockEngine({});
-  if (!engine.ok()) return engine.status();
-  coordinator::JobRunner runner(config, {engine->get()}, nullptr);
-  return runner.Run();
-}
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return nlohmann::json::parse(ss.str());
 }
 
 double EvalPerplexity(const std::string& model_dir, const std::string& text) {
@@ -76,7 +61,7 @@ TEST(LocalEvalGateTest, GateThatCannotPassPublishesNothing) {
   const std::string scratch = testing::MakeScratchDir();
   JobConfig config = GatedJob(scratch);
   config.eval_gate.max_ppl = 1.0;  // A perplexity is >= 1.
-  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  absl::StatusOr<coordinator::JobSummary> s = RunLocalJob(config);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
   EXPECT_NE(s.status().message().find("evaluation gate failed"), std::string::npos) << s.status();
@@ -97,9 +82,9 @@ TEST(LocalEvalGateTest, LooseRatioGatePublishesWithTheNumbers) {
   const std::string scratch = testing::MakeScratchDir();
   JobConfig config = GatedJob(scratch);
   config.eval_gate.max_ppl_ratio = 10.0;
-  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  absl::StatusOr<coordinator::JobSummary> s = RunLocalJob(config);
   ASSERT_TRUE(s.ok()) << s.status();
-  nlohmann::json gate = ReadJson(config.output_dir + "/quant_report.json")["eval_gate"];
+  nlohmann::json gate = ReadJsonFile(config.output_dir + "/quant_report.json")["eval_gate"];
   ASSERT_TRUE(gate.is_object());
   EXPECT_EQ(gate["data"], config.eval_gate.text_file);
   EXPECT_EQ(gate["seqlen"], kGateSeqlen);

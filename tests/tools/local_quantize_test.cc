@@ -3,14 +3,13 @@
 // output format against each other and the bit budget.
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "common/safetensors_checkpoint.h"
 #include "common/code_packing.h"
 #include "coordinator/job_runner.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/local_job.h"
 #include "tests/testing/test_paths.h"
 #include "worker/layer_formats.h"
 #include "worker/model/tensor_convert.h"
@@ -24,36 +23,20 @@ namespace fs = std::filesystem;
 // Achieved average bits vs target (global allocation promise).
 constexpr double kBitsTolerance = 1e-3;
 
+using testing::ReadJsonFile;
+using testing::RunLocalJob;
+
 JobConfig SmallJob(const std::string& out) {
-  JobConfig c;
-  c.model_dir = testing::SourceDir() + "/examples/opt-fixture";
-  c.output_dir = out;
-  c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
-  c.calibration.num_samples = 4;
-  c.calibration.seqlen = 128;
+  JobConfig c = testing::ExampleFixtureJob(out);
   c.formats = {OutputFormat::kFakeQuant, OutputFormat::kPacked, OutputFormat::kGptq};
   return c;
-}
-
-absl::StatusOr<coordinator::JobSummary> RunLocal(const JobConfig& config) {
-  auto engine = worker::MakeTorchBlockEngine({});
-  if (!engine.ok()) return engine.status();
-  coordinator::JobRunner runner(config, {engine->get()}, nullptr);
-  return runner.Run();
-}
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return nlohmann::json::parse(ss.str());
 }
 
 TEST(LocalQuantizeTest, BaqFractionalTargetHitsBudgetAndFormatsAgree) {
   const std::string out = testing::MakeScratchDir() + "/out";
   JobConfig config = SmallJob(out);
   config.quant.target_bits = 2.5;
-  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  absl::StatusOr<coordinator::JobSummary> s = RunLocalJob(config);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_NEAR(s->achieved_bits, 2.5, kBitsTolerance);
   EXPECT_EQ(s->allocation, "global");
@@ -62,7 +45,7 @@ TEST(LocalQuantizeTest, BaqFractionalTargetHitsBudgetAndFormatsAgree) {
   auto packed = SafetensorsCheckpoint::Open(out + "/packed");
   auto gptq = SafetensorsCheckpoint::Open(out + "/gptq");
   ASSERT_TRUE(fake.ok() && packed.ok() && gptq.ok());
-  nlohmann::json report = ReadJson(out + "/packed/quant_report.json");
+  nlohmann::json report = ReadJsonFile(out + "/packed/quant_report.json");
   ASSERT_EQ(report["layers"].size(), 36u);  // 6 blocks x 6 linear layers.
   // Every input tensor is present in fake-quant with its original shape.
   auto input = SafetensorsCheckpoint::Open(config.model_dir);
@@ -84,7 +67,7 @@ TEST(LocalQuantizeTest, BaqFractionalTargetHitsBudgetAndFormatsAgree) {
     ASSERT_TRUE(qw.ok()) << name;
     EXPECT_EQ(qw->shape[0], static_cast<int64_t>(layer["columns"]) * bits / 32);
   }
-  nlohmann::json config_json = ReadJson(out + "/gptq/config.json");
+  nlohmann::json config_json = ReadJsonFile(out + "/gptq/config.json");
   EXPECT_EQ(config_json["quantization_config"]["quant_method"], "gptq");
 }
 
@@ -94,7 +77,7 @@ TEST(LocalQuantizeTest, GptqUniformFourBits) {
   config.formats = {OutputFormat::kFakeQuant};
   config.quant.method = QuantMethod::kGptq;
   config.quant.target_bits = 4;
-  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  absl::StatusOr<coordinator::JobSummary> s = RunLocalJob(config);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_DOUBLE_EQ(s->achieved_bits, 4.0);
   EXPECT_EQ(s->allocation, "uniform");
@@ -109,7 +92,7 @@ TEST(LocalQuantizeTest, LlamaFixtureBaqFractionalTargetWritesEveryFormat) {
   JobConfig config = SmallJob(out);
   config.model_dir = testing::SharedDataDir() + "/models/llama-fixture";
   config.quant.target_bits = 2.5;
-  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  absl::StatusOr<coordinator::JobSummary> s = RunLocalJob(config);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_NEAR(s->achieved_bits, 2.5, kBitsTolerance);
   auto input = SafetensorsCheckpoint::Open(config.model_dir);
@@ -118,7 +101,7 @@ TEST(LocalQuantizeTest, LlamaFixtureBaqFractionalTargetWritesEveryFormat) {
   auto gptq = SafetensorsCheckpoint::Open(out + "/gptq");
   ASSERT_TRUE(input.ok() && fake.ok() && packed.ok() && gptq.ok());
   EXPECT_EQ((*fake)->TensorNames(), (*input)->TensorNames());
-  nlohmann::json report = ReadJson(out + "/fake-quant/quant_report.json");
+  nlohmann::json report = ReadJsonFile(out + "/fake-quant/quant_report.json");
   EXPECT_NEAR(report["achieved_bits"].get<double>(), 2.5, kBitsTolerance);
   ASSERT_EQ(report["layers"].size(), 42u);  // 6 blocks x 7 linear layers.
   for (const auto& layer : report["layers"]) {
@@ -138,7 +121,7 @@ TEST(LocalQuantizeTest, MissingCalibrationFileFailsAndPublishesNothing) {
   const std::string dir = testing::MakeScratchDir();
   JobConfig config = SmallJob(dir + "/out");
   config.calibration.files = {dir + "/no-such-file.txt"};
-  absl::StatusOr<coordinator::JobSummary> s = RunLocal(config);
+  absl::StatusOr<coordinator::JobSummary> s = RunLocalJob(config);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("no-such-file.txt"), std::string::npos) << s.status();
   EXPECT_FALSE(fs::exists(dir + "/out"));
