@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <string>
 
 #include "common/bpe_tokenizer.h"
 #include "common/text_dataset.h"
@@ -117,6 +119,32 @@ TEST(PerplexityTest, Errors) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Evaluates the fixture `model` on all of WikiText-2 test (162 windows of
+// 2048 tokens) with the options `make_options` returns for its config, prints
+// the perplexity and the time taken (tagged `label`), and checks it against
+// the fixture's reference.
+void ExpectReferencePerplexity(
+    const std::string& model, const std::string& label,
+    const std::function<PerplexityOptions(const ModelConfig&)>& make_options) {
+  testing::FixtureModel m = testing::OpenFixtureOrDie(model);
+  auto tokenizer = BpeTokenizer::Load(testing::FixtureDir(model) + "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto windows = LoadEvaluationSet(
+      *tokenizer, ::baq::testing::SharedDataDir() + "/wikitext-2/test.txt", 2048);
+  ASSERT_TRUE(windows.ok()) << windows.status();
+  EXPECT_EQ(windows->num_windows(), 162);
+  const PerplexityOptions options = make_options(m.config);
+  const auto start = std::chrono::steady_clock::now();
+  auto result = EvaluatePerplexity(m.config, *m.ckpt, *windows, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double reference = ReferencePerplexity(model);
+  std::printf("%s ppl %.4f reference %.4f rel %.2e in %.1f s\n", label.c_str(),
+              result->perplexity, reference, result->perplexity / reference - 1, seconds);
+  EXPECT_NEAR(result->perplexity, reference, kPerplexityRelTol * reference);
+}
+
 class WikiTextPerplexityTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(WikiTextPerplexityTest, MatchesReference) {
@@ -126,27 +154,14 @@ TEST_P(WikiTextPerplexityTest, MatchesReference) {
     GTEST_SKIP() << "full WikiText-2 perplexity on CPU: set BAQ_SLOW_TESTS=1 to run";
   }
   const std::string model = GetParam();
-  testing::FixtureModel m = testing::OpenFixtureOrDie(model);
-  auto tokenizer = BpeTokenizer::Load(testing::FixtureDir(model) + "/tokenizer.json");
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  auto windows = LoadEvaluationSet(
-      *tokenizer, ::baq::testing::SharedDataDir() + "/wikitext-2/test.txt", 2048);
-  ASSERT_TRUE(windows.ok()) << windows.status();
-  EXPECT_EQ(windows->num_windows(), 162);
-  PerplexityOptions options;
-  // One thread: CTest runs the two fixtures' tests in parallel (one per core
-  // with -j2), and OpenMP's spinning threads made 2 threads slower than 1 on
-  // the shared 2-core machine (see docs/model-execution.md).
-  options.num_threads = 1;
-  const auto start = std::chrono::steady_clock::now();
-  auto result = EvaluatePerplexity(m.config, *m.ckpt, *windows, options);
-  ASSERT_TRUE(result.ok()) << result.status();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double reference = ReferencePerplexity(model);
-  std::printf("%s ppl %.4f reference %.4f rel %.2e in %.1f s\n", model.c_str(),
-              result->perplexity, reference, result->perplexity / reference - 1, seconds);
-  EXPECT_NEAR(result->perplexity, reference, kPerplexityRelTol * reference);
+  ExpectReferencePerplexity(model, model, [](const ModelConfig&) {
+    PerplexityOptions options;
+    // One thread: CTest runs the two fixtures' tests in parallel (one per core
+    // with -j2), and OpenMP's spinning threads made 2 threads slower than 1 on
+    // the shared 2-core machine (see docs/model-execution.md).
+    options.num_threads = 1;
+    return options;
+  });
 }
 
 // Production setting: GPU, model dtype (fp16/bf16), several windows per Forward.
@@ -154,25 +169,13 @@ TEST_P(WikiTextPerplexityTest, CudaInModelDtypeMatchesReference) {
   if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const std::string model = GetParam();
-  testing::FixtureModel m = testing::OpenFixtureOrDie(model);
-  auto tokenizer = BpeTokenizer::Load(testing::FixtureDir(model) + "/tokenizer.json");
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  auto windows = LoadEvaluationSet(
-      *tokenizer, ::baq::testing::SharedDataDir() + "/wikitext-2/test.txt", 2048);
-  ASSERT_TRUE(windows.ok()) << windows.status();
-  PerplexityOptions options;
-  options.block.device = at::Device(at::kCUDA, 0);
-  options.block.compute_dtype = ToScalarType(m.config.dtype);
-  options.batch_windows = 8;
-  const auto start = std::chrono::steady_clock::now();
-  auto result = EvaluatePerplexity(m.config, *m.ckpt, *windows, options);
-  ASSERT_TRUE(result.ok()) << result.status();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double reference = ReferencePerplexity(model);
-  std::printf("%s cuda ppl %.4f reference %.4f rel %.2e in %.1f s\n", model.c_str(),
-              result->perplexity, reference, result->perplexity / reference - 1, seconds);
-  EXPECT_NEAR(result->perplexity, reference, kPerplexityRelTol * reference);
+  ExpectReferencePerplexity(model, model + " cuda", [](const ModelConfig& config) {
+    PerplexityOptions options;
+    options.block.device = at::Device(at::kCUDA, 0);
+    options.block.compute_dtype = ToScalarType(config.dtype);
+    options.batch_windows = 8;
+    return options;
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, WikiTextPerplexityTest,
