@@ -25,36 +25,17 @@ using testing::ErrorStats;
 // dtype's machine epsilon (fp16 2^-10, bf16 2^-7); measured values in
 // docs/model-execution.md (per block: OPT 0.55 eps, LLaMA 0.80 eps; after
 // five chained blocks: OPT 0.92 eps, LLaMA 1.42 eps).
-constexpr double kFp16Eps = 1.0 / 1024;
-constexpr double kBf16Eps = 1.0 / 128;
 constexpr double kSingleBlockTolEps = 1.25;  // Block i from golden input i.
 constexpr double kChainedBlockTolEps = 2.0;  // Blocks 0..i from the embeddings.
 
-struct Fixture {
-  const char* name;
-  double eps;
-};
-// Readable CTest names ("... # GetParam() = opt-fixture").
-void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
-
-class GoldenBlockTest : public ::testing::TestWithParam<Fixture> {
+class GoldenBlockTest : public testing::GoldenFixtureTest {
  protected:
-  void SetUp() override {
-    if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
-    model_ = testing::OpenFixtureOrDie(GetParam().name);
-    golden_ = testing::LoadGoldenOrDie(GetParam().name);
-    ASSERT_NE(model_.ckpt, nullptr);
-  }
-
   std::unique_ptr<DecoderBlock> Block(int64_t i, BlockOptions options = {}) {
     auto block = LoadDecoderBlock(model_.config, *model_.ckpt, i, options);
     EXPECT_TRUE(block.ok()) << block.status();
     return block.ok() ? std::move(*block) : nullptr;
   }
   at::Tensor Hidden(int i) { return golden_.at("hidden_states." + std::to_string(i)); }
-
-  testing::FixtureModel model_;
-  std::map<std::string, at::Tensor> golden_;
 };
 
 // Block i maps golden hidden_states.i to hidden_states.i+1 (the last block's
@@ -178,12 +159,8 @@ TEST_P(GoldenBlockTest, ForwardRejectsBadHidden) {
   EXPECT_EQ(block->Forward(at::Tensor()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenBlockTest,
-                         ::testing::Values(Fixture{"opt-fixture", kFp16Eps},
-                                           Fixture{"llama-fixture", kBf16Eps}),
-                         [](const auto& info) {
-                           return std::string(info.param.name[0] == 'o' ? "Opt" : "Llama");
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenBlockTest, testing::GoldenFixtures(),
+                         testing::GoldenFixtureName);
 
 }  // namespace
 }  // namespace baq::worker

@@ -21,8 +21,6 @@ using testing::Compare;
 // golden dtype's epsilon (fp16 2^-10, bf16 2^-7). Measured (OPT, LLaMA):
 // embeddings 0.26, 0 eps; final norm after all six blocks 1.10, 1.80 eps;
 // logits 0.54, 1.41 eps.
-constexpr double kFp16Eps = 1.0 / 1024;
-constexpr double kBf16Eps = 1.0 / 128;
 constexpr double kEmbeddingTolEps = 0.5;
 constexpr double kFinalNormTolEps = 2.5;
 constexpr double kLogitsTolEps = 2.0;
@@ -30,20 +28,11 @@ constexpr double kLogitsTolEps = 2.0;
 // eps (LLaMA), logits 0.55 and 1.38 eps.
 constexpr double kCudaModelDtypeTolEps = 2.5;
 
-struct Fixture {
-  const char* name;
-  double eps;
-};
-// Readable CTest names ("... # GetParam() = opt-fixture").
-void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
-
-class ModelHeadTest : public ::testing::TestWithParam<Fixture> {
+class ModelHeadTest : public testing::GoldenFixtureTest {
  protected:
   void SetUp() override {
-    if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
-    model_ = testing::OpenFixtureOrDie(GetParam().name);
-    golden_ = testing::LoadGoldenOrDie(GetParam().name);
-    ASSERT_NE(model_.ckpt, nullptr);
+    GoldenFixtureTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     auto embed = TokenEmbedding::Load(model_.config, *model_.ckpt, BlockOptions{});
     auto head = OutputHead::Load(model_.config, *model_.ckpt, BlockOptions{});
     ASSERT_TRUE(embed.ok()) << embed.status();
@@ -52,8 +41,6 @@ class ModelHeadTest : public ::testing::TestWithParam<Fixture> {
     head_ = std::move(*head);
   }
 
-  testing::FixtureModel model_;
-  std::map<std::string, at::Tensor> golden_;
   std::unique_ptr<TokenEmbedding> embed_;
   std::unique_ptr<OutputHead> head_;
 };
@@ -151,12 +138,8 @@ TEST_P(ModelHeadTest, EmbedRejectsBadIds) {
   EXPECT_EQ(ok->sizes(), at::IntArrayRef({2, 4, model_.config.hidden_size}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ModelHeadTest,
-                         ::testing::Values(Fixture{"opt-fixture", kFp16Eps},
-                                           Fixture{"llama-fixture", kBf16Eps}),
-                         [](const auto& info) {
-                           return std::string(info.param.name[0] == 'o' ? "Opt" : "Llama");
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, ModelHeadTest, testing::GoldenFixtures(),
+                         testing::GoldenFixtureName);
 
 }  // namespace
 }  // namespace baq::worker

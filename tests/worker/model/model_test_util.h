@@ -1,8 +1,9 @@
 // tests/worker/model/model_test_util.h
 //
 // Helpers shared by the worker/model tests: the shared fixture models
-// (../shared/data/models/{opt,llama}-fixture), their golden forward pass, and
-// error measures for comparing against it. Header-only (each test is its own
+// (../shared/data/models/{opt,llama}-fixture), their golden forward pass, a
+// test base parameterized over both, and error measures for comparing
+// against the golden tensors. Header-only (each test is its own
 // binary). Thread-compatible.
 #ifndef BAQ_TESTS_WORKER_MODEL_MODEL_TEST_UTIL_H_
 #define BAQ_TESTS_WORKER_MODEL_MODEL_TEST_UTIL_H_
@@ -12,6 +13,7 @@
 
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "common/model_config.h"
@@ -58,6 +60,46 @@ inline std::map<std::string, at::Tensor> LoadGoldenOrDie(const std::string& mode
   }
   return out;
 }
+
+// Machine epsilon of the golden dtypes (OPT float16 2^-10, LLaMA bfloat16
+// 2^-7): the golden tests' tolerances are multiples of it.
+constexpr double kFp16Eps = 1.0 / 1024;
+constexpr double kBf16Eps = 1.0 / 128;
+
+// The parameter of the golden-comparison tests: a fixture model and its
+// golden dtype's epsilon.
+struct GoldenFixture {
+  const char* name;
+  double eps;
+};
+// Readable CTest names ("... # GetParam() = opt-fixture").
+inline void PrintTo(const GoldenFixture& f, std::ostream* os) { *os << f.name; }
+
+// Both fixture models, for INSTANTIATE_TEST_SUITE_P(..., GoldenFixtures(),
+// GoldenFixtureName).
+inline auto GoldenFixtures() {
+  return ::testing::Values(GoldenFixture{"opt-fixture", kFp16Eps},
+                           GoldenFixture{"llama-fixture", kBf16Eps});
+}
+inline std::string GoldenFixtureName(const ::testing::TestParamInfo<GoldenFixture>& info) {
+  return info.param.name[0] == 'o' ? "Opt" : "Llama";
+}
+
+// Opens GetParam()'s fixture model and golden forward pass before each test
+// (skipped without the shared data); subclasses extend SetUp() after calling
+// this one, and return if it skipped or failed.
+class GoldenFixtureTest : public ::testing::TestWithParam<GoldenFixture> {
+ protected:
+  void SetUp() override {
+    if (!::baq::testing::HaveSharedData()) GTEST_SKIP() << "no shared data";
+    model_ = OpenFixtureOrDie(GetParam().name);
+    golden_ = LoadGoldenOrDie(GetParam().name);
+    ASSERT_NE(model_.ckpt, nullptr);
+  }
+
+  FixtureModel model_;
+  std::map<std::string, at::Tensor> golden_;
+};
 
 // max |actual - expected| and that divided by max |expected| (the error
 // relative to the tensor's scale; elementwise relative error is meaningless
