@@ -12,10 +12,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "common/allowed_roots.h"
 #include "coordinator/audit_log.h"
 #include "coordinator/coordinator_metrics.h"
@@ -25,6 +21,7 @@
 #include "coordinator/worker_pool.h"
 #include "coordinator/worker_registry.h"
 #include "daemon/daemon.h"
+#include "daemon/daemon_flags.h"
 #include "net/tls_credentials.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:7000", "gRPC address to serve on, HOST:PORT.");
@@ -85,14 +82,7 @@ running job (it stays RUNNING on disk and resumes from its checkpoint at the nex
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
-  // --help lists this file's flags (Abseil matches the program name otherwise).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "coordinator/main.cc");
-  };
-  absl::SetFlagsUsageConfig(usage);
-  absl::ParseCommandLine(argc, argv);
+  baq::daemon::ParseDaemonCommandLine(argc, argv, kUsage, "coordinator/main.cc");
   if (absl::GetFlag(FLAGS_data_dir).empty()) {
     std::cerr << "baq-coordinator: --data_dir is required (see --help)\n";
     return 2;
@@ -101,14 +91,11 @@ int main(int argc, char** argv) {
 
   auto prometheus_registry = std::make_shared<prometheus::Registry>();
   baq::coordinator::CoordinatorMetrics metrics(*prometheus_registry);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
-    auto started = baq::daemon::StartMetricsEndpoint(addr, prometheus_registry);
-    if (!started.ok()) {
-      std::cerr << "baq-coordinator: " << started.status() << "\n";
-      return 1;
-    }
-    exposer = *std::move(started);
+  auto exposer = baq::daemon::StartMetricsEndpointIfSet(absl::GetFlag(FLAGS_metrics_listen),
+                                                        prometheus_registry);
+  if (!exposer.ok()) {
+    std::cerr << "baq-coordinator: " << exposer.status() << "\n";
+    return 1;
   }
 
   // Security: one TLS setup for the server and the channels to the workers.

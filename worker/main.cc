@@ -11,14 +11,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/daemon.h"
+#include "daemon/daemon_flags.h"
 #include "net/tls_credentials.h"
 #include "worker/coordinator_link.h"
 #include "worker/torch_block_engine.h"
@@ -86,14 +83,7 @@ int64_t HostMemoryBytes() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
-  // --help lists this file's flags (Abseil matches the program name otherwise).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "worker/main.cc");
-  };
-  absl::SetFlagsUsageConfig(usage);
-  absl::ParseCommandLine(argc, argv);
+  baq::daemon::ParseDaemonCommandLine(argc, argv, kUsage, "worker/main.cc");
   const std::string coordinator = absl::GetFlag(FLAGS_coordinator);
   if (coordinator.empty()) {
     std::cerr << "baq-worker: --coordinator is required (see --help)\n";
@@ -103,17 +93,13 @@ int main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   baq::worker::WorkerMetrics metrics(*registry);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
-    // The worker keeps going without metrics: ../shared/DEVICE.md records
-    // the Exposer failing in a process with CUDA LibTorch loaded, and a GPU
-    // worker that crash-loops over its metrics endpoint serves nothing.
-    auto started = baq::daemon::StartMetricsEndpoint(addr, registry);
-    if (started.ok()) {
-      exposer = *std::move(started);
-    } else {
-      std::cerr << "baq-worker: ERROR: " << started.status() << "; continuing without /metrics\n";
-    }
+  // The worker keeps going without metrics: ../shared/DEVICE.md records the
+  // Exposer failing in a process with CUDA LibTorch loaded, and a GPU worker
+  // that crash-loops over its metrics endpoint serves nothing.
+  auto exposer =
+      baq::daemon::StartMetricsEndpointIfSet(absl::GetFlag(FLAGS_metrics_listen), registry);
+  if (!exposer.ok()) {
+    std::cerr << "baq-worker: ERROR: " << exposer.status() << "; continuing without /metrics\n";
   }
 
   const baq::net::TlsOptions tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
