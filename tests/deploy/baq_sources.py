@@ -105,6 +105,22 @@ def cmake_targets(root):
     return names
 
 
+def _cc_sources(root, dirs, suffix=".cc"):
+    """The comment-stripped text of every file ending in `suffix` under root/<dir>."""
+    for d in dirs:
+        for dirpath, _, filenames in os.walk(os.path.join(root, d)):
+            for fn in filenames:
+                if fn.endswith(suffix):
+                    yield _strip_cpp_comments(read(os.path.join(dirpath, fn)))
+
+
+def _metric_literals(root, dirs):
+    """(source, match) for every "baq_..." string literal in the .cc files of `dirs`."""
+    for src in _cc_sources(root, dirs):
+        for m in re.finditer(r'"(baq_[a-z0-9_]+)"', src):
+            yield src, m
+
+
 _METRIC_KIND = re.compile(r"Build(Counter|Gauge|Histogram|Summary)\s*\(|"
                           r"\b\w*?(Counter|Gauge|Histogram|Summary)\w*\s*\(")
 
@@ -118,19 +134,11 @@ def exported_metrics(root, dirs=("coordinator", "worker", "common")):
     builder or helper before the literal in the same statement.
     """
     metrics = {}
-    for d in dirs:
-        for dirpath, _, filenames in os.walk(os.path.join(root, d)):
-            for fn in filenames:
-                if not fn.endswith(".cc"):
-                    continue
-                src = _strip_cpp_comments(read(os.path.join(dirpath, fn)))
-                for m in re.finditer(r'"(baq_[a-z0-9_]+)"', src):
-                    start = max(src.rfind(";", 0, m.start()), src.rfind("{", 0, m.start()) - 400,
-                                0)
-                    kinds = [k.group(1) or k.group(2)
-                             for k in _METRIC_KIND.finditer(src, start, m.start())]
-                    if kinds:
-                        metrics[m.group(1)] = kinds[-1].lower()
+    for src, m in _metric_literals(root, dirs):
+        start = max(src.rfind(";", 0, m.start()), src.rfind("{", 0, m.start()) - 400, 0)
+        kinds = [k.group(1) or k.group(2) for k in _METRIC_KIND.finditer(src, start, m.start())]
+        if kinds:
+            metrics[m.group(1)] = kinds[-1].lower()
     return metrics
 
 
@@ -139,34 +147,23 @@ def unlabelled_metrics(root, dirs=("coordinator", "worker", "common")):
     the same statement, or through a helper such as SimpleGauge): a scrape
     shows them from the start. Labelled families appear only once used."""
     out = set()
-    for d in dirs:
-        for dirpath, _, filenames in os.walk(os.path.join(root, d)):
-            for fn in filenames:
-                if not fn.endswith(".cc"):
-                    continue
-                src = _strip_cpp_comments(read(os.path.join(dirpath, fn)))
-                for m in re.finditer(r'"(baq_[a-z0-9_]+)"', src):
-                    # The statement, or the member initializer in a constructor's list.
-                    ends = [i for i in (src.find(";", m.end()), src.find("Build", m.end()),
-                                        src.find(".Name(", m.end())) if i >= 0]
-                    statement = src[m.end():min(ends) if ends else len(src)]
-                    via_name = re.search(r"\.Name\(\s*$", src[:m.start()]) is not None
-                    if re.search(r"\.Add\(\s*\{\s*\}", statement) or not via_name:
-                        out.add(m.group(1))
+    for src, m in _metric_literals(root, dirs):
+        # The statement, or the member initializer in a constructor's list.
+        ends = [i for i in (src.find(";", m.end()), src.find("Build", m.end()),
+                            src.find(".Name(", m.end())) if i >= 0]
+        statement = src[m.end():min(ends) if ends else len(src)]
+        via_name = re.search(r"\.Name\(\s*$", src[:m.start()]) is not None
+        if re.search(r"\.Add\(\s*\{\s*\}", statement) or not via_name:
+            out.add(m.group(1))
     return out
 
 
 def exported_labels(root, dirs=("coordinator", "worker", "common")):
     """Label names used in .Add({{"label", ...}}) calls of the metrics code."""
     labels = set()
-    for d in dirs:
-        for dirpath, _, filenames in os.walk(os.path.join(root, d)):
-            for fn in filenames:
-                if fn.endswith("_metrics.cc"):
-                    src = _strip_cpp_comments(read(os.path.join(dirpath, fn)))
-                    for add in re.finditer(r"\.Add\(", src):
-                        labels |= set(re.findall(r'\{\s*"(\w+)"\s*,',
-                                                 _balanced(src, add.end() - 1)))
+    for src in _cc_sources(root, dirs, "_metrics.cc"):
+        for add in re.finditer(r"\.Add\(", src):
+            labels |= set(re.findall(r'\{\s*"(\w+)"\s*,', _balanced(src, add.end() - 1)))
     return labels
 
 
