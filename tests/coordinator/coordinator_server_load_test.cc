@@ -22,6 +22,7 @@
 #include "baq/v1/job.grpc.pb.h"
 #include "coordinator/coordinator_server.h"
 #include "proto/convert.h"
+#include "tests/fakes/fake_job_config.h"
 #include "tests/fakes/fake_job_execution.h"
 #include "tests/testing/test_paths.h"
 
@@ -33,11 +34,7 @@ constexpr int kJobsPerThread = 25;  // 200 in all.
 constexpr int kRacedRequests = 20;  // Each submitted by 2 threads at once.
 
 JobConfig TestConfig(int n) {
-  JobConfig config;
-  config.model_dir = "/models/fake";
-  config.output_dir = absl::StrCat("/tmp/out/job-", n);
-  config.calibration.files = {"calib.txt"};
-  return config;
+  return baq::testing::FakeJobConfig(absl::StrCat("/tmp/out/job-", n));
 }
 
 class LoadClient {

@@ -20,6 +20,7 @@
 #include "coordinator/worker_pool.h"
 #include "coordinator/worker_registry.h"
 #include "tests/fakes/fake_job_execution.h"
+#include "tests/fakes/fake_job_config.h"
 #include "tests/fakes/fake_worker_service.h"
 #include "tests/testing/await_job.h"
 
@@ -30,6 +31,7 @@ using ::baq::testing::AwaitJobState;
 using ::baq::testing::ExecutionGate;
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
+using ::baq::testing::FakeJobConfig;
 using ::baq::testing::FakeWorkerService;
 
 // One worker: a FakeWorkerService behind a real gRPC server on port 0.
@@ -131,16 +133,8 @@ class JobFarmTest : public ::testing::Test {
   std::unique_ptr<JobManager> jobs_;
 };
 
-JobConfig Named(const std::string& name) {
-  JobConfig config;
-  config.model_dir = "/models/fake";  // The fake engines read nothing.
-  config.output_dir = name;
-  config.calibration.files = {"calib.txt"};
-  return config;
-}
-
 TEST_F(JobFarmTest, SixJobsTwoTenantsThreeWorkersThenAFourthJoins) {
-  auto first = jobs_->Submit("", Named("first"), SubmitOptions{"alice", 0});
+  auto first = jobs_->Submit("", FakeJobConfig("first"), SubmitOptions{"alice", 0});
   ASSERT_TRUE(first.ok());
   AwaitJobState(*jobs_, first->id, JobState::kRunning);
   struct Spec {
@@ -152,7 +146,7 @@ TEST_F(JobFarmTest, SixJobsTwoTenantsThreeWorkersThenAFourthJoins) {
                         {"b2", "bob", 0},   {"a3", "alice", 2}, {"b3", "bob", 0}};
   std::map<std::string, std::string> ids;
   for (const Spec& s : specs) {
-    auto job = jobs_->Submit(absl::StrCat("req-", s.name), Named(s.name),
+    auto job = jobs_->Submit(absl::StrCat("req-", s.name), FakeJobConfig(s.name),
                              SubmitOptions{s.tenant, s.priority});
     ASSERT_TRUE(job.ok()) << job.status();
     ids[s.name] = job->id;

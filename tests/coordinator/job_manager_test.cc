@@ -15,6 +15,7 @@
 #include "coordinator/job_store.h"
 #include "tests/fakes/fake_block_engine.h"
 #include "tests/fakes/fake_job_execution.h"
+#include "tests/fakes/fake_job_config.h"
 #include "tests/testing/await_job.h"
 #include "tests/testing/test_paths.h"
 
@@ -28,11 +29,7 @@ using ::baq::testing::FakeEngineOptions;
 using ::testing::ElementsAre;
 
 JobConfig TestConfig(const std::string& model = "/models/fake") {
-  JobConfig config;
-  config.model_dir = model;
-  config.output_dir = "/tmp/out";
-  config.calibration.files = {"calib.txt"};
-  return config;
+  return baq::testing::FakeJobConfig("/tmp/out", model);
 }
 
 double Gauge(prometheus::Registry& registry, const std::string& name, const std::string& state) {

@@ -19,19 +19,13 @@
 #include "coordinator/coordinator_server.h"
 #include "proto/convert.h"
 #include "tests/fakes/fake_job_execution.h"
+#include "tests/fakes/fake_job_config.h"
 
 namespace baq::coordinator {
 namespace {
 
 using ::baq::testing::ExecutionGate;
-
-JobConfig TestConfig() {
-  JobConfig config;
-  config.model_dir = "/models/fake";
-  config.output_dir = "/tmp/out";
-  config.calibration.files = {"calib.txt"};
-  return config;
-}
+using ::baq::testing::FakeJobConfig;
 
 class JobServiceTest : public ::testing::Test {
  protected:
@@ -102,7 +96,7 @@ class JobServiceTest : public ::testing::Test {
 
 TEST_F(JobServiceTest, SubmitWatchGetList) {
   v1::Job job;
-  ASSERT_TRUE(Submit("req-1", TestConfig(), &job).ok());
+  ASSERT_TRUE(Submit("req-1", FakeJobConfig(), &job).ok());
   EXPECT_FALSE(job.id().empty());
   EXPECT_EQ(job.spec().model_dir(), "/models/fake");
   EXPECT_GT(job.create_time_unix_ms(), 0);
@@ -135,20 +129,20 @@ TEST_F(JobServiceTest, SubmitWatchGetList) {
 
 TEST_F(JobServiceTest, SubmitIsIdempotentAndValidates) {
   v1::Job first, retry, other;
-  ASSERT_TRUE(Submit("req-1", TestConfig(), &first).ok());
-  ASSERT_TRUE(Submit("req-1", TestConfig(), &retry).ok());
+  ASSERT_TRUE(Submit("req-1", FakeJobConfig(), &first).ok());
+  ASSERT_TRUE(Submit("req-1", FakeJobConfig(), &retry).ok());
   EXPECT_EQ(retry.id(), first.id());
-  JobConfig changed = TestConfig();
+  JobConfig changed = FakeJobConfig();
   changed.quant.target_bits = 4;
   EXPECT_EQ(Submit("req-1", changed, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  JobConfig bad = TestConfig();
+  JobConfig bad = FakeJobConfig();
   bad.calibration.files.clear();
   EXPECT_EQ(Submit("req-2", bad, &other).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(JobServiceTest, CancelAndUnknownIds) {
   v1::Job job;
-  ASSERT_TRUE(Submit("", TestConfig(), &job).ok());
+  ASSERT_TRUE(Submit("", FakeJobConfig(), &job).ok());
   grpc::ClientContext ctx;
   SetDeadline(ctx);
   v1::CancelJobRequest cancel;
@@ -171,7 +165,7 @@ TEST_F(JobServiceTest, CancelAndUnknownIds) {
 
 TEST_F(JobServiceTest, ClientMayAbandonAWatch) {
   v1::Job job;
-  ASSERT_TRUE(Submit("", TestConfig(), &job).ok());
+  ASSERT_TRUE(Submit("", FakeJobConfig(), &job).ok());
   {
     grpc::ClientContext ctx;
     SetDeadline(ctx);
