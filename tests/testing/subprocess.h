@@ -40,13 +40,14 @@ struct ProcessResult {
 };
 
 // Runs `argv` with `env` added to this process's environment. When
-// `kill_after` is finite, sends SIGKILL once it has passed (if the child is
-// still running). `output_file` receives the child's output (read back into
+// `kill_after` is finite, sends `kill_signal` (SIGKILL) once it has passed
+// (if the child is still running). `output_file` receives the child's output (read back into
 // the result).
 inline ProcessResult RunProcess(const std::vector<std::string>& argv,
                                 const std::vector<std::string>& env,
                                 const std::string& output_file,
-                                absl::Duration kill_after = absl::InfiniteDuration()) {
+                                absl::Duration kill_after = absl::InfiniteDuration(),
+                                int kill_signal = SIGKILL) {
   ProcessResult result;
   // Everything the child needs is built before fork(): after it, only
   // async-signal-safe calls.
@@ -77,7 +78,7 @@ inline ProcessResult RunProcess(const std::vector<std::string>& argv,
     if (r == pid) break;
     if (r < 0) return result;
     if (absl::Now() - start >= kill_after && !result.killed_by_timer) {
-      kill(pid, SIGKILL);
+      kill(pid, kill_signal);
       result.killed_by_timer = true;
     }
     absl::SleepFor(absl::Milliseconds(2));

@@ -3,8 +3,10 @@
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "coordinator/job_runner.h"
+#include "tools/cli/cancel_on_signal.h"
 #include "tools/cli/local_commands.h"
 #include "tools/cli/progress_bar.h"
 
@@ -12,12 +14,28 @@ namespace baq::cli {
 
 absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine_options) {
   BAQ_RETURN_IF_ERROR(config.Validate());
+  // Ctrl-C cancels the job cleanly (nothing published, temp dirs removed).
+  // First, before LibTorch starts threads: they inherit the signal mask.
+  absl::Mutex runner_mu;
+  coordinator::JobRunner* running = nullptr;  // Guarded by runner_mu.
+  CancelOnSignal on_signal([&] {
+    absl::MutexLock lock(&runner_mu);
+    if (running != nullptr) running->Cancel();
+  });
   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<BlockEngine> engine,
                        worker::MakeTorchBlockEngine(engine_options));
   ProgressBar bar(stderr);
   coordinator::JobRunner runner(config, {engine.get()},
                                 [&bar](const coordinator::JobProgress& p) { bar.Update(p); });
+  {
+    absl::MutexLock lock(&runner_mu);
+    running = &runner;
+  }
   absl::StatusOr<coordinator::JobSummary> summary = runner.Run();
+  {
+    absl::MutexLock lock(&runner_mu);
+    running = nullptr;
+  }
   bar.Finish();
   if (!summary.ok()) return summary.status();
   std::printf("output:          %s\n", summary->output_dir.c_str());
