@@ -44,7 +44,7 @@ class WorkerMetrics {
   WorkerMetrics& operator=(const WorkerMetrics&) = delete;
 
   void RecordRpc(absl::string_view method, const absl::Status& status);
-  // `op` is "measure" or "quantize".
+  // `op` is "measure", "quantize" or "accumulate" (AccumulateHessians).
   void RecordBlock(absl::string_view op, double seconds);
 
   prometheus::Counter& blocks_measured_total() { return *blocks_measured_total_; }

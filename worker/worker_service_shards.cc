@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
 #include "worker/worker_service.h"
@@ -40,9 +41,13 @@ class PartialsWriter final : public grpc::ServerWriteReactor<v1::HessianPartialC
             absl::StatusOr<BlockEngine*> engine) {
           if (!engine.ok()) return Done(engine.status());
           if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+          const absl::Time start = absl::Now();
           absl::StatusOr<std::vector<HessianPartial>> partials =
               (*engine)->AccumulateHessians(block, shards);
           if (!partials.ok()) return Done(partials.status());
+          if (metrics_ != nullptr) {
+            metrics_->RecordBlock("accumulate", absl::ToDoubleSeconds(absl::Now() - start));
+          }
           writer_.emplace(*std::move(partials));
           WriteNext();
         });
