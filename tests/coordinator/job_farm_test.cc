@@ -19,8 +19,8 @@
 #include "coordinator/job_manager.h"
 #include "coordinator/worker_pool.h"
 #include "coordinator/worker_registry.h"
-#include "tests/fakes/fake_job_execution.h"
 #include "tests/fakes/fake_job_config.h"
+#include "tests/fakes/fake_job_execution.h"
 #include "tests/fakes/fake_worker_service.h"
 #include "tests/testing/await_job.h"
 

@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/job_store.h"
 #include "tests/fakes/fake_block_engine.h"
-#include "tests/fakes/fake_job_execution.h"
 #include "tests/fakes/fake_job_config.h"
+#include "tests/fakes/fake_job_execution.h"
 #include "tests/testing/await_job.h"
 #include "tests/testing/test_paths.h"
 

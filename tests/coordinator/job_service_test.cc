@@ -18,8 +18,8 @@
 #include "baq/v1/worker.grpc.pb.h"
 #include "coordinator/coordinator_server.h"
 #include "proto/convert.h"
-#include "tests/fakes/fake_job_execution.h"
 #include "tests/fakes/fake_job_config.h"
+#include "tests/fakes/fake_job_execution.h"
 
 namespace baq::coordinator {
 namespace {
