@@ -28,6 +28,14 @@ tokenizer files byte for byte, quant_report.json without its timings.
       one block in flight at the kill, and the resume starts at the
       checkpointed block); a Submit retried with the same --request_id
       returns the same job.
+  --scenario worker-sigterm
+      3 workers (--shutdown_grace=30s). SIGTERM the busy one mid-block, as
+      an autoscaler or a node drain does: it stops heartbeating, finishes
+      the call in flight (or hands the block back), exits 0 well within its
+      grace; the coordinator counts at most that one loss, moves the
+      worker's remaining blocks to the live workers, and the job succeeds
+      byte-identical. Prints the time from SIGTERM to the worker's exit and
+      to the coordinator re-planning its blocks.
 
 Exit 77 (CTest: skipped) when a binary or the shared fixture is missing.
 
@@ -120,7 +128,7 @@ class Cluster:
         with open(os.path.join(self.root, "coordinator.log")) as f:
             return f.read()
 
-    def start_worker(self, name):
+    def start_worker(self, name, *extra):
         if name in self.workers:
             port, mport = self.workers[name][1], self.workers[name][2]
         else:
@@ -129,7 +137,7 @@ class Cluster:
         proc = subprocess.Popen(
             [self.worker_bin, "--coordinator=127.0.0.1:%d" % self.port,
              "--listen=127.0.0.1:%d" % port, "--devices=cpu", "--threads=1",
-             "--metrics_listen=127.0.0.1:%d" % mport],
+             "--metrics_listen=127.0.0.1:%d" % mport] + list(extra),
             stdout=logf, stderr=subprocess.STDOUT)
         self.workers[name] = [proc, port, mport]
 
@@ -378,6 +386,49 @@ def scenario_coordinator_restart(c, flags):
     return job
 
 
+SIGTERM_GRACE_S = 30
+
+
+def scenario_worker_sigterm(c, flags):
+    for name in ("w1", "w2", "w3"):
+        c.start_worker(name, "--shutdown_grace=%ds" % SIGTERM_GRACE_S)
+    c.await_workers(3)
+    job = c.submit(flags, "ft-sigterm")
+    # Mid-job: block 0 checkpointed, so the leaving worker's blocks restart
+    # from checkpointed inputs with a non-empty bit budget.
+    await_checkpoint(c, job, 1)
+    await_block_work(c, job)
+    victim = c.busy_worker()
+    proc = c.workers[victim][0]
+    st = c.status(job)
+    os.kill(proc.pid, signal.SIGTERM)
+    t_term = time.monotonic()
+    log("SIGTERM %s (pid %d) while busy, %d blocks checkpointed; job at: %s" %
+        (victim, proc.pid, blocks_done(c, job), st.get("progress", "?")))
+    try:
+        rc = proc.wait(timeout=SIGTERM_GRACE_S + 10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("%s still running %d s after SIGTERM (grace %d s)" %
+                             (victim, SIGTERM_GRACE_S + 10, SIGTERM_GRACE_S))
+    t_exit = time.monotonic() - t_term
+    log("%s exited %d after %.2f s (grace %d s)" % (victim, rc, t_exit, SIGTERM_GRACE_S))
+    assert rc == 0, "%s exited %d after SIGTERM, want 0" % (victim, rc)
+    assert t_exit < SIGTERM_GRACE_S, "%s took %.2f s to exit, grace %d s" % (
+        victim, t_exit, SIGTERM_GRACE_S)
+    wlog = open(os.path.join(c.root, "%s.log" % victim)).read()
+    assert "shutting down" in wlog, "%s did not log its shutdown:\n%s" % (victim, wlog[-2000:])
+    st = c.await_job(job)
+    assert st.get("state") == "succeeded", st
+    clog = c.coordinator_log()
+    # The loss is logged twice (the failure, then the re-plan), both "failure 1".
+    losses = max([int(k) for k in re.findall(r"failure (\d+) of at most", clog)], default=0)
+    log("job %s succeeded; coordinator counted %d worker loss(es): %s" %
+        (job, losses, re.search(r"worker lost[^\n]*|$", clog).group(0)[:300] or "-"))
+    assert losses <= 1, "one SIGTERM counted as %d worker losses" % losses
+    assert "gave up" not in clog
+    return job
+
+
 def main():
     scenario = arg("--scenario")
     bins = [arg("--coordinator"), arg("--worker"), arg("--cli")]
@@ -397,7 +448,8 @@ def main():
         out = os.path.join(root, "out")
         flags = quant_flags(data, out)
         fn = {"worker-kill": scenario_worker_kill, "worker-stop": scenario_worker_stop,
-              "coordinator-restart": scenario_coordinator_restart}[scenario]
+              "coordinator-restart": scenario_coordinator_restart,
+              "worker-sigterm": scenario_worker_sigterm}[scenario]
         fn(c, flags)
         # A resumed job's report has no per-column level histogram for the
         # blocks read back from the checkpoint (coordinator/quant_report.h);
