@@ -110,11 +110,7 @@ class AtomicPublishTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(baq_)) << baq_ << " not built (target baq_cli_main)";
     scratch_ = testing::MakeScratchDir();
     calib_ = scratch_ + "/calib.txt";
-    std::ifstream in(testing::SharedDataDir() + "/corpus/tiny_shakespeare.txt");
-    std::string text(16 * 1024, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    testing::WriteFileOrDie(calib_, text);
+    testing::WriteFileOrDie(calib_, testing::SharedCorpusPrefix(16 * 1024));
   }
 
   // Two output formats: two safetensors files and two directories to publish.

@@ -90,13 +90,7 @@ TEST_P(BadInputTest, FailsWithClearErrorAndPublishesNothing) {
     fs::permissions(e.path(), fs::perms::owner_read | fs::perms::owner_write);
   }
   setup.calib = scratch / "calib.txt";
-  {
-    std::ifstream in(testing::SharedDataDir() + "/corpus/tiny_shakespeare.txt");
-    std::string text(16 * 1024, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    WriteAll(setup.calib, text);
-  }
+  WriteAll(setup.calib, testing::SharedCorpusPrefix(16 * 1024));
   c.corrupt(setup);
   if (HasFatalFailure()) return;
 
