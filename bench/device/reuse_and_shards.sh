@@ -8,8 +8,9 @@ set -uo pipefail
 baq=${BUILD_DIR:-build-gpu}/tools/cli/baq
 work=${WORK:-/tmp/reuse-and-shards}
 rm -rf "$work" && mkdir -p "$work"
-common=(--model examples/opt-fixture --calib examples/calibration.txt --nsamples 16 --seqlen 128
-        --device cuda --format fake-quant,packed)
+# DEVICE=cpu NSAMPLES=8 SEQLEN=64 BUILD_DIR=build: the same check on a CPU build.
+common=(--model examples/opt-fixture --calib examples/calibration.txt --nsamples "${NSAMPLES:-16}"
+        --seqlen "${SEQLEN:-128}" --device "${DEVICE:-cuda}" --format fake-quant,packed)
 fail=0
 
 run() {  # run NAME ARGS...: one quantize, its wall time and last lines on failure
