@@ -91,75 +91,109 @@ std::string FirstDifference(const BlockOutput& a, const BlockOutput& b) {
 
 }  // namespace
 
+absl::Status HessianMerger::Add(int shard, ShardPartials partials) {
+  if (shard < 0 || shard >= shards_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block ", block_, ": shard ", shard, " of ", shards_, " to merge"));
+  }
+  if (arrived_.empty()) {
+    arrived_.assign(shards_, false);
+    waiting_.resize(shards_);
+  }
+  if (arrived_[shard]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block ", block_, ": shard ", shard, "'s partials arrived twice"));
+  }
+  arrived_[shard] = true;
+  waiting_[shard] = std::move(partials);
+  while (next_ < shards_ && arrived_[next_]) {
+    ShardPartials ready = std::move(waiting_[next_]);
+    waiting_[next_] = ShardPartials{};
+    BAQ_RETURN_IF_ERROR(MergeNext(ready));
+    ++next_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HessianMerger::MergeNext(ShardPartials& shard) {
+  const int k = next_;
+  const std::string source = shard.source.empty() ? "an engine" : shard.source;
+  if (k == 0) {
+    if (shard.partials.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", block_, ": ", source,
+                                                     " sent no Hessian partials for shard 0"));
+    }
+    first_source_ = source;
+  } else if (shard.partials.size() != merged_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "block ", block_, ": ", source, " sent ", shard.partials.size(),
+        " Hessian partial(s) for shard ", k, ", shard 0 (from ", first_source_, ") has ",
+        merged_.size()));
+  }
+  int64_t shard_rows = -1;
+  for (size_t g = 0; g < shard.partials.size(); ++g) {
+    HessianPartial& p = shard.partials[g];
+    const std::string what = Describe(block_, shard, k, p);
+    if (p.shard != k) return absl::InvalidArgumentError(absl::StrCat(what, " labelled shard ", p.shard));
+    BAQ_ASSIGN_OR_RETURN(const ParsedPartial parsed, Parse(p, what));
+    if (shard_rows >= 0 && parsed.rows != shard_rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": ", parsed.rows, " token rows, the shard's other groups ", shard_rows));
+    }
+    shard_rows = parsed.rows;
+    if (k == 0) {
+      columns_.push_back(parsed.columns);
+      rows_.push_back(parsed.rows);
+      p.shard = -1;
+      merged_.push_back(std::move(p));
+      continue;
+    }
+    const HessianPartial& into = merged_[g];
+    if (p.input_group != into.input_group || parsed.columns != columns_[g]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": ", parsed.columns, " columns; shard 0's partial ", g, " is input group ",
+          into.input_group, " (", into.layer, ") with ", columns_[g], " columns"));
+    }
+    rows_[g] += parsed.rows;
+    // sum += partial, element by element in float64: the additions of
+    // HessianAccumulator::Merge (at::add_ rounds each element alike).
+    char* dst = merged_[g].bytes.data() + kHessianHeaderBytes;
+    const char* src = p.bytes.data() + kHessianHeaderBytes;
+    const size_t n = static_cast<size_t>(columns_[g] * columns_[g]);
+    for (size_t i = 0; i < n; ++i) {
+      double a;
+      double b;
+      std::memcpy(&a, dst + i * sizeof(double), sizeof(double));
+      std::memcpy(&b, src + i * sizeof(double), sizeof(double));
+      a += b;
+      std::memcpy(dst + i * sizeof(double), &a, sizeof(double));
+    }
+    std::string().swap(p.bytes);  // Added: free it.
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<HessianPartial>> HessianMerger::Finish() && {
+  if (shards_ < 1 || next_ < shards_) {
+    return absl::InvalidArgumentError(absl::StrCat("block ", block_, ": ", next_, " of ",
+                                                   shards_, " shards' Hessian partials merged"));
+  }
+  for (size_t g = 0; g < merged_.size(); ++g) {
+    std::memcpy(merged_[g].bytes.data() + kRowsOffset, &rows_[g], sizeof(int64_t));
+  }
+  return std::move(merged_);
+}
+
 absl::StatusOr<std::vector<HessianPartial>> MergeHessianPartials(
     int64_t block, std::vector<ShardPartials> by_shard) {
   if (by_shard.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("block ", block, ": no shards to merge"));
   }
-  const ShardPartials& first = by_shard[0];
-  if (first.partials.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("block ", block, ": ", first.source,
-                                                   " sent no Hessian partials for shard 0"));
-  }
-  std::vector<HessianPartial> merged;
-  std::vector<int64_t> columns;
-  std::vector<int64_t> rows;
+  HessianMerger merger(block, static_cast<int>(by_shard.size()));
   for (size_t k = 0; k < by_shard.size(); ++k) {
-    ShardPartials& shard = by_shard[k];
-    if (shard.partials.size() != first.partials.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "block ", block, ": ", shard.source.empty() ? "an engine" : shard.source, " sent ",
-          shard.partials.size(), " Hessian partial(s) for shard ", k, ", shard 0 (from ",
-          first.source, ") has ", first.partials.size()));
-    }
-    int64_t shard_rows = -1;
-    for (size_t g = 0; g < shard.partials.size(); ++g) {
-      HessianPartial& p = shard.partials[g];
-      const std::string what = Describe(block, shard, static_cast<int>(k), p);
-      if (p.shard != static_cast<int32_t>(k)) {
-        return absl::InvalidArgumentError(absl::StrCat(what, " labelled shard ", p.shard));
-      }
-      BAQ_ASSIGN_OR_RETURN(const ParsedPartial parsed, Parse(p, what));
-      if (shard_rows >= 0 && parsed.rows != shard_rows) {
-        return absl::InvalidArgumentError(absl::StrCat(what, ": ", parsed.rows,
-                                                       " token rows, the shard's other groups ",
-                                                       shard_rows));
-      }
-      shard_rows = parsed.rows;
-      if (k == 0) {
-        columns.push_back(parsed.columns);
-        rows.push_back(parsed.rows);
-        p.shard = -1;
-        merged.push_back(std::move(p));
-        continue;
-      }
-      const HessianPartial& into = merged[g];
-      if (p.input_group != into.input_group || parsed.columns != columns[g]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            what, ": ", parsed.columns, " columns; shard 0's partial ", g, " is input group ",
-            into.input_group, " (", into.layer, ") with ", columns[g], " columns"));
-      }
-      rows[g] += parsed.rows;
-      // sum += partial, element by element in float64: the additions of
-      // HessianAccumulator::Merge (at::add_ rounds each element alike).
-      char* dst = merged[g].bytes.data() + kHessianHeaderBytes;
-      const char* src = p.bytes.data() + kHessianHeaderBytes;
-      const size_t n = static_cast<size_t>(columns[g] * columns[g]);
-      for (size_t i = 0; i < n; ++i) {
-        double a;
-        double b;
-        std::memcpy(&a, dst + i * sizeof(double), sizeof(double));
-        std::memcpy(&b, src + i * sizeof(double), sizeof(double));
-        a += b;
-        std::memcpy(dst + i * sizeof(double), &a, sizeof(double));
-      }
-      std::string().swap(p.bytes);  // Added: free it.
-    }
+    BAQ_RETURN_IF_ERROR(merger.Add(static_cast<int>(k), std::move(by_shard[k])));
   }
-  for (size_t g = 0; g < merged.size(); ++g) {
-    std::memcpy(merged[g].bytes.data() + kRowsOffset, &rows[g], sizeof(int64_t));
-  }
-  return merged;
+  return std::move(merger).Finish();
 }
 
 std::string PackShardInputs(const std::vector<std::string>& shards) {
@@ -242,7 +276,7 @@ absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportAllFromFirst(int64_
 
 absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
   failed_ = nullptr;
-  std::vector<ShardPartials> by_shard(shards_);
+  HessianMerger merger(block, shards_);
   for (size_t i = 0; i < owners_.size(); ++i) {
     BlockEngine* owner = owners_[i];
     const std::vector<int32_t> mine = ShardsOf(i);
@@ -251,18 +285,23 @@ absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
       BAQ_ASSIGN_OR_RETURN(partials, owner->AccumulateHessians(block, mine));
       return absl::OkStatus();
     }));
+    std::vector<ShardPartials> by_shard(mine.size());
     for (HessianPartial& p : partials) {
-      if (std::find(mine.begin(), mine.end(), p.shard) == mine.end()) {
+      auto it = std::find(mine.begin(), mine.end(), p.shard);
+      if (it == mine.end()) {
         return absl::InvalidArgumentError(absl::StrCat("block ", block, ": ", owner->name(),
                                                        " sent a Hessian partial of shard ",
                                                        p.shard, ", which it was not given"));
       }
-      by_shard[p.shard].source = owner->name();
-      by_shard[p.shard].partials.push_back(std::move(p));
+      by_shard[it - mine.begin()].partials.push_back(std::move(p));
+    }
+    partials.clear();
+    for (size_t j = 0; j < mine.size(); ++j) {
+      by_shard[j].source = owner->name();
+      BAQ_RETURN_IF_ERROR(merger.Add(mine[j], std::move(by_shard[j])));
     }
   }
-  BAQ_ASSIGN_OR_RETURN(std::vector<HessianPartial> merged,
-                       MergeHessianPartials(block, std::move(by_shard)));
+  BAQ_ASSIGN_OR_RETURN(std::vector<HessianPartial> merged, std::move(merger).Finish());
   for (size_t i = 0; i < owners_.size(); ++i) {
     BlockEngine* owner = owners_[i];
     std::vector<HessianPartial> copy = i + 1 < owners_.size() ? merged : std::move(merged);

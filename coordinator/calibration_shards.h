@@ -15,17 +15,18 @@
 //     block's inputs of its shards. The first owner's output is published;
 //     the others' must be byte-identical (checked: a mismatch means the
 //     workers' numerics differ, e.g. mixed GPU models).
-//   * MergeHessianPartials adds the partials of shards 0, 1, ..., S-1 in
-//     that order with plain IEEE float64 additions, exactly the additions
-//     one engine holding every shard makes (HessianAccumulator::Merge), so
-//     the bits do not depend on how many workers held the shards.
+//   * HessianMerger adds the partials of shards 0, 1, ..., S-1 in that
+//     order with plain IEEE float64 additions, exactly the additions one
+//     engine holding every shard makes (HessianAccumulator::Merge), so the
+//     bits do not depend on how many workers held the shards.
 //   * PackShardInputs / UnpackShardInputs frame the shards' inputs of a
 //     block as one checkpoint blob (recovery mode).
 //
 // Costs (docs/architecture.md): every owner quantizes every block (the
 // quantization is redundant E times), each block moves S x groups fp64
 // partials to the coordinator and E x groups merged sums back, and the
-// owners' output tensors all cross the wire (for the check).
+// owners' output tensors all cross the wire (for the check). The coordinator
+// holds the running sum plus the shards that arrived before their turn.
 //
 // Thread-compatible: the job runner's thread calls all methods. Engines are
 // not owned.
@@ -51,11 +52,38 @@ struct ShardPartials {
   std::vector<HessianPartial> partials;
 };
 
-// Merges by_shard[0] + by_shard[1] + ... per input group (shard -1 in the
-// result, by group). InvalidArgument naming the source, the shard and the
-// layer when a partial is malformed, a shard's groups, columns or row
-// counts differ from shard 0's pattern, or a shard's groups disagree on
-// their token count.
+// Merges the partials of shards 0, 1, ..., S-1 of one block as they arrive,
+// in shard order: a shard that arrives early waits until every shard before
+// it is added, so with one shard per engine the coordinator holds the sum
+// and one shard's partials, not all S. InvalidArgument naming the source,
+// the shard and the layer when a partial is malformed, a shard's groups,
+// columns or row counts differ from shard 0's, or a shard's groups disagree
+// on their token count.
+class HessianMerger {
+ public:
+  HessianMerger(int64_t block, int shards) : block_(block), shards_(shards) {}
+
+  // REQUIRES: 0 <= shard < shards, each shard added once.
+  absl::Status Add(int shard, ShardPartials partials);
+  // The merged sums (shard -1), by input group. InvalidArgument if a shard
+  // is missing.
+  absl::StatusOr<std::vector<HessianPartial>> Finish() &&;
+
+ private:
+  absl::Status MergeNext(ShardPartials& shard);
+
+  const int64_t block_;
+  const int shards_;
+  int next_ = 0;                          // The next shard to add to the sum.
+  std::vector<ShardPartials> waiting_;    // Arrived early, by shard (empty source: not yet).
+  std::vector<bool> arrived_;
+  std::string first_source_;
+  std::vector<HessianPartial> merged_;    // The sum of shards < next_.
+  std::vector<int64_t> columns_;
+  std::vector<int64_t> rows_;
+};
+
+// All shards at once: by_shard[k] is shard k's.
 absl::StatusOr<std::vector<HessianPartial>> MergeHessianPartials(int64_t block,
                                                                  std::vector<ShardPartials> by_shard);
 

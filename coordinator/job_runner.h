@@ -28,6 +28,10 @@
 //     finished blocks are read back and handed to the output assembler,
 //     the budget is restored, and work resumes at the first unfinished
 //     block; nothing finished is recomputed.
+//   * A job with calibration shards (JobConfig::calibration_shards > 1)
+//     runs each block on the live engines together (coordinator/
+//     calibration_shards.h); the checkpoint holds every shard's next inputs,
+//     and after a loss the shards are dealt over the survivors.
 //   * Parallel mode is not checkpointed: a worker loss fails the job, and a
 //     restarted coordinator runs it again from the start (documented in
 //     docs/operations.md).

@@ -72,6 +72,25 @@ TEST(MergeHessianPartialsTest, AddsInShardOrderExactly) {
   EXPECT_EQ((*merged)[1].layer, "layer3");
 }
 
+TEST(HessianMergerTest, EarlyShardsWaitForTheirTurn) {
+  // Shards arriving 2, 0, 1 (two engines: 0 and 2 from one) sum as 0 + 1 + 2.
+  const std::vector<double> a = {1.0}, b = {1e16}, c = {-1e16};
+  HessianMerger merger(0, 3);
+  ASSERT_TRUE(merger.Add(2, {"w0", {Partial(2, 0, Sum(1, 1, c))}}).ok());
+  ASSERT_TRUE(merger.Add(0, {"w0", {Partial(0, 0, Sum(1, 1, a))}}).ok());
+  EXPECT_EQ(merger.Add(0, {"w0", {Partial(0, 0, Sum(1, 1, a))}}).code(),
+            absl::StatusCode::kInvalidArgument);  // Twice.
+  ASSERT_TRUE(merger.Add(1, {"w1", {Partial(1, 0, Sum(1, 1, b))}}).ok());
+  absl::StatusOr<std::vector<HessianPartial>> merged = std::move(merger).Finish();
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(Values((*merged)[0].bytes), std::vector<double>{(a[0] + b[0]) + c[0]});
+  EXPECT_EQ(Rows((*merged)[0].bytes), 3);
+
+  HessianMerger missing(0, 2);
+  ASSERT_TRUE(missing.Add(1, {"w1", {Partial(1, 0, Sum(1, 1, b))}}).ok());
+  EXPECT_THAT(std::move(missing).Finish().status().message(), HasSubstr("0 of 2 shards"));
+}
+
 TEST(MergeHessianPartialsTest, NamesTheSenderOfInconsistentPartials) {
   auto three = [] {
     return std::vector<ShardPartials>{
