@@ -238,6 +238,11 @@ void ShardedBlock::Assign(const std::vector<BlockEngine*>& live) {
                  live.begin() + std::min(live.size(), static_cast<size_t>(shards_)));
 }
 
+absl::Status ShardedBlock::CheckOwners() const {
+  if (!owners_.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError("no live engine to run the calibration shards on");
+}
+
 std::vector<int32_t> ShardedBlock::ShardsOf(size_t owner_index) const {
   std::vector<int32_t> out;
   for (size_t k = owner_index; k < static_cast<size_t>(shards_); k += owners_.size()) {
@@ -254,6 +259,7 @@ absl::Status ShardedBlock::On(BlockEngine* engine, const std::function<absl::Sta
 
 absl::Status ShardedBlock::ImportInputs(int64_t block, std::vector<std::string> inputs) {
   failed_ = nullptr;
+  BAQ_RETURN_IF_ERROR(CheckOwners());
   for (int k = 0; k < shards_; ++k) {
     BlockEngine* owner = owners_[static_cast<size_t>(k) % owners_.size()];
     BAQ_RETURN_IF_ERROR(
@@ -264,6 +270,7 @@ absl::Status ShardedBlock::ImportInputs(int64_t block, std::vector<std::string> 
 
 absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportAllFromFirst(int64_t block) {
   failed_ = nullptr;
+  BAQ_RETURN_IF_ERROR(CheckOwners());
   std::vector<std::string> out(shards_);
   for (int k = 0; k < shards_; ++k) {
     BAQ_RETURN_IF_ERROR(On(owners_[0], [&]() -> absl::Status {
@@ -276,6 +283,7 @@ absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportAllFromFirst(int64_
 
 absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
   failed_ = nullptr;
+  BAQ_RETURN_IF_ERROR(CheckOwners());
   HessianMerger merger(block, shards_);
   for (size_t i = 0; i < owners_.size(); ++i) {
     BlockEngine* owner = owners_[i];
@@ -318,6 +326,7 @@ absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
 absl::StatusOr<BlockOutput> ShardedBlock::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
   failed_ = nullptr;
+  BAQ_RETURN_IF_ERROR(CheckOwners());
   BlockOutput first;
   for (size_t i = 0; i < owners_.size(); ++i) {
     BlockEngine* owner = owners_[i];
@@ -343,6 +352,7 @@ absl::StatusOr<BlockOutput> ShardedBlock::Quantize(
 
 absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportInputs(int64_t block) {
   failed_ = nullptr;
+  BAQ_RETURN_IF_ERROR(CheckOwners());
   std::vector<std::string> out(shards_);
   for (int k = 0; k < shards_; ++k) {
     BlockEngine* owner = owners_[static_cast<size_t>(k) % owners_.size()];

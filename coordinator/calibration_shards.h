@@ -96,7 +96,8 @@ class ShardedBlock {
  public:
   explicit ShardedBlock(int shards) : shards_(shards) {}
 
-  // Deals the shards over `live` (REQUIRES: non-empty).
+  // Deals the shards over `live`; with none, every call below is
+  // FailedPrecondition.
   void Assign(const std::vector<BlockEngine*>& live);
 
   // Hands shard k's inputs of `block` to its owner (recovery mode).
@@ -118,6 +119,7 @@ class ShardedBlock {
  private:
   // The shards `owner_index` owns, increasing.
   std::vector<int32_t> ShardsOf(size_t owner_index) const;
+  absl::Status CheckOwners() const;
   // Runs `call` on `engine`; remembers it as failed() on error.
   absl::Status On(BlockEngine* engine, const std::function<absl::Status()>& call);
 

@@ -226,6 +226,13 @@ TEST(ShardedBlockTest, MoreEnginesThanShardsUsesTheFirst) {
   EXPECT_TRUE(c.imported.empty());
 }
 
+TEST(ShardedBlockTest, NoEngineIsAnError) {
+  ShardedBlock run(2);
+  run.Assign({});
+  EXPECT_EQ(run.Measure(0).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(run.ExportInputs(1).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(ShardedBlockTest, NamesTheEngineAtFault) {
   FakeShardEngine a("worker a device 0"), b("worker b device 0");
   ShardedBlock run(2);
