@@ -3,6 +3,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <chrono>
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -46,7 +47,19 @@ void WorkerServer::Shutdown() {
   shut_down_ = true;
   if (server_ != nullptr) {
     server_->GetHealthCheckService()->SetServingStatus(false);
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+    const absl::Time start = absl::Now();
+    server_->Shutdown(absl::ToChronoTime(start + options_.shutdown_grace));
+    // The operator's record of what became of the calls in flight: finished,
+    // or cut off (the coordinator counts a worker loss and redoes the block).
+    const absl::Duration took = absl::Now() - start;
+    if (took < options_.shutdown_grace) {
+      std::cerr << "baq-worker: calls in flight finished in " << absl::FormatDuration(took)
+                << " (grace " << absl::FormatDuration(options_.shutdown_grace) << ")\n";
+    } else {
+      std::cerr << "baq-worker: shutdown grace of " << absl::FormatDuration(options_.shutdown_grace)
+                << " ran out: calls in flight cancelled after " << absl::FormatDuration(took)
+                << "; the coordinator redoes their blocks elsewhere\n";
+    }
   }
   host_->Stop();
 }

@@ -9,7 +9,8 @@
 // accepting and lets in-flight RPCs finish (up to `shutdown_grace`, then
 // cancels them; an RPC whose block is already running on a device finishes
 // with that block), then the executors stop and the engines are freed on
-// their own threads. Members are declared in that dependency order.
+// their own threads. Members are declared in that dependency order. It logs
+// (stderr) whether the calls in flight finished or the grace ran out.
 //
 // Thread-safe.
 //
