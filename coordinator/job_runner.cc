@@ -395,15 +395,8 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     if (!ts.gate_status.ok() && gate_failure.ok()) gate_failure = ts.gate_status;
     summary.targets.push_back(std::move(ts));
   }
-  const TargetSummary& first = summary.targets.front();
+  static_cast<TargetSummary&>(summary) = summary.targets.front();
   summary.output_dir = config_.output_dir;
-  summary.target_bits = first.target_bits;
-  summary.achieved_bits = first.achieved_bits;
-  summary.allocation = first.allocation;
-  summary.total_proxy_loss = first.total_proxy_loss;
-  summary.quantized_elements = first.quantized_elements;
-  summary.eval_gate_ppl = first.eval_gate_ppl;
-  summary.eval_gate_base_ppl = first.eval_gate_base_ppl;
   if (!gate_failure.ok()) return gate_failure;  // The failing outputs are removed.
   // Published: the checkpoint has served its purpose.
   if (checkpoint != nullptr) checkpoint->Remove();

@@ -89,19 +89,12 @@ struct TargetSummary {
   absl::Status gate_status;  // GateFailedError when the gate kept it unpublished.
 };
 
-struct JobSummary {
-  std::string output_dir;
-  double target_bits = 0;
-  double achieved_bits = 0;  // Element-weighted over all quantized layers.
-  std::string allocation;    // "global" or "sublayer" (what was used).
-  double total_proxy_loss = 0;
-  int64_t quantized_elements = 0;
+// The job's result: its first target's fields (output_dir is the job's,
+// the parent of the targets' outputs when there are several), its wall time
+// and every target's summary.
+struct JobSummary : TargetSummary {
   absl::Duration wall_time;
-  // The evaluation gate's measurement (JobConfig::eval_gate), when it ran.
-  double eval_gate_ppl = 0;
-  double eval_gate_base_ppl = 0;  // 0: not measured (max_ppl gate).
-  // Every target's output, the first (= the fields above) first. The fields
-  // above describe the first target; output_dir is the job's.
+  // Every target's output, the first first.
   std::vector<TargetSummary> targets;
 };
 

@@ -139,13 +139,8 @@ class TorchBlockEngine final : public BlockEngine {
           absl::StrCat("block ", block, ": inputs not present on this worker"));
     }
     // replicas[r]: the block on device r (one per rank).
-    std::vector<std::unique_ptr<DecoderBlock>> replicas(ranks_.size());
-    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
-      BlockOptions options = block_options_;
-      options.device = ranks_[r].device;
-      BAQ_ASSIGN_OR_RETURN(replicas[r], LoadDecoderBlock(model_, *ckpt_, block, options));
-      return absl::OkStatus();
-    }));
+    BAQ_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<DecoderBlock>> replicas,
+                         LoadReplicas(block));
     DecoderBlock* b = replicas[0].get();
     const std::vector<LinearLayerSpec>& specs = b->linear_layers();
     const int world = static_cast<int>(ranks_.size());
@@ -464,6 +459,18 @@ class TorchBlockEngine final : public BlockEngine {
     return out;
   }
 
+  // Block `block`'s weights on every rank's device (replicas[r] on rank r).
+  absl::StatusOr<std::vector<std::unique_ptr<DecoderBlock>>> LoadReplicas(int64_t block) {
+    std::vector<std::unique_ptr<DecoderBlock>> replicas(ranks_.size());
+    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
+      BlockOptions options = block_options_;
+      options.device = ranks_[r].device;
+      BAQ_ASSIGN_OR_RETURN(replicas[r], LoadDecoderBlock(model_, *ckpt_, block, options));
+      return absl::OkStatus();
+    }));
+    return replicas;
+  }
+
   // What Start() found in config_.measurement_dir (common/measurement_store.h).
   enum class MeasurementUse { kNone, kSave, kReuse };
 
@@ -525,13 +532,8 @@ class TorchBlockEngine final : public BlockEngine {
     }
     const int world = static_cast<int>(ranks_.size());
     BlockState state;
-    std::vector<std::unique_ptr<DecoderBlock>> replicas(ranks_.size());
-    BAQ_RETURN_IF_ERROR(OnRanks([&](int r) -> absl::Status {
-      BlockOptions options = block_options_;
-      options.device = ranks_[r].device;
-      BAQ_ASSIGN_OR_RETURN(replicas[r], LoadDecoderBlock(model_, *ckpt_, block, options));
-      return absl::OkStatus();
-    }));
+    BAQ_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<DecoderBlock>> replicas,
+                         LoadReplicas(block));
     const std::vector<LinearLayerSpec>& specs = replicas[0]->linear_layers();
     for (size_t i = 0; i < specs.size(); ++i) {
       const at::Device device = ranks_[world == 1 ? 0 : i % world].device;

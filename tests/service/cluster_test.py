@@ -609,28 +609,25 @@ def main():
         multi_flags = ["--model=" + model, "--calib=" + calib, "--method=gptq",
                        "--mode=parallel", "--nsamples=4", "--seqlen=64", "--format=fake-quant",
                        "--measurement=cluster-m"]
+
+        def submit_wait(bits, out, what):
+            t0 = time.monotonic()
+            r = subprocess.run([args.cli, "submit", coord, "--wait", "--bits=" + bits,
+                                "--out=" + out] + multi_flags, capture_output=True, text=True,
+                               timeout=JOB_TIMEOUT_S, preexec_fn=die_with_parent)
+            report.require(r.returncode == 0, "%s: rc %s\n%s%s"
+                           % (what, r.returncode, r.stdout, r.stderr))
+            report.note("%s on 3 workers: %.1f s" % (what, time.monotonic() - t0))
+
         multi_out = os.path.join(tmp, "out-multi")
-        t0 = time.monotonic()
-        r = subprocess.run([args.cli, "submit", coord, "--wait", "--bits=3,4",
-                            "--out=" + multi_out] + multi_flags, capture_output=True, text=True,
-                           timeout=JOB_TIMEOUT_S, preexec_fn=die_with_parent)
-        report.require(r.returncode == 0, "multi-target submit: rc %s\n%s%s"
-                       % (r.returncode, r.stdout, r.stderr))
-        report.note("GPTQ 3 and 4 bits over one measurement on 3 workers: %.1f s"
-                    % (time.monotonic() - t0))
+        submit_wait("3,4", multi_out, "GPTQ 3 and 4 bits over one measurement")
         for t in ("3", "4"):
             report.check(os.path.isfile(os.path.join(multi_out, "bits-" + t, "quant_report.json")),
                          "multi-target job: no output for %s bits in %s" % (t, multi_out))
         kept = os.path.join(tmp, "data", "measurements", "cluster-m", "measurement.json")
         report.check(os.path.isfile(kept), "multi-target job kept no measurement at " + kept)
         reuse_out = os.path.join(tmp, "out-reused")
-        t0 = time.monotonic()
-        r = subprocess.run([args.cli, "submit", coord, "--wait", "--bits=4",
-                            "--out=" + reuse_out] + multi_flags, capture_output=True, text=True,
-                           timeout=JOB_TIMEOUT_S, preexec_fn=die_with_parent)
-        report.require(r.returncode == 0, "reusing submit: rc %s\n%s%s"
-                       % (r.returncode, r.stdout, r.stderr))
-        report.note("GPTQ 4 bits reusing the kept measurement: %.1f s" % (time.monotonic() - t0))
+        submit_wait("4", reuse_out, "GPTQ 4 bits reusing the kept measurement")
         report.check("reusing the measurement" in tail(logs["coordinator"], 100000),
                      "the coordinator did not log reusing the measurement")
         n = compare_outputs(report, "reused measurement", os.path.join(multi_out, "bits-4"),
