@@ -29,13 +29,15 @@ tokenizer files byte for byte, quant_report.json without its timings.
       checkpointed block); a Submit retried with the same --request_id
       returns the same job.
   --scenario worker-sigterm
-      3 workers (--shutdown_grace=30s). SIGTERM the busy one mid-block, as
-      an autoscaler or a node drain does: it stops heartbeating, finishes
-      the call in flight (or hands the block back), exits 0 well within its
-      grace; the coordinator counts at most that one loss, moves the
-      worker's remaining blocks to the live workers, and the job succeeds
-      byte-identical. Prints the time from SIGTERM to the worker's exit and
-      to the coordinator re-planning its blocks.
+      3 workers, two with --shutdown_grace=30s, w3 with 0s. SIGTERM a busy
+      worker with grace mid-block, as an autoscaler or a node drain does: it
+      stops heartbeating, finishes the call in flight, logs that, and exits 0
+      within its grace. Then SIGTERM w3 while busy: its grace runs out at
+      once, the call in flight is cancelled (the block handed back) and it
+      exits 0 within seconds. The coordinator counts at most one loss per
+      stopped worker (none of the others), re-plans their blocks onto the
+      live workers, and the job succeeds byte-identical. Prints the time
+      from each SIGTERM to the worker's exit.
 
 Exit 77 (CTest: skipped) when a binary or the shared fixture is missing.
 
@@ -389,44 +391,61 @@ def scenario_coordinator_restart(c, flags):
 SIGTERM_GRACE_S = 30
 
 
+def sigterm(c, job, victim, grace_s, drained):
+    """SIGTERMs busy worker `victim`; checks it exits 0 within its grace (plus
+    10 s to interrupt its block when the grace is 0) and logs how its calls
+    in flight ended: `drained` (finished) or cut off when the grace ran out."""
+    proc = c.workers[victim][0]
+    st = c.status(job)
+    os.kill(proc.pid, signal.SIGTERM)
+    t_term = time.monotonic()
+    log("SIGTERM %s (pid %d, --shutdown_grace=%ds) while busy, %d blocks checkpointed; "
+        "job at: %s" % (victim, proc.pid, grace_s, blocks_done(c, job), st.get("progress", "?")))
+    limit_s = max(grace_s, 10)
+    try:
+        rc = proc.wait(timeout=limit_s + 10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("%s still running %d s after SIGTERM (grace %d s)" %
+                             (victim, limit_s + 10, grace_s))
+    t_exit = time.monotonic() - t_term
+    log("%s exited %d after %.2f s (grace %d s)" % (victim, rc, t_exit, grace_s))
+    assert rc == 0, "%s exited %d after SIGTERM, want 0" % (victim, rc)
+    assert t_exit < limit_s, "%s took %.2f s to exit, grace %d s" % (victim, t_exit, grace_s)
+    wlog = open(os.path.join(c.root, "%s.log" % victim)).read()
+    want = "calls in flight finished in" if drained else "ran out: calls in flight cancelled"
+    assert re.search(r"shutting down[\s\S]*" + want, wlog), \
+        "%s did not log %r:\n%s" % (victim, want, wlog[-2000:])
+
+
 def scenario_worker_sigterm(c, flags):
-    for name in ("w1", "w2", "w3"):
-        c.start_worker(name, "--shutdown_grace=%ds" % SIGTERM_GRACE_S)
+    # w3 has no grace: its block in flight is interrupted and handed back.
+    graces = {"w1": SIGTERM_GRACE_S, "w2": SIGTERM_GRACE_S, "w3": 0}
+    for name, grace_s in graces.items():
+        c.start_worker(name, "--shutdown_grace=%ds" % grace_s)
     c.await_workers(3)
     job = c.submit(flags, "ft-sigterm")
     # Mid-job: block 0 checkpointed, so the leaving worker's blocks restart
     # from checkpointed inputs with a non-empty bit budget.
     await_checkpoint(c, job, 1)
     await_block_work(c, job)
-    victim = c.busy_worker()
-    proc = c.workers[victim][0]
-    st = c.status(job)
-    os.kill(proc.pid, signal.SIGTERM)
-    t_term = time.monotonic()
-    log("SIGTERM %s (pid %d) while busy, %d blocks checkpointed; job at: %s" %
-        (victim, proc.pid, blocks_done(c, job), st.get("progress", "?")))
-    try:
-        rc = proc.wait(timeout=SIGTERM_GRACE_S + 10)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("%s still running %d s after SIGTERM (grace %d s)" %
-                             (victim, SIGTERM_GRACE_S + 10, SIGTERM_GRACE_S))
-    t_exit = time.monotonic() - t_term
-    log("%s exited %d after %.2f s (grace %d s)" % (victim, rc, t_exit, SIGTERM_GRACE_S))
-    assert rc == 0, "%s exited %d after SIGTERM, want 0" % (victim, rc)
-    assert t_exit < SIGTERM_GRACE_S, "%s took %.2f s to exit, grace %d s" % (
-        victim, t_exit, SIGTERM_GRACE_S)
-    wlog = open(os.path.join(c.root, "%s.log" % victim)).read()
-    # It drained (the grace did not run out), and said so.
-    assert re.search(r"shutting down[\s\S]*calls in flight finished in", wlog), \
-        "%s did not drain its calls in flight:\n%s" % (victim, wlog[-2000:])
+    first = c.busy_worker(exclude=("w3",))
+    sigterm(c, job, first, graces[first], drained=True)
+    # Then w3, busy on one of the blocks re-planned onto the two left.
+    second = c.busy_worker(exclude=tuple(n for n in graces if n != "w3"))
+    sigterm(c, job, second, 0, drained=False)
     st = c.await_job(job)
     assert st.get("state") == "succeeded", st
+    # Each loss is logged twice (the failure, then the re-plan) with its
+    # number and the worker's address: at most one per SIGTERMed worker.
     clog = c.coordinator_log()
-    # The loss is logged twice (the failure, then the re-plan), both "failure 1".
-    losses = max([int(k) for k in re.findall(r"failure (\d+) of at most", clog)], default=0)
+    lost = re.findall(r"worker lost (?:while starting )?\(failure (\d+) of at most \d+\): [^\n]*?@127\.0\.0\.1:(\d+)",
+                      clog)
+    ports = {str(c.workers[n][1]): n for n in graces}
     log("job %s succeeded; coordinator counted %d worker loss(es): %s" %
-        (job, losses, re.search(r"worker lost[^\n]*|$", clog).group(0)[:300] or "-"))
-    assert losses <= 1, "one SIGTERM counted as %d worker losses" % losses
+        (job, len(lost), ", ".join(ports.get(p, p) for _, p in lost) or "-"))
+    assert len(lost) == len({p for _, p in lost}), "a worker was counted twice: %s" % lost
+    assert all(ports.get(p) in (first, second) for _, p in lost), \
+        "a loss of a worker that was not stopped: %s" % lost
     assert "gave up" not in clog
     return job
 
