@@ -6,7 +6,7 @@ One baq-coordinator with bearer-token auth for two tenants (alpha, beta;
 baq-workers (--threads=1), all on 127.0.0.1. Six jobs, three per tenant, with
 different methods and target bits, on a tiny random LLaMA-shaped model that
 tools/scale/make_random_model.py writes into the temp dir (hidden 64, 4
-blocks, the OPT fixture's tokenizer) with 128 KiB of calibration text, so
+blocks, the OPT fixture's tokenizer) with 256 KiB of calibration text, so
 the whole test takes well under a minute. All six are submitted (alpha's
 three, then beta's) before any worker is up: the first two take the two slots and wait for
 workers, the rest queue. Then three workers start; once the first two jobs
@@ -57,7 +57,7 @@ T0 = time.monotonic()
 # The first two jobs take both slots and run on w1-w3 while w4 starts; a
 # larger calibration makes them last long enough (several seconds) for w4 to
 # register before the queued jobs start.
-HEAVY = ["--nsamples=128", "--seqlen=128"]
+HEAVY = ["--nsamples=256", "--seqlen=128"]
 LIGHT = ["--nsamples=8", "--seqlen=32"]
 # (name, tenant, flags beyond the model and calibration). Submitted in this order.
 JOBS = [
@@ -112,7 +112,7 @@ def make_model(args, root):
     calib = os.path.join(root, "calib.txt")
     with open(os.path.join(args.data, "corpus", "tiny_shakespeare.txt"), "rb") as f, \
             open(calib, "wb") as out:
-        out.write(f.read(128 * 1024))
+        out.write(f.read(256 * 1024))
     return ["--model=" + model, "--calib=" + calib]
 
 
@@ -273,7 +273,7 @@ def run(args, root, pool):
         # Mid-run: once the first two jobs run blocks on w1-w3 (the other
         # four queued behind them), the fourth worker starts.
         deadline = time.monotonic() + JOB_TIMEOUT_S
-        while not all(re.search(r"progress\s+.*(measuring|quantizing)|state\s+(?!running)",
+        while not all(re.search(r"progress\s+.*(measuring|quantizing)|state\s+(succeeded|failed)",
                                 farm.cli("alpha", "status", ids[n])) for n in ("a1", "a2")):
             assert time.monotonic() < deadline, "a1, a2 ran no block: %s" % farm.cli("alpha", "list")
             time.sleep(0.05)
@@ -284,6 +284,9 @@ def run(args, root, pool):
         t_w4 = int(time.time() * 1000)
         states = {n: farm.record(ids[n])["state"] for n, _, _ in JOBS}
         log("w4 registered; jobs then: %s" % states)
+        # Else the first two jobs ran shorter than w4 took to start: nothing
+        # was left for it (a machine far slower than the CI box).
+        assert "queued" in states.values(), "no job left queued when w4 registered"
         done = {}
         while len(done) < len(JOBS):
             assert time.monotonic() < deadline, "jobs not done in %d s: %s" % (
@@ -325,7 +328,10 @@ def run(args, root, pool):
         # 3. The late worker took work.
         w4_blocks = metric(farm.workers["w4"][1], "baq_worker_blocks_quantized_total") or 0
         later = [n for n in order if done[n]["start_time_unix_ms"] > t_w4]
-        log("w4 quantized %d blocks; jobs started after it registered: %s" % (w4_blocks, later))
+        log("w4 quantized %d blocks; jobs started after it registered: %s (a1, a2 ended %.1f, "
+            "%.1f s after it registered)" % (w4_blocks, later,
+                                              (done["a1"]["end_time_unix_ms"] - t_w4) / 1e3,
+                                              (done["a2"]["end_time_unix_ms"] - t_w4) / 1e3))
         assert later, "no job started after w4 registered"
         assert w4_blocks > 0, "the worker added mid-run took no work"
     except BaseException:
