@@ -223,25 +223,33 @@ def replay_fair_order(jobs):
     """Checks each start against the documented policy, replayed on the
     records' times (ms): among the jobs queued at that moment, the started
     one's tenant has the fewest running jobs, then was served least
-    recently; within the tenant it is the earliest submitted. Returns the
+    recently, then submitted first; within the tenant it is the earliest
+    submitted. Jobs started in the same millisecond (one scheduler pass
+    filling two slots) are taken in the order the policy gives. Returns the
     start order as names."""
-    order = sorted(jobs, key=lambda j: j["start"])
-    for i, j in enumerate(order):
-        t = j["start"]
-        queued = [q for q in jobs if q["submit"] <= t and q["start"] >= t]
-        running = [r for r in order[:i] if r["end"] > t]
+    order, remaining = [], sorted(jobs, key=lambda j: j["start"])
+    while remaining:
+        t = remaining[0]["start"]
+        queued = [q for q in remaining if q["submit"] <= t]
+        running = [r for r in order if r["end"] > t]
         tenants = sorted({q["tenant"] for q in queued})
         count = {x: sum(1 for r in running if r["tenant"] == x) for x in tenants}
-        served = {x: max([r["start"] for r in order[:i] if r["tenant"] == x], default=-1)
+        served = {x: max([r["start"] for r in order if r["tenant"] == x], default=-1)
                   for x in tenants}
-        best = min(tenants, key=lambda x: (count[x], served[x]))
-        assert j["tenant"] == best, (
-            "job %s (%s) started at +%d ms while %s had the better claim: running %s, "
-            "last served %s, queued %s" % (j["name"], j["tenant"], t - order[0]["start"], best,
-                                           count, served, [q["name"] for q in queued]))
-        first = min((q for q in queued if q["tenant"] == j["tenant"]), key=lambda q: q["submit"])
+        oldest = {x: min(q["submit"] for q in queued if q["tenant"] == x) for x in tenants}
+        best = min(tenants, key=lambda x: (count[x], served[x], oldest[x]))
+        tied = [j for j in remaining if j["start"] == t]
+        picks = [j for j in tied if j["tenant"] == best]
+        assert picks, (
+            "%s started at +%d ms while %s had the better claim: running %s, last served %s, "
+            "queued %s" % ([j["name"] for j in tied], t - jobs[0]["start"], best, count, served,
+                           [q["name"] for q in queued]))
+        j = min(picks, key=lambda q: q["submit"])
+        first = min((q for q in queued if q["tenant"] == best), key=lambda q: q["submit"])
         assert first is j, "job %s started before %s of the same tenant, submitted earlier" % (
             j["name"], first["name"])
+        order.append(j)
+        remaining.remove(j)
     return [j["name"] for j in order]
 
 
