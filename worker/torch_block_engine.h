@@ -17,6 +17,16 @@
 // device. The bits depend on the number of Hessian partials, never on how
 // many devices hold them: see EngineOptions::hessian_partials.
 //
+// Calibration shards (JobConfig::calibration_shards = S > 1, sequential
+// mode; single-device engines whose hessian_partials is 1 or S): Start()
+// splits the embedded windows into S shards (chunk c to shard c mod S, back
+// to back) and the engine keeps inputs per shard. AccumulateHessians runs
+// the unquantized block over the shards it is given (one fp64 partial per
+// shard and input group), ImportHessians takes the merged sums, Quantize
+// forwards every shard the engine holds through the quantized block; a plain
+// Measure() with all S shards present merges them itself in shard order, the
+// same additions as the coordinator's merge (coordinator/calibration_shards.h).
+//
 // Thread-compatible: one thread (the device's executor) calls all methods;
 // with several devices the engine runs one helper thread per extra device
 // inside each call.
