@@ -4,8 +4,8 @@
 // byte-identical to a fresh single-target job, both when the targets share
 // one job's in-memory measurement and when a later job reloads the
 // measurement kept on disk. The model is a tiny random LLaMA
-// (tools/scale/make_random_model.py, 4 blocks of width 64) so that the six
-// BAQ jobs take seconds on two CPU cores; bench/device/reuse_and_shards.sh
+// (tests/testing/tiny_model.h) so that the six BAQ jobs take seconds on two
+// CPU cores; bench/device/reuse_and_shards.sh
 // runs the same comparisons on the OPT fixture (CPU or CUDA).
 #include <filesystem>
 #include <fstream>
@@ -19,8 +19,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/testing/subprocess.h"
 #include "tests/testing/test_paths.h"
+#include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq {
@@ -29,18 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr double kBitsTolerance = 1e-3;  // Achieved vs target average bits.
-
-constexpr int kBlocks = 4;
-
-// A tiny random LLaMA in `dir` (the donor tokenizer is the OPT fixture's).
-void MakeTinyModel(const std::string& dir) {
-  testing::ProcessResult r = testing::RunProcess(
-      {"/usr/bin/env", "python3", testing::SourceDir() + "/tools/scale/make_random_model.py",
-       "--out", dir, "--hidden", "64", "--intermediate", "128", "--heads", "4", "--blocks",
-       std::to_string(kBlocks), "--device", "cpu"},
-      {}, dir + ".log");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-}
 
 JobConfig ParallelJob(const std::string& model, const std::string& out, double bits) {
   JobConfig c;
@@ -95,8 +83,8 @@ void ExpectSameOutput(const std::string& got, const std::string& want) {
 TEST(MeasurementReuseTest, TargetsOfOneJobAndAReusedMeasurementEqualFreshRuns) {
   const std::string root = testing::MakeScratchDir();
   const std::string kept = root + "/measurement";
-  const std::string model = root + "/model";
-  ASSERT_NO_FATAL_FAILURE(MakeTinyModel(model));
+  const std::string model = testing::TinyLlamaDir();
+  ASSERT_FALSE(model.empty()) << "make_random_model.py failed";
 
   JobConfig both = ParallelJob(model, root + "/both", 2.5);
   both.extra_target_bits = {3.0};
@@ -112,7 +100,7 @@ TEST(MeasurementReuseTest, TargetsOfOneJobAndAReusedMeasurementEqualFreshRuns) {
   EXPECT_EQ(s->targets[1].output_dir, root + "/both/bits-3");
   absl::StatusOr<int64_t> blocks = FindReusableMeasurement(kept, both);
   ASSERT_TRUE(blocks.ok()) << blocks.status();
-  EXPECT_EQ(*blocks, kBlocks);
+  EXPECT_EQ(*blocks, testing::kTinyLlamaBlocks);
 
   // The second target (pass 1 redone from the Hessians kept in memory) is
   // what a fresh job at that target writes.

@@ -4,6 +4,8 @@
 // be byte-identical to one device with the same number of Hessian partials,
 // in sequential and parallel mode, with an uneven split of calibration chunks.
 // The same test on two GPUs is bench/device/multi_gpu.sh (docs/performance.md).
+// The model is a tiny random LLaMA (tests/testing/tiny_model.h): the subject
+// is the engine's split, not the model.
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "common/job_config.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_paths.h"
+#include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::worker {
@@ -21,7 +24,7 @@ namespace {
 // and 2, rank 1 chunk 1.
 JobConfig SmallJob(ExecutionMode mode) {
   JobConfig c;
-  c.model_dir = testing::SourceDir() + "/examples/opt-fixture";
+  c.model_dir = testing::TinyLlamaDir();
   c.output_dir = testing::MakeScratchDir() + "/unused";
   c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
   c.calibration.num_samples = 24;

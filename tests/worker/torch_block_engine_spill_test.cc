@@ -15,6 +15,7 @@
 
 #include "common/block_engine.h"
 #include "tests/testing/test_paths.h"
+#include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::worker {
@@ -31,7 +32,7 @@ std::string ProcMaps() {
 
 JobConfig Job(QuantMethod method, ExecutionMode mode) {
   JobConfig c;
-  c.model_dir = ::baq::testing::SourceDir() + "/examples/opt-fixture";
+  c.model_dir = ::baq::testing::TinyLlamaDir();  // The subject is the spilling, not the model.
   c.output_dir = ::baq::testing::MakeScratchDir() + "/unused";
   c.calibration.files = {::baq::testing::SourceDir() + "/examples/calibration.txt"};
   c.calibration.num_samples = 10;  // Two forward chunks, the second short.
@@ -106,8 +107,9 @@ TEST_P(SpillTest, OutputsAreByteIdenticalWithAndWithoutSpilling) {
   const RunResult spilled = RunJob(config, dir, /*limit=*/1);
   EXPECT_FALSE(in_memory.spilled_while_running);
   EXPECT_TRUE(spilled.spilled_while_running);
-  // 36 layers: fake-quant weight + packed qcodes, levels, scales, zeros, g_idx.
-  ASSERT_EQ(in_memory.tensors.size(), 36u * 6);
+  // Every layer: fake-quant weight + packed qcodes, levels, scales, zeros, g_idx.
+  ASSERT_EQ(in_memory.tensors.size(),
+            6u * ::baq::testing::kTinyLlamaBlocks * ::baq::testing::kTinyLlamaLinearLayers);
   ASSERT_EQ(spilled.tensors.size(), in_memory.tensors.size());
   // The baseline: the engine is deterministic run to run.
   EXPECT_EQ(FirstDifference(in_memory.tensors, in_memory_again.tensors), "");
