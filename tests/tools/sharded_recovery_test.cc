@@ -15,6 +15,7 @@
 #include "coordinator/job_runner.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_paths.h"
+#include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq {
@@ -24,7 +25,7 @@ namespace fs = std::filesystem;
 
 JobConfig ShardedJob(const std::string& out) {
   JobConfig c;
-  c.model_dir = testing::SourceDir() + "/examples/opt-fixture";
+  c.model_dir = testing::TinyLlamaDir();  // The subject is the recovery, not the model.
   c.output_dir = out;
   c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
   c.calibration.num_samples = 16;  // Two chunks of 8 windows: one per shard.

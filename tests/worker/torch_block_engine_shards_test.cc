@@ -16,6 +16,7 @@
 #include "coordinator/calibration_shards.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_paths.h"
+#include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::worker {
@@ -23,7 +24,7 @@ namespace {
 
 constexpr int kShards = 3;
 
-// A job's method and how many of the fixture's 6 blocks run: BAQ's pass 1
+// A job's method and how many of the model's blocks run: BAQ's pass 1
 // dominates the CPU time, so the BAQ comparison runs one block (its final
 // activations are block 1's inputs, from the quantized block 0 per shard)
 // and the GPTQ ones two (block 1 sees quantized, sharded inputs).
@@ -36,7 +37,7 @@ struct Plan {
 // uneven two-engine split gives engine 0 chunks 0 and 2.
 JobConfig SmallJob(int shards, QuantMethod method = QuantMethod::kGptq) {
   JobConfig c;
-  c.model_dir = testing::SourceDir() + "/examples/opt-fixture";
+  c.model_dir = testing::TinyLlamaDir();  // The subject is the split, not the model.
   c.output_dir = testing::MakeScratchDir() + "/unused";
   c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
   c.calibration.num_samples = 24;
