@@ -7,13 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/convert.h"
+#include "worker/engine_byte_streams.h"
 
 namespace baq::worker {
 namespace {
 
-void Record(WorkerMetrics* metrics, absl::string_view method, const absl::Status& status) {
-  if (metrics != nullptr) metrics->RecordRpc(method, status);
-}
 
 // A unary reactor for calls that run a job's work on a device: when the
 // client cancels the call (job cancelled, coordinator gone, deadline passed),
@@ -116,7 +114,7 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
   }
 
   void Done(const absl::Status& status) {
-    Record(metrics_, "Quantize", status);
+    RecordRpc(metrics_, "Quantize", status);
     Finish(ToGrpcStatus(status));
   }
 
@@ -135,99 +133,6 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
   v1::QuantizeResponseChunk chunk_;
 };
 
-// Streams the serialized inputs of a block in chunks.
-class ExportWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
- public:
-  ExportWriter(const v1::ExportInputsRequest& request, EngineHost* host, WorkerMetrics* metrics)
-      : metrics_(metrics) {
-    const int64_t block = request.block();
-    host->WithEngine(request.job_id(), request.device_index(),
-                     [this, block](absl::StatusOr<BlockEngine*> engine) {
-                       if (!engine.ok()) return Done(engine.status());
-                       absl::StatusOr<std::string> bytes = (*engine)->ExportInputs(block);
-                       if (!bytes.ok()) return Done(bytes.status());
-                       bytes_ = *std::move(bytes);
-                       WriteNext();
-                     });
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
-    WriteNext();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void WriteNext() {
-    if (offset_ >= bytes_.size()) return Done(absl::OkStatus());
-    const size_t n = std::min(kMaxChunkBytes, bytes_.size() - offset_);
-    chunk_.set_data(bytes_.data() + offset_, n);
-    offset_ += n;
-    if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
-    StartWrite(&chunk_);
-  }
-
-  void Done(const absl::Status& status) {
-    Record(metrics_, "ExportInputs", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  WorkerMetrics* const metrics_;
-  std::string bytes_;
-  size_t offset_ = 0;
-  v1::Chunk chunk_;
-};
-
-// Reassembles an ImportInputs stream, then hands it to the engine.
-class ImportReader final : public grpc::ServerReadReactor<v1::ImportInputsChunk> {
- public:
-  ImportReader(grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response,
-               EngineHost* host, WorkerMetrics* metrics)
-      : ctx_(ctx), response_(response), host_(host), metrics_(metrics) {
-    StartRead(&chunk_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (ok) {
-      if (!have_target_) {
-        job_id_ = chunk_.job_id();
-        device_ = chunk_.device_index();
-        block_ = chunk_.block();
-        have_target_ = true;
-      }
-      data_.append(chunk_.data());
-      if (metrics_ != nullptr) metrics_->bytes_received_total().Increment(chunk_.data().size());
-      return StartRead(&chunk_);
-    }
-    if (ctx_->IsCancelled()) return Done(absl::CancelledError("client cancelled the import"));
-    if (!have_target_) return Done(absl::InvalidArgumentError("empty ImportInputs stream"));
-    host_->WithEngine(job_id_, device_, [this](absl::StatusOr<BlockEngine*> engine) {
-      if (!engine.ok()) return Done(engine.status());
-      const size_t n = data_.size();
-      absl::Status s = (*engine)->ImportInputs(block_, std::move(data_));
-      if (s.ok()) response_->set_bytes_received(n);
-      Done(s);
-    });
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void Done(const absl::Status& status) {
-    Record(metrics_, "ImportInputs", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  grpc::CallbackServerContext* const ctx_;
-  v1::ImportInputsResponse* const response_;
-  EngineHost* const host_;
-  WorkerMetrics* const metrics_;
-  v1::ImportInputsChunk chunk_;
-  bool have_target_ = false;
-  std::string job_id_;
-  int device_ = 0;
-  int64_t block_ = 0;
-  std::string data_;
-};
 
 }  // namespace
 
@@ -238,7 +143,7 @@ grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* c
       new JobCallReactor(host_, request->job_id(), request->device_index());
   WorkerMetrics* metrics = metrics_;
   auto finish = [reactor, metrics](const absl::Status& s) {
-    Record(metrics, "StartJob", s);
+    RecordRpc(metrics, "StartJob", s);
     reactor->Finish(ToGrpcStatus(s));
   };
   absl::StatusOr<JobConfig> config = FromProto(request->spec());
@@ -287,7 +192,7 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
                           }
                         }
                       }
-                      Record(metrics, "Measure", status);
+                      RecordRpc(metrics, "Measure", status);
                       reactor->Finish(ToGrpcStatus(status));
                     });
   return reactor;
@@ -311,7 +216,7 @@ grpc::ServerUnaryReactor* WorkerService::Evaluate(grpc::CallbackServerContext* c
                         status = ppl.status();
                         if (ppl.ok()) response->set_perplexity(*ppl);
                       }
-                      Record(metrics, "Evaluate", status);
+                      RecordRpc(metrics, "Evaluate", status);
                       reactor->Finish(ToGrpcStatus(status));
                     });
   return reactor;
@@ -324,12 +229,19 @@ grpc::ServerWriteReactor<v1::QuantizeResponseChunk>* WorkerService::Quantize(
 
 grpc::ServerWriteReactor<v1::Chunk>* WorkerService::ExportInputs(
     grpc::CallbackServerContext* ctx, const v1::ExportInputsRequest* request) {
-  return new ExportWriter(*request, host_, metrics_);
+  const int64_t block = request->block();
+  return new EngineBytesWriter(request->job_id(), request->device_index(), host_, metrics_,
+                               "ExportInputs",
+                               [block](BlockEngine& e) { return e.ExportInputs(block); });
 }
 
 grpc::ServerReadReactor<v1::ImportInputsChunk>* WorkerService::ImportInputs(
     grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) {
-  return new ImportReader(ctx, response, host_, metrics_);
+  return new EngineBytesReader<v1::ImportInputsChunk>(
+      ctx, response, host_, metrics_, "ImportInputs",
+      [](BlockEngine& e, const v1::ImportInputsChunk& first, std::string bytes) {
+        return e.ImportInputs(first.block(), std::move(bytes));
+      });
 }
 
 grpc::ServerUnaryReactor* WorkerService::ResetJob(grpc::CallbackServerContext* ctx,
@@ -338,7 +250,7 @@ grpc::ServerUnaryReactor* WorkerService::ResetJob(grpc::CallbackServerContext* c
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   WorkerMetrics* metrics = metrics_;
   host_->ResetJob(request->job_id(), request->device_index(), [reactor, metrics](absl::Status s) {
-    Record(metrics, "ResetJob", s);
+    RecordRpc(metrics, "ResetJob", s);
     reactor->Finish(ToGrpcStatus(s));
   });
   return reactor;

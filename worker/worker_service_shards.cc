@@ -13,14 +13,12 @@
 #include "absl/time/clock.h"
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
+#include "worker/engine_byte_streams.h"
 #include "worker/worker_service.h"
 
 namespace baq::worker {
 namespace {
 
-void Record(WorkerMetrics* metrics, absl::string_view method, const absl::Status& status) {
-  if (metrics != nullptr) metrics->RecordRpc(method, status);
-}
 
 // Streams the partials of AccumulateHessians. A cancelled call (job
 // cancelled, coordinator gone, deadline) cancels and drops the job's engine
@@ -70,7 +68,7 @@ class PartialsWriter final : public grpc::ServerWriteReactor<v1::HessianPartialC
   }
 
   void Done(const absl::Status& status) {
-    Record(metrics_, "AccumulateHessians", status);
+    RecordRpc(metrics_, "AccumulateHessians", status);
     Finish(ToGrpcStatus(status));
   }
 
@@ -135,7 +133,7 @@ class HessiansReader final : public grpc::ServerReadReactor<v1::ImportHessiansCh
 
  private:
   void Done(const absl::Status& status) {
-    Record(metrics_, "ImportHessians", status);
+    RecordRpc(metrics_, "ImportHessians", status);
     Finish(ToGrpcStatus(status));
   }
 
@@ -153,103 +151,6 @@ class HessiansReader final : public grpc::ServerReadReactor<v1::ImportHessiansCh
   std::vector<HessianPartial> partials_;
 };
 
-// Streams one shard's serialized inputs of a block in chunks.
-class ShardExportWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
- public:
-  ShardExportWriter(const v1::ExportShardInputsRequest& request, EngineHost* host,
-                    WorkerMetrics* metrics)
-      : metrics_(metrics) {
-    host->WithEngine(request.job_id(), request.device_index(),
-                     [this, block = request.block(),
-                      shard = request.shard()](absl::StatusOr<BlockEngine*> engine) {
-                       if (!engine.ok()) return Done(engine.status());
-                       absl::StatusOr<std::string> bytes =
-                           (*engine)->ExportShardInputs(block, shard);
-                       if (!bytes.ok()) return Done(bytes.status());
-                       bytes_ = *std::move(bytes);
-                       WriteNext();
-                     });
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
-    WriteNext();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void WriteNext() {
-    if (offset_ >= bytes_.size()) return Done(absl::OkStatus());
-    const size_t n = std::min(kMaxChunkBytes, bytes_.size() - offset_);
-    chunk_.set_data(bytes_.data() + offset_, n);
-    offset_ += n;
-    if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
-    StartWrite(&chunk_);
-  }
-
-  void Done(const absl::Status& status) {
-    Record(metrics_, "ExportShardInputs", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  WorkerMetrics* const metrics_;
-  std::string bytes_;
-  size_t offset_ = 0;
-  v1::Chunk chunk_;
-};
-
-// Reassembles an ImportShardInputs stream, then hands it to the engine.
-class ShardImportReader final : public grpc::ServerReadReactor<v1::ImportShardInputsChunk> {
- public:
-  ShardImportReader(grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response,
-                    EngineHost* host, WorkerMetrics* metrics)
-      : ctx_(ctx), response_(response), host_(host), metrics_(metrics) {
-    StartRead(&chunk_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (ok) {
-      if (!have_target_) {
-        job_id_ = chunk_.job_id();
-        device_ = chunk_.device_index();
-        block_ = chunk_.block();
-        shard_ = chunk_.shard();
-        have_target_ = true;
-      }
-      data_.append(chunk_.data());
-      if (metrics_ != nullptr) metrics_->bytes_received_total().Increment(chunk_.data().size());
-      return StartRead(&chunk_);
-    }
-    if (ctx_->IsCancelled()) return Done(absl::CancelledError("client cancelled the import"));
-    if (!have_target_) return Done(absl::InvalidArgumentError("empty ImportShardInputs stream"));
-    host_->WithEngine(job_id_, device_, [this](absl::StatusOr<BlockEngine*> engine) {
-      if (!engine.ok()) return Done(engine.status());
-      const size_t n = data_.size();
-      absl::Status s = (*engine)->ImportShardInputs(block_, shard_, std::move(data_));
-      if (s.ok()) response_->set_bytes_received(n);
-      Done(s);
-    });
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void Done(const absl::Status& status) {
-    Record(metrics_, "ImportShardInputs", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  grpc::CallbackServerContext* const ctx_;
-  v1::ImportInputsResponse* const response_;
-  EngineHost* const host_;
-  WorkerMetrics* const metrics_;
-  v1::ImportShardInputsChunk chunk_;
-  bool have_target_ = false;
-  std::string job_id_;
-  int device_ = 0;
-  int64_t block_ = 0;
-  int32_t shard_ = 0;
-  std::string data_;
-};
 
 }  // namespace
 
@@ -266,12 +167,20 @@ grpc::ServerReadReactor<v1::ImportHessiansChunk>* WorkerService::ImportHessians(
 grpc::ServerWriteReactor<v1::Chunk>* WorkerService::ExportShardInputs(
     grpc::CallbackServerContext* ctx, const v1::ExportShardInputsRequest* request) {
   (void)ctx;
-  return new ShardExportWriter(*request, host_, metrics_);
+  const int64_t block = request->block();
+  const int32_t shard = request->shard();
+  return new EngineBytesWriter(
+      request->job_id(), request->device_index(), host_, metrics_, "ExportShardInputs",
+      [block, shard](BlockEngine& e) { return e.ExportShardInputs(block, shard); });
 }
 
 grpc::ServerReadReactor<v1::ImportShardInputsChunk>* WorkerService::ImportShardInputs(
     grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) {
-  return new ShardImportReader(ctx, response, host_, metrics_);
+  return new EngineBytesReader<v1::ImportShardInputsChunk>(
+      ctx, response, host_, metrics_, "ImportShardInputs",
+      [](BlockEngine& e, const v1::ImportShardInputsChunk& first, std::string bytes) {
+        return e.ImportShardInputs(first.block(), first.shard(), std::move(bytes));
+      });
 }
 
 }  // namespace baq::worker
