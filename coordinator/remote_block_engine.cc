@@ -11,6 +11,33 @@
 namespace baq::coordinator {
 namespace {
 
+// The bytes of a server stream of chunks, to its end (Finish() says whether
+// the stream ended well).
+std::string ReadChunks(grpc::ClientReader<v1::Chunk>& reader) {
+  std::string bytes;
+  v1::Chunk chunk;
+  while (reader.Read(&chunk)) bytes.append(chunk.data());
+  return bytes;
+}
+
+// Writes `bytes` as a client stream of ChunkProto messages of at most
+// kMaxChunkBytes: the first is `target` (job, device, block...) with the
+// first data, so there is always one message, even for no bytes.
+template <typename ChunkProto>
+void WriteChunks(grpc::ClientWriter<ChunkProto>& writer, const ChunkProto& target,
+                 const std::string& bytes) {
+  size_t offset = 0;
+  do {
+    ChunkProto chunk;
+    if (offset == 0) chunk = target;
+    const size_t n = std::min(kMaxChunkBytes, bytes.size() - offset);
+    chunk.set_data(bytes.data() + offset, n);
+    offset += n;
+    if (!writer.Write(chunk)) break;  // Stream broken: Finish says why.
+  } while (offset < bytes.size());
+  writer.WritesDone();
+}
+
 void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
@@ -299,9 +326,7 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
   req.set_device_index(device_index_);
   req.set_block(block);
   std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader = stub_->ExportInputs(scope.ctx(), req);
-  std::string bytes;
-  v1::Chunk chunk;
-  while (reader->Read(&chunk)) bytes.append(chunk.data());
+  std::string bytes = ReadChunks(*reader);
   if (absl::Status s = Wrap(reader->Finish()); !s.ok()) return s;
   return bytes;
 }
@@ -312,20 +337,11 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
   v1::ImportInputsResponse resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportInputsChunk>> writer =
       stub_->ImportInputs(scope.ctx(), &resp);
-  size_t offset = 0;
-  do {  // At least one message: it names the target, even for no bytes.
-    v1::ImportInputsChunk chunk;
-    if (offset == 0) {
-      chunk.set_job_id(job_id_);
-      chunk.set_device_index(device_index_);
-      chunk.set_block(block);
-    }
-    const size_t n = std::min(kMaxChunkBytes, bytes.size() - offset);
-    chunk.set_data(bytes.data() + offset, n);
-    offset += n;
-    if (!writer->Write(chunk)) break;  // Stream broken: Finish says why.
-  } while (offset < bytes.size());
-  writer->WritesDone();
+  v1::ImportInputsChunk target;
+  target.set_job_id(job_id_);
+  target.set_device_index(device_index_);
+  target.set_block(block);
+  WriteChunks(*writer, target, bytes);
   if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
   if (resp.bytes_received() != bytes.size()) {
     return absl::InternalError(absl::StrCat("worker ", label_, " received ", resp.bytes_received(),
@@ -399,9 +415,7 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportShardInputs(int64_t block, 
   req.set_shard(shard);
   std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader =
       stub_->ExportShardInputs(scope.ctx(), req);
-  std::string bytes;
-  v1::Chunk chunk;
-  while (reader->Read(&chunk)) bytes.append(chunk.data());
+  std::string bytes = ReadChunks(*reader);
   if (absl::Status s = Wrap(reader->Finish()); !s.ok()) return s;
   return bytes;
 }
@@ -413,21 +427,12 @@ absl::Status RemoteBlockEngine::ImportShardInputs(int64_t block, int32_t shard,
   v1::ImportInputsResponse resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportShardInputsChunk>> writer =
       stub_->ImportShardInputs(scope.ctx(), &resp);
-  size_t offset = 0;
-  do {  // At least one message: it names the target, even for no bytes.
-    v1::ImportShardInputsChunk chunk;
-    if (offset == 0) {
-      chunk.set_job_id(job_id_);
-      chunk.set_device_index(device_index_);
-      chunk.set_block(block);
-      chunk.set_shard(shard);
-    }
-    const size_t n = std::min(kMaxChunkBytes, bytes.size() - offset);
-    chunk.set_data(bytes.data() + offset, n);
-    offset += n;
-    if (!writer->Write(chunk)) break;  // Stream broken: Finish says why.
-  } while (offset < bytes.size());
-  writer->WritesDone();
+  v1::ImportShardInputsChunk target;
+  target.set_job_id(job_id_);
+  target.set_device_index(device_index_);
+  target.set_block(block);
+  target.set_shard(shard);
+  WriteChunks(*writer, target, bytes);
   if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
   if (resp.bytes_received() != bytes.size()) {
     return absl::InternalError(absl::StrCat("worker ", label_, " received ", resp.bytes_received(),
