@@ -295,6 +295,40 @@ def generate_stubs(protoc, proto_dir, out_dir):
 
 # --- Prometheus ------------------------------------------------------------
 
+def start_cluster(children, coordinator_bin, worker_bin, tmp, logs, timeout_s, workers=3):
+    """One baq-coordinator (--min_workers=N, --data_dir in tmp) and N CPU baq-workers
+    (--threads=1), each process with its /metrics on a free loopback port and its log in
+    `logs`. Returns (coordinator port, coordinator metrics port, worker metrics ports, the
+    processes, coordinator first) once every worker registered and serves /metrics."""
+    cport, cmport = free_port(), free_port()
+    wmports = [free_port() for _ in range(workers)]
+    logs["coordinator"] = os.path.join(tmp, "coordinator.log")
+    coordinator = children.start(
+        [coordinator_bin, "--listen=127.0.0.1:%d" % cport,
+         "--data_dir=" + os.path.join(tmp, "data"),
+         "--metrics_listen=127.0.0.1:%d" % cmport, "--min_workers=%d" % workers],
+        logs["coordinator"])
+    wait_for("coordinator /metrics", lambda: http_get("http://127.0.0.1:%d/metrics" % cmport),
+             timeout_s, [coordinator])
+    daemons = [coordinator]
+    for i, mport in enumerate(wmports):
+        logs["worker%d" % i] = os.path.join(tmp, "worker%d.log" % i)
+        daemons.append(children.start(
+            [worker_bin, "--coordinator=127.0.0.1:%d" % cport, "--listen=127.0.0.1:0",
+             "--devices=cpu", "--threads=1", "--metrics_listen=127.0.0.1:%d" % mport],
+            logs["worker%d" % i]))
+
+    def all_registered():
+        v = gauge(http_get("http://127.0.0.1:%d/metrics" % cmport), "baq_coordinator_workers")
+        return v if v == workers else None
+    wait_for("%d workers registered (baq_coordinator_workers)" % workers, all_registered,
+             timeout_s, daemons)
+    for mport in wmports:
+        wait_for("worker /metrics", lambda: http_get("http://127.0.0.1:%d/metrics" % mport),
+                 timeout_s, daemons)
+    return cport, cmport, wmports, daemons
+
+
 def prometheus_config(path, coordinator_metrics, worker_metrics):
     targets = lambda ports: ", ".join("'127.0.0.1:%d'" % p for p in ports)  # noqa: E731
     with open(path, "w") as f:
@@ -446,32 +480,8 @@ def main():
                                + job_flags, logs["local"])
 
         # 2. The cluster: a coordinator and three workers, each a process.
-        cport, cmport = free_port(), free_port()
-        wmports = [free_port() for _ in range(3)]
-        logs["coordinator"] = os.path.join(tmp, "coordinator.log")
-        coordinator = children.start(
-            [args.coordinator, "--listen=127.0.0.1:%d" % cport,
-             "--data_dir=" + os.path.join(tmp, "data"),
-             "--metrics_listen=127.0.0.1:%d" % cmport, "--min_workers=3"],
-            logs["coordinator"])
-        wait_for("coordinator /metrics", lambda: http_get("http://127.0.0.1:%d/metrics" % cmport),
-                 START_TIMEOUT_S, [coordinator])
-        daemons = [coordinator]
-        for i, mport in enumerate(wmports):
-            logs["worker%d" % i] = os.path.join(tmp, "worker%d.log" % i)
-            daemons.append(children.start(
-                [args.worker, "--coordinator=127.0.0.1:%d" % cport, "--listen=127.0.0.1:0",
-                 "--devices=cpu", "--threads=1", "--metrics_listen=127.0.0.1:%d" % mport],
-                logs["worker%d" % i]))
-
-        def three_registered():
-            v = gauge(http_get("http://127.0.0.1:%d/metrics" % cmport), "baq_coordinator_workers")
-            return v if v == 3 else None
-        wait_for("three workers registered (baq_coordinator_workers)", three_registered,
-                 START_TIMEOUT_S, daemons)
-        for mport in wmports:
-            wait_for("worker /metrics", lambda: http_get("http://127.0.0.1:%d/metrics" % mport),
-                     START_TIMEOUT_S, daemons)
+        cport, cmport, wmports, daemons = start_cluster(children, args.coordinator, args.worker,
+                                                        tmp, logs, START_TIMEOUT_S)
 
         # Prometheus scrapes from before the first job, so it sees it run.
         prom_port = None

@@ -99,30 +99,8 @@ def main():
                                + job_flags, logs["local"])
 
         # 2. The cluster.
-        cport, cmport = ct.free_port(), ct.free_port()
-        wmports = [ct.free_port() for _ in range(3)]
-        logs["coordinator"] = os.path.join(tmp, "coordinator.log")
-        coordinator = children.start(
-            [args.coordinator, "--listen=127.0.0.1:%d" % cport,
-             "--data_dir=" + os.path.join(tmp, "data"),
-             "--metrics_listen=127.0.0.1:%d" % cmport, "--min_workers=3"],
-            logs["coordinator"])
-        ct.wait_for("coordinator /metrics",
-                    lambda: ct.http_get("http://127.0.0.1:%d/metrics" % cmport),
-                    START_TIMEOUT_S, [coordinator])
-        daemons = [coordinator]
-        for i, mport in enumerate(wmports):
-            logs["worker%d" % i] = os.path.join(tmp, "worker%d.log" % i)
-            daemons.append(children.start(
-                [args.worker, "--coordinator=127.0.0.1:%d" % cport, "--listen=127.0.0.1:0",
-                 "--devices=cpu", "--threads=1", "--metrics_listen=127.0.0.1:%d" % mport],
-                logs["worker%d" % i]))
-
-        def three_registered():
-            v = ct.gauge(ct.http_get("http://127.0.0.1:%d/metrics" % cmport),
-                         "baq_coordinator_workers")
-            return v if v == 3 else None
-        ct.wait_for("three workers registered", three_registered, START_TIMEOUT_S, daemons)
+        cport, cmport, wmports, daemons = ct.start_cluster(
+            children, args.coordinator, args.worker, tmp, logs, START_TIMEOUT_S)
 
         # 3. A shard count the calibration set cannot fill is refused at submit.
         coord = "--coordinator=127.0.0.1:%d" % cport
