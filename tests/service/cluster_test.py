@@ -295,6 +295,19 @@ def generate_stubs(protoc, proto_dir, out_dir):
 
 # --- Prometheus ------------------------------------------------------------
 
+def clean_up(children, report, logs, tmp, keep):
+    """Kills every child, prints the logs' tails when something failed, and removes the temp
+    dir unless --keep or $BAQ_KEEP_TEST_DIR."""
+    children.kill_all()
+    if report.failures:
+        for name, path in sorted(logs.items()):
+            print("--- %s (%s)\n%s" % (name, path, tail(path)))
+    if keep or os.environ.get("BAQ_KEEP_TEST_DIR"):
+        print("kept " + tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def start_cluster(children, coordinator_bin, worker_bin, tmp, logs, timeout_s, workers=3):
     """One baq-coordinator (--min_workers=N, --data_dir in tmp) and N CPU baq-workers
     (--threads=1), each process with its /metrics on a free loopback port and its log in
@@ -659,14 +672,7 @@ def main():
         report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
     finally:
         signal.alarm(0)
-        children.kill_all()
-        if report.failures:
-            for name, path in sorted(logs.items()):
-                print("--- %s (%s)\n%s" % (name, path, tail(path)))
-        if args.keep or os.environ.get("BAQ_KEEP_TEST_DIR"):
-            print("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(children, report, logs, tmp, args.keep)
     report.note("total %.1f s" % (time.monotonic() - t_start))
     return report.finish()
 

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -156,14 +155,7 @@ def main():
         report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
     finally:
         signal.alarm(0)
-        children.kill_all()
-        if report.failures:
-            for name, path in sorted(logs.items()):
-                print("--- %s (%s)\n%s" % (name, path, ct.tail(path)))
-        if args.keep or os.environ.get("BAQ_KEEP_TEST_DIR"):
-            print("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        ct.clean_up(children, report, logs, tmp, args.keep)
     report.note("total %.1f s" % (time.monotonic() - t_start))
     return report.finish()
 
