@@ -21,8 +21,13 @@
 #
 # Env: OUT, BUILD_DIR (build-gpu), BAQ (the baq binary; default $BUILD_DIR/tools/cli/baq),
 #      DATA (.devdeps/qdata), REF (.devdeps/ref/gptq), QUICK=1 (a validation subset),
-#      SKIP_LLAMA=1, WORK (/tmp/quality), DEBS (.devdeps: the Debian packages to unpack into
-#      /opt/debs when a carried binary runs without tools/device/build.sh).
+#      SKIP_LLAMA=1, SKIP_OPT=1, WORK (/tmp/quality), DEBS (.devdeps: the Debian packages to
+#      unpack into /opt/debs when a carried binary runs without tools/device/build.sh),
+#      GPUS (0,1: the two lanes' GPUs; "0,0" runs both lanes on one GPU, one after the other),
+#      SMOLLM2 (a SmolLM2-135M-Instruct model dir, or its Q4_1 GGUF: adds the real pretrained
+#      model; a GGUF is turned into a model dir with .devdeps/tools/smollm2.py — a copy of ../shared/tools/smollm2.py made by `prepare`,
+#      needs the Python package gguf — with GPTQ 4/3/2, BAQ 4/3/2.5/2, and the reference GPTQ
+#      both in the checkpoint's dtype and in float32, the controlled precision experiment).
 set -uo pipefail
 
 if [[ ${1:-} == prepare ]]; then
@@ -42,6 +47,8 @@ if [[ ${1:-} == prepare ]]; then
   xz -T2 -6 -c "$src/models/llama-fixture/model.safetensors" \
     >"$dst/models/llama-fixture/model.safetensors.xz"
   xz -T2 -6 "$dst"/corpus/*.txt "$dst"/wikitext-2/*.txt
+  mkdir -p .devdeps/tools
+  cp "$src/../tools/smollm2.py" .devdeps/tools/ 2>/dev/null || echo "no smollm2.py (SMOLLM2=GGUF runs need it)"
   du -sh "$dst"
   exit 0
 fi
@@ -54,6 +61,9 @@ REF=${REF:-.devdeps/ref/gptq}
 W=${WORK:-/tmp/quality}
 QUICK=${QUICK:-0}
 SKIP_LLAMA=${SKIP_LLAMA:-0}
+SKIP_OPT=${SKIP_OPT:-0}
+IFS=, read -r GPU_A GPU_B <<<"${GPUS:-0,1}"
+SMOLLM2=${SMOLLM2:-}
 export LD_LIBRARY_PATH=/opt/debs/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -85,6 +95,15 @@ if [[ $SKIP_LLAMA != 1 && -f $DATA/models/llama-fixture/model.safetensors.xz ]];
   xz -d "$W/models/llama-fixture/model.safetensors.xz"
 else
   SKIP_LLAMA=1
+fi
+if [[ -d $SMOLLM2 ]]; then
+  cp -r "$SMOLLM2" "$W/models/smollm2"
+elif [[ -f $SMOLLM2 ]]; then
+  python3 .devdeps/tools/smollm2.py "$W/models/smollm2" --gguf "$SMOLLM2" 2>&1 | tail -2 | tee -a "$log"
+fi
+if [[ -n $SMOLLM2 && ! -f $W/models/smollm2/model.safetensors ]]; then
+  say "no SmolLM2 model from $SMOLLM2"
+  SMOLLM2=""
 fi
 CALIB="$W/data/corpus/war_and_peace.txt,$W/data/corpus/tiny_shakespeare.txt,$W/data/wikitext-2/valid.txt"
 TEST="$W/data/wikitext-2/test.txt"
@@ -121,6 +140,13 @@ baq-2.5 baq 2.5 global fake-quant,packed
 baq-2 baq 2 global fake-quant,packed"
   REF_BITS=4,3,2
 fi
+SMOL_JOBS="gptq-w4 gptq 4 global fake-quant,packed
+gptq-w3 gptq 3 global fake-quant,packed
+gptq-w2 gptq 2 global fake-quant,packed
+baq-4 baq 4 global fake-quant,packed
+baq-3 baq 3 global fake-quant,packed
+baq-2.5 baq 2.5 global fake-quant,packed
+baq-2 baq 2 global fake-quant,packed"
 
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(round($(now) - $1, 2))"; }
@@ -188,39 +214,54 @@ baq_evals() {
   done <<<"$jobs"
 }
 
-reference() {  # MODEL GPU
-  CUDA_VISIBLE_DEVICES=$2 timeout 300 python3 bench/device/reference_quality.py reference \
-    --model "$W/models/$1" --ref "$REF" --calib "$CALIB" --eval "$TEST" \
-    --bits "$REF_BITS" --out "$W/ref-$1.json" </dev/null 2>&1 | grep -E '^reference|Error|error|Traceback' |
+reference() {  # MODEL GPU [DTYPE: auto (the checkpoint's) | float32 -> ref-MODEL-float32.json]
+  local dtype=${3:-auto} suffix=""
+  [[ $dtype != auto ]] && suffix="-$dtype"
+  CUDA_VISIBLE_DEVICES=$2 timeout 400 python3 bench/device/reference_quality.py reference \
+    --model "$W/models/$1" --ref "$REF" --calib "$CALIB" --eval "$TEST" --dtype "$dtype" \
+    --bits "$REF_BITS" --out "$W/ref-$1$suffix.json" </dev/null 2>&1 | grep -E '^reference|Error|error|Traceback' |
     tee -a "$log"
 }
 
-lane_opt() {  # GPU 0: OPT jobs, then transformers and baq eval of their outputs at once.
-  while read -r job; do quantize opt-fixture 0 "$job"; done <<<"$OPT_JOBS"
-  hf_eval opt-fixture 0 "$OPT_JOBS" &
+lane_opt() {  # GPU A: OPT jobs, then transformers and baq eval of their outputs at once.
+  [[ $SKIP_OPT == 1 ]] && return
+  while read -r job; do quantize opt-fixture "$GPU_A" "$job"; done <<<"$OPT_JOBS"
+  hf_eval opt-fixture "$GPU_A" "$OPT_JOBS" &
   local p=$!
-  baq_evals opt-fixture 0 "$OPT_JOBS" fp16
+  baq_evals opt-fixture "$GPU_A" "$OPT_JOBS" fp16
   wait $p
 }
 
-lane_ref_llama() {  # GPU 1: the OPT reference, then the LLaMA jobs, evaluations, reference.
-  reference opt-fixture 1
-  [[ $SKIP_LLAMA == 1 ]] && return
-  while read -r job; do quantize llama-fixture 1 "$job"; done <<<"$LLAMA_JOBS"
-  hf_eval llama-fixture 1 "$LLAMA_JOBS" &
-  local p=$!
-  reference llama-fixture 1 &
-  local r=$!
-  baq_evals llama-fixture 1 "$LLAMA_JOBS" bf16
-  wait $p $r
+# MODEL GPU JOBS DTYPE [REF_DTYPES]: quantize, then transformers evaluation, the reference GPTQ
+# (once per dtype in REF_DTYPES, comma-separated) and baq eval side by side.
+lane_model() {
+  local model=$1 gpu=$2 jobs=$3 dtype=$4 pids=() d
+  while read -r job; do quantize "$model" "$gpu" "$job"; done <<<"$jobs"
+  hf_eval "$model" "$gpu" "$jobs" &
+  pids+=($!)
+  for d in ${5//,/ }; do reference "$model" "$gpu" "$d"; done &
+  pids+=($!)
+  baq_evals "$model" "$gpu" "$jobs" "$dtype"
+  wait "${pids[@]}"
 }
 
-say "== quantize, reference, evaluation (QUICK=$QUICK)"
-lane_opt &
-p0=$!
-lane_ref_llama &
-p1=$!
-wait $p0 $p1
+lane_ref_llama() {  # GPU B: the OPT reference, then the LLaMA jobs, evaluations, reference.
+  [[ $SKIP_OPT == 1 ]] || reference opt-fixture "$GPU_B"
+  [[ $SKIP_LLAMA == 1 ]] || lane_model llama-fixture "$GPU_B" "$LLAMA_JOBS" bf16 auto
+  [[ -n $SMOLLM2 ]] && lane_model smollm2 "$GPU_B" "$SMOL_JOBS" bf16 auto,float32
+}
+
+say "== quantize, reference, evaluation (QUICK=$QUICK, GPUs $GPU_A,$GPU_B)"
+if [[ $GPU_A == "$GPU_B" ]]; then
+  lane_opt
+  lane_ref_llama
+else
+  lane_opt &
+  p0=$!
+  lane_ref_llama &
+  p1=$!
+  wait $p0 $p1
+fi
 
 say "== summary"
 python3 bench/device/summarize_quality.py --work "$W" --out "$OUT" | tee -a "$log"

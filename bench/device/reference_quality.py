@@ -67,9 +67,13 @@ def calibration_windows(tok, files, nsamples, seqlen, seed):
     return torch.stack([t[s:s + seqlen] for s in starts]), starts, len(ids)
 
 
-def load_model(model_dir, dev):
+def load_model(model_dir, dev, dtype="auto"):
+    """The checkpoint in its own dtype ("auto", as the reference codes run it) or in `dtype`
+    ("float32": the controlled experiment of the real-checkpoint issue, the reference's
+    calibration forward and Hessians at baq's precision)."""
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     model.config.use_cache = False
     return model.eval().to(dev)
 
@@ -166,7 +170,7 @@ def cmd_reference(a):
                                              "seed": a.seed, "first_starts": starts[:4]},
            "runs": []}
     t0 = time.time()
-    model = load_model(a.model, dev)
+    model = load_model(a.model, dev, a.dtype)
     ppl, n = perplexity(model, test_ids, a.seqlen, dev)
     res["dtype"] = str(next(model.parameters()).dtype)
     res["runs"].append({"name": "fp", "method": "none", "ppl": ppl, "windows": n,
@@ -176,13 +180,14 @@ def cmd_reference(a):
     del model
     for bits in [int(b) for b in a.bits.split(",") if b]:
         t0 = time.time()
-        model = load_model(a.model, dev)
+        model = load_model(a.model, dev, a.dtype)
         errors = reference_gptq(model, windows, bits, a.ref, dev)
         tq = time.time() - t0
         ppl, n = perplexity(model, test_ids, a.seqlen, dev)
         res["runs"].append({"name": f"ref-gptq-w{bits}", "method": "reference-gptq",
                             "bits": bits, "ppl": ppl, "windows": n, "quantize_seconds": tq,
-                            "sum_layer_error": sum(e for e in errors.values() if e)})
+                            "sum_layer_error": sum(e for e in errors.values() if e),
+                            "layer_errors": errors})
         print(f"reference {a.model} GPTQ w{bits}: ppl {ppl:.4f} (quantized in {tq:.1f} s)",
               flush=True)
         del model
@@ -332,6 +337,8 @@ def main():
     r.add_argument("--nsamples", type=int, default=128)
     r.add_argument("--seqlen", type=int, default=2048)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--dtype", default="auto",
+                   help="auto (the checkpoint's, as the reference runs) or float32")
     r.add_argument("--out", required=True)
     e = sub.add_parser("eval")
     e.add_argument("--eval", required=True)

@@ -21,7 +21,8 @@ mkdir -p "$dir/ref/gptq" "$dir/ref/baq"
     libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprometheus-cpp-push1.0 \
     prometheus-cpp-dev libre2-9 libre2-dev protobuf-compiler-grpc libprotobuf32 libprotoc32 \
     libprotobuf-dev protobuf-compiler libcurl4 libcurl4-openssl-dev \
-    libgtest-dev libgmock-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev
+    libgtest-dev libgmock-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev \
+    libonig-dev libonig5
   echo "$(ls -1 ./*.deb | wc -l) packages in $dir"
 )
 gptq_git=${REF_GPTQ_GIT:-/work/.mirror/IST-DASLab+gptq/repo}
