@@ -66,7 +66,8 @@ TEST(HessianStreamTest, FramesEachPartialAsHeaderThenBoundedChunks) {
 }
 
 TEST(HessianStreamTest, AssemblerRebuildsWhatTheWriterSent) {
-  std::vector<HessianPartial> sent = {Partial(3, 0, "q", 100), Partial(3, 2, "up", kMaxChunkBytes + 1),
+  std::vector<HessianPartial> sent = {Partial(3, 0, "q", 100),
+                                      Partial(3, 2, "up", kMaxChunkBytes + 1),
                                       Partial(3, 5, "empty", 0)};
   const std::vector<HessianPartial> copy = sent;
   HessianPartialAssembler assembly;

@@ -55,9 +55,14 @@ QuantizationConfig Config(QuantMethod method, double target_bits) {
   return c;
 }
 
-std::vector<std::string> Names(const LayerQuantizer::Result& r) {
+// The tensor names after the layer's prefix (".weight", ...), or the whole
+// name if it lacks the prefix.
+std::vector<std::string> Suffixes(const LayerQuantizer::Result& r) {
   std::vector<std::string> out;
-  for (const TensorBytes& t : r.tensors) out.push_back(t.name);
+  for (const TensorBytes& t : r.tensors) {
+    const std::string prefix = kName;
+    out.push_back(t.name.rfind(prefix, 0) == 0 ? t.name.substr(prefix.size()) : t.name);
+  }
   return out;
 }
 
@@ -126,9 +131,7 @@ TEST(LayerQuantizerTest, BaqReportsBitsAndWritesFakeQuantAndPackedTensors) {
   // The next block sees the dequantized weight as the F16 checkpoint stores it.
   EXPECT_TRUE(at::equal(r->stored_weight, want->weight.to(at::kHalf).to(at::kFloat)));
 
-  EXPECT_THAT(Names(*r), ElementsAre(std::string(kName) + ".weight", std::string(kName) + ".qcodes",
-                                     std::string(kName) + ".levels", std::string(kName) + ".row_min",
-                                     std::string(kName) + ".row_max"));
+  EXPECT_THAT(Suffixes(*r), ElementsAre(".weight", ".qcodes", ".levels", ".row_min", ".row_max"));
   EXPECT_THAT(r->tensor_format, ElementsAre(0, 1, 1, 1, 1));
   const TensorBytes& fake = r->tensors[0];
   EXPECT_EQ(fake.dtype, DType::kF16);
@@ -155,8 +158,7 @@ TEST(LayerQuantizerTest, BaqGptqFormatRequantizesAtTheProjectedWidth) {
   EXPECT_EQ(r->report.gptq_bits, 3);
   EXPECT_EQ(r->report.gptq_proxy_loss, g->proxy_loss);
   EXPECT_NE(r->report.gptq_proxy_loss, r->report.proxy_loss);  // BAQ's own loss is separate.
-  EXPECT_THAT(Names(*r), ElementsAre(std::string(kName) + ".qweight", std::string(kName) + ".qzeros",
-                                     std::string(kName) + ".scales", std::string(kName) + ".g_idx"));
+  EXPECT_THAT(Suffixes(*r), ElementsAre(".qweight", ".qzeros", ".scales", ".g_idx"));
   EXPECT_THAT(r->tensor_format, ElementsAre(0, 0, 0, 0));
   EXPECT_EQ(r->tensors[0].shape, (std::vector<int64_t>{kCols * 3 / 32, kRows}));
 }
@@ -223,7 +225,8 @@ TEST(LayerQuantizerTest, RejectsGptqFormatWidthsItCannotPack) {
           .Quantize(kName, l.weight, l.hessian, Allocation({}), {OutputFormat::kGptq},
                     DType::kF16);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(r.status().message(), HasSubstr("gptq format supports 2, 3, 4 or 8 bits per module, got 5"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("gptq format supports 2, 3, 4 or 8 bits per module, got 5"));
   // A BAQ allocation without a projected width asked for the gptq format.
   r = LayerQuantizer(Config(QuantMethod::kBaq, 2.5))
           .Quantize(kName, l.weight, l.hessian, Allocation(MixedLevels(), 0),

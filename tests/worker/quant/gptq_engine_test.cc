@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -90,7 +91,9 @@ TEST(CheckLayerTest, NamesTheFault) {
 }
 
 TEST(PrepareHessianTest, CopiesAndGivesDeadColumnsUnitDiagonal) {
-  at::Tensor h = at::tensor({4.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0}, at::kDouble).view({3, 3});
+  // Column 1 is dead (H_11 = 0).
+  const at::Tensor h =
+      at::tensor({4.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0}, at::kDouble).view({3, 3});
   const at::Tensor before = h.clone();
   const PreparedHessian p = PrepareHessian(h, at::kFloat);
   EXPECT_TRUE(at::equal(h, before));  // The caller's H is untouched.
@@ -196,9 +199,9 @@ TEST(RunGptqLoopTest, BlockedLoopMatchesLiteralLoopAcrossRowChunks) {
     EXPECT_TRUE(at::equal(wt, w.t()));  // Input not modified.
     EXPECT_TRUE(at::allclose(got.qt.t(), want.q, 0, kLoopAtol));
     // Codes agree with the values: q = scale * (code - zero).
-    EXPECT_TRUE(at::allclose(got.qt.t(),
-                             scale.unsqueeze(1) * (got.codes_t.t().to(at::kDouble) - zero.unsqueeze(1)),
-                             0, kLoopAtol));
+    const at::Tensor dequantized =
+        scale.unsqueeze(1) * (got.codes_t.t().to(at::kDouble) - zero.unsqueeze(1));
+    EXPECT_TRUE(at::allclose(got.qt.t(), dequantized, 0, kLoopAtol));
     EXPECT_TRUE(at::allclose(got.loss, want.loss, kLossRtol, 0));
   }
 }
