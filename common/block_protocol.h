@@ -77,9 +77,9 @@ struct BlockOutput {
 // The fp64 Hessian partial sum of one layer input (an "input group": the
 // layers of a block that read the same activations, e.g. q/k/v) over the
 // calibration windows of one shard (JobConfig::calibration_shards), or the
-// merged sum over all shards. `bytes` is worker::HessianAccumulator's wire
-// format: "BAQH", u32 version 1, i64 columns, i64 rows (the token count),
-// then columns^2 little-endian float64 of the unnormalized sum, row-major.
+// merged sum over all shards. `bytes` is the "BAQH" format of the
+// unnormalized fp64 sum and its token count (common/hessian_format.h, the one
+// implementation; docs/wire-formats.md).
 struct HessianPartial {
   int32_t shard = 0;        // -1 for a merged sum.
   int32_t input_group = 0;  // Index of the group in the block.

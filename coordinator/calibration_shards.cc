@@ -5,19 +5,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/hessian_format.h"
 #include "common/status_macros.h"
+#include "common/status_util.h"
 
 namespace baq::coordinator {
 namespace {
-
-// HessianAccumulator's wire format (worker/quant/hessian_accumulator.h):
-// "BAQH", u32 version, i64 columns, i64 rows, then columns^2 float64.
-// Little-endian hosts only (x86-64, aarch64), as the workers.
-constexpr char kHessianMagic[4] = {'B', 'A', 'Q', 'H'};
-constexpr uint32_t kHessianVersion = 1;
-constexpr size_t kHessianHeaderBytes = 4 + 4 + 8 + 8;
-constexpr size_t kRowsOffset = 4 + 4 + 8;
-constexpr int64_t kMaxColumns = int64_t{1} << 20;
 
 template <typename T>
 T Load(const char* p) {
@@ -26,41 +19,10 @@ T Load(const char* p) {
   return v;
 }
 
-struct ParsedPartial {
-  int64_t columns = 0;
-  int64_t rows = 0;
-};
-
 std::string Describe(int64_t block, const ShardPartials& from, int shard, const HessianPartial& p) {
   return absl::StrCat("block ", block, ": ", from.source.empty() ? "an engine" : from.source,
                       " sent shard ", shard, "'s Hessian partial of input group ", p.input_group,
                       " (", p.layer, ")");
-}
-
-absl::StatusOr<ParsedPartial> Parse(const HessianPartial& p, const std::string& what) {
-  if (p.bytes.size() < kHessianHeaderBytes ||
-      std::memcmp(p.bytes.data(), kHessianMagic, sizeof(kHessianMagic)) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": not a Hessian sum (", p.bytes.size(), " bytes, bad header)"));
-  }
-  const uint32_t version = Load<uint32_t>(p.bytes.data() + 4);
-  ParsedPartial out;
-  out.columns = Load<int64_t>(p.bytes.data() + 8);
-  out.rows = Load<int64_t>(p.bytes.data() + kRowsOffset);
-  if (version != kHessianVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": format version ", version));
-  }
-  if (out.columns < 1 || out.columns > kMaxColumns || out.rows < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": ", out.columns, " columns, ", out.rows, " rows"));
-  }
-  const size_t want =
-      kHessianHeaderBytes + static_cast<size_t>(out.columns * out.columns) * sizeof(double);
-  if (p.bytes.size() != want) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", p.bytes.size(), " bytes, a ",
-                                                   out.columns, "-column sum has ", want));
-  }
-  return out;
 }
 
 // The first difference between two engines' outputs of one block, or "".
@@ -135,7 +97,7 @@ absl::Status HessianMerger::MergeNext(ShardPartials& shard) {
     HessianPartial& p = shard.partials[g];
     const std::string what = Describe(block_, shard, k, p);
     if (p.shard != k) return absl::InvalidArgumentError(absl::StrCat(what, " labelled shard ", p.shard));
-    BAQ_ASSIGN_OR_RETURN(const ParsedPartial parsed, Parse(p, what));
+    BAQ_ASSIGN_OR_RETURN(const HessianSumView parsed, Annotate(ParseHessianSum(p.bytes), what));
     if (shard_rows >= 0 && parsed.rows != shard_rows) {
       return absl::InvalidArgumentError(absl::StrCat(
           what, ": ", parsed.rows, " token rows, the shard's other groups ", shard_rows));
@@ -143,7 +105,6 @@ absl::Status HessianMerger::MergeNext(ShardPartials& shard) {
     shard_rows = parsed.rows;
     if (k == 0) {
       columns_.push_back(parsed.columns);
-      rows_.push_back(parsed.rows);
       p.shard = -1;
       merged_.push_back(std::move(p));
       continue;
@@ -154,20 +115,9 @@ absl::Status HessianMerger::MergeNext(ShardPartials& shard) {
           what, ": ", parsed.columns, " columns; shard 0's partial ", g, " is input group ",
           into.input_group, " (", into.layer, ") with ", columns_[g], " columns"));
     }
-    rows_[g] += parsed.rows;
-    // sum += partial, element by element in float64: the additions of
-    // HessianAccumulator::Merge (at::add_ rounds each element alike).
-    char* dst = merged_[g].bytes.data() + kHessianHeaderBytes;
-    const char* src = p.bytes.data() + kHessianHeaderBytes;
-    const size_t n = static_cast<size_t>(columns_[g] * columns_[g]);
-    for (size_t i = 0; i < n; ++i) {
-      double a;
-      double b;
-      std::memcpy(&a, dst + i * sizeof(double), sizeof(double));
-      std::memcpy(&b, src + i * sizeof(double), sizeof(double));
-      a += b;
-      std::memcpy(dst + i * sizeof(double), &a, sizeof(double));
-    }
+    // sum += partial and rows += partial's rows, element by element in
+    // float64: the additions of HessianAccumulator::Merge.
+    BAQ_RETURN_IF_ERROR(Annotate(AddHessianSum(p.bytes, &merged_[g].bytes), what));
     std::string().swap(p.bytes);  // Added: free it.
   }
   return absl::OkStatus();
@@ -177,9 +127,6 @@ absl::StatusOr<std::vector<HessianPartial>> HessianMerger::Finish() && {
   if (shards_ < 1 || next_ < shards_) {
     return absl::InvalidArgumentError(absl::StrCat("block ", block_, ": ", next_, " of ",
                                                    shards_, " shards' Hessian partials merged"));
-  }
-  for (size_t g = 0; g < merged_.size(); ++g) {
-    std::memcpy(merged_[g].bytes.data() + kRowsOffset, &rows_[g], sizeof(int64_t));
   }
   return std::move(merged_);
 }

@@ -79,8 +79,7 @@ class HessianMerger {
   std::vector<bool> arrived_;
   std::string first_source_;
   std::vector<HessianPartial> merged_;    // The sum of shards < next_.
-  std::vector<int64_t> columns_;
-  std::vector<int64_t> rows_;
+  std::vector<int64_t> columns_;         // By group, from shard 0.
 };
 
 // All shards at once: by_shard[k] is shard k's.

@@ -1,5 +1,6 @@
 #include "proto/convert.h"
 
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -295,13 +296,19 @@ absl::StatusOr<TensorBytes> FromProtoHeader(const v1::TensorHeader& header) {
   auto dtype = ParseDType(header.dtype());
   if (!dtype.ok()) return dtype.status();
   tensor.dtype = *dtype;
-  uint64_t elements = 1;
+  // The byte count in uint64 without wrapping: a wrapped product could match
+  // a small total_bytes (an empty tensor with an absurd shape).
+  uint64_t bytes = DTypeSize(tensor.dtype);
   for (int64_t d : header.shape()) {
     if (d < 0) return absl::InvalidArgumentError(absl::StrCat(tensor.name, ": negative dim"));
     tensor.shape.push_back(d);
-    elements *= static_cast<uint64_t>(d);
+    if (d != 0 && bytes > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(d)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(tensor.name, ": shape overflows a 64-bit byte count"));
+    }
+    bytes *= static_cast<uint64_t>(d);
   }
-  if (elements * DTypeSize(tensor.dtype) != header.total_bytes()) {
+  if (bytes != header.total_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat(tensor.name, ": ", header.total_bytes(),
                                                    " bytes do not match shape and dtype ",
                                                    header.dtype()));

@@ -9,6 +9,7 @@
 #include "worker/quant/baq.h"
 #include "worker/quant/gptq.h"
 #include "worker/quant/quant_grid.h"
+#include "worker/quant/tensor_checks.h"
 #include "worker/torch_call.h"
 
 namespace baq::worker {
@@ -64,6 +65,11 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
     const std::string& name, const at::Tensor& weight, const at::Tensor& hessian,
     const LayerAllocation& allocation, const std::vector<OutputFormat>& formats,
     DType checkpoint_dtype) const {
+  // size(1) of a 1-D tensor throws; everything else is checked by the numerics.
+  if (!weight.defined() || weight.dim() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": weight must be 2-D, got shape ", ShapeString(weight)));
+  }
   const int64_t rows = weight.size(0), cols = weight.size(1);
   QuantizedLayer layer;
   layer.name = name;

@@ -1,39 +1,17 @@
 #include "worker/quant/hessian_accumulator.h"
 
-#include <cstring>
 #include <utility>
 
-#include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "common/hessian_format.h"
 #include "common/status_macros.h"
+#include "common/status_util.h"
 #include "worker/quant/gptq_engine.h"
 #include "worker/quant/tensor_checks.h"
 #include "worker/torch_call.h"
 
 namespace baq::worker {
-namespace {
-
-#ifdef ABSL_IS_BIG_ENDIAN
-#error "the HessianAccumulator wire format assumes a little-endian host"
-#endif
-
-constexpr char kMagic[4] = {'B', 'A', 'Q', 'H'};
-constexpr uint32_t kVersion = 1;
-constexpr size_t kHeaderBytes = sizeof(kMagic) + sizeof(uint32_t) + 2 * sizeof(int64_t);
-
-template <typename T>
-void Append(std::string* out, const T& v) {
-  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-
-template <typename T>
-T Read(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
-}  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t num_columns, at::Device device)
     : num_columns_(num_columns),
@@ -88,46 +66,25 @@ absl::StatusOr<at::Tensor> HessianAccumulator::Finalize(at::ScalarType dtype) co
 
 std::string HessianAccumulator::Serialize() const {
   const at::Tensor cpu = sum_.to(at::kCPU).contiguous();
-  std::string out;
-  const size_t payload = static_cast<size_t>(cpu.numel()) * sizeof(double);
-  out.reserve(kHeaderBytes + payload);
-  out.append(kMagic, sizeof(kMagic));
-  Append(&out, kVersion);
-  Append(&out, num_columns_);
-  Append(&out, rows_);
-  out.append(reinterpret_cast<const char*>(cpu.data_ptr<double>()), payload);
-  return out;
+  return EncodeHessianSum(num_columns_, rows_,
+                          absl::MakeConstSpan(cpu.data_ptr<double>(),
+                                              static_cast<size_t>(cpu.numel())));
 }
 
 absl::StatusOr<HessianAccumulator> HessianAccumulator::Deserialize(absl::string_view bytes,
                                                                    at::Device device) {
-  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("not a serialized HessianAccumulator (",
-                                                   bytes.size(), " bytes, bad magic or header)"));
-  }
-  const char* p = bytes.data() + sizeof(kMagic);
-  const uint32_t version = Read<uint32_t>(p);
-  const int64_t cols = Read<int64_t>(p + sizeof(uint32_t));
-  const int64_t rows = Read<int64_t>(p + sizeof(uint32_t) + sizeof(int64_t));
-  if (version != kVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("HessianAccumulator version ", version,
-                                                   " is not supported (want ", kVersion, ")"));
-  }
-  const uint64_t payload = bytes.size() - kHeaderBytes;
-  // cols^2 * 8 == payload, checked without overflow.
-  if (cols <= 0 || rows < 0 || static_cast<uint64_t>(cols) > payload / sizeof(double) ||
-      static_cast<uint64_t>(cols) * static_cast<uint64_t>(cols) * sizeof(double) != payload) {
-    return absl::InvalidArgumentError(absl::StrCat("HessianAccumulator header says ", cols,
-                                                   " columns and ", rows, " rows but carries ",
-                                                   payload, " payload bytes"));
-  }
-  return CallTorch("HessianAccumulator::Deserialize", [&]() -> absl::StatusOr<HessianAccumulator> {
-    at::Tensor sum = at::empty({cols, cols}, at::kDouble);
-    std::memcpy(sum.data_ptr<double>(), bytes.data() + kHeaderBytes, payload);
-    BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(sum, "serialized Hessian sum"));
-    HessianAccumulator acc(cols, device);
-    acc.sum_.copy_(sum);
-    acc.rows_ = rows;
+  // The format and its validation live in common/hessian_format.h; this is
+  // the tensor adapter around it.
+  BAQ_ASSIGN_OR_RETURN(const HessianSumView wire,
+                       Annotate(ParseHessianSum(bytes), "HessianAccumulator::Deserialize"));
+  BAQ_RETURN_IF_ERROR(Annotate(CheckHessianSumFinite(wire), "HessianAccumulator::Deserialize"));
+  return CallTorch("HessianAccumulator::Deserialize", [&]() -> HessianAccumulator {
+    HessianAccumulator acc(wire.columns, device);
+    // Decoded on the host: in place on CPU, through one host buffer otherwise.
+    at::Tensor host = acc.sum_.is_cpu() ? acc.sum_ : at::empty_like(acc.sum_, at::kCPU);
+    wire.CopyTo(absl::MakeSpan(host.data_ptr<double>(), static_cast<size_t>(wire.elements())));
+    if (!acc.sum_.is_cpu()) acc.sum_.copy_(host);
+    acc.rows_ = wire.rows;
     return acc;
   });
 }

@@ -54,10 +54,10 @@ class HessianAccumulator {
   // FailedPrecondition if no rows were added; InvalidArgument for other dtypes.
   absl::StatusOr<at::Tensor> Finalize(at::ScalarType dtype = at::kFloat) const;
 
-  // Wire format (little-endian): "BAQH", u32 version = 1, i64 num_columns,
-  // i64 rows, then num_columns^2 float64 of the sum, row-major.
+  // The "BAQH" wire format of the sum and rows (common/hessian_format.h, the
+  // one implementation; docs/wire-formats.md).
   std::string Serialize() const;
-  // InvalidArgument (naming the fault) on a malformed or truncated string.
+  // InvalidArgument (naming the fault) on malformed bytes or a non-finite sum.
   static absl::StatusOr<HessianAccumulator> Deserialize(absl::string_view bytes,
                                                         at::Device device = at::kCPU);
 

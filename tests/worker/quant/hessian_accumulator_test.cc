@@ -7,6 +7,8 @@
 #include <limits>
 #include <string>
 
+#include "absl/strings/escaping.h"
+
 namespace baq::worker {
 namespace {
 
@@ -76,6 +78,16 @@ TEST(HessianAccumulatorTest, SerializeRoundTripIsExact) {
   EXPECT_TRUE(at::equal(back->sum(), acc.sum()));
 }
 
+TEST(HessianAccumulatorTest, SerializeWritesTheBaqhBytesRowMajor) {
+  // One row x = [1, 2]: sum = x^T x = [[1, 2], [2, 4]], rows = 1, in the
+  // format of common/hessian_format.h.
+  HessianAccumulator acc(2);
+  ASSERT_TRUE(acc.Add(at::tensor({1.0, 2.0}, at::kDouble).view({1, 2})).ok());
+  EXPECT_EQ(absl::BytesToHexString(acc.Serialize()),
+            "42415148" "01000000" "0200000000000000" "0100000000000000"
+            "000000000000f03f" "0000000000000040" "0000000000000040" "0000000000001040");
+}
+
 TEST(HessianAccumulatorTest, DeserializeRejectsMalformedBytes) {
   HessianAccumulator acc(3);
   ASSERT_TRUE(acc.Add(at::ones({2, 3})).ok());
@@ -101,6 +113,10 @@ TEST(HessianAccumulatorTest, DeserializeRejectsMalformedBytes) {
   const double q = std::numeric_limits<double>::quiet_NaN();
   nan.replace(24, 8, reinterpret_cast<const char*>(&q), 8);
   expect_invalid(nan, "NaN payload");
+  // The codec's message, prefixed with who was decoding.
+  EXPECT_THAT(std::string(HessianAccumulator::Deserialize(nan).status().message()),
+              HasSubstr("HessianAccumulator::Deserialize: Hessian sum has non-finite values "
+                        "(1 NaN, 0 Inf; first at row 0, column 0)"));
 }
 
 TEST(HessianAccumulatorTest, RejectsBadActivations) {
