@@ -17,6 +17,7 @@
 #include "common/job_config.h"
 #include "tools/cli/local_commands.h"
 #include "tools/cli/remote_commands.h"
+#include "tools/cli/tokenize_command.h"
 
 ABSL_FLAG(std::string, model, "", "Model dir (HF layout: config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, calib, "", "Calibration text files, comma-separated (encoded separately, concatenated)");
@@ -60,7 +61,8 @@ ABSL_FLAG(double, eval_gate_max_ppl, 0, "quantize/submit: gate limit, maximum pe
 ABSL_FLAG(double, eval_gate_max_ratio, 0,
           "quantize/submit: gate limit, maximum ratio to the unquantized model's perplexity");
 ABSL_FLAG(int64_t, eval_gate_seqlen, 2048, "quantize/submit: tokens per gate evaluation window");
-ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on");
+ABSL_FLAG(std::string, text, "", "eval: text file to compute perplexity on; tokenize: text file to encode");
+ABSL_FLAG(std::string, tokenizer, "", "tokenize: a tokenizer.json file (instead of --model DIR)");
 ABSL_FLAG(int64_t, max_windows, 0, "eval: stop after this many windows (0: all)");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000", "submit/status/watch/cancel/list: coordinator HOST:PORT");
 ABSL_FLAG(bool, wait, false, "submit: watch the job until it ends; exit code tells success");
@@ -84,6 +86,7 @@ Commands (local, embedded mode):
   quantize   Quantize a model in this process.
   eval       Perplexity of a checkpoint over non-overlapping windows.
   inspect    Bit allocation per layer of a baq output.
+  tokenize   The token ids baq uses for a text file, as JSON {"count": N, "ids": [...]}.
 
 Commands (service, talking to a baq-coordinator):
   submit     Submit a job (same flags as quantize; paths as the workers see them).
@@ -98,6 +101,8 @@ Examples:
       --measurement /data/llama-c4-meas --out /data/llama-baq   # bits-2.5/ bits-3/ bits-4/
   baq eval --model /tmp/opt-baq3 --text wikitext-2/test.txt
   baq inspect /tmp/opt-baq3
+  baq tokenize --model ~/llama-7b --text calib.txt          # ids for calibration/eval
+  baq tokenize --tokenizer tokenizer.json --text sample.txt # a tokenizer.json alone
   baq submit --coordinator 127.0.0.1:7000 --model /models/opt --calib /data/c4.txt --bits 3 --out /out/opt3 --wait
   baq watch --coordinator 127.0.0.1:7000 job-1a2b
 
@@ -200,6 +205,24 @@ int main(int argc, char** argv) {
     o.max_windows = absl::GetFlag(FLAGS_max_windows);
     o.engine = engine;
     return Finish(baq::cli::RunEval(o));
+  }
+  if (command == "tokenize") {
+    baq::cli::TokenizeOptions o;
+    o.model_dir = absl::GetFlag(FLAGS_model);
+    o.tokenizer_file = absl::GetFlag(FLAGS_tokenizer);
+    o.text_file = absl::GetFlag(FLAGS_text);
+    absl::StatusOr<std::string> json = baq::cli::TokenizeToJson(o);
+    if (!json.ok()) {
+      // Usage errors exit 2 like the other commands' flag errors; a tokenizer
+      // or text that was read and refused exits 1.
+      if (baq::cli::IsTokenizeUsageError(json.status())) {
+        std::fprintf(stderr, "baq tokenize: %s\n", std::string(json.status().message()).c_str());
+        return 2;
+      }
+      return Finish(json.status());
+    }
+    std::fwrite(json->data(), 1, json->size(), stdout);
+    return std::fflush(stdout) == 0 ? 0 : 1;
   }
   if (command == "inspect") {
     if (args.size() != 3) {
