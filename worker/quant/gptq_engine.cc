@@ -273,7 +273,10 @@ double ProxyLossUnchecked(const at::Tensor& weight, const at::Tensor& quantized,
   ForEachChunk(weight.is_cpu(), rows, chunk, [&](int64_t r0, int64_t r1) {
     const at::Tensor e = weight.narrow(0, r0, r1 - r0).to(at::kDouble) -
                          quantized.narrow(0, r0, r1 - r0).to(at::kDouble);
-    partial[r0 / chunk] = (e.mm(h) * e).sum().item<double>();
+    // Row sums, then their sum: each reduction runs in an order fixed by the shape (a
+    // whole-tensor sum() splits by the intra-op thread count), so the loss has the same bits
+    // for any thread count and any (single-threaded) BLAS.
+    partial[r0 / chunk] = (e.mm(h) * e).sum(1).sum().item<double>();
   });
   double sum = 0;
   for (double p : partial) sum += p;
