@@ -160,7 +160,7 @@ def reference_gptq(model, windows, bits, ref_dir, dev):
 
 
 def cmd_reference(a):
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
     tok = tokenizer_for(a.model)
     test_ids = encode_file(tok, a.eval)
     windows, starts, total = calibration_windows(tok, a.calib.split(","), a.nsamples,
@@ -337,6 +337,7 @@ def main():
     r.add_argument("--nsamples", type=int, default=128)
     r.add_argument("--seqlen", type=int, default=2048)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="cuda", help="cuda, or cpu for small models")
     r.add_argument("--dtype", default="auto",
                    help="auto (the checkpoint's, as the reference runs) or float32")
     r.add_argument("--out", required=True)
