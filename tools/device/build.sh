@@ -15,6 +15,12 @@ for f in .devdeps/*.deb; do dpkg-deb -x "$f" /opt/debs; done
 export LIBRARY_PATH=/opt/debs/usr/lib/x86_64-linux-gnu${LIBRARY_PATH:+:$LIBRARY_PATH}
 export LD_LIBRARY_PATH=/opt/debs/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=/opt/debs/usr/bin:$PATH
+# The unpacked packages' pkg-config files (Oniguruma for the tokenizer) still say /usr: point
+# them at /opt/debs so pkg_check_modules finds headers and libraries there.
+for pc in /opt/debs/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
+  [[ -f $pc ]] && sed -i -E 's#^(prefix|exec_prefix|libdir|includedir)=/usr#\1=/opt/debs/usr#' "$pc"
+done
+export PKG_CONFIG_PATH=/opt/debs/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 # Never NVLink multicast on the shared hosts (KINDS.md).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 
