@@ -8,11 +8,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/engine_capabilities.h"
 #include "common/model_config.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "coordinator/bit_budget.h"
 #include "coordinator/calibration_shards.h"
+#include "coordinator/engine_requirements.h"
 #include "coordinator/eval_gate.h"
 #include "coordinator/job_checkpoint.h"
 #include "common/measurement_store.h"
@@ -209,6 +211,7 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   set_options.survive_losses = recovery;
   if (recovery) set_options.more_engines = options_.more_engines;
   set_options.log = [this](const std::string& line) { Log(line); };
+  set_options.needs = NeedsOf(config_, recovery, engines_.size());
   EngineSet engines(engines_, set_options, &cancelled_);
   BAQ_RETURN_IF_ERROR(engines.StartAll(config_));
   const int64_t n = engines.num_blocks();
@@ -263,11 +266,14 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
             BAQ_RETURN_IF_ERROR(shard_run.ImportInputs(b, std::move(parts)));
           }
         } else if (b > 0 && e != holder) {
+          BAQ_ASSIGN_OR_RETURN(ActivationTransfer * to, RequireCapability<ActivationTransfer>(*e));
           if (recovery) {
-            BAQ_RETURN_IF_ERROR(e->ImportInputs(b, inputs));
+            BAQ_RETURN_IF_ERROR(to->ImportInputs(b, inputs));
           } else {
-            BAQ_ASSIGN_OR_RETURN(std::string bytes, holder->ExportInputs(b));
-            BAQ_RETURN_IF_ERROR(e->ImportInputs(b, std::move(bytes)));
+            BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from,
+                                 RequireCapability<ActivationTransfer>(*holder));
+            BAQ_ASSIGN_OR_RETURN(std::string bytes, from->ExportInputs(b));
+            BAQ_RETURN_IF_ERROR(to->ImportInputs(b, std::move(bytes)));
           }
         }
         report(JobStage::kMeasuring, b, b, budget.achieved_bits(), absl::StrCat("block ", b));
@@ -281,7 +287,8 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
           BAQ_ASSIGN_OR_RETURN(std::vector<std::string> parts, shard_run.ExportInputs(b + 1));
           next_inputs = PackShardInputs(parts);
         } else if (recovery && b + 1 < n) {
-          BAQ_ASSIGN_OR_RETURN(next_inputs, e->ExportInputs(b + 1));
+          BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from, RequireCapability<ActivationTransfer>(*e));
+          BAQ_ASSIGN_OR_RETURN(next_inputs, from->ExportInputs(b + 1));
         }
         budget.Record(output);
         if (checkpoint != nullptr) {
@@ -350,7 +357,9 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
       const std::string of_target = several ? absl::StrFormat(" (target %g bits)", bits) : "";
       if (several) {
         for (BlockEngine* e : engines_) {
-          BAQ_RETURN_IF_ERROR(e->SetTarget(bits, /*keep_measurement=*/t + 1 < targets.size()));
+          BAQ_ASSIGN_OR_RETURN(TargetSwitching * switching, RequireCapability<TargetSwitching>(*e));
+          BAQ_RETURN_IF_ERROR(
+              switching->SetTarget(bits, /*keep_measurement=*/t + 1 < targets.size()));
         }
       }
       std::vector<BlockMeasurement> measurements;
@@ -358,8 +367,12 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
         BAQ_RETURN_IF_ERROR(check_cancel());
         // Activations cross workers only when the first pass computes them.
         if (t == 0 && !reuse && b > 0 && engine_of(b - 1) != engine_of(b)) {
-          BAQ_ASSIGN_OR_RETURN(std::string bytes, engine_of(b - 1)->ExportInputs(b));
-          BAQ_RETURN_IF_ERROR(engine_of(b)->ImportInputs(b, std::move(bytes)));
+          BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from,
+                               RequireCapability<ActivationTransfer>(*engine_of(b - 1)));
+          BAQ_ASSIGN_OR_RETURN(ActivationTransfer * to,
+                               RequireCapability<ActivationTransfer>(*engine_of(b)));
+          BAQ_ASSIGN_OR_RETURN(std::string bytes, from->ExportInputs(b));
+          BAQ_RETURN_IF_ERROR(to->ImportInputs(b, std::move(bytes)));
         }
         report(JobStage::kMeasuring, b, 0, 0, absl::StrCat("block ", b, of_target));
         BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, engine_of(b)->Measure(b));
