@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/model_config.h"
 #include "common/status_macros.h"
+#include "coordinator/engine_requirements.h"
 #include "coordinator/job_run.h"
 #include "coordinator/parallel_run.h"
 #include "coordinator/sequential_run.h"
@@ -93,6 +94,7 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   set_options.survive_losses = recovery;
   if (recovery) set_options.more_engines = options_.more_engines;
   set_options.log = [this](const std::string& line) { Log(line); };
+  set_options.needs = NeedsOf(config_, recovery, engines_.size());
   EngineSet engines(engines_, set_options, &cancelled_);
   BAQ_RETURN_IF_ERROR(engines.StartAll(config_));
   const int64_t n = engines.num_blocks();

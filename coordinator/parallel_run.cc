@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/engine_capabilities.h"
 #include "common/measurement_store.h"
 #include "common/status_macros.h"
 
@@ -33,7 +34,9 @@ absl::Status ParallelRun::Run() {
     const std::string of_target = several ? absl::StrFormat(" (target %g bits)", bits) : "";
     if (several) {
       for (BlockEngine* e : run_.all_engines) {
-        BAQ_RETURN_IF_ERROR(e->SetTarget(bits, /*keep_measurement=*/t + 1 < targets_.size()));
+        BAQ_ASSIGN_OR_RETURN(TargetSwitching * switching, RequireCapability<TargetSwitching>(*e));
+        BAQ_RETURN_IF_ERROR(
+            switching->SetTarget(bits, /*keep_measurement=*/t + 1 < targets_.size()));
       }
     }
     BAQ_ASSIGN_OR_RETURN(std::vector<BlockMeasurement> measurements, MeasureAll(t, of_target));
@@ -55,8 +58,12 @@ absl::StatusOr<std::vector<BlockMeasurement>> ParallelRun::MeasureAll(
     BAQ_RETURN_IF_ERROR(run_.CheckCancel());
     // Activations cross workers only when the first pass computes them.
     if (t == 0 && !reuse_ && b > 0 && engine_of(b - 1) != engine_of(b)) {
-      BAQ_ASSIGN_OR_RETURN(std::string bytes, engine_of(b - 1)->ExportInputs(b));
-      BAQ_RETURN_IF_ERROR(engine_of(b)->ImportInputs(b, std::move(bytes)));
+      BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from,
+                           RequireCapability<ActivationTransfer>(*engine_of(b - 1)));
+      BAQ_ASSIGN_OR_RETURN(ActivationTransfer * to,
+                           RequireCapability<ActivationTransfer>(*engine_of(b)));
+      BAQ_ASSIGN_OR_RETURN(std::string bytes, from->ExportInputs(b));
+      BAQ_RETURN_IF_ERROR(to->ImportInputs(b, std::move(bytes)));
     }
     run_.progress.Report(JobStage::kMeasuring, b, 0, 0, absl::StrCat("block ", b, of_target));
     BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, engine_of(b)->Measure(b));

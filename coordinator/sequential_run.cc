@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/engine_capabilities.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "coordinator/job_store.h"
@@ -132,11 +133,14 @@ absl::Status SequentialRun::RunBlock(int64_t b, BlockEngine* e, std::string& nex
       BAQ_RETURN_IF_ERROR(shard_run_.ImportInputs(b, std::move(parts)));
     }
   } else if (b > 0 && e != holder_) {
+    BAQ_ASSIGN_OR_RETURN(ActivationTransfer * to, RequireCapability<ActivationTransfer>(*e));
     if (recovery_) {
-      BAQ_RETURN_IF_ERROR(e->ImportInputs(b, inputs_));
+      BAQ_RETURN_IF_ERROR(to->ImportInputs(b, inputs_));
     } else {
-      BAQ_ASSIGN_OR_RETURN(std::string bytes, holder_->ExportInputs(b));
-      BAQ_RETURN_IF_ERROR(e->ImportInputs(b, std::move(bytes)));
+      BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from,
+                           RequireCapability<ActivationTransfer>(*holder_));
+      BAQ_ASSIGN_OR_RETURN(std::string bytes, from->ExportInputs(b));
+      BAQ_RETURN_IF_ERROR(to->ImportInputs(b, std::move(bytes)));
     }
   }
   run_.progress.Report(JobStage::kMeasuring, b, b, budget.achieved_bits(),
@@ -152,7 +156,8 @@ absl::Status SequentialRun::RunBlock(int64_t b, BlockEngine* e, std::string& nex
     BAQ_ASSIGN_OR_RETURN(std::vector<std::string> parts, shard_run_.ExportInputs(b + 1));
     next_inputs = PackShardInputs(parts);
   } else if (recovery_ && b + 1 < n) {
-    BAQ_ASSIGN_OR_RETURN(next_inputs, e->ExportInputs(b + 1));
+    BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from, RequireCapability<ActivationTransfer>(*e));
+    BAQ_ASSIGN_OR_RETURN(next_inputs, from->ExportInputs(b + 1));
   }
   budget.Record(output);
   if (checkpoint_ != nullptr) {

@@ -52,8 +52,7 @@ class BusyEngine final : public BlockEngine {
   absl::StatusOr<BlockOutput> Quantize(int64_t, const std::vector<LayerAllocation>&) override {
     return BlockOutput{};
   }
-  absl::StatusOr<std::string> ExportInputs(int64_t) override { return std::string(); }
-  absl::Status ImportInputs(int64_t, std::string) override { return absl::OkStatus(); }
+  std::string name() const override { return "busy engine"; }
   void Reset() override { ++events_->resets; }
   // Any thread, any number of times.
   void Cancel() override {
