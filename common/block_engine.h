@@ -7,10 +7,19 @@
 // The interface is torch-free so the coordinator and the service layer can
 // name it without linking LibTorch.
 //
+// BlockEngine holds only what every engine does. What only some engines do
+// (move activations, shard the calibration set, switch bit targets, evaluate
+// checkpoints) are separate interfaces in common/engine_capabilities.h, which
+// an engine offers through the accessors below; callers ask by type:
+//
+//   BAQ_ASSIGN_OR_RETURN(ActivationTransfer* t,
+//                        RequireCapability<ActivationTransfer>(engine));
+//   BAQ_ASSIGN_OR_RETURN(std::string bytes, t->ExportInputs(block));
+//
 // Sequential mode: Measure(l) needs the inputs of block l, which Quantize(l-1)
-// produced from the *quantized* block l-1 (or ImportInputs). Parallel mode:
-// Measure(l) also produces the inputs of l+1 from the unquantized block, so
-// all blocks can be measured before any is quantized.
+// produced from the *quantized* block l-1 (or ActivationTransfer::ImportInputs).
+// Parallel mode: Measure(l) also produces the inputs of l+1 from the
+// unquantized block, so all blocks can be measured before any is quantized.
 //
 // Thread-compatible: one thread (the device executor) calls all methods,
 // except Cancel().
@@ -18,7 +27,6 @@
 #define BAQ_COMMON_BLOCK_ENGINE_H_
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,12 +37,17 @@
 
 namespace baq {
 
+class ActivationTransfer;
+class ShardedCalibration;
+class TargetSwitching;
+class CheckpointEvaluator;
+
 class BlockEngine {
  public:
   virtual ~BlockEngine() = default;
 
   // Names the engine in messages, e.g. "worker w1 (10.0.0.5:7001) device 0".
-  virtual std::string name() const { return "local engine"; }
+  virtual std::string name() const = 0;
 
   // Validates the model and calibration data of `config`, draws the
   // calibration windows and embeds them (the inputs of block 0).
@@ -55,80 +68,24 @@ class BlockEngine {
   virtual absl::StatusOr<BlockOutput> Quantize(
       int64_t block, const std::vector<LayerAllocation>& allocation) = 0;
 
-  // Hands the inputs of `block` to another worker: serialized activations.
-  virtual absl::StatusOr<std::string> ExportInputs(int64_t block) = 0;
-  virtual absl::Status ImportInputs(int64_t block, std::string bytes) = 0;
-
   // Drops all state of the job (cancel, finish).
   virtual void Reset() = 0;
-
-  // Perplexity of the checkpoint in `model_dir` (HF layout, e.g. a job's
-  // staged fake-quant output or its unquantized input) over non-overlapping
-  // `seqlen`-token windows of `text_file`, the GPTQ paper's protocol as
-  // `baq eval` computes it (worker/model/checkpoint_perplexity.h), on this
-  // engine's device. Independent of the job state: callable before Start()
-  // and after Reset(). The paths are on this engine's file system.
-  // Default: Unimplemented (engines that cannot evaluate).
-  virtual absl::StatusOr<double> Evaluate(const std::string& model_dir,
-                                          const std::string& text_file, int64_t seqlen) {
-    (void)model_dir, (void)text_file, (void)seqlen;
-    return absl::UnimplementedError("this engine cannot evaluate checkpoints");
-  }
-
-  // Several bit targets over one measurement (JobConfig::extra_target_bits,
-  // parallel mode). Later Measure/Quantize calls use `target_bits` instead of
-  // the job's target (BAQ's reference width, GPTQ/RTN's width). With
-  // `keep_measurement`, Quantize(b) keeps block b's weights and Hessians, and
-  // a later Measure(b) only redoes BAQ pass 1 at the new target from them
-  // (no calibration forward, no inputs needed). Default: Unimplemented.
-  virtual absl::Status SetTarget(double target_bits, bool keep_measurement) {
-    (void)target_bits, (void)keep_measurement;
-    return absl::UnimplementedError("this engine cannot switch bit targets");
-  }
-
-  // Calibration shards (JobConfig::calibration_shards = S > 1, sequential
-  // mode): after Start() the engine holds every shard's inputs of block 0.
-  // Per block the coordinator
-  //   1. calls AccumulateHessians(block, shards) on each engine with the
-  //      shards it owns: the engine runs the unquantized block over those
-  //      shards' windows, drops its other shards' inputs of the block, and
-  //      returns one fp64 partial per (shard, input group), by shard then
-  //      group;
-  //   2. merges the partials in shard order (p_0 + p_1 + ..., exactly the
-  //      additions one engine holding all shards makes in Measure) and hands
-  //      the merged sums (shard -1) to every engine with ImportHessians;
-  //   3. calls Measure(block) on one engine (it uses the imported Hessians,
-  //      no forward) and Quantize(block, allocation) on every engine: each
-  //      produces the next block's inputs of its own shards.
-  // Measure() on an engine that was not given Hessians does steps 1-2 itself
-  // (it must hold all S shards). ExportShardInputs/ImportShardInputs move one
-  // shard's inputs of a block (checkpoints, failover); an export hands the
-  // shard over (the engine drops it).
-  // Defaults: Unimplemented (engines that cannot shard).
-  virtual absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
-      int64_t block, const std::vector<int32_t>& shards) {
-    (void)block, (void)shards;
-    return absl::UnimplementedError("this engine cannot shard the calibration set");
-  }
-  virtual absl::Status ImportHessians(int64_t block, std::vector<HessianPartial> merged) {
-    (void)block, (void)merged;
-    return absl::UnimplementedError("this engine cannot shard the calibration set");
-  }
-  virtual absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) {
-    (void)block, (void)shard;
-    return absl::UnimplementedError("this engine cannot shard the calibration set");
-  }
-  virtual absl::Status ImportShardInputs(int64_t block, int32_t shard, std::string bytes) {
-    (void)block, (void)shard, (void)bytes;
-    return absl::UnimplementedError("this engine cannot shard the calibration set");
-  }
 
   // Thread-safe: the one method any thread may call, also while another
   // method runs. Makes the call in progress return Cancelled soon (between
   // layers and calibration windows, not at the next block), and every later
   // call too; the owner then Reset()s or destroys the engine. Sticky: a
-  // cancelled engine is not reused. Default: no-op (calls run to their end).
-  virtual void Cancel() {}
+  // cancelled engine is not reused. An engine whose calls are short may make
+  // this a no-op.
+  virtual void Cancel() = 0;
+
+  // Optional capabilities (common/engine_capabilities.h): the engine itself
+  // (or a part it owns) when it offers one, else null. The pointer lives as
+  // long as the engine. Prefer CapabilityOf<T>/RequireCapability<T>.
+  virtual ActivationTransfer* activation_transfer() { return nullptr; }
+  virtual ShardedCalibration* sharded_calibration() { return nullptr; }
+  virtual TargetSwitching* target_switching() { return nullptr; }
+  virtual CheckpointEvaluator* checkpoint_evaluator() { return nullptr; }
 };
 
 }  // namespace baq

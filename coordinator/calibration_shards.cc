@@ -1,10 +1,12 @@
 #include "coordinator/calibration_shards.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/engine_capabilities.h"
 #include "common/hessian_format.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
@@ -186,8 +188,20 @@ void ShardedBlock::Assign(const std::vector<BlockEngine*>& live) {
 }
 
 absl::Status ShardedBlock::CheckOwners() const {
-  if (!owners_.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError("no live engine to run the calibration shards on");
+  if (owners_.empty()) {
+    return absl::FailedPreconditionError("no live engine to run the calibration shards on");
+  }
+  for (BlockEngine* owner : owners_) {
+    BAQ_RETURN_IF_ERROR(RequireCapability<ShardedCalibration>(*owner).status());
+  }
+  return absl::OkStatus();
+}
+
+ShardedCalibration& ShardedBlock::Sharding(BlockEngine* owner) {
+  ShardedCalibration* s = CapabilityOf<ShardedCalibration>(*owner);
+  // CheckOwners() checked every owner offers it.
+  if (s == nullptr) std::abort();
+  return *s;
 }
 
 std::vector<int32_t> ShardedBlock::ShardsOf(size_t owner_index) const {
@@ -210,7 +224,7 @@ absl::Status ShardedBlock::ImportInputs(int64_t block, std::vector<std::string> 
   for (int k = 0; k < shards_; ++k) {
     BlockEngine* owner = owners_[static_cast<size_t>(k) % owners_.size()];
     BAQ_RETURN_IF_ERROR(
-        On(owner, [&] { return owner->ImportShardInputs(block, k, std::move(inputs[k])); }));
+        On(owner, [&] { return Sharding(owner).ImportShardInputs(block, k, std::move(inputs[k])); }));
   }
   return absl::OkStatus();
 }
@@ -221,7 +235,7 @@ absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportAllFromFirst(int64_
   std::vector<std::string> out(shards_);
   for (int k = 0; k < shards_; ++k) {
     BAQ_RETURN_IF_ERROR(On(owners_[0], [&]() -> absl::Status {
-      BAQ_ASSIGN_OR_RETURN(out[k], owners_[0]->ExportShardInputs(block, k));
+      BAQ_ASSIGN_OR_RETURN(out[k], Sharding(owners_[0]).ExportShardInputs(block, k));
       return absl::OkStatus();
     }));
   }
@@ -237,7 +251,7 @@ absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
     const std::vector<int32_t> mine = ShardsOf(i);
     std::vector<HessianPartial> partials;
     BAQ_RETURN_IF_ERROR(On(owner, [&]() -> absl::Status {
-      BAQ_ASSIGN_OR_RETURN(partials, owner->AccumulateHessians(block, mine));
+      BAQ_ASSIGN_OR_RETURN(partials, Sharding(owner).AccumulateHessians(block, mine));
       return absl::OkStatus();
     }));
     std::vector<ShardPartials> by_shard(mine.size());
@@ -260,7 +274,7 @@ absl::StatusOr<BlockMeasurement> ShardedBlock::Measure(int64_t block) {
   for (size_t i = 0; i < owners_.size(); ++i) {
     BlockEngine* owner = owners_[i];
     std::vector<HessianPartial> copy = i + 1 < owners_.size() ? merged : std::move(merged);
-    BAQ_RETURN_IF_ERROR(On(owner, [&] { return owner->ImportHessians(block, std::move(copy)); }));
+    BAQ_RETURN_IF_ERROR(On(owner, [&] { return Sharding(owner).ImportHessians(block, std::move(copy)); }));
   }
   BlockMeasurement m;
   BAQ_RETURN_IF_ERROR(On(owners_[0], [&]() -> absl::Status {
@@ -304,7 +318,7 @@ absl::StatusOr<std::vector<std::string>> ShardedBlock::ExportInputs(int64_t bloc
   for (int k = 0; k < shards_; ++k) {
     BlockEngine* owner = owners_[static_cast<size_t>(k) % owners_.size()];
     BAQ_RETURN_IF_ERROR(On(owner, [&]() -> absl::Status {
-      BAQ_ASSIGN_OR_RETURN(out[k], owner->ExportShardInputs(block, k));
+      BAQ_ASSIGN_OR_RETURN(out[k], Sharding(owner).ExportShardInputs(block, k));
       return absl::OkStatus();
     }));
   }

@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/block_engine.h"
+#include "common/engine_capabilities.h"
 #include "common/block_protocol.h"
 
 namespace baq::coordinator {
@@ -95,8 +96,8 @@ class ShardedBlock {
  public:
   explicit ShardedBlock(int shards) : shards_(shards) {}
 
-  // Deals the shards over `live`; with none, every call below is
-  // FailedPrecondition.
+  // Deals the shards over `live`; with none, or with an owner that lacks the
+  // ShardedCalibration capability, every call below is FailedPrecondition.
   void Assign(const std::vector<BlockEngine*>& live);
 
   // Hands shard k's inputs of `block` to its owner (recovery mode).
@@ -118,7 +119,10 @@ class ShardedBlock {
  private:
   // The shards `owner_index` owns, increasing.
   std::vector<int32_t> ShardsOf(size_t owner_index) const;
+  // OK if there are owners and each offers ShardedCalibration.
   absl::Status CheckOwners() const;
+  // REQUIRES: CheckOwners() is OK and `owner` is one of owners_.
+  static ShardedCalibration& Sharding(BlockEngine* owner);
   // Runs `call` on `engine`; remembers it as failed() on error.
   absl::Status On(BlockEngine* engine, const std::function<absl::Status()>& call);
 

@@ -61,6 +61,10 @@ size_t EngineSet::AddMore() {
 absl::Status EngineSet::StartAll(const JobConfig& config) {
   const absl::Time deadline = absl::Now() + options_.replacement_wait;
   while (true) {
+    for (const Slot& slot : slots_) {
+      if (slot.started || !slot.alive) continue;
+      BAQ_RETURN_IF_ERROR(CheckCapabilities(*slot.engine, options_.needs));
+    }
     // Start()s run in parallel, one thread per engine (a worker's start
     // loads the model and embeds the calibration set: seconds to minutes);
     // their results are then taken in slot order.

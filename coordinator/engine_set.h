@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "common/block_engine.h"
 #include "common/job_config.h"
+#include "coordinator/engine_requirements.h"
 
 namespace baq::coordinator {
 
@@ -63,6 +64,10 @@ class EngineSet {
     // Poll interval while waiting for a replacement.
     absl::Duration poll = absl::Milliseconds(500);
     std::function<void(const std::string&)> log;  // May be null.
+    // Capabilities every engine must offer; StartAll() checks each engine
+    // (replacements too) before starting it and fails with the check's
+    // FailedPrecondition (coordinator/engine_requirements.h).
+    EngineNeeds needs;
   };
 
   // `cancelled` (not owned) stops the wait for replacements.

@@ -5,6 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/engine_capabilities.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 
@@ -41,13 +42,15 @@ absl::StatusOr<EvalGateResult> RunEvalGate(const EvalGate& gate, const std::stri
     return absl::FailedPreconditionError(
         "eval gate: no staged fake-quant checkpoint to evaluate (fake-quant must be a format)");
   }
+  BAQ_ASSIGN_OR_RETURN(CheckpointEvaluator * evaluator,
+                       Annotate(RequireCapability<CheckpointEvaluator>(engine), "eval gate"));
   BAQ_ASSIGN_OR_RETURN(const double ppl,
-                       Annotate(engine.Evaluate(staged_dir, gate.text_file, gate.seqlen),
+                       Annotate(evaluator->Evaluate(staged_dir, gate.text_file, gate.seqlen),
                                 "eval gate: quantized result"));
   double base_ppl = 0;
   if (gate.max_ppl_ratio > 0) {
     BAQ_ASSIGN_OR_RETURN(base_ppl,
-                         Annotate(engine.Evaluate(model_dir, gate.text_file, gate.seqlen),
+                         Annotate(evaluator->Evaluate(model_dir, gate.text_file, gate.seqlen),
                                   "eval gate: unquantized model"));
   }
   return DecideEvalGate(gate, ppl, base_ppl);

@@ -4,7 +4,7 @@
 // the JobRunner stages the output (OutputAssembler::Stage), asks one engine
 // to compute the perplexity of the staged fake-quant checkpoint — and, for a
 // ratio limit, of the unquantized model — over the gate's text
-// (BlockEngine::Evaluate, the protocol of `baq eval`), and publishes only if
+// (CheckpointEvaluator::Evaluate, the protocol of `baq eval`), and publishes only if
 // the gate passes. A failed gate is returned as GateFailedError(): a
 // FailedPrecondition status carrying the numbers as a payload, which
 // JobManager maps to JobState::kFailedGate and the metrics.

@@ -5,8 +5,6 @@
 #include <optional>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/eval_gate.h"
@@ -16,7 +14,12 @@ namespace baq::coordinator {
 JobManager::JobManager(JobManagerOptions options, JobManagerDeps deps)
     : options_(std::move(options)),
       deps_(std::move(deps)),
-      store_(options_.data_dir),
+      own_store_(options_.data_dir),
+      store_(deps_.store != nullptr ? deps_.store : &own_store_),
+      writer_(store_,
+              [data_dir = options_.data_dir](const std::string& id) {
+                DiscardJobCheckpoint(data_dir, id);
+              }),
       scheduler_(options_.max_concurrent_jobs) {}
 
 namespace {
@@ -44,33 +47,42 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
 JobManager::~JobManager() { Shutdown(); }
 
 absl::Status JobManager::Load() {
-  if (absl::Status s = store_.Init(); !s.ok()) return s;
-  absl::StatusOr<std::vector<JobRecord>> records = store_.LoadAll();
+  if (absl::Status s = store_->Init(); !s.ok()) return s;
+  absl::StatusOr<std::vector<JobRecord>> records = store_->LoadAll();
   if (!records.ok()) return records.status();
-  absl::MutexLock lock(&mu_);
-  for (JobRecord& record : *records) {
-    const std::string id = record.id;
-    if (!record.request_id.empty()) id_by_request_[record.request_id] = id;
-    order_.push_back(id);
-    Job& job = jobs_[id];
-    job.record = std::move(record);
-    if (deps_.metrics != nullptr) deps_.metrics->jobs(JobStateName(job.record.state)).Increment();
-    if (job.record.state == JobState::kQueued) EnqueueLocked(job);
-    if (job.record.state == JobState::kSucceeded && job.record.end_time > job.record.start_time) {
-      RecordDurationLocked(job.record.end_time - job.record.start_time);
-    }
-    if (job.record.state == JobState::kRunning && deps_.resumable_execution_factory) {
-      // Runs again, from its checkpoint (JobRunner), when a runner is free.
-      job.record.progress.message = "resuming after a coordinator restart";
-      TransitionLocked(job, JobState::kQueued, absl::OkStatus());
-      EnqueueLocked(job);
-    } else if (job.record.state == JobState::kRunning) {
-      // Its workers' engines are gone with the coordinator's plan.
-      TransitionLocked(job, JobState::kFailed,
-                       absl::AbortedError("interrupted by a coordinator restart; resubmit"));
+  std::vector<std::string> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    for (JobRecord& record : *records) {
+      ids.push_back(record.id);
+      LoadLocked(std::move(record));
     }
   }
+  for (const std::string& id : ids) writer_.Flush(id);  // What LoadLocked changed.
   return absl::OkStatus();
+}
+
+void JobManager::LoadLocked(JobRecord record) {
+  const std::string id = record.id;
+  if (!record.request_id.empty()) id_by_request_[record.request_id] = id;
+  order_.push_back(id);
+  Job& job = jobs_[id];
+  job.record = std::move(record);
+  if (deps_.metrics != nullptr) deps_.metrics->jobs(JobStateName(job.record.state)).Increment();
+  if (job.record.state == JobState::kQueued) EnqueueLocked(job);
+  if (job.record.state == JobState::kSucceeded && job.record.end_time > job.record.start_time) {
+    RecordDurationLocked(job.record.end_time - job.record.start_time);
+  }
+  if (job.record.state == JobState::kRunning && deps_.resumable_execution_factory) {
+    // Runs again, from its checkpoint (JobRunner), when a runner is free.
+    job.record.progress.message = "resuming after a coordinator restart";
+    TransitionLocked(job, JobState::kQueued, absl::OkStatus());
+    EnqueueLocked(job);
+  } else if (job.record.state == JobState::kRunning) {
+    // Its workers' engines are gone with the coordinator's plan.
+    TransitionLocked(job, JobState::kFailed,
+                     absl::AbortedError("interrupted by a coordinator restart; resubmit"));
+  }
 }
 
 std::string JobManager::NewIdLocked() {
@@ -98,53 +110,19 @@ void JobManager::RecordDurationLocked(absl::Duration d) {
 }
 
 std::map<std::string, std::pair<int, absl::Duration>> JobManager::QueueEtasLocked() {
-  std::map<std::string, std::pair<int, absl::Duration>> view;
   absl::Duration mean = absl::InfiniteDuration();
   if (!recent_durations_.empty()) {
     absl::Duration sum;
     for (absl::Duration d : recent_durations_) sum += d;
     mean = sum / static_cast<int64_t>(recent_durations_.size());
   }
-  // When each slot frees up, from now.
-  std::vector<absl::Duration> slots;
+  std::vector<absl::Duration> running_etas;
   for (const auto& [id, job] : jobs_) {
     if (job.record.state != JobState::kRunning) continue;
     const absl::Duration eta = job.record.progress.eta;
-    slots.push_back(eta == absl::InfiniteDuration() ? mean : eta);
+    running_etas.push_back(eta == absl::InfiniteDuration() ? mean : eta);
   }
-  while (slots.size() < static_cast<size_t>(options_.max_concurrent_jobs)) {
-    slots.push_back(absl::ZeroDuration());
-  }
-  int position = 0;
-  for (const std::string& id : scheduler_.QueueOrder()) {
-    auto earliest = std::min_element(slots.begin(), slots.end());
-    const absl::Duration finish = *earliest + mean;  // Infinite stays infinite.
-    *earliest = finish;
-    view[id] = {position++, finish};
-  }
-  return view;
-}
-
-absl::Status ResolveMeasurementName(const std::string& data_dir, JobConfig& config) {
-  const std::string& name = config.measurement_dir;
-  if (name.empty() || absl::StrContains(name, '/')) return absl::OkStatus();
-  const bool valid = name.size() <= 128 && name != "." && name != ".." &&
-                     std::all_of(name.begin(), name.end(), [](char c) {
-                       return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
-                              c == '_' || c == '-';
-                     });
-  if (!valid) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "measurement \"", name,
-        "\": a name is letters, digits, '.', '_' and '-' (at most 128), or give a path"));
-  }
-  if (data_dir.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "measurement \"", name, "\": named measurements live in the coordinator's --data-dir, "
-        "and this coordinator has none"));
-  }
-  config.measurement_dir = absl::StrCat(data_dir, "/measurements/", name);
-  return absl::OkStatus();
+  return scheduler_.QueueEtas(std::move(running_etas), mean);
 }
 
 absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobConfig config,
@@ -154,9 +132,22 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobC
   // Outside mu_: it may read config.json.
   absl::StatusOr<MemoryEstimate> estimate =
       deps_.estimate_memory ? deps_.estimate_memory(config) : EstimateJobMemory(config);
-  const int64_t memory = estimate.ok() ? estimate->total() : 0;
   const int64_t capacity = MemoryCapacity();
-  absl::MutexLock lock(&mu_);
+  absl::StatusOr<JobRecord> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = SubmitLocked(request_id, std::move(config), submit, estimate, capacity);
+  }
+  // Outside mu_: the new job's record (or a retried one's) is on disk when this returns.
+  if (result.ok()) writer_.Flush(result->id);
+  return result;
+}
+
+absl::StatusOr<JobRecord> JobManager::SubmitLocked(const std::string& request_id,
+                                                   JobConfig config, const SubmitOptions& submit,
+                                                   const absl::StatusOr<MemoryEstimate>& estimate,
+                                                   int64_t capacity) {
+  const int64_t memory = estimate.ok() ? estimate->total() : 0;
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   if (!request_id.empty()) {
     auto it = id_by_request_.find(request_id);
@@ -242,20 +233,25 @@ std::vector<JobRecord> JobManager::List() {
 }
 
 absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& id) {
-  absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
-  Job& job = it->second;
-  if (job.record.state == JobState::kQueued) {
-    scheduler_.Dequeue(id);
-    TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled before it ran"));
-  } else if (job.record.state == JobState::kRunning && !job.cancel_requested) {
-    job.cancel_requested = true;
-    if (job.execution != nullptr) job.execution->Cancel();
-    job.record.progress.message = "cancelling: stopping the workers' calls in flight";
-    NotifyLocked(job);
+  JobRecord record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
+    Job& job = it->second;
+    if (job.record.state == JobState::kQueued) {
+      scheduler_.Dequeue(id);
+      TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled before it ran"));
+    } else if (job.record.state == JobState::kRunning && !job.cancel_requested) {
+      job.cancel_requested = true;
+      if (job.execution != nullptr) job.execution->Cancel();
+      job.record.progress.message = "cancelling: stopping the workers' calls in flight";
+      NotifyLocked(job);
+    }
+    record = job.record;
   }
-  return job.record;
+  writer_.Flush(id);  // A queued job's CANCELLED record, outside mu_.
+  return record;
 }
 
 absl::StatusOr<int64_t> JobManager::Watch(const std::string& id, WatchFn fn) {
@@ -314,6 +310,7 @@ void JobManager::RunnerLoop() {
         deps_.metrics->job_progress_percent().Set(0);
       }
     }
+    writer_.Flush(id);  // The RUNNING record, outside mu_.
     RunJob(id);
     CollectGarbage();
   }
@@ -367,40 +364,43 @@ void JobManager::RunJob(const std::string& id) {
     // Free the job's state on every worker, whatever happened.
     for (auto& e : *engines) e->Reset();
   }
-  absl::MutexLock lock(&mu_);
-  Job& job = jobs_.at(id);
-  job.execution = nullptr;
-  scheduler_.Finish(id);
-  if (result.ok()) {
-    job.record.summary = *result;
-    job.record.progress.stage = JobStage::kDone;
-    job.record.progress.percent = 100;
-    job.record.progress.eta = absl::ZeroDuration();
-    job.record.progress.achieved_bits = result->achieved_bits;
-    if (deps_.metrics != nullptr) deps_.metrics->achieved_bits().Set(result->achieved_bits);
-    if (deps_.metrics != nullptr && job.record.config.eval_gate.enabled()) {
-      deps_.metrics->RecordEvalGate(true, result->eval_gate_ppl, result->eval_gate_base_ppl);
+  {
+    absl::MutexLock lock(&mu_);
+    Job& job = jobs_.at(id);
+    job.execution = nullptr;
+    scheduler_.Finish(id);
+    if (result.ok()) {
+      job.record.summary = *result;
+      job.record.progress.stage = JobStage::kDone;
+      job.record.progress.percent = 100;
+      job.record.progress.eta = absl::ZeroDuration();
+      job.record.progress.achieved_bits = result->achieved_bits;
+      if (deps_.metrics != nullptr) deps_.metrics->achieved_bits().Set(result->achieved_bits);
+      if (deps_.metrics != nullptr && job.record.config.eval_gate.enabled()) {
+        deps_.metrics->RecordEvalGate(true, result->eval_gate_ppl, result->eval_gate_base_ppl);
+      }
+      TransitionLocked(job, JobState::kSucceeded, absl::OkStatus());
+      RecordDurationLocked(job.record.end_time - job.record.start_time);
+    } else if (job.cancel_requested) {
+      TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled by request"));
+    } else if (shutting_down_ && deps_.resumable_execution_factory) {
+      // Stays RUNNING on disk: the next start resumes it from its checkpoint.
+      job.record.progress.message = "interrupted by a coordinator shutdown; resumes on restart";
+      PersistLocked(job);
+      NotifyLocked(job);
+    } else if (shutting_down_ && result.status().code() == absl::StatusCode::kCancelled) {
+      TransitionLocked(job, JobState::kFailed,
+                       absl::AbortedError("interrupted by a coordinator shutdown; resubmit"));
+    } else if (std::optional<EvalGateResult> gate = EvalGateResultOf(result.status())) {
+      // Missed its evaluation gate: nothing was published; the error names the numbers.
+      if (deps_.metrics != nullptr) deps_.metrics->RecordEvalGate(false, gate->ppl, gate->base_ppl);
+      TransitionLocked(job, JobState::kFailedGate, result.status());
+    } else {
+      TransitionLocked(job, JobState::kFailed, result.status());
     }
-    TransitionLocked(job, JobState::kSucceeded, absl::OkStatus());
-    RecordDurationLocked(job.record.end_time - job.record.start_time);
-  } else if (job.cancel_requested) {
-    TransitionLocked(job, JobState::kCancelled, absl::CancelledError("cancelled by request"));
-  } else if (shutting_down_ && deps_.resumable_execution_factory) {
-    // Stays RUNNING on disk: the next start resumes it from its checkpoint.
-    job.record.progress.message = "interrupted by a coordinator shutdown; resumes on restart";
-    PersistLocked(job);
-    NotifyLocked(job);
-  } else if (shutting_down_ && result.status().code() == absl::StatusCode::kCancelled) {
-    TransitionLocked(job, JobState::kFailed,
-                     absl::AbortedError("interrupted by a coordinator shutdown; resubmit"));
-  } else if (std::optional<EvalGateResult> gate = EvalGateResultOf(result.status())) {
-    // Missed its evaluation gate: nothing was published; the error names the numbers.
-    if (deps_.metrics != nullptr) deps_.metrics->RecordEvalGate(false, gate->ppl, gate->base_ppl);
-    TransitionLocked(job, JobState::kFailedGate, result.status());
-  } else {
-    TransitionLocked(job, JobState::kFailed, result.status());
+    execution.reset();  // Under mu_: nothing else references it any more.
   }
-  execution.reset();  // Under mu_: nothing else references it any more.
+  writer_.Flush(id);  // The final record, outside mu_.
 }
 
 void JobManager::OnProgress(const std::string& id, const JobProgress& p) {
@@ -423,8 +423,6 @@ void JobManager::TransitionLocked(Job& job, JobState state, absl::Status error) 
   const absl::Time now = options_.now();
   if (state == JobState::kRunning) job.record.start_time = now;
   if (IsTerminal(state)) {
-    // A finished job's checkpoint (activations: large) has no further use.
-    if (deps_.resumable_execution_factory) DiscardJobCheckpoint(options_.data_dir, job.record.id);
     job.record.end_time = now;
     if (!job.record.error.ok())
       job.record.progress.message = std::string(job.record.error.message());
@@ -437,15 +435,14 @@ void JobManager::TransitionLocked(Job& job, JobState state, absl::Status error) 
           absl::ToDoubleSeconds(job.record.end_time - job.record.start_time));
     }
   }
-  PersistLocked(job);
+  // A finished job's checkpoint (activations: large) has no further use: the
+  // writer removes it before saving this record.
+  PersistLocked(job, IsTerminal(state) && deps_.resumable_execution_factory != nullptr);
   NotifyLocked(job);
 }
 
-void JobManager::PersistLocked(const Job& job) {
-  // A failed save loses durability, not the job: log and go on.
-  if (absl::Status s = store_.Save(job.record); !s.ok()) {
-    std::cerr << "baq-coordinator: cannot persist job " << job.record.id << ": " << s << "\n";
-  }
+void JobManager::PersistLocked(const Job& job, bool discard_checkpoint) {
+  writer_.Stage(job.record, discard_checkpoint);
 }
 
 void JobManager::NotifyLocked(const Job& job) {

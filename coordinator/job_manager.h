@@ -6,7 +6,11 @@
 // by estimated memory) with a JobExecution — coordinator::JobRunner over the engines of the live
 // workers in the daemon, a fake in tests — and answers Submit, Get, List,
 // Cancel and Watch. Every state change is persisted through a JobStore, so a
-// restarted coordinator lists old jobs; on reload, QUEUED jobs are queued
+// restarted coordinator lists old jobs. The disk writes happen outside the
+// manager's lock (coordinator/job_record_writer.h: newest record last, per
+// job), so a slow disk delays only the thread that changed that job: Submit,
+// Cancel and the runners return once their change is on disk, while Get,
+// List and other jobs go on. On reload, QUEUED jobs are queued
 // again and RUNNING ones are queued again to resume from their checkpoint
 // (with a resumable_execution_factory) or else become FAILED/ABORTED.
 //
@@ -44,6 +48,7 @@
 #include "common/block_engine.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_record.h"
+#include "coordinator/job_record_writer.h"
 #include "coordinator/job_runner.h"
 #include "coordinator/job_scheduler.h"
 #include "coordinator/job_store.h"
@@ -139,6 +144,9 @@ struct JobManagerDeps {
   // which reads config.json (a job whose config.json the coordinator cannot
   // read gets no estimate and skips the memory checks).
   std::function<absl::StatusOr<MemoryEstimate>(const JobConfig&)> estimate_memory;
+  // Optional, not owned, outlives the manager: where records are persisted;
+  // unset: a JobStore on JobManagerOptions::data_dir. Tests wrap a JobStore.
+  const JobStore* store = nullptr;
 };
 
 class JobManager {
@@ -189,13 +197,24 @@ class JobManager {
 
   JobManager(JobManagerOptions options, JobManagerDeps deps);
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+  // One record of the store: indexed, queued again or failed (see the file comment).
+  void LoadLocked(JobRecord record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submit's checks and bookkeeping; `estimate` is the job's memory
+  // estimate, `capacity` what one worker offers (0: unknown).
+  absl::StatusOr<JobRecord> SubmitLocked(const std::string& request_id, JobConfig config,
+                                         const SubmitOptions& submit,
+                                         const absl::StatusOr<MemoryEstimate>& estimate,
+                                         int64_t capacity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunnerLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void RunJob(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   void OnProgress(const std::string& id, const JobProgress& p) ABSL_LOCKS_EXCLUDED(mu_);
   // Moves the job to `state` (metrics, timestamps, persistence, watchers).
+  // The caller writes the record with writer_.Flush after releasing mu_.
   void TransitionLocked(Job& job, JobState state, absl::Status error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PersistLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stages the job's record for writer_.Flush (no I/O under mu_).
+  void PersistLocked(const Job& job, bool discard_checkpoint = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands a QUEUED job to the scheduler.
@@ -214,7 +233,9 @@ class JobManager {
   // Constant after construction.
   const JobManagerOptions options_;
   const JobManagerDeps deps_;
-  const JobStore store_;
+  const JobStore own_store_;  // Used unless deps_.store is set.
+  const JobStore* const store_;
+  JobRecordWriter writer_;  // Thread-safe; taken after mu_, never the other way.
 
   // Serializes CollectGarbage (taken before mu_, never inside it).
   absl::Mutex gc_mu_ ABSL_ACQUIRED_BEFORE(mu_);

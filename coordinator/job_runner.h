@@ -36,6 +36,12 @@
 //     restarted coordinator runs it again from the start (documented in
 //     docs/operations.md).
 //
+// Run() is split into pieces with one role each: the sequential run
+// (coordinator/sequential_run.h: the block loop, checkpoints, recovery), the
+// parallel run (coordinator/parallel_run.h: one measurement, every target),
+// the target outputs (coordinator/target_output.h: budget, report, gate,
+// publish) and the progress reporter (coordinator/job_progress.h).
+//
 // Thread-compatible: Run() is called by one thread; Cancel() may be called
 // from any thread.
 //
@@ -48,6 +54,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,25 +62,14 @@
 #include "absl/time/time.h"
 #include "common/block_engine.h"
 #include "common/job_config.h"
+#include "common/model_config.h"
 #include "coordinator/engine_set.h"
+#include "coordinator/job_progress.h"
 
 namespace baq::coordinator {
 
-enum class JobStage { kQueued, kStarting, kMeasuring, kQuantizing, kPublishing, kDone };
-absl::string_view JobStageName(JobStage stage);
-
-// A progress event (what `baq watch` and the Watch RPC stream).
-struct JobProgress {
-  JobStage stage = JobStage::kQueued;
-  int64_t block = -1;        // Block being worked on, -1 if none.
-  int64_t blocks_done = 0;   // Blocks quantized.
-  int64_t num_blocks = 0;
-  double percent = 0;        // 0..100.
-  absl::Duration elapsed;
-  absl::Duration eta;        // Estimated time left; InfiniteDuration if unknown.
-  double achieved_bits = 0;  // Average bits of the blocks quantized so far.
-  std::string message;
-};
+class TargetOutput;  // coordinator/target_output.h
+struct JobRun;       // coordinator/job_run.h
 
 // One bit target's output (a job has one per JobConfig::AllTargets()).
 struct TargetSummary {
@@ -133,14 +129,15 @@ class JobRunner {
   }
 
  private:
-  struct TargetBuild;
   void Log(const std::string& line) const;
-  // Writes quant_report.json, runs the target's evaluation gate on
-  // `gate_engine` and publishes the output if it passes.
-  absl::StatusOr<TargetSummary> FinishTarget(
-      TargetBuild& target, BlockEngine* gate_engine, int64_t n,
-      const std::function<void(JobStage, int64_t, int64_t, double, std::string)>& report,
-      const std::function<absl::Status()>& check_cancel);
+  // One output per bit target (JobConfig::AllTargets()), all created up
+  // front so that an existing output fails the job before any work.
+  absl::StatusOr<std::vector<std::unique_ptr<TargetOutput>>> CreateTargets(
+      const ModelConfig& model) const;
+  // Publishes every target's output (each gated on its own); a failed gate
+  // keeps that output unpublished and fails the job after the others.
+  absl::StatusOr<JobSummary> FinishTargets(const JobRun& run,
+                                           std::vector<std::unique_ptr<TargetOutput>>& targets);
 
   const JobConfig config_;
   const std::vector<BlockEngine*> engines_;

@@ -1,10 +1,16 @@
 // JobRunnerExecution: the production JobExecution, coordinator::JobRunner.
 // In its own file so that code and tests which inject a fake execution do
 // not pull JobRunner (and the bit budget and output assembler) into the link.
+// Also where a job's state lives under the data dir: its checkpoint and its
+// named measurements (declared in job_manager.h).
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/job_runner.h"
 
@@ -36,6 +42,28 @@ void DiscardJobCheckpoint(const std::string& data_dir, const std::string& job_id
   if (dir.empty()) return;
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+absl::Status ResolveMeasurementName(const std::string& data_dir, JobConfig& config) {
+  const std::string& name = config.measurement_dir;
+  if (name.empty() || absl::StrContains(name, '/')) return absl::OkStatus();
+  const bool valid = name.size() <= 128 && name != "." && name != ".." &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '_' || c == '-';
+                     });
+  if (!valid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measurement \"", name,
+        "\": a name is letters, digits, '.', '_' and '-' (at most 128), or give a path"));
+  }
+  if (data_dir.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "measurement \"", name, "\": named measurements live in the coordinator's --data-dir, "
+        "and this coordinator has none"));
+  }
+  config.measurement_dir = absl::StrCat(data_dir, "/measurements/", name);
+  return absl::OkStatus();
 }
 
 ExecutionFactory JobRunnerExecutionFactory() {

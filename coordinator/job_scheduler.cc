@@ -110,4 +110,20 @@ std::vector<std::string> JobScheduler::QueueOrder() const {
   return order;
 }
 
+std::map<std::string, std::pair<int, absl::Duration>> JobScheduler::QueueEtas(
+    std::vector<absl::Duration> running_etas, absl::Duration mean) const {
+  // When each slot frees up, from now.
+  std::vector<absl::Duration> slots = std::move(running_etas);
+  while (slots.size() < static_cast<size_t>(max_running_)) slots.push_back(absl::ZeroDuration());
+  std::map<std::string, std::pair<int, absl::Duration>> view;
+  int position = 0;
+  for (const std::string& id : QueueOrder()) {
+    auto earliest = std::min_element(slots.begin(), slots.end());
+    const absl::Duration finish = *earliest + mean;  // Infinite stays infinite.
+    *earliest = finish;
+    view[id] = {position++, finish};
+  }
+  return view;
+}
+
 }  // namespace baq::coordinator

@@ -32,7 +32,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "absl/time/time.h"
 
 namespace baq::coordinator {
 
@@ -67,6 +70,12 @@ class JobScheduler {
   // finishing in the order they started, and memory ignored. Exact for
   // max_running == 1 without arrivals, cancellations or failures.
   std::vector<std::string> QueueOrder() const;
+  // Queue position and estimated time to finish (from now) of every queued
+  // job: list scheduling of QueueOrder() onto max_running slots that free up
+  // when `running_etas` (one per running job) run out, each queued job taking
+  // `mean` (InfiniteDuration stays infinite).
+  std::map<std::string, std::pair<int, absl::Duration>> QueueEtas(
+      std::vector<absl::Duration> running_etas, absl::Duration mean) const;
 
   size_t queued() const { return queued_.size(); }
   size_t running() const { return running_.size(); }

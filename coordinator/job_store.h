@@ -9,7 +9,9 @@
 // The format is plain JSON of the record (config by field name, enums by
 // their CLI names, times as Unix milliseconds); fields are only added.
 //
-// Thread-safe for different jobs; the JobManager serializes saves of one job.
+// Thread-safe for different jobs; the JobManager serializes saves of one job
+// (coordinator/job_record_writer.h). The methods are virtual so that tests
+// can wrap the store (a slow or failing disk), as LevelDB's EnvWrapper does.
 //
 // Example:
 //   JobStore store("/var/lib/baq");
@@ -31,13 +33,15 @@ namespace baq::coordinator {
 class JobStore {
  public:
   explicit JobStore(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+  virtual ~JobStore() = default;
 
   // Creates `<data_dir>/jobs`. Internal if it cannot.
-  absl::Status Init() const;
-  absl::Status Save(const JobRecord& record) const;
+  virtual absl::Status Init() const;
+  // Replaces the job's record (write a temporary file, rename it over).
+  virtual absl::Status Save(const JobRecord& record) const;
   // Every stored record, oldest first. A file that does not parse is
   // skipped with a log line rather than failing the coordinator's start.
-  absl::StatusOr<std::vector<JobRecord>> LoadAll() const;
+  virtual absl::StatusOr<std::vector<JobRecord>> LoadAll() const;
 
   bool enabled() const { return !data_dir_.empty(); }
 

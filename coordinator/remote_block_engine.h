@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "baq/v1/worker.grpc.pb.h"
 #include "common/block_engine.h"
+#include "common/engine_capabilities.h"
 
 namespace baq::coordinator {
 
@@ -102,7 +103,14 @@ class LeaseFence {
   std::string reason_ ABSL_GUARDED_BY(mu_);  // Non-empty once revoked.
 };
 
-class RemoteBlockEngine : public BlockEngine {
+// Offers every capability of common/engine_capabilities.h: the worker
+// service has an RPC for each (the worker's engine answers FailedPrecondition
+// if it lacks one).
+class RemoteBlockEngine : public BlockEngine,
+                          public ActivationTransfer,
+                          public ShardedCalibration,
+                          public TargetSwitching,
+                          public CheckpointEvaluator {
  public:
   // `label` names the worker in errors (its address, usually). `canceller`
   // and `fence` (the worker's lease, from WorkerPool)
@@ -115,6 +123,10 @@ class RemoteBlockEngine : public BlockEngine {
   std::string name() const override {
     return absl::StrCat("worker ", label_, " device ", device_index_);
   }
+  ActivationTransfer* activation_transfer() override { return this; }
+  ShardedCalibration* sharded_calibration() override { return this; }
+  TargetSwitching* target_switching() override { return this; }
+  CheckpointEvaluator* checkpoint_evaluator() override { return this; }
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return num_blocks_; }
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override;

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/bpe_tokenizer.h"
+#include "common/engine_capabilities.h"
 #include "common/measurement_store.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
@@ -86,13 +87,23 @@ struct Rank {
   std::unique_ptr<Communicator> communicator;
 };
 
-class TorchBlockEngine final : public BlockEngine {
+class TorchBlockEngine final : public BlockEngine,
+                               public ActivationTransfer,
+                               public ShardedCalibration,
+                               public TargetSwitching,
+                               public CheckpointEvaluator {
  public:
   TorchBlockEngine(std::vector<Rank> ranks, int hessian_partials)
       : device_(ranks.front().device),
         ranks_(std::move(ranks)),
         num_partials_(hessian_partials),
         chunk_of_rank_(ranks_.size(), 0) {}
+
+  std::string name() const override { return "local engine"; }
+  ActivationTransfer* activation_transfer() override { return this; }
+  ShardedCalibration* sharded_calibration() override { return this; }
+  TargetSwitching* target_switching() override { return this; }
+  CheckpointEvaluator* checkpoint_evaluator() override { return this; }
 
   absl::Status Start(const JobConfig& config) override {
     Reset();

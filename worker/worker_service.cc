@@ -6,12 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/engine_capabilities.h"
+#include "common/status_macros.h"
 #include "proto/convert.h"
 #include "worker/engine_byte_streams.h"
 
 namespace baq::worker {
 namespace {
-
 
 // A unary reactor for calls that run a job's work on a device: when the
 // client cancels the call (job cancelled, coordinator gone, deadline passed),
@@ -35,7 +36,8 @@ class JobCallReactor final : public grpc::ServerUnaryReactor {
 // one measurement); target_bits 0: the job's, nothing to do.
 absl::Status ApplyTarget(BlockEngine& engine, double target_bits, bool keep_measurement) {
   if (target_bits == 0) return absl::OkStatus();
-  return engine.SetTarget(target_bits, keep_measurement);
+  BAQ_ASSIGN_OR_RETURN(TargetSwitching * targets, RequireCapability<TargetSwitching>(engine));
+  return targets->SetTarget(target_bits, keep_measurement);
 }
 
 // Streams a Quantize result: per tensor a header then its bytes in chunks,
@@ -210,9 +212,13 @@ grpc::ServerUnaryReactor* WorkerService::Evaluate(grpc::CallbackServerContext* c
                       absl::Status status = engine.status();
                       if (status.ok() && ctx->IsCancelled())
                         status = absl::CancelledError("cancelled");
+                      absl::StatusOr<CheckpointEvaluator*> evaluator =
+                          status.ok() ? RequireCapability<CheckpointEvaluator>(**engine)
+                                      : absl::StatusOr<CheckpointEvaluator*>(status);
+                      status = evaluator.status();
                       if (status.ok()) {
-                        absl::StatusOr<double> ppl =
-                            (*engine)->Evaluate(req.model_dir(), req.text_file(), req.seqlen());
+                        absl::StatusOr<double> ppl = (*evaluator)->Evaluate(
+                            req.model_dir(), req.text_file(), req.seqlen());
                         status = ppl.status();
                         if (ppl.ok()) response->set_perplexity(*ppl);
                       }
@@ -232,15 +238,20 @@ grpc::ServerWriteReactor<v1::Chunk>* WorkerService::ExportInputs(
   const int64_t block = request->block();
   return new EngineBytesWriter(request->job_id(), request->device_index(), host_, metrics_,
                                "ExportInputs",
-                               [block](BlockEngine& e) { return e.ExportInputs(block); });
+                               [block](BlockEngine& e) -> absl::StatusOr<std::string> {
+                                 BAQ_ASSIGN_OR_RETURN(ActivationTransfer * t,
+                                                      RequireCapability<ActivationTransfer>(e));
+                                 return t->ExportInputs(block);
+                               });
 }
 
 grpc::ServerReadReactor<v1::ImportInputsChunk>* WorkerService::ImportInputs(
     grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) {
   return new EngineBytesReader<v1::ImportInputsChunk>(
       ctx, response, host_, metrics_, "ImportInputs",
-      [](BlockEngine& e, const v1::ImportInputsChunk& first, std::string bytes) {
-        return e.ImportInputs(first.block(), std::move(bytes));
+      [](BlockEngine& e, const v1::ImportInputsChunk& first, std::string bytes) -> absl::Status {
+        BAQ_ASSIGN_OR_RETURN(ActivationTransfer * t, RequireCapability<ActivationTransfer>(e));
+        return t->ImportInputs(first.block(), std::move(bytes));
       });
 }
 

@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/engine_capabilities.h"
+#include "common/status_macros.h"
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
 #include "worker/engine_byte_streams.h"
@@ -19,6 +21,11 @@
 namespace baq::worker {
 namespace {
 
+// The job's engine's ShardedCalibration, or why not.
+absl::StatusOr<ShardedCalibration*> Shards(absl::StatusOr<BlockEngine*> engine) {
+  if (!engine.ok()) return engine.status();
+  return RequireCapability<ShardedCalibration>(**engine);
+}
 
 // Streams the partials of AccumulateHessians. A cancelled call (job
 // cancelled, coordinator gone, deadline) cancels and drops the job's engine
@@ -37,11 +44,12 @@ class PartialsWriter final : public grpc::ServerWriteReactor<v1::HessianPartialC
         [this, block = request.block(),
          shards = std::vector<int32_t>(request.shards().begin(), request.shards().end())](
             absl::StatusOr<BlockEngine*> engine) {
-          if (!engine.ok()) return Done(engine.status());
+          absl::StatusOr<ShardedCalibration*> sharded = Shards(engine);
+          if (!sharded.ok()) return Done(sharded.status());
           if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
           const absl::Time start = absl::Now();
           absl::StatusOr<std::vector<HessianPartial>> partials =
-              (*engine)->AccumulateHessians(block, shards);
+              (*sharded)->AccumulateHessians(block, shards);
           if (!partials.ok()) return Done(partials.status());
           if (metrics_ != nullptr) {
             metrics_->RecordBlock("accumulate", absl::ToDoubleSeconds(absl::Now() - start));
@@ -119,9 +127,10 @@ class HessiansReader final : public grpc::ServerReadReactor<v1::ImportHessiansCh
     }
     partials_ = *std::move(partials);
     host_->WithEngine(job_id_, device_, [this, bytes](absl::StatusOr<BlockEngine*> engine) {
-      if (!engine.ok()) return Done(engine.status());
+      absl::StatusOr<ShardedCalibration*> sharded = Shards(engine);
+      if (!sharded.ok()) return Done(sharded.status());
       const int n = static_cast<int>(partials_.size());
-      absl::Status s = (*engine)->ImportHessians(block_, std::move(partials_));
+      absl::Status s = (*sharded)->ImportHessians(block_, std::move(partials_));
       if (s.ok()) {
         response_->set_bytes_received(bytes);
         response_->set_partials(n);
@@ -151,7 +160,6 @@ class HessiansReader final : public grpc::ServerReadReactor<v1::ImportHessiansCh
   std::vector<HessianPartial> partials_;
 };
 
-
 }  // namespace
 
 grpc::ServerWriteReactor<v1::HessianPartialChunk>* WorkerService::AccumulateHessians(
@@ -171,15 +179,20 @@ grpc::ServerWriteReactor<v1::Chunk>* WorkerService::ExportShardInputs(
   const int32_t shard = request->shard();
   return new EngineBytesWriter(
       request->job_id(), request->device_index(), host_, metrics_, "ExportShardInputs",
-      [block, shard](BlockEngine& e) { return e.ExportShardInputs(block, shard); });
+      [block, shard](BlockEngine& e) -> absl::StatusOr<std::string> {
+        BAQ_ASSIGN_OR_RETURN(ShardedCalibration * s, RequireCapability<ShardedCalibration>(e));
+        return s->ExportShardInputs(block, shard);
+      });
 }
 
 grpc::ServerReadReactor<v1::ImportShardInputsChunk>* WorkerService::ImportShardInputs(
     grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) {
   return new EngineBytesReader<v1::ImportShardInputsChunk>(
       ctx, response, host_, metrics_, "ImportShardInputs",
-      [](BlockEngine& e, const v1::ImportShardInputsChunk& first, std::string bytes) {
-        return e.ImportShardInputs(first.block(), first.shard(), std::move(bytes));
+      [](BlockEngine& e, const v1::ImportShardInputsChunk& first,
+         std::string bytes) -> absl::Status {
+        BAQ_ASSIGN_OR_RETURN(ShardedCalibration * s, RequireCapability<ShardedCalibration>(e));
+        return s->ImportShardInputs(first.block(), first.shard(), std::move(bytes));
       });
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/engine_capabilities.h"
 
 namespace baq::coordinator {
 namespace {
@@ -152,10 +153,12 @@ TEST(ShardInputsTest, PackUnpackRoundTripAndErrors) {
 
 // A scripted engine: one input group of 2 columns; shard k's partial is the
 // matrix filled with k + 1, over k + 10 rows.
-class FakeShardEngine final : public BlockEngine {
+class FakeShardEngine final : public BlockEngine, public ShardedCalibration {
  public:
   explicit FakeShardEngine(std::string name) : name_(std::move(name)) {}
   std::string name() const override { return name_; }
+  ShardedCalibration* sharded_calibration() override { return this; }
+  void Cancel() override {}
   absl::Status Start(const JobConfig&) override { return absl::OkStatus(); }
   int64_t num_blocks() const override { return 2; }
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override {
@@ -171,8 +174,6 @@ class FakeShardEngine final : public BlockEngine {
     out.tensor_format.push_back(0);
     return out;
   }
-  absl::StatusOr<std::string> ExportInputs(int64_t) override { return std::string(); }
-  absl::Status ImportInputs(int64_t, std::string) override { return absl::OkStatus(); }
   void Reset() override {}
 
   absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
@@ -188,6 +189,13 @@ class FakeShardEngine final : public BlockEngine {
   }
   absl::Status ImportHessians(int64_t, std::vector<HessianPartial> merged) override {
     imported = std::move(merged);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) override {
+    return absl::FailedPreconditionError(
+        absl::StrCat("block ", block, ": inputs of calibration shard ", shard, " not present"));
+  }
+  absl::Status ImportShardInputs(int64_t, int32_t, std::string) override {
     return absl::OkStatus();
   }
 

@@ -13,6 +13,7 @@ namespace baq::coordinator {
 namespace {
 
 // Start() answers `start_status`; everything else is never called here.
+// Offers no optional capability.
 class ScriptedEngine : public BlockEngine {
  public:
   explicit ScriptedEngine(absl::Status start_status = absl::OkStatus(), int64_t blocks = 6)
@@ -28,11 +29,9 @@ class ScriptedEngine : public BlockEngine {
   absl::StatusOr<BlockOutput> Quantize(int64_t, const std::vector<LayerAllocation>&) override {
     return absl::UnimplementedError("");
   }
-  absl::StatusOr<std::string> ExportInputs(int64_t) override {
-    return absl::UnimplementedError("");
-  }
-  absl::Status ImportInputs(int64_t, std::string) override { return absl::OkStatus(); }
+  std::string name() const override { return "scripted engine"; }
   void Reset() override { ++resets; }
+  void Cancel() override {}
 
   int starts = 0;
   int resets = 0;

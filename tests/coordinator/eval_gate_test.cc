@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/engine_capabilities.h"
 #include "gtest/gtest.h"
 
 namespace baq::coordinator {
@@ -73,9 +74,12 @@ TEST(EvalGateTest, FailedGateStatusNamesAndCarriesTheNumbers) {
 }
 
 // Answers Evaluate() from a table by directory and records the calls.
-class TableEngine : public BlockEngine {
+class TableEngine : public BlockEngine, public CheckpointEvaluator {
  public:
   explicit TableEngine(std::map<std::string, absl::StatusOr<double>> ppl) : ppl_(std::move(ppl)) {}
+  std::string name() const override { return "table engine"; }
+  CheckpointEvaluator* checkpoint_evaluator() override { return this; }
+  void Cancel() override {}
   absl::Status Start(const JobConfig&) override { return absl::OkStatus(); }
   int64_t num_blocks() const override { return 0; }
   absl::StatusOr<BlockMeasurement> Measure(int64_t) override {
@@ -83,12 +87,6 @@ class TableEngine : public BlockEngine {
   }
   absl::StatusOr<BlockOutput> Quantize(int64_t, const std::vector<LayerAllocation>&) override {
     return absl::UnimplementedError("Quantize");
-  }
-  absl::StatusOr<std::string> ExportInputs(int64_t) override {
-    return absl::UnimplementedError("ExportInputs");
-  }
-  absl::Status ImportInputs(int64_t, std::string) override {
-    return absl::UnimplementedError("ImportInputs");
   }
   void Reset() override {}
   absl::StatusOr<double> Evaluate(const std::string& model_dir, const std::string& text_file,
@@ -130,17 +128,18 @@ TEST(EvalGateTest, EvaluationErrorsAreReturnedNamingTheCheckpoint) {
             absl::StatusCode::kFailedPrecondition);
 }
 
-TEST(EvalGateTest, DefaultEngineCannotEvaluate) {
+TEST(EvalGateTest, EngineWithoutEvaluatorIsFailedPrecondition) {
   class Plain : public TableEngine {
    public:
     Plain() : TableEngine({}) {}
-    absl::StatusOr<double> Evaluate(const std::string& d, const std::string& t,
-                                    int64_t s) override {
-      return BlockEngine::Evaluate(d, t, s);
-    }
+    CheckpointEvaluator* checkpoint_evaluator() override { return nullptr; }
   } engine;
-  EXPECT_EQ(RunEvalGate(Gate(11, 0), "/model", "/stage", engine).status().code(),
-            absl::StatusCode::kUnimplemented);
+  absl::Status s = RunEvalGate(Gate(11, 0), "/model", "/stage", engine).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("table engine has no checkpoint evaluation capability"),
+            std::string::npos)
+      << s;
+  EXPECT_TRUE(engine.calls.empty());
 }
 
 }  // namespace

@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/block_engine.h"
+#include "common/engine_capabilities.h"
 
 namespace baq::testing {
 
@@ -67,10 +68,21 @@ class FakeEngineLog {
   std::vector<std::string> entries_ ABSL_GUARDED_BY(mu_);
 };
 
-class FakeBlockEngine : public BlockEngine {
+// Offers ActivationTransfer and CheckpointEvaluator (not sharded
+// calibration, not target switching).
+class FakeBlockEngine : public BlockEngine,
+                        public ActivationTransfer,
+                        public CheckpointEvaluator {
  public:
   // `log` may be null; not owned, must outlive the engine.
   FakeBlockEngine(FakeEngineOptions options, FakeEngineLog* log, std::string device = "");
+
+  std::string name() const override {
+    return device_.empty() ? "fake engine" : "fake engine on " + device_;
+  }
+  ActivationTransfer* activation_transfer() override { return this; }
+  CheckpointEvaluator* checkpoint_evaluator() override { return this; }
+  void Cancel() override {}
 
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return options_.num_blocks; }

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "proto/convert.h"
 
 namespace baq::testing {
@@ -12,6 +11,14 @@ namespace {
 grpc::Status NotFound(const std::string& job) {
   return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no job ", job));
 }
+
+// A stuck device: the call ends only when the client gives up (its deadline
+// passes or it cancels) or the server shuts down; gRPC then calls OnCancel.
+class HungCall final : public grpc::ServerUnaryReactor {
+ public:
+  void OnCancel() override { Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client gave up")); }
+  void OnDone() override { delete this; }
+};
 
 }  // namespace
 
@@ -45,24 +52,24 @@ grpc::Status FakeWorkerService::StartJob(grpc::ServerContext* ctx, const v1::Sta
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorkerService::Measure(grpc::ServerContext* ctx, const v1::MeasureRequest* req,
-                                        v1::BlockMeasurement* resp) {
-  bool hang;
-  {
-    absl::MutexLock lock(&mu_);
-    hang = faults_.hang_measure;
-    if (hang) ++hanging_;
-  }
-  // A stuck device: poll for the client giving up (test double only).
-  while (hang && !ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
-  if (hang) return grpc::Status(grpc::StatusCode::CANCELLED, "client gave up");
+grpc::ServerUnaryReactor* FakeWorkerService::Measure(grpc::CallbackServerContext* ctx,
+                                                     const v1::MeasureRequest* req,
+                                                     v1::BlockMeasurement* resp) {
   absl::MutexLock lock(&mu_);
+  if (faults_.hang_measure) {
+    ++hanging_;
+    return new HungCall();
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   FakeBlockEngine* engine = Find(req->job_id(), req->device_index());
-  if (engine == nullptr) return NotFound(req->job_id());
+  if (engine == nullptr) {
+    reactor->Finish(NotFound(req->job_id()));
+    return reactor;
+  }
   absl::StatusOr<BlockMeasurement> m = engine->Measure(req->block());
-  if (!m.ok()) return ToGrpcStatus(m.status());
-  ToProto(*m, resp);
-  return grpc::Status::OK;
+  if (m.ok()) ToProto(*m, resp);
+  reactor->Finish(m.ok() ? grpc::Status::OK : ToGrpcStatus(m.status()));
+  return reactor;
 }
 
 grpc::Status FakeWorkerService::Quantize(grpc::ServerContext* ctx, const v1::QuantizeRequest* req,

@@ -5,7 +5,8 @@
 // FakeBlockEngines keyed by (job, device) with the sync gRPC API (fine for a
 // test double; the real service is callback-based) and can inject faults:
 // hold Measure until the client's deadline passes, or cut a Quantize
-// stream short.
+// stream short. Measure alone uses the callback API, so that a held call
+// ends when gRPC reports the client gone (OnCancel) instead of by polling.
 //
 // Thread-safe.
 //
@@ -35,7 +36,8 @@ struct FakeWorkerFaults {
   bool truncate_quantize = false;
 };
 
-class FakeWorkerService final : public v1::WorkerService::Service {
+class FakeWorkerService final
+    : public v1::WorkerService::WithCallbackMethod_Measure<v1::WorkerService::Service> {
  public:
   FakeWorkerService(FakeEngineOptions options, FakeEngineLog* log)
       : options_(std::move(options)), log_(log) {}
@@ -46,8 +48,9 @@ class FakeWorkerService final : public v1::WorkerService::Service {
 
   grpc::Status StartJob(grpc::ServerContext* ctx, const v1::StartJobRequest* req,
                         v1::StartJobResponse* resp) override;
-  grpc::Status Measure(grpc::ServerContext* ctx, const v1::MeasureRequest* req,
-                       v1::BlockMeasurement* resp) override;
+  grpc::ServerUnaryReactor* Measure(grpc::CallbackServerContext* ctx,
+                                    const v1::MeasureRequest* req,
+                                    v1::BlockMeasurement* resp) override;
   grpc::Status Quantize(grpc::ServerContext* ctx, const v1::QuantizeRequest* req,
                         grpc::ServerWriter<v1::QuantizeResponseChunk>* writer) override;
   grpc::Status ExportInputs(grpc::ServerContext* ctx, const v1::ExportInputsRequest* req,

@@ -8,9 +8,11 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "coordinator/job_manager.h"
 #include "prometheus/registry.h"
@@ -57,30 +59,39 @@ class JobCancelTest : public ::testing::Test {
     return config;
   }
 
-  // Polls the job until `pred` holds or `timeout` passes; returns the last record.
+  // Blocks until the job's record satisfies `pred` or `timeout` passes;
+  // returns the last record. Through JobManager::Watch: every change is seen.
   template <typename Pred>
   JobRecord AwaitJob(const std::string& id, Pred pred, absl::Duration timeout) {
-    const absl::Time end = absl::Now() + timeout;
-    absl::StatusOr<JobRecord> r = jobs_->Get(id);
-    while (r.ok() && !pred(*r) && absl::Now() < end) {
-      absl::SleepFor(absl::Milliseconds(20));
-      r = jobs_->Get(id);
+    absl::Mutex mu;
+    std::optional<JobRecord> last;
+    absl::StatusOr<int64_t> handle = jobs_->Watch(id, [&](const JobRecord& r) {
+      absl::MutexLock lock(&mu);
+      last = r;
+    });
+    EXPECT_TRUE(handle.ok()) << handle.status();
+    JobRecord result;
+    {
+      absl::MutexLock lock(&mu);
+      auto done = [&]() { return last.has_value() && pred(*last); };
+      mu.AwaitWithTimeout(absl::Condition(&done), timeout);
+      result = last.value_or(JobRecord());
     }
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : JobRecord();
+    if (handle.ok()) jobs_->Unwatch(*handle);  // Not under mu: the watcher takes it.
+    return result;
   }
 
-  // Polls the worker's engine gauge until it reads 0; returns the time taken
-  // (InfiniteDuration if it did not within `timeout`).
-  absl::Duration AwaitNoEngines(absl::Time since, absl::Duration timeout) {
+  // Waits until `gauge` reads `value` (true) or `timeout` passes (false).
+  // Prometheus gauges have no change notification and the real worker has
+  // no test hooks, so this checks every 5 ms; it waits for a state the
+  // worker reaches, never for time to pass.
+  static bool AwaitGauge(prometheus::Gauge& gauge, double value, absl::Duration timeout) {
     const absl::Time end = absl::Now() + timeout;
-    while (absl::Now() < end) {
-      if (worker_metrics_.engines().Value() == 0 && worker_metrics_.busy("cpu").Value() == 0) {
-        return absl::Now() - since;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
+    while (gauge.Value() != value) {
+      if (absl::Now() >= end) return false;
+      absl::SleepFor(absl::Milliseconds(5));
     }
-    return absl::InfiniteDuration();
+    return true;
   }
 
   // Declared in dependency order: the worker's metrics outlive the cluster.
@@ -104,10 +115,10 @@ TEST_F(JobCancelTest, CancelMidBlockStopsTheWorkerAndFreesItsEngine) {
   ASSERT_EQ(running.state, JobState::kRunning) << running.error;
   ASSERT_EQ(running.progress.stage, JobStage::kMeasuring);
   ASSERT_EQ(running.progress.block, 0);
-  // Let the worker get well into block 0.
-  absl::SleepFor(absl::Seconds(1));
+  // The Measure call is on its way; once the worker's executor is busy, it
+  // is inside block 0 (StartJob finished before the job reported measuring).
+  ASSERT_TRUE(AwaitGauge(worker_metrics_.busy("cpu"), 1, absl::Minutes(1)));
   ASSERT_EQ(worker_metrics_.engines().Value(), 1);
-  ASSERT_EQ(worker_metrics_.busy("cpu").Value(), 1);
 
   const absl::Time cancel_time = absl::Now();
   ASSERT_TRUE(jobs_->Cancel(job->id).ok());
@@ -116,8 +127,12 @@ TEST_F(JobCancelTest, CancelMidBlockStopsTheWorkerAndFreesItsEngine) {
   const absl::Duration to_cancelled = absl::Now() - cancel_time;
   EXPECT_EQ(done.state, JobState::kCancelled) << done.error;
   EXPECT_LT(to_cancelled, kCancelBudget);
-  const absl::Duration to_freed = AwaitNoEngines(cancel_time, kCancelBudget);
-  EXPECT_LT(to_freed, kCancelBudget) << "the worker still holds the job's engine";
+  // The job ends only after every engine's Reset, and the worker answers
+  // ResetJob once it has dropped the engine: freed by now.
+  EXPECT_EQ(worker_metrics_.engines().Value(), 0) << "the worker still holds the job's engine";
+  EXPECT_TRUE(AwaitGauge(worker_metrics_.busy("cpu"), 0, kCancelBudget));
+  const absl::Duration to_freed = absl::Now() - cancel_time;
+  EXPECT_LT(to_freed, kCancelBudget);
   // Interrupted inside the block, not at its end.
   EXPECT_EQ(worker_metrics_.blocks_measured_total().Value(), 0);
   std::printf("cancel: job CANCELLED after %s, worker engine freed after %s\n",
@@ -129,7 +144,10 @@ TEST_F(JobCancelTest, CancelMidBlockStopsTheWorkerAndFreesItsEngine) {
   absl::StatusOr<JobRecord> next = jobs_->Submit("after-cancel", LongJob());
   ASSERT_TRUE(next.ok()) << next.status();
   JobRecord measuring = AwaitJob(
-      next->id, [](const JobRecord& r) { return r.progress.stage == JobStage::kMeasuring; },
+      next->id,
+      [](const JobRecord& r) {
+        return r.progress.stage == JobStage::kMeasuring || coordinator::IsTerminal(r.state);
+      },
       absl::Minutes(2));
   EXPECT_EQ(measuring.state, JobState::kRunning) << measuring.error;
   ASSERT_TRUE(jobs_->Cancel(next->id).ok());
@@ -144,16 +162,15 @@ TEST_F(JobCancelTest, CancelWhileStartingStopsTheWorker) {
   absl::StatusOr<JobRecord> job = jobs_->Submit("cancel-start", LongJob());
   ASSERT_TRUE(job.ok()) << job.status();
   // Cancel as soon as the worker is busy with the job (StartJob or block 0).
-  const absl::Time end = absl::Now() + absl::Minutes(1);
-  while (worker_metrics_.busy("cpu").Value() == 0 && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  ASSERT_TRUE(AwaitGauge(worker_metrics_.busy("cpu"), 1, absl::Minutes(1)));
   const absl::Time cancel_time = absl::Now();
   ASSERT_TRUE(jobs_->Cancel(job->id).ok());
   JobRecord done = AwaitJob(
       job->id, [](const JobRecord& r) { return r.state != JobState::kRunning; }, kCancelBudget);
   EXPECT_EQ(done.state, JobState::kCancelled) << done.error;
-  EXPECT_LT(AwaitNoEngines(cancel_time, kCancelBudget), kCancelBudget);
+  EXPECT_EQ(worker_metrics_.engines().Value(), 0);
+  EXPECT_TRUE(AwaitGauge(worker_metrics_.busy("cpu"), 0, kCancelBudget));
+  EXPECT_LT(absl::Now() - cancel_time, kCancelBudget);
   EXPECT_EQ(worker_metrics_.blocks_measured_total().Value(), 0);
 }
 

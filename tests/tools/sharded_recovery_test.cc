@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/engine_capabilities.h"
 #include "coordinator/job_runner.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_paths.h"
@@ -48,10 +49,12 @@ std::unique_ptr<BlockEngine> MakeEngine() {
 
 // Forwards to `inner`, except that the first AccumulateHessians of
 // `fail_block` fails as a lost worker would (and every later call too).
-class LosingEngine final : public BlockEngine {
+class LosingEngine final : public BlockEngine, public ShardedCalibration {
  public:
-  LosingEngine(BlockEngine* inner, int64_t fail_block) : inner_(inner), fail_block_(fail_block) {}
+  LosingEngine(BlockEngine* inner, int64_t fail_block)
+      : inner_(inner), shards_(CapabilityOf<ShardedCalibration>(*inner)), fail_block_(fail_block) {}
   std::string name() const override { return "worker lost device 0"; }
+  ShardedCalibration* sharded_calibration() override { return this; }
   absl::Status Start(const JobConfig& c) override { return Check(inner_->Start(c)); }
   int64_t num_blocks() const override { return inner_->num_blocks(); }
   absl::StatusOr<BlockMeasurement> Measure(int64_t b) override {
@@ -62,28 +65,25 @@ class LosingEngine final : public BlockEngine {
     if (lost_) return Lost();
     return inner_->Quantize(b, a);
   }
-  absl::StatusOr<std::string> ExportInputs(int64_t b) override { return inner_->ExportInputs(b); }
-  absl::Status ImportInputs(int64_t b, std::string x) override {
-    return inner_->ImportInputs(b, std::move(x));
-  }
   void Reset() override { inner_->Reset(); }
+  void Cancel() override { inner_->Cancel(); }
   absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
       int64_t b, const std::vector<int32_t>& shards) override {
     if (b == fail_block_) lost_ = true;
     if (lost_) return Lost();
-    return inner_->AccumulateHessians(b, shards);
+    return shards_->AccumulateHessians(b, shards);
   }
   absl::Status ImportHessians(int64_t b, std::vector<HessianPartial> merged) override {
     if (lost_) return Lost();
-    return inner_->ImportHessians(b, std::move(merged));
+    return shards_->ImportHessians(b, std::move(merged));
   }
   absl::StatusOr<std::string> ExportShardInputs(int64_t b, int32_t shard) override {
     if (lost_) return Lost();
-    return inner_->ExportShardInputs(b, shard);
+    return shards_->ExportShardInputs(b, shard);
   }
   absl::Status ImportShardInputs(int64_t b, int32_t shard, std::string x) override {
     if (lost_) return Lost();
-    return inner_->ImportShardInputs(b, shard, std::move(x));
+    return shards_->ImportShardInputs(b, shard, std::move(x));
   }
 
  private:
@@ -91,6 +91,7 @@ class LosingEngine final : public BlockEngine {
   absl::Status Check(absl::Status s) const { return lost_ ? Lost() : s; }
 
   BlockEngine* const inner_;
+  ShardedCalibration* const shards_;  // inner_'s.
   const int64_t fail_block_;
   bool lost_ = false;
 };

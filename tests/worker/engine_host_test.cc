@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
@@ -51,24 +52,28 @@ class BusyEngine final : public BlockEngine {
   absl::StatusOr<BlockOutput> Quantize(int64_t, const std::vector<LayerAllocation>&) override {
     return BlockOutput{};
   }
-  absl::StatusOr<std::string> ExportInputs(int64_t) override { return std::string(); }
-  absl::Status ImportInputs(int64_t, std::string) override { return absl::OkStatus(); }
+  std::string name() const override { return "busy engine"; }
   void Reset() override { ++events_->resets; }
-  void Cancel() override { cancelled_.store(true); }
+  // Any thread, any number of times.
+  void Cancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
 
  private:
+  // Blocks until Cancel(), like a block that checks for cancellation.
   absl::Status Spin() {
-    const absl::Time end = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < end) {
-      if (cancelled_.load()) return absl::CancelledError("cancelled");
-      absl::SleepFor(absl::Milliseconds(1));
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&cancelled_), absl::Seconds(60))) {
+      return absl::CancelledError("cancelled");
     }
     return absl::DeadlineExceededError("never cancelled");
   }
 
   EngineEvents* const events_;
   const bool block_in_start_;
-  std::atomic<bool> cancelled_{false};
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 EngineFactory Factory(EngineEvents* events, bool block_in_start) {

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/block_engine.h"
+#include "common/engine_capabilities.h"
 #include "common/job_config.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_paths.h"
@@ -67,7 +68,7 @@ absl::StatusOr<JobResult> RunJob(const std::string& device, int hessian_partials
     result.outputs.push_back(*std::move(out));
   }
   if (mode == ExecutionMode::kSequential) {
-    absl::StatusOr<std::string> acts = e.ExportInputs(e.num_blocks());
+    absl::StatusOr<std::string> acts = CapabilityOf<ActivationTransfer>(e)->ExportInputs(e.num_blocks());
     if (!acts.ok()) return acts.status();
     result.final_activations = *std::move(acts);
   }

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/block_engine.h"
+#include "common/engine_capabilities.h"
 #include "common/job_config.h"
 #include "coordinator/calibration_shards.h"
 #include "gtest/gtest.h"
@@ -21,6 +22,10 @@
 
 namespace baq::worker {
 namespace {
+
+// The engine's capabilities (a TorchBlockEngine offers them all).
+ShardedCalibration& Shards(BlockEngine& e) { return *CapabilityOf<ShardedCalibration>(e); }
+ActivationTransfer& Transfer(BlockEngine& e) { return *CapabilityOf<ActivationTransfer>(e); }
 
 constexpr int kShards = 3;
 
@@ -91,7 +96,8 @@ absl::StatusOr<JobResult> RunOneEngine(int shards, int hessian_partials, Plan pl
   }
   for (int k = 0; k < shards; ++k) {
     absl::StatusOr<std::string> x =
-        shards > 1 ? e->ExportShardInputs(plan.blocks, k) : e->ExportInputs(plan.blocks);
+        shards > 1 ? Shards(*e).ExportShardInputs(plan.blocks, k)
+                   : Transfer(*e).ExportInputs(plan.blocks);
     if (!x.ok()) return x.status();
     r.final_activations.push_back(*std::move(x));
   }
@@ -186,13 +192,14 @@ TEST(TorchBlockEngineShardsTest, OneEngineWithShardsEqualsUnshardedPartials) {
 TEST(TorchBlockEngineShardsTest, UnshardedJobRefusesShardCalls) {
   std::unique_ptr<BlockEngine> e = MakeEngine();
   ASSERT_TRUE(e->Start(SmallJob(1)).ok());
-  EXPECT_EQ(e->AccumulateHessians(0, {0}).status().code(),
+  EXPECT_EQ(Shards(*e).AccumulateHessians(0, {0}).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(e->ExportShardInputs(0, 0).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Shards(*e).ExportShardInputs(0, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   // And a sharded job refuses whole-block transfers.
   std::unique_ptr<BlockEngine> s = MakeEngine();
   ASSERT_TRUE(s->Start(SmallJob(kShards)).ok());
-  absl::StatusOr<std::string> x = s->ExportInputs(0);
+  absl::StatusOr<std::string> x = Transfer(*s).ExportInputs(0);
   EXPECT_EQ(x.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(x.status().message().find("ExportShardInputs"), std::string::npos);
 }
@@ -217,15 +224,15 @@ TEST(TorchBlockEngineShardsTest, RejectsEnginesThatCannotShard) {
 TEST(TorchBlockEngineShardsTest, ShardCallsCheckTheirArguments) {
   std::unique_ptr<BlockEngine> e = MakeEngine();
   ASSERT_TRUE(e->Start(SmallJob(kShards)).ok());
-  EXPECT_EQ(e->AccumulateHessians(0, {}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(e->AccumulateHessians(0, {1, 0}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(e->AccumulateHessians(0, {3}).status().code(), absl::StatusCode::kInvalidArgument);
-  absl::StatusOr<std::vector<HessianPartial>> parts = e->AccumulateHessians(0, {1});
+  EXPECT_EQ(Shards(*e).AccumulateHessians(0, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Shards(*e).AccumulateHessians(0, {1, 0}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Shards(*e).AccumulateHessians(0, {3}).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::vector<HessianPartial>> parts = Shards(*e).AccumulateHessians(0, {1});
   ASSERT_TRUE(parts.ok()) << parts.status();
   ASSERT_FALSE(parts->empty());
   for (const HessianPartial& p : *parts) EXPECT_EQ(p.shard, 1);
   // The engine now owns shard 1 only: shard 0's inputs were dropped.
-  absl::StatusOr<std::vector<HessianPartial>> again = e->AccumulateHessians(0, {0});
+  absl::StatusOr<std::vector<HessianPartial>> again = Shards(*e).AccumulateHessians(0, {0});
   EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(again.status().message().find("shard 0"), std::string::npos);
   // Measure would need every shard.
@@ -233,11 +240,11 @@ TEST(TorchBlockEngineShardsTest, ShardCallsCheckTheirArguments) {
   // A merged sum with the wrong width is refused, naming the layer.
   std::vector<HessianPartial> wrong = *parts;
   wrong[0].bytes = parts->back().bytes;  // fc2's (wider) sum as q/k/v's.
-  absl::Status s = e->ImportHessians(0, wrong);
+  absl::Status s = Shards(*e).ImportHessians(0, wrong);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("columns"), std::string::npos) << s;
   // A missing group is refused too.
-  s = e->ImportHessians(0, {(*parts)[0]});
+  s = Shards(*e).ImportHessians(0, {(*parts)[0]});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("no Hessian for"), std::string::npos) << s;
 }

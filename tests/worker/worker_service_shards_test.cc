@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/engine_capabilities.h"
 #include "coordinator/remote_block_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -38,17 +39,18 @@ struct Seen {
 };
 
 // Shard k's partials: input group 0 of 3 MiB + 17 bytes, group 1 empty.
-class ScriptedShardEngine final : public BlockEngine {
+class ScriptedShardEngine final : public BlockEngine, public ShardedCalibration {
  public:
   explicit ScriptedShardEngine(Seen* seen) : seen_(seen) {}
+  std::string name() const override { return "scripted shard engine"; }
+  ShardedCalibration* sharded_calibration() override { return this; }
+  void Cancel() override {}
   absl::Status Start(const JobConfig&) override { return absl::OkStatus(); }
   int64_t num_blocks() const override { return 2; }
   absl::StatusOr<BlockMeasurement> Measure(int64_t) override { return BlockMeasurement{}; }
   absl::StatusOr<BlockOutput> Quantize(int64_t, const std::vector<LayerAllocation>&) override {
     return BlockOutput{};
   }
-  absl::StatusOr<std::string> ExportInputs(int64_t) override { return std::string(); }
-  absl::Status ImportInputs(int64_t, std::string) override { return absl::OkStatus(); }
   void Reset() override {}
 
   absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(

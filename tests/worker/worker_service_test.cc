@@ -296,5 +296,36 @@ TEST_F(WorkerServiceTest, ShutdownFreesEnginesOnTheirDevice) {
   EXPECT_EQ(Measure("job-1", 0, &m).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+// The fake engine offers neither target switching nor sharded calibration:
+// the RPCs that need them answer FAILED_PRECONDITION naming the capability.
+TEST_F(WorkerServiceTest, MissingCapabilityIsFailedPrecondition) {
+  StartServer(FakeEngineOptions{});
+  ASSERT_TRUE(StartJob("job-1").ok());
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx);
+    v1::MeasureRequest req;
+    req.set_job_id("job-1");
+    req.set_block(0);
+    req.set_target_bits(3);
+    v1::BlockMeasurement resp;
+    grpc::Status s = stub_->Measure(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("no bit-target switching capability"));
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(ctx);
+  v1::ExportShardInputsRequest req;
+  req.set_job_id("job-1");
+  req.set_block(0);
+  auto reader = stub_->ExportShardInputs(&ctx, req);
+  v1::Chunk chunk;
+  while (reader->Read(&chunk)) {
+  }
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("no sharded calibration capability"));
+}
+
 }  // namespace
 }  // namespace baq::worker

@@ -1,0 +1,116 @@
+#include "coordinator/target_output.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/eval_gate.h"
+
+namespace baq::coordinator {
+namespace {
+
+nlohmann::json LayerJson(const LayerReport& l) {
+  const double elements = static_cast<double>(l.rows * l.columns);
+  return {{"name", l.name},           {"rows", l.rows},
+          {"columns", l.columns},     {"bits", elements > 0 ? l.bits_sum / elements : 0.0},
+          {"proxy_loss", l.proxy_loss}, {"seconds", l.seconds},
+          {"gptq_bits", l.gptq_bits},   {"gptq_proxy_loss", l.gptq_proxy_loss}};
+}
+
+}  // namespace
+
+TargetOutput::TargetOutput(JobConfig config, const ModelConfig& model)
+    : config_(std::move(config)), extra_(config_.quant) {
+  const bool want_gptq = std::find(config_.formats.begin(), config_.formats.end(),
+                                   OutputFormat::kGptq) != config_.formats.end();
+  budget_ = std::make_unique<BitBudget>(config_.quant, config_.mode, model.QuantizableElements(),
+                                        want_gptq);
+}
+
+absl::StatusOr<std::unique_ptr<TargetOutput>> TargetOutput::Create(JobConfig config,
+                                                                   const ModelConfig& model) {
+  std::unique_ptr<TargetOutput> target(new TargetOutput(std::move(config), model));
+  BAQ_ASSIGN_OR_RETURN(target->out_, OutputAssembler::Create(target->config_));
+  return target;
+}
+
+absl::Status TargetOutput::AddBlock(const BlockOutput& output) {
+  for (const LayerReport& l : output.layers) {
+    layers_.push_back(LayerJson(l));
+    if (l.gptq_bits > 0) gptq_module_bits_[l.name] = l.gptq_bits;
+    total_proxy_loss_ += l.proxy_loss;
+  }
+  return out_->AddBlock(output);
+}
+
+nlohmann::json TargetOutput::ReportJson(const TargetSummary& summary,
+                                        const std::string& measurement_dir) {
+  const JobConfig& config = config_;
+  nlohmann::json rep = {
+      {"quantizer", "baq"},
+      {"method", std::string(QuantMethodName(config.quant.method))},
+      {"mode", std::string(ExecutionModeName(config.mode))},
+      {"allocation", summary.allocation},
+      {"target_bits", summary.target_bits},
+      {"achieved_bits", summary.achieved_bits},
+      {"quantized_elements", summary.quantized_elements},
+      {"total_proxy_loss", summary.total_proxy_loss},
+      {"calibration",
+       {{"files", config.calibration.files},
+        {"num_samples", config.calibration.num_samples},
+        {"seqlen", config.calibration.seqlen},
+        {"seed", config.calibration.seed}}},
+      {"layers", layers_}};
+  if (!measurement_dir.empty()) rep["measurement_dir"] = measurement_dir;
+  if (!gptq_module_bits_.empty()) {
+    rep["gptq_module_bits"] = gptq_module_bits_;
+    rep["gptq_default_bits"] = static_cast<int>(std::lround(config.quant.target_bits));
+  }
+  for (const auto& [scope, loss] : budget_->reference_losses()) {
+    extra_.AddReferenceLoss(scope, loss);
+  }
+  extra_.MergeInto(rep);
+  return rep;
+}
+
+absl::StatusOr<TargetSummary> TargetOutput::Finish(const FinishContext& job) {
+  const JobConfig& config = config_;
+  const BitBudget& budget = *budget_;
+  BAQ_RETURN_IF_ERROR(job.check_cancel());
+  job.progress->Report(JobStage::kPublishing, -1, job.num_blocks, budget.achieved_bits(),
+                       absl::StrCat("writing output ", config.output_dir));
+  TargetSummary summary;
+  summary.output_dir = config.output_dir;
+  summary.target_bits = config.quant.target_bits;
+  summary.achieved_bits = budget.achieved_bits();
+  summary.allocation = budget.scope_name();
+  summary.total_proxy_loss = total_proxy_loss_;
+  summary.quantized_elements = budget.elements_done();
+  nlohmann::json rep = ReportJson(summary, *job.measurement_dir);
+  BAQ_RETURN_IF_ERROR(out_->Stage(rep));
+  if (config.eval_gate.enabled()) {  // Evaluate the staged output (coordinator/eval_gate.h).
+    job.progress->Report(JobStage::kPublishing, -1, job.num_blocks, budget.achieved_bits(),
+                         absl::StrCat("evaluating the gate of ", config.output_dir));
+    BAQ_ASSIGN_OR_RETURN(const EvalGateResult gate,
+                         RunEvalGate(config.eval_gate, config.model_dir,
+                                     out_->StagedDir(OutputFormat::kFakeQuant),
+                                     *job.gate_engine));
+    BAQ_RETURN_IF_ERROR(job.check_cancel());
+    job.log(absl::StrCat(config.output_dir, ": ", EvalGateSummary(gate)));
+    rep["eval_gate"] = EvalGateJson(gate);
+    summary.eval_gate_ppl = gate.ppl;
+    summary.eval_gate_base_ppl = gate.base_ppl;
+    if (!gate.passed) {
+      summary.gate_status = GateFailedError(gate);
+      out_.reset();  // Removes the staged output.
+      return summary;
+    }
+  }
+  BAQ_RETURN_IF_ERROR(out_->Publish(rep));
+  summary.published = true;
+  return summary;
+}
+
+}  // namespace baq::coordinator
