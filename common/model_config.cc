@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/file_contents.h"
 #include "common/status_macros.h"
@@ -15,7 +16,16 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr absl::string_view kSupportedTypes = "opt, llama, mistral, qwen2";
+constexpr absl::string_view kSupportedTypes =
+    "opt, llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3_text, mixtral, qwen2_moe, qwen3_moe";
+
+bool IsDecoderType(absl::string_view t) {
+  for (absl::string_view s : {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2",
+                              "gemma3_text", "mixtral", "qwen2_moe", "qwen3_moe"}) {
+    if (t == s) return true;
+  }
+  return false;
+}
 
 // Typed access to the fields of one config.json. Every error names the file
 // and the field. A JSON null counts as absent: transformers writes
@@ -132,73 +142,208 @@ absl::Status ParseOpt(const Fields& f, ModelConfig& c) {
   return absl::OkStatus();
 }
 
-absl::Status ParseLlamaFamily(const Fields& f, ModelConfig& c) {
-  c.family = ModelFamily::kLlama;
-  const bool is_llama = c.model_type == "llama";
-  const bool is_qwen2 = c.model_type == "qwen2";
-  // transformers' per-family defaults (LlamaConfig, MistralConfig,
-  // Qwen2Config).
-  const int64_t default_positions = is_llama ? 2048 : is_qwen2 ? 32768 : 4096 * 32;
-  BAQ_ASSIGN_OR_RETURN(c.intermediate_size, f.PositiveInt("intermediate_size"));
-  BAQ_ASSIGN_OR_RETURN(c.max_position_embeddings,
-                       f.PositiveInt("max_position_embeddings", default_positions));
-  BAQ_ASSIGN_OR_RETURN(c.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
-  BAQ_ASSIGN_OR_RETURN(c.num_key_value_heads,
-                       f.PositiveInt("num_key_value_heads", c.num_attention_heads));
-  BAQ_ASSIGN_OR_RETURN(c.head_dim,
-                       f.PositiveInt("head_dim", c.hidden_size / c.num_attention_heads));
-  BAQ_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Double("rms_norm_eps", 1e-6));
-  if (!(c.rms_norm_eps > 0)) return f.Error("rms_norm_eps", "must be positive");
-  BAQ_ASSIGN_OR_RETURN(c.hidden_act, f.String("hidden_act", std::string("silu")));
-  if (c.hidden_act != "silu") {
-    return Unsupported(f, "hidden_act", absl::StrCat("\"", c.hidden_act, "\""));
-  }
+// Per-family defaults of transformers' config classes for the keys a
+// config.json may omit.
+struct FamilyDefaults {
+  int64_t max_positions;
+  double rope_theta;
+  std::optional<int64_t> head_dim;  // nullopt: hidden_size / heads.
+  bool tie_embeddings;
+};
 
-  // RoPE: transformers 5 nests theta and type in "rope_parameters"; older
-  // configs have a top-level "rope_theta" and an optional "rope_scaling".
-  c.rope_theta = 10000.0;
-  c.rope_type = "default";
-  BAQ_ASSIGN_OR_RETURN(c.rope_theta, f.Double("rope_theta", c.rope_theta));
-  for (const char* key : {"rope_parameters", "rope_scaling"}) {
-    const Json* rope = f.Find(key);
-    if (rope == nullptr) continue;
-    if (!rope->is_object()) return f.Error(key, "must be an object");
-    Fields rf(*rope, absl::StrCat(f.source(), ": ", key));
-    BAQ_ASSIGN_OR_RETURN(c.rope_theta, rf.Double("rope_theta", c.rope_theta));
-    const char* type_key = rf.Find("rope_type") != nullptr ? "rope_type" : "type";
-    BAQ_ASSIGN_OR_RETURN(c.rope_type, rf.String(type_key, c.rope_type));
-  }
-  if (!(c.rope_theta > 0)) return f.Error("rope_theta", "must be positive");
+FamilyDefaults DefaultsFor(absl::string_view t) {
+  if (t == "llama") return {2048, 1e4, std::nullopt, false};
+  if (t == "mistral") return {4096 * 32, 1e4, std::nullopt, false};
+  if (t == "mixtral") return {4096 * 32, 1e6, std::nullopt, false};
+  if (t == "qwen2" || t == "qwen2_moe") return {32768, 1e4, std::nullopt, false};
+  if (t == "qwen3" || t == "qwen3_moe") return {32768, 1e4, 128, false};
+  if (t == "phi3") return {4096, 1e4, std::nullopt, false};
+  if (t == "gemma2") return {8192, 1e4, 256, true};
+  return {131072, 1e6, 256, true};  // gemma3_text
+}
 
-  // Biases: LlamaAttention uses attention_bias for q/k/v and o; Qwen2 always
-  // has q/k/v biases (no config key) and none on o_proj; Mistral has none.
-  if (is_llama) {
-    BAQ_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
-    c.o_proj_bias = c.attention_bias;
-    BAQ_ASSIGN_OR_RETURN(c.mlp_bias, f.Bool("mlp_bias", false));
-  } else {
-    c.attention_bias = is_qwen2;
-    c.o_proj_bias = false;
-    c.mlp_bias = false;
+absl::StatusOr<std::vector<int64_t>> IntList(const Fields& f, absl::string_view key) {
+  std::vector<int64_t> out;
+  const Json* v = f.Find(key);
+  if (v == nullptr) return out;
+  if (!v->is_array()) return f.Error(key, "must be a list of integers");
+  for (const Json& x : *v) {
+    if (!x.is_number_integer()) return f.Error(key, "must be a list of integers");
+    out.push_back(x.get<int64_t>());
   }
-  c.sliding_window = 0;
-  if (!is_llama) {
-    BAQ_ASSIGN_OR_RETURN(bool use_sw, f.Bool("use_sliding_window", !is_qwen2));
-    if (use_sw) {
-      BAQ_ASSIGN_OR_RETURN(c.sliding_window, f.Int("sliding_window", 0));
+  return out;
+}
+
+// Sliding-window layers: "layer_types" when present (transformers 5; Gemma),
+// else the family's rule.
+absl::Status ParseSlidingLayers(const Fields& f, ModelConfig& c) {
+  const bool gemma2 = c.model_type == "gemma2", gemma3 = c.model_type == "gemma3_text";
+  c.sliding_layers.assign(static_cast<size_t>(c.num_layers), c.sliding_window > 0);
+  if (const Json* types = f.Find("layer_types"); types != nullptr) {
+    if (!types->is_array() || static_cast<int64_t>(types->size()) != c.num_layers) {
+      return f.Error("layer_types", absl::StrCat("must list ", c.num_layers, " layer types"));
     }
-    if (c.sliding_window < 0) return f.Error("sliding_window", "must not be negative");
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      const Json& t = (*types)[static_cast<size_t>(i)];
+      if (!t.is_string() || (t != "sliding_attention" && t != "full_attention")) {
+        return Unsupported(f, "layer_types", absl::StrCat("entry ", t.dump()));
+      }
+      c.sliding_layers[static_cast<size_t>(i)] = c.sliding_window > 0 && t == "sliding_attention";
+    }
+    return absl::OkStatus();
+  }
+  if (gemma2 || gemma3) {
+    int64_t pattern = 2;  // Gemma-2: even layers slide.
+    if (gemma3) {
+      BAQ_ASSIGN_OR_RETURN(pattern, f.PositiveInt("sliding_window_pattern", 6));
+    }
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      c.sliding_layers[static_cast<size_t>(i)] = c.sliding_window > 0 && (i + 1) % pattern != 0;
+    }
+  } else if (absl::StartsWith(c.model_type, "qwen")) {
+    // Qwen: the window applies from layer max_window_layers on.
+    BAQ_ASSIGN_OR_RETURN(int64_t first, f.Int("max_window_layers", 28));
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      c.sliding_layers[static_cast<size_t>(i)] = c.sliding_window > 0 && i >= first;
+    }
   }
   return absl::OkStatus();
 }
 
+absl::Status ParseMoe(const Fields& f, ModelConfig& c) {
+  if (c.model_type == "mixtral") {
+    BAQ_ASSIGN_OR_RETURN(c.num_experts, f.PositiveInt("num_local_experts", 8));
+    BAQ_ASSIGN_OR_RETURN(c.num_experts_per_tok, f.PositiveInt("num_experts_per_tok", 2));
+    c.moe_intermediate_size = c.intermediate_size;
+    c.norm_topk_prob = true;  // MixtralSparseMoeBlock always renormalizes.
+  } else {
+    const bool qwen2 = c.model_type == "qwen2_moe";
+    BAQ_ASSIGN_OR_RETURN(c.num_experts, f.PositiveInt("num_experts", qwen2 ? 60 : 128));
+    BAQ_ASSIGN_OR_RETURN(c.num_experts_per_tok, f.PositiveInt("num_experts_per_tok", qwen2 ? 4 : 8));
+    BAQ_ASSIGN_OR_RETURN(c.moe_intermediate_size,
+                         f.PositiveInt("moe_intermediate_size", qwen2 ? 1408 : 768));
+    BAQ_ASSIGN_OR_RETURN(c.norm_topk_prob, f.Bool("norm_topk_prob", false));
+    if (qwen2) {
+      BAQ_ASSIGN_OR_RETURN(c.shared_expert_intermediate_size,
+                           f.Int("shared_expert_intermediate_size", 5632));
+      if (c.shared_expert_intermediate_size < 0) {
+        return f.Error("shared_expert_intermediate_size", "must not be negative");
+      }
+    }
+    BAQ_ASSIGN_OR_RETURN(c.decoder_sparse_step, f.PositiveInt("decoder_sparse_step", 1));
+    BAQ_ASSIGN_OR_RETURN(c.mlp_only_layers, IntList(f, "mlp_only_layers"));
+  }
+  if (c.num_experts_per_tok > c.num_experts) {
+    return f.Error("num_experts_per_tok",
+                   absl::StrCat("= ", c.num_experts_per_tok, " exceeds the ", c.num_experts,
+                                " experts"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseDecoderFamily(const Fields& f, const Json& json, ModelConfig& c) {
+  const absl::string_view t = c.model_type;
+  const bool is_llama = t == "llama", is_qwen2 = t == "qwen2" || t == "qwen2_moe";
+  const bool is_qwen3 = t == "qwen3" || t == "qwen3_moe", is_phi3 = t == "phi3";
+  const bool is_gemma = t == "gemma2" || t == "gemma3_text";
+  const bool is_moe = t == "mixtral" || t == "qwen2_moe" || t == "qwen3_moe";
+  const FamilyDefaults d = DefaultsFor(t);
+  c.family = is_gemma ? ModelFamily::kGemma : ModelFamily::kLlama;
+  BAQ_ASSIGN_OR_RETURN(c.intermediate_size, f.PositiveInt("intermediate_size"));
+  BAQ_ASSIGN_OR_RETURN(c.max_position_embeddings,
+                       f.PositiveInt("max_position_embeddings", d.max_positions));
+  BAQ_ASSIGN_OR_RETURN(c.tie_word_embeddings, f.Bool("tie_word_embeddings", d.tie_embeddings));
+  BAQ_ASSIGN_OR_RETURN(c.num_key_value_heads,
+                       f.PositiveInt("num_key_value_heads", c.num_attention_heads));
+  if (is_phi3) {  // Phi3Config has no head_dim.
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  } else {
+    BAQ_ASSIGN_OR_RETURN(c.head_dim, f.PositiveInt("head_dim", d.head_dim.value_or(
+                                                                   c.hidden_size /
+                                                                   c.num_attention_heads)));
+  }
+  BAQ_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Double("rms_norm_eps", is_phi3 ? 1e-5 : 1e-6));
+  if (!(c.rms_norm_eps > 0)) return f.Error("rms_norm_eps", "must be positive");
+  const char* act_key = is_gemma && f.Find("hidden_activation") != nullptr ? "hidden_activation"
+                                                                           : "hidden_act";
+  BAQ_ASSIGN_OR_RETURN(c.hidden_act,
+                       f.String(act_key, std::string(is_gemma ? "gelu_pytorch_tanh" : "silu")));
+  if (c.hidden_act != (is_gemma ? "gelu_pytorch_tanh" : "silu")) {
+    return Unsupported(f, act_key, absl::StrCat("\"", c.hidden_act, "\""));
+  }
+
+  // Sliding window: Mistral/Mixtral/Phi-3/Gemma when the key is set, Qwen
+  // only with use_sliding_window.
+  c.sliding_window = 0;
+  if (!is_llama) {
+    BAQ_ASSIGN_OR_RETURN(bool use_sw, f.Bool("use_sliding_window", !is_qwen2 && !is_qwen3));
+    if (use_sw) {
+      BAQ_ASSIGN_OR_RETURN(c.sliding_window, f.Int("sliding_window", is_gemma ? 4096 : 0));
+    }
+    if (c.sliding_window < 0) return f.Error("sliding_window", "must not be negative");
+  }
+  BAQ_RETURN_IF_ERROR(ParseSlidingLayers(f, c));
+
+  // RoPE (common/rope_parameters.h). Only Phi-3 applies partial rotary in
+  // its attention; elsewhere transformers' default RoPE ignores the factor.
+  const bool gemma3 = t == "gemma3_text";
+  BAQ_ASSIGN_OR_RETURN(c.rope, ParseRopeParameters(json, t, gemma3 ? "full_attention" : "",
+                                                   d.rope_theta, c.head_dim,
+                                                   c.max_position_embeddings, f.source()));
+  c.rope_local = c.rope;
+  if (gemma3) {
+    BAQ_ASSIGN_OR_RETURN(c.rope_local,
+                         ParseRopeParameters(json, t, "sliding_attention", 1e4, c.head_dim,
+                                             c.max_position_embeddings, f.source()));
+  }
+  if (!is_phi3 && (c.rope.rotary_dim != c.head_dim || c.rope_local.rotary_dim != c.head_dim)) {
+    return Unsupported(f, "partial_rotary_factor", absl::StrCat("for ", t));
+  }
+
+  // Biases: LlamaAttention uses attention_bias for q/k/v and o; Qwen2 always
+  // has q/k/v biases and none on o_proj; Qwen3 has attention_bias (q/k/v/o).
+  c.attention_bias = c.o_proj_bias = c.mlp_bias = false;
+  if (is_llama) {
+    BAQ_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
+    c.o_proj_bias = c.attention_bias;
+    BAQ_ASSIGN_OR_RETURN(c.mlp_bias, f.Bool("mlp_bias", false));
+  } else if (is_qwen2) {
+    BAQ_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("qkv_bias", true));
+  } else if (is_qwen3) {
+    BAQ_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
+    c.o_proj_bias = c.attention_bias;
+  } else if (is_gemma) {
+    BAQ_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
+    c.o_proj_bias = c.attention_bias;
+  }
+  c.qk_norm = is_qwen3 || gemma3;
+  c.fused_qkv = is_phi3;
+
+  if (is_gemma) {
+    BAQ_ASSIGN_OR_RETURN(c.query_pre_attn_scalar, f.Double("query_pre_attn_scalar", 256));
+    if (!(c.query_pre_attn_scalar > 0)) return f.Error("query_pre_attn_scalar", "must be positive");
+    // null (Gemma-3's default) turns a soft-cap off.
+    BAQ_ASSIGN_OR_RETURN(c.attn_logit_softcapping,
+                         f.Double("attn_logit_softcapping", gemma3 ? 0 : 50));
+    BAQ_ASSIGN_OR_RETURN(c.final_logit_softcapping,
+                         f.Double("final_logit_softcapping", gemma3 ? 0 : 30));
+    if (c.attn_logit_softcapping < 0 || c.final_logit_softcapping < 0) {
+      return f.Error("attn_logit_softcapping", "soft-caps must not be negative");
+    }
+  }
+  if (is_moe) BAQ_RETURN_IF_ERROR(ParseMoe(f, c));
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const Fields& f, const ModelConfig& c) {
-  if (c.hidden_size % c.num_attention_heads != 0) {
+  // An explicit head_dim (Mistral-Nemo, Qwen3, Gemma) need not divide hidden.
+  const bool explicit_head_dim = f.Find("head_dim") != nullptr && c.model_type != "phi3";
+  if (!explicit_head_dim && c.hidden_size % c.num_attention_heads != 0) {
     return f.Error(
         "num_attention_heads",
         absl::StrCat("= ", c.num_attention_heads, " does not divide hidden_size ", c.hidden_size));
   }
-  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+  if (c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads != 0) {
     return f.Error("num_key_value_heads",
                    absl::StrCat("= ", c.num_key_value_heads,
                                 " does not divide num_attention_heads ", c.num_attention_heads));
@@ -238,6 +383,26 @@ std::string ModelConfig::LmHeadName() const {
   return tie_word_embeddings ? EmbedTokensName() : "lm_head.weight";
 }
 
+bool ModelConfig::IsSlidingLayer(int64_t block) const {
+  if (sliding_window <= 0) return false;
+  if (sliding_layers.empty()) return true;
+  return block >= 0 && block < static_cast<int64_t>(sliding_layers.size()) &&
+         sliding_layers[static_cast<size_t>(block)];
+}
+
+bool ModelConfig::IsMoeLayer(int64_t block) const {
+  if (num_experts <= 0) return false;
+  for (int64_t l : mlp_only_layers) {
+    if (l == block) return false;
+  }
+  // transformers' Qwen-MoE rule: (layer_idx + 1) % decoder_sparse_step == 0.
+  return decoder_sparse_step <= 1 || (block + 1) % decoder_sparse_step == 0;
+}
+
+std::string ModelConfig::MoePrefix() const {
+  return model_type == "mixtral" ? "block_sparse_moe" : "mlp";
+}
+
 std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const {
   const int64_t h = hidden_size;
   const int64_t f = intermediate_size;
@@ -252,19 +417,50 @@ std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const
   }
   const int64_t q = num_attention_heads * head_dim;
   const int64_t kv = num_key_value_heads * head_dim;
-  return {Linear(*this, block, "self_attn.q_proj", h, q, attention_bias, 0),
-          Linear(*this, block, "self_attn.k_proj", h, kv, attention_bias, 0),
-          Linear(*this, block, "self_attn.v_proj", h, kv, attention_bias, 0),
-          Linear(*this, block, "self_attn.o_proj", q, h, o_proj_bias, 1),
-          Linear(*this, block, "mlp.gate_proj", h, f, mlp_bias, 2),
-          Linear(*this, block, "mlp.up_proj", h, f, mlp_bias, 2),
-          Linear(*this, block, "mlp.down_proj", f, h, mlp_bias, 3)};
+  std::vector<LinearLayerSpec> layers;
+  if (fused_qkv) {  // Phi-3: one Hessian per input, as the fused linears they are.
+    return {Linear(*this, block, "self_attn.qkv_proj", h, q + 2 * kv, attention_bias, 0),
+            Linear(*this, block, "self_attn.o_proj", q, h, o_proj_bias, 1),
+            Linear(*this, block, "mlp.gate_up_proj", h, 2 * f, mlp_bias, 2),
+            Linear(*this, block, "mlp.down_proj", f, h, mlp_bias, 3)};
+  }
+  layers = {Linear(*this, block, "self_attn.q_proj", h, q, attention_bias, 0),
+            Linear(*this, block, "self_attn.k_proj", h, kv, attention_bias, 0),
+            Linear(*this, block, "self_attn.v_proj", h, kv, attention_bias, 0),
+            Linear(*this, block, "self_attn.o_proj", q, h, o_proj_bias, 1)};
+  if (!IsMoeLayer(block)) {
+    layers.push_back(Linear(*this, block, "mlp.gate_proj", h, f, mlp_bias, 2));
+    layers.push_back(Linear(*this, block, "mlp.up_proj", h, f, mlp_bias, 2));
+    layers.push_back(Linear(*this, block, "mlp.down_proj", f, h, mlp_bias, 3));
+    return layers;
+  }
+  // Each expert reads only the tokens routed to it: its own input groups.
+  const bool mixtral = model_type == "mixtral";
+  const std::string moe = MoePrefix();
+  const int64_t e_f = moe_intermediate_size;
+  int group = 2;
+  for (int64_t e = 0; e < num_experts; ++e, group += 2) {
+    const std::string p = absl::StrCat(moe, ".experts.", e, ".");
+    layers.push_back(Linear(*this, block, p + (mixtral ? "w1" : "gate_proj"), h, e_f, false, group));
+    layers.push_back(Linear(*this, block, p + (mixtral ? "w3" : "up_proj"), h, e_f, false, group));
+    layers.push_back(
+        Linear(*this, block, p + (mixtral ? "w2" : "down_proj"), e_f, h, false, group + 1));
+  }
+  if (shared_expert_intermediate_size > 0) {
+    const int64_t s_f = shared_expert_intermediate_size;
+    layers.push_back(Linear(*this, block, "mlp.shared_expert.gate_proj", h, s_f, false, group));
+    layers.push_back(Linear(*this, block, "mlp.shared_expert.up_proj", h, s_f, false, group));
+    layers.push_back(Linear(*this, block, "mlp.shared_expert.down_proj", s_f, h, false, group + 1));
+  }
+  return layers;
 }
 
 int64_t ModelConfig::QuantizableElements() const {
-  int64_t per_block = 0;
-  for (const LinearLayerSpec& l : BlockLinearLayers(0)) per_block += l.in_features * l.out_features;
-  return per_block * num_layers;
+  int64_t total = 0;
+  for (int64_t b = 0; b < num_layers; ++b) {
+    for (const LinearLayerSpec& l : BlockLinearLayers(b)) total += l.in_features * l.out_features;
+  }
+  return total;
 }
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
@@ -281,7 +477,19 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   ModelConfig c;
   BAQ_ASSIGN_OR_RETURN(c.model_type, f.String("model_type", std::nullopt));
   const bool is_opt = c.model_type == "opt";
-  if (!is_opt && c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2") {
+  if (f.Find("vision_config") != nullptr || f.Find("vision_tower") != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": model_type \"", c.model_type,
+        "\" has a vision tower (vision_config); baq quantizes decoder-only text models: "
+        "quantize its text model (e.g. gemma3_text) on its own"));
+  }
+  BAQ_ASSIGN_OR_RETURN(bool encoder_decoder, f.Bool("is_encoder_decoder", false));
+  if (encoder_decoder) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": model_type \"", c.model_type,
+        "\" is an encoder-decoder model (is_encoder_decoder); baq quantizes decoder-only LMs"));
+  }
+  if (!is_opt && !IsDecoderType(c.model_type)) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported model_type \"",
                                                    c.model_type, "\" (supported: ", kSupportedTypes,
                                                    ")"));
@@ -291,8 +499,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   BAQ_ASSIGN_OR_RETURN(c.hidden_size, f.PositiveInt("hidden_size"));
   BAQ_ASSIGN_OR_RETURN(c.num_layers, f.PositiveInt("num_hidden_layers"));
   BAQ_ASSIGN_OR_RETURN(c.num_attention_heads, f.PositiveInt("num_attention_heads"));
-  if (c.hidden_size % c.num_attention_heads != 0) BAQ_RETURN_IF_ERROR(Validate(f, c));
-  BAQ_RETURN_IF_ERROR(is_opt ? ParseOpt(f, c) : ParseLlamaFamily(f, c));
+  BAQ_RETURN_IF_ERROR(Validate(f, c));
+  BAQ_RETURN_IF_ERROR(is_opt ? ParseOpt(f, c) : ParseDecoderFamily(f, json, c));
   BAQ_RETURN_IF_ERROR(Validate(f, c));
   return c;
 }
