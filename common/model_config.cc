@@ -218,7 +218,12 @@ absl::Status ParseMoe(const Fields& f, ModelConfig& c) {
     c.norm_topk_prob = true;  // MixtralSparseMoeBlock always renormalizes.
   } else {
     const bool qwen2 = c.model_type == "qwen2_moe";
-    BAQ_ASSIGN_OR_RETURN(c.num_experts, f.PositiveInt("num_experts", qwen2 ? 60 : 128));
+    // transformers 5 writes Qwen3-MoE's count as num_local_experts (4.x and
+    // the hub's configs: num_experts).
+    const char* experts_key = f.Find("num_experts") == nullptr && f.Find("num_local_experts")
+                                  ? "num_local_experts"
+                                  : "num_experts";
+    BAQ_ASSIGN_OR_RETURN(c.num_experts, f.PositiveInt(experts_key, qwen2 ? 60 : 128));
     BAQ_ASSIGN_OR_RETURN(c.num_experts_per_tok, f.PositiveInt("num_experts_per_tok", qwen2 ? 4 : 8));
     BAQ_ASSIGN_OR_RETURN(c.moe_intermediate_size,
                          f.PositiveInt("moe_intermediate_size", qwen2 ? 1408 : 768));

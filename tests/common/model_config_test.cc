@@ -454,6 +454,11 @@ TEST(ModelConfigTest, ParsesQwenMoeSharedExpertAndDenseLayers) {
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_TRUE(cfg->qk_norm);
   EXPECT_EQ(cfg->BlockLinearLayers(0).size(), 4u + 4 * 3);  // No shared expert.
+  j.erase("num_experts");  // transformers 5 writes Qwen3-MoE's as num_local_experts.
+  j["num_local_experts"] = 6;
+  cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->num_experts, 6);
 }
 
 TEST(ModelConfigTest, RefusesVisionTowersAndEncoderDecoders) {
