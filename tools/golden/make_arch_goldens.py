@@ -11,7 +11,8 @@ not needed and is not used unless --device says so):
 Writes, per family (see FAMILIES below):
   OUT_DIR/<family>/config.json, model.safetensors (bfloat16 weights, the
       checkpoint layout real hub checkpoints use: per-expert tensors for MoE),
-      generation_config.json
+      generation_config.json, tokenizer.json (byte-level, id = byte value, so
+      the quantization tests can calibrate on any text)
   OUT_DIR/<family>/golden_forward.safetensors: the layout of the shared
       fixtures (../shared/data/README.md): input_ids [1, 64] int64;
       hidden_states.i for i < num_layers = the input of block i (block 0: the
@@ -34,14 +35,14 @@ import math
 import os
 import sys
 
-import torch
-
 try:
+    import torch
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM
     from safetensors.torch import load_file, save_file
 except ImportError as e:  # pragma: no cover
-    sys.exit(f"needs transformers 5.x and safetensors: {e}")
+    if "--tokenizers-only" not in sys.argv:
+        sys.exit(f"needs torch, transformers 5.x and safetensors: {e}")
 
 SEQ = 64
 VOCAB = 256
@@ -94,6 +95,13 @@ FAMILIES = {
         intermediate_size=48, num_local_experts=4, num_experts_per_tok=2,
         sliding_window=None, router_jitter_noise=0.0,
         rope_parameters=dict(rope_type="default", rope_theta=1000000.0))),
+    # Mixtral whose router never picks expert 3 (see starve_expert): the
+    # starved-expert quantization tests, and a golden forward in which
+    # transformers skips an expert.
+    "mixtral_starved": ("mixtral", dict(
+        intermediate_size=48, num_local_experts=4, num_experts_per_tok=2,
+        sliding_window=None, router_jitter_noise=0.0,
+        rope_parameters=dict(rope_type="default", rope_theta=1000000.0))),
     "qwen2_moe": ("qwen2_moe", dict(
         num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
         shared_expert_intermediate_size=64, norm_topk_prob=False, decoder_sparse_step=1,
@@ -112,6 +120,38 @@ def make_config(model_type, overrides):
     return AutoConfig.for_model(model_type, **kwargs)
 
 
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character map (byte-level BPE)."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+          + list(range(ord("\u00ae"), ord("\u00ff") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_byte_tokenizer(fam_dir):
+    """A byte-level BPE tokenizer without merges: id = byte value, so any text
+    encodes into the 256-entry vocabulary (calibration for the quantization
+    tests)."""
+    vocab = {ch: b for b, ch in sorted(bytes_to_unicode().items())}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": True}
+    tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+           "normalizer": None, "pre_tokenizer": byte_level, "post_processor": None,
+           "decoder": byte_level,
+           "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                     "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                     "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                     "vocab": vocab, "merges": []}}
+    with open(os.path.join(fam_dir, "tokenizer.json"), "w") as f:
+        json.dump(tok, f, ensure_ascii=False)
+
+
 def perturb_vectors(model, gen):
     """Norm weights start at 1 (Gemma: 0) and biases at 0; move every 1-D
     parameter so the tests see whether each one is applied."""
@@ -119,6 +159,22 @@ def perturb_vectors(model, gen):
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+STARVED_EXPERT = 3
+
+
+def starve_expert(model, num_experts):
+    """Every hidden state gets a large positive coordinate 0 (embedding column
+    0 = 30, which dominates the RMS norm), and each router reads it with
+    weight +1, expert STARVED_EXPERT with -5: that expert's logit is always
+    the lowest, so top-2 of 4 never picks it."""
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 30.0
+        for name, p in model.named_parameters():
+            if name.endswith("gate.weight") and "experts" not in name and p.shape[0] == num_experts:
+                p[:, 0] = 1.0
+                p[STARVED_EXPERT, 0] = -5.0
 
 
 def legacy_moe_names(tensors, model_type):
@@ -179,10 +235,13 @@ def build_family(out_dir, family, model_type, overrides, device):
     config = make_config(model_type, overrides)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     perturb_vectors(model, gen)
+    if family.endswith("_starved"):
+        starve_expert(model, config.num_local_experts)
     model = model.to(torch.bfloat16)
     fam_dir = os.path.join(out_dir, family)
     os.makedirs(fam_dir, exist_ok=True)
     model.save_pretrained(fam_dir, safe_serialization=True)
+    write_byte_tokenizer(fam_dir)
 
     # Normalize the saved layout to the one real checkpoints have.
     path = os.path.join(fam_dir, "model.safetensors")
@@ -265,7 +324,14 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--families", default=",".join(FAMILIES),
                         help="comma-separated subset of " + ",".join(FAMILIES))
+    parser.add_argument("--tokenizers-only", action="store_true",
+                        help="only (re)write each family's byte-level tokenizer.json")
     args = parser.parse_args()
+    if args.tokenizers_only:
+        for family in args.families.split(","):
+            os.makedirs(os.path.join(args.out_dir, family), exist_ok=True)
+            write_byte_tokenizer(os.path.join(args.out_dir, family))
+        return 0
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     os.makedirs(args.out_dir, exist_ok=True)

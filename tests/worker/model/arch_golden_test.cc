@@ -145,12 +145,21 @@ TEST_P(ArchGoldenTest, ObserverSeesEveryLayerAndExpertCounts) {
   int64_t routed = 0;
   for (int64_t e = 0; e < config_.num_experts; ++e) routed += counts->routed[e];
   EXPECT_EQ(routed, 64 * config_.num_experts_per_tok);
+  if (std::string(GetParam()) == "mixtral_starved") {
+    // The generator's router never picks expert 3; it is calibrated on the
+    // floor (BlockOptions::moe_min_calibration_tokens) of tokens ranked next.
+    EXPECT_EQ(counts->routed[3], 0);
+    EXPECT_EQ(counts->top_up[3], BlockOptions{}.moe_min_calibration_tokens);
+    EXPECT_EQ(seen.at("block_sparse_moe.experts.3.w1").size(0),
+              BlockOptions{}.moe_min_calibration_tokens);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchGoldenTest,
                          ::testing::Values("llama3", "qwen2_yarn", "phi3_longrope", "qwen3",
                                            "mistral_head_dim", "gemma2", "gemma3_text",
-                                           "mixtral", "qwen2_moe", "qwen3_moe"),
+                                           "mixtral", "mixtral_starved", "qwen2_moe",
+                                           "qwen3_moe"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            return std::string(info.param);
                          });
