@@ -84,10 +84,21 @@ TEST_P(ArchQuantizeTest, BaqFractionalTarget) {
   const std::string out = testing::MakeScratchDir() + "/out";
   JobConfig config = Job(out);
   config.quant.target_bits = 2.5;
+  config.formats = {OutputFormat::kFakeQuant, OutputFormat::kPacked, OutputFormat::kGptq};
   absl::StatusOr<coordinator::JobSummary> s = testing::RunLocalJob(config);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_NEAR(s->achieved_bits, 2.5, kBitsTolerance);
-  ExpectFiniteLayers(out);
+  ExpectFiniteLayers(out + "/fake-quant");
+  // packed and gptq hold every quantized layer too (experts, fused layers).
+  const nlohmann::json report = testing::ReadJsonFile(out + "/fake-quant/quant_report.json");
+  auto packed = SafetensorsCheckpoint::Open(out + "/packed");
+  auto gptq = SafetensorsCheckpoint::Open(out + "/gptq");
+  ASSERT_TRUE(packed.ok() && gptq.ok());
+  for (const auto& layer : report["layers"]) {
+    const std::string name = layer["name"];
+    EXPECT_TRUE((*packed)->Info(name + ".qcodes").ok()) << name;
+    EXPECT_TRUE((*gptq)->Info(name + ".qweight").ok()) << name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchQuantizeTest,
