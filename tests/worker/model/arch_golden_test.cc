@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -38,6 +39,12 @@ constexpr double kLogitsTol = 5e-5;
 
 std::string ArchDir(const std::string& family) {
   return ::baq::testing::SourceDir() + "/tests/worker/model/testdata/arch/" + family;
+}
+
+std::string Sci(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2e", x);
+  return buf;
 }
 
 class ArchGoldenTest : public ::testing::TestWithParam<const char*> {
@@ -97,7 +104,7 @@ TEST_P(ArchGoldenTest, ForwardMatchesTransformers) {
       const ErrorStats s = Compare(*single, Hidden(i + 1));
       EXPECT_LE(s.max_rel, kBlockTol) << "block " << i << " (abs " << s.max_abs << ")";
       EXPECT_LE(Compare(chained, Hidden(i + 1)).max_rel, kChainedTol) << "blocks 0.." << i;
-      RecordProperty("block" + std::to_string(i) + "_rel", std::to_string(s.max_rel));
+      RecordProperty("block" + std::to_string(i) + "_rel", Sci(s.max_rel));
     }
   }
   auto head = OutputHead::Load(config_, *ckpt_, BlockOptions{});
@@ -110,7 +117,7 @@ TEST_P(ArchGoldenTest, ForwardMatchesTransformers) {
   ASSERT_TRUE(logits.ok()) << logits.status();
   const ErrorStats l = Compare(*logits, golden_.at("logits"));
   EXPECT_LE(l.max_rel, kLogitsTol) << "logits (abs " << l.max_abs << ")";
-  RecordProperty("logits_rel", std::to_string(l.max_rel));
+  RecordProperty("logits_rel", Sci(l.max_rel));
 }
 
 // The observer sees every quantizable layer's input once per Forward(), the
