@@ -5,8 +5,10 @@
 // whose router starves one expert (mixtral_starved) quantizes without NaN.
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/model_config.h"
 #include "common/safetensors_checkpoint.h"
 #include "coordinator/job_runner.h"
@@ -78,6 +80,38 @@ TEST_P(ArchQuantizeTest, GptqFourBits) {
   ASSERT_TRUE(model.ok());
   EXPECT_EQ(s->quantized_elements, model->QuantizableElements());  // Every expert.
   ExpectFiniteLayers(out);
+  if (model->num_experts == 0) return;
+  // quant_report.json names each expert's calibration tokens: 4 windows x 64
+  // tokens x top-k routed per block; mixtral_starved's expert 3 gets none and
+  // is calibrated on the floor rule's tokens.
+  const nlohmann::json report = testing::ReadJsonFile(out + "/quant_report.json");
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& layer : report["layers"]) by_name[layer["name"]] = layer;
+  for (int64_t b = 0; b < model->num_layers; ++b) {
+    int64_t routed = 0;
+    for (int64_t e = 0; e < model->num_experts; ++e) {
+      const std::string prefix = absl::StrCat(model->BlockPrefix(b), model->MoePrefix(),
+                                              ".experts.", e, ".");
+      const std::string gate = prefix + (model->model_type == "mixtral" ? "w1" : "gate_proj");
+      ASSERT_EQ(by_name.count(gate), 1u) << gate;
+      ASSERT_TRUE(by_name[gate].contains("calibration_tokens")) << gate;
+      const int64_t tokens = by_name[gate]["calibration_tokens"];
+      const int64_t top_up = by_name[gate]["top_up_tokens"];
+      routed += tokens;
+      if (std::string(GetParam()) == "mixtral_starved" && e == 3) {
+        EXPECT_EQ(tokens, 0) << gate;
+        EXPECT_GT(top_up, 0) << gate;
+        EXPECT_LE(top_up, 4 * 16) << gate;
+      }
+    }
+    EXPECT_EQ(routed, 4 * 64 * model->num_experts_per_tok) << "block " << b;
+  }
+  for (const auto& layer : report["layers"]) {
+    const std::string name = layer["name"];
+    if (name.find(".experts.") == std::string::npos) {
+      EXPECT_FALSE(layer.contains("calibration_tokens")) << name;
+    }
+  }
 }
 
 TEST_P(ArchQuantizeTest, BaqFractionalTarget) {

@@ -10,6 +10,19 @@
 
 namespace baq::worker {
 
+int ExpertIndexOf(absl::string_view short_name) {
+  constexpr absl::string_view kExperts = ".experts.";
+  const size_t at = short_name.find(kExperts);
+  if (at == absl::string_view::npos) return -1;
+  int index = 0;
+  size_t i = at + kExperts.size();
+  if (i >= short_name.size() || short_name[i] < '0' || short_name[i] > '9') return -1;
+  for (; i < short_name.size() && short_name[i] >= '0' && short_name[i] <= '9'; ++i) {
+    index = index * 10 + (short_name[i] - '0');
+  }
+  return i < short_name.size() && short_name[i] == '.' ? index : -1;
+}
+
 absl::StatusOr<at::Tensor> MoeMlp(const MoeLayout& layout, const at::Tensor& router,
                                   const at::Tensor& shared_expert_gate, const at::Tensor& x,
                                   const ApplyLayerFn& apply, bool calibrating,

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace baq::worker {
 
@@ -56,6 +57,10 @@ struct MoeLayout {
   // Floor of calibration tokens per expert and Forward() (see above).
   int64_t min_calibration_tokens = 0;
 };
+
+// The expert index of a layer's short name ("block_sparse_moe.experts.3.w1",
+// "mlp.experts.12.down_proj"); -1 for other layers (the shared expert too).
+int ExpertIndexOf(absl::string_view short_name);
 
 // Applies block layer `layer` to x ([rows, in]), reporting x to the observer.
 using ApplyLayerFn = std::function<absl::StatusOr<at::Tensor>(int layer, const at::Tensor& x)>;
