@@ -62,6 +62,11 @@ struct LayerReport {
   // The `gptq` format's projection: its width and proxy loss (0 if absent).
   int32_t gptq_bits = 0;
   double gptq_proxy_loss = 0;
+  // MoE expert layers (worker/model/moe_mlp.h): calibration tokens routed to
+  // the expert, and tokens the starved-expert floor rule added to its
+  // Hessian; -1 for other layers or when unknown (e.g. a reused measurement).
+  int64_t expert_tokens = -1;
+  int64_t expert_top_up_tokens = -1;
 };
 
 struct BlockOutput {

@@ -5,7 +5,9 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "common/config_fields.h"
 #include "common/file_contents.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -14,80 +16,20 @@ namespace baq {
 namespace {
 
 using Json = nlohmann::json;
+using config_internal::Fields;
+using config_internal::ParseDecoderFamily;
+using config_internal::Unsupported;
 
-constexpr absl::string_view kSupportedTypes = "opt, llama, mistral, qwen2";
+constexpr absl::string_view kSupportedTypes =
+    "opt, llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3_text, mixtral, qwen2_moe, qwen3_moe";
 
-// Typed access to the fields of one config.json. Every error names the file
-// and the field. A JSON null counts as absent: transformers writes
-// `"head_dim": null` or `"num_key_value_heads": null` for "use the default".
-class Fields {
- public:
-  Fields(const Json& json, absl::string_view source) : json_(json), source_(source) {}
-
-  const Json* Find(absl::string_view key) const {
-    auto it = json_.find(std::string(key));
-    if (it == json_.end() || it->is_null()) return nullptr;
-    return &*it;
+bool IsDecoderType(absl::string_view t) {
+  for (absl::string_view s : {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2",
+                              "gemma3_text", "mixtral", "qwen2_moe", "qwen3_moe"}) {
+    if (t == s) return true;
   }
-
-  absl::Status Error(absl::string_view key, absl::string_view what) const {
-    return absl::InvalidArgumentError(absl::StrCat(source_, ": field \"", key, "\" ", what));
-  }
-
-  absl::StatusOr<int64_t> Int(absl::string_view key, std::optional<int64_t> dflt) const {
-    const Json* v = Find(key);
-    if (v == nullptr) {
-      if (dflt.has_value()) return *dflt;
-      return Error(key, "is missing");
-    }
-    if (v->is_number_unsigned()) {
-      if (v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return Error(key, "is out of range");
-      }
-      return static_cast<int64_t>(v->get<uint64_t>());
-    }
-    if (!v->is_number_integer())
-      return Error(key, absl::StrCat("must be an integer, got ", v->dump()));
-    return v->get<int64_t>();
-  }
-
-  absl::StatusOr<int64_t> PositiveInt(absl::string_view key,
-                                      std::optional<int64_t> dflt = std::nullopt) const {
-    BAQ_ASSIGN_OR_RETURN(int64_t value, Int(key, dflt));
-    if (value <= 0) return Error(key, absl::StrCat("must be positive, got ", value));
-    return value;
-  }
-
-  absl::StatusOr<double> Double(absl::string_view key, double dflt) const {
-    const Json* v = Find(key);
-    if (v == nullptr) return dflt;
-    if (!v->is_number()) return Error(key, absl::StrCat("must be a number, got ", v->dump()));
-    return v->get<double>();
-  }
-
-  absl::StatusOr<bool> Bool(absl::string_view key, bool dflt) const {
-    const Json* v = Find(key);
-    if (v == nullptr) return dflt;
-    if (!v->is_boolean()) return Error(key, absl::StrCat("must be a boolean, got ", v->dump()));
-    return v->get<bool>();
-  }
-
-  absl::StatusOr<std::string> String(absl::string_view key, std::optional<std::string> dflt) const {
-    const Json* v = Find(key);
-    if (v == nullptr) {
-      if (dflt.has_value()) return *dflt;
-      return Error(key, "is missing");
-    }
-    if (!v->is_string()) return Error(key, absl::StrCat("must be a string, got ", v->dump()));
-    return v->get<std::string>();
-  }
-
-  absl::string_view source() const { return source_; }
-
- private:
-  const Json& json_;
-  const absl::string_view source_;
-};
+  return false;
+}
 
 // "torch_dtype" (transformers < 4.56) or "dtype" (newer). Absent means the
 // checkpoint was saved without one; transformers then loads float32.
@@ -99,11 +41,6 @@ absl::StatusOr<DType> ParseTorchDType(const Fields& f) {
   if (name == "float32" || name == "torch.float32") return DType::kF32;
   return f.Error(key, absl::StrCat("has unsupported dtype \"", name,
                                    "\" (supported: float16, bfloat16, float32)"));
-}
-
-absl::Status Unsupported(const Fields& f, absl::string_view key, absl::string_view what) {
-  return absl::UnimplementedError(
-      absl::StrCat(f.source(), ": field \"", key, "\" ", what, " is not supported"));
 }
 
 absl::Status ParseOpt(const Fields& f, ModelConfig& c) {
@@ -132,73 +69,15 @@ absl::Status ParseOpt(const Fields& f, ModelConfig& c) {
   return absl::OkStatus();
 }
 
-absl::Status ParseLlamaFamily(const Fields& f, ModelConfig& c) {
-  c.family = ModelFamily::kLlama;
-  const bool is_llama = c.model_type == "llama";
-  const bool is_qwen2 = c.model_type == "qwen2";
-  // transformers' per-family defaults (LlamaConfig, MistralConfig,
-  // Qwen2Config).
-  const int64_t default_positions = is_llama ? 2048 : is_qwen2 ? 32768 : 4096 * 32;
-  BAQ_ASSIGN_OR_RETURN(c.intermediate_size, f.PositiveInt("intermediate_size"));
-  BAQ_ASSIGN_OR_RETURN(c.max_position_embeddings,
-                       f.PositiveInt("max_position_embeddings", default_positions));
-  BAQ_ASSIGN_OR_RETURN(c.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
-  BAQ_ASSIGN_OR_RETURN(c.num_key_value_heads,
-                       f.PositiveInt("num_key_value_heads", c.num_attention_heads));
-  BAQ_ASSIGN_OR_RETURN(c.head_dim,
-                       f.PositiveInt("head_dim", c.hidden_size / c.num_attention_heads));
-  BAQ_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Double("rms_norm_eps", 1e-6));
-  if (!(c.rms_norm_eps > 0)) return f.Error("rms_norm_eps", "must be positive");
-  BAQ_ASSIGN_OR_RETURN(c.hidden_act, f.String("hidden_act", std::string("silu")));
-  if (c.hidden_act != "silu") {
-    return Unsupported(f, "hidden_act", absl::StrCat("\"", c.hidden_act, "\""));
-  }
-
-  // RoPE: transformers 5 nests theta and type in "rope_parameters"; older
-  // configs have a top-level "rope_theta" and an optional "rope_scaling".
-  c.rope_theta = 10000.0;
-  c.rope_type = "default";
-  BAQ_ASSIGN_OR_RETURN(c.rope_theta, f.Double("rope_theta", c.rope_theta));
-  for (const char* key : {"rope_parameters", "rope_scaling"}) {
-    const Json* rope = f.Find(key);
-    if (rope == nullptr) continue;
-    if (!rope->is_object()) return f.Error(key, "must be an object");
-    Fields rf(*rope, absl::StrCat(f.source(), ": ", key));
-    BAQ_ASSIGN_OR_RETURN(c.rope_theta, rf.Double("rope_theta", c.rope_theta));
-    const char* type_key = rf.Find("rope_type") != nullptr ? "rope_type" : "type";
-    BAQ_ASSIGN_OR_RETURN(c.rope_type, rf.String(type_key, c.rope_type));
-  }
-  if (!(c.rope_theta > 0)) return f.Error("rope_theta", "must be positive");
-
-  // Biases: LlamaAttention uses attention_bias for q/k/v and o; Qwen2 always
-  // has q/k/v biases (no config key) and none on o_proj; Mistral has none.
-  if (is_llama) {
-    BAQ_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
-    c.o_proj_bias = c.attention_bias;
-    BAQ_ASSIGN_OR_RETURN(c.mlp_bias, f.Bool("mlp_bias", false));
-  } else {
-    c.attention_bias = is_qwen2;
-    c.o_proj_bias = false;
-    c.mlp_bias = false;
-  }
-  c.sliding_window = 0;
-  if (!is_llama) {
-    BAQ_ASSIGN_OR_RETURN(bool use_sw, f.Bool("use_sliding_window", !is_qwen2));
-    if (use_sw) {
-      BAQ_ASSIGN_OR_RETURN(c.sliding_window, f.Int("sliding_window", 0));
-    }
-    if (c.sliding_window < 0) return f.Error("sliding_window", "must not be negative");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Validate(const Fields& f, const ModelConfig& c) {
-  if (c.hidden_size % c.num_attention_heads != 0) {
+  // An explicit head_dim (Mistral-Nemo, Qwen3, Gemma) need not divide hidden.
+  const bool explicit_head_dim = f.Find("head_dim") != nullptr && c.model_type != "phi3";
+  if (!explicit_head_dim && c.hidden_size % c.num_attention_heads != 0) {
     return f.Error(
         "num_attention_heads",
         absl::StrCat("= ", c.num_attention_heads, " does not divide hidden_size ", c.hidden_size));
   }
-  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+  if (c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads != 0) {
     return f.Error("num_key_value_heads",
                    absl::StrCat("= ", c.num_key_value_heads,
                                 " does not divide num_attention_heads ", c.num_attention_heads));
@@ -238,6 +117,26 @@ std::string ModelConfig::LmHeadName() const {
   return tie_word_embeddings ? EmbedTokensName() : "lm_head.weight";
 }
 
+bool ModelConfig::IsSlidingLayer(int64_t block) const {
+  if (sliding_window <= 0) return false;
+  if (sliding_layers.empty()) return true;
+  return block >= 0 && block < static_cast<int64_t>(sliding_layers.size()) &&
+         sliding_layers[static_cast<size_t>(block)];
+}
+
+bool ModelConfig::IsMoeLayer(int64_t block) const {
+  if (num_experts <= 0) return false;
+  for (int64_t l : mlp_only_layers) {
+    if (l == block) return false;
+  }
+  // transformers' Qwen-MoE rule: (layer_idx + 1) % decoder_sparse_step == 0.
+  return decoder_sparse_step <= 1 || (block + 1) % decoder_sparse_step == 0;
+}
+
+std::string ModelConfig::MoePrefix() const {
+  return model_type == "mixtral" ? "block_sparse_moe" : "mlp";
+}
+
 std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const {
   const int64_t h = hidden_size;
   const int64_t f = intermediate_size;
@@ -252,19 +151,50 @@ std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const
   }
   const int64_t q = num_attention_heads * head_dim;
   const int64_t kv = num_key_value_heads * head_dim;
-  return {Linear(*this, block, "self_attn.q_proj", h, q, attention_bias, 0),
-          Linear(*this, block, "self_attn.k_proj", h, kv, attention_bias, 0),
-          Linear(*this, block, "self_attn.v_proj", h, kv, attention_bias, 0),
-          Linear(*this, block, "self_attn.o_proj", q, h, o_proj_bias, 1),
-          Linear(*this, block, "mlp.gate_proj", h, f, mlp_bias, 2),
-          Linear(*this, block, "mlp.up_proj", h, f, mlp_bias, 2),
-          Linear(*this, block, "mlp.down_proj", f, h, mlp_bias, 3)};
+  std::vector<LinearLayerSpec> layers;
+  if (fused_qkv) {  // Phi-3: one Hessian per input, as the fused linears they are.
+    return {Linear(*this, block, "self_attn.qkv_proj", h, q + 2 * kv, attention_bias, 0),
+            Linear(*this, block, "self_attn.o_proj", q, h, o_proj_bias, 1),
+            Linear(*this, block, "mlp.gate_up_proj", h, 2 * f, mlp_bias, 2),
+            Linear(*this, block, "mlp.down_proj", f, h, mlp_bias, 3)};
+  }
+  layers = {Linear(*this, block, "self_attn.q_proj", h, q, attention_bias, 0),
+            Linear(*this, block, "self_attn.k_proj", h, kv, attention_bias, 0),
+            Linear(*this, block, "self_attn.v_proj", h, kv, attention_bias, 0),
+            Linear(*this, block, "self_attn.o_proj", q, h, o_proj_bias, 1)};
+  if (!IsMoeLayer(block)) {
+    layers.push_back(Linear(*this, block, "mlp.gate_proj", h, f, mlp_bias, 2));
+    layers.push_back(Linear(*this, block, "mlp.up_proj", h, f, mlp_bias, 2));
+    layers.push_back(Linear(*this, block, "mlp.down_proj", f, h, mlp_bias, 3));
+    return layers;
+  }
+  // Each expert reads only the tokens routed to it: its own input groups.
+  const bool mixtral = model_type == "mixtral";
+  const std::string moe = MoePrefix();
+  const int64_t e_f = moe_intermediate_size;
+  int group = 2;
+  for (int64_t e = 0; e < num_experts; ++e, group += 2) {
+    const std::string p = absl::StrCat(moe, ".experts.", e, ".");
+    layers.push_back(Linear(*this, block, p + (mixtral ? "w1" : "gate_proj"), h, e_f, false, group));
+    layers.push_back(Linear(*this, block, p + (mixtral ? "w3" : "up_proj"), h, e_f, false, group));
+    layers.push_back(
+        Linear(*this, block, p + (mixtral ? "w2" : "down_proj"), e_f, h, false, group + 1));
+  }
+  if (shared_expert_intermediate_size > 0) {
+    const int64_t s_f = shared_expert_intermediate_size;
+    layers.push_back(Linear(*this, block, "mlp.shared_expert.gate_proj", h, s_f, false, group));
+    layers.push_back(Linear(*this, block, "mlp.shared_expert.up_proj", h, s_f, false, group));
+    layers.push_back(Linear(*this, block, "mlp.shared_expert.down_proj", s_f, h, false, group + 1));
+  }
+  return layers;
 }
 
 int64_t ModelConfig::QuantizableElements() const {
-  int64_t per_block = 0;
-  for (const LinearLayerSpec& l : BlockLinearLayers(0)) per_block += l.in_features * l.out_features;
-  return per_block * num_layers;
+  int64_t total = 0;
+  for (int64_t b = 0; b < num_layers; ++b) {
+    for (const LinearLayerSpec& l : BlockLinearLayers(b)) total += l.in_features * l.out_features;
+  }
+  return total;
 }
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
@@ -281,7 +211,19 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   ModelConfig c;
   BAQ_ASSIGN_OR_RETURN(c.model_type, f.String("model_type", std::nullopt));
   const bool is_opt = c.model_type == "opt";
-  if (!is_opt && c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2") {
+  if (f.Find("vision_config") != nullptr || f.Find("vision_tower") != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": model_type \"", c.model_type,
+        "\" has a vision tower (vision_config); baq quantizes decoder-only text models: "
+        "quantize its text model (e.g. gemma3_text) on its own"));
+  }
+  BAQ_ASSIGN_OR_RETURN(bool encoder_decoder, f.Bool("is_encoder_decoder", false));
+  if (encoder_decoder) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": model_type \"", c.model_type,
+        "\" is an encoder-decoder model (is_encoder_decoder); baq quantizes decoder-only LMs"));
+  }
+  if (!is_opt && !IsDecoderType(c.model_type)) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported model_type \"",
                                                    c.model_type, "\" (supported: ", kSupportedTypes,
                                                    ")"));
@@ -291,8 +233,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   BAQ_ASSIGN_OR_RETURN(c.hidden_size, f.PositiveInt("hidden_size"));
   BAQ_ASSIGN_OR_RETURN(c.num_layers, f.PositiveInt("num_hidden_layers"));
   BAQ_ASSIGN_OR_RETURN(c.num_attention_heads, f.PositiveInt("num_attention_heads"));
-  if (c.hidden_size % c.num_attention_heads != 0) BAQ_RETURN_IF_ERROR(Validate(f, c));
-  BAQ_RETURN_IF_ERROR(is_opt ? ParseOpt(f, c) : ParseLlamaFamily(f, c));
+  BAQ_RETURN_IF_ERROR(Validate(f, c));
+  BAQ_RETURN_IF_ERROR(is_opt ? ParseOpt(f, c) : ParseDecoderFamily(f, json, c));
   BAQ_RETURN_IF_ERROR(Validate(f, c));
   return c;
 }

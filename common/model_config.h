@@ -28,10 +28,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/dtype.h"
+#include "common/rope_parameters.h"
 
 namespace baq {
 
-enum class ModelFamily { kOpt, kLlama };
+// Which block implementation runs the model: kOpt (opt), kLlama (llama,
+// mistral, qwen2, qwen3, phi3, and the MoE families mixtral, qwen2_moe,
+// qwen3_moe), kGemma (gemma2, gemma3_text).
+enum class ModelFamily { kOpt, kLlama, kGemma };
 
 // One quantizable linear layer of a block. Weight is [out_features, in_features].
 struct LinearLayerSpec {
@@ -46,7 +50,7 @@ struct LinearLayerSpec {
 };
 
 struct ModelConfig {
-  std::string model_type;  // "opt", "llama", "mistral", "qwen2".
+  std::string model_type;  // "opt", "llama", "mistral", "qwen2", "qwen3", "phi3", ...
   ModelFamily family = ModelFamily::kLlama;
   DType dtype = DType::kF16;  // From "torch_dtype"/"dtype"; F16, BF16 or F32.
   int64_t vocab_size = 0;
@@ -58,15 +62,33 @@ struct ModelConfig {
   int64_t head_dim = 0;
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
-  // LLaMA family.
-  double rope_theta = 10000.0;  // "rope_theta" or "rope_parameters"/"rope_scaling".
-  std::string rope_type = "default";  // "rope_type" (or "type") of the same objects.
-  int64_t sliding_window = 0;  // mistral/qwen2 sliding-window attention; 0 = none.
+  // LLaMA and Gemma families.
+  RopeParameters rope;        // Every layer (Gemma-3: full-attention layers).
+  RopeParameters rope_local;  // Gemma-3 sliding-window layers (else == rope).
+  int64_t sliding_window = 0;  // Sliding-window attention width; 0 = none.
+  // Per layer: whether it uses the sliding window (Gemma's alternating
+  // layer_types; all true for Mistral/Qwen2/Phi-3 with a window). Empty = all
+  // layers alike.
+  std::vector<bool> sliding_layers;
+  bool qk_norm = false;    // RMSNorm over head_dim on q and k (qwen3, gemma3).
+  bool fused_qkv = false;  // phi3: self_attn.qkv_proj and mlp.gate_up_proj.
   double rms_norm_eps = 1e-6;
   bool attention_bias = false;  // Biases on q/k/v (qwen2: true).
   bool o_proj_bias = false;
   bool mlp_bias = false;
-  std::string hidden_act = "silu";
+  std::string hidden_act = "silu";  // silu; gelu_pytorch_tanh (Gemma).
+  // Gemma: attention scale query_pre_attn_scalar^-0.5; tanh soft-caps (0 = off).
+  double query_pre_attn_scalar = 0;
+  double attn_logit_softcapping = 0;
+  double final_logit_softcapping = 0;
+  // Mixture of experts (mixtral, qwen2_moe, qwen3_moe); num_experts 0 = dense.
+  int64_t num_experts = 0;
+  int64_t num_experts_per_tok = 0;
+  int64_t moe_intermediate_size = 0;  // Per expert (mixtral: intermediate_size).
+  bool norm_topk_prob = false;        // Renormalize the top-k weights (mixtral: always).
+  int64_t shared_expert_intermediate_size = 0;  // qwen2_moe; 0 = none.
+  std::vector<int64_t> mlp_only_layers;         // qwen MoE: dense MLP layers.
+  int64_t decoder_sparse_step = 1;              // qwen MoE: every n-th layer is MoE.
   // OPT.
   bool do_layer_norm_before = true;
   bool enable_bias = true;
@@ -78,7 +100,15 @@ struct ModelConfig {
   std::string EmbedTokensName() const;
   std::string FinalNormPrefix() const;  // "model.norm" / "model.decoder.final_layer_norm"
   std::string LmHeadName() const;       // Embedding name when tied.
+  // Whether `block` uses the sliding window / a mixture-of-experts MLP.
+  bool IsSlidingLayer(int64_t block) const;
+  bool IsMoeLayer(int64_t block) const;
+  // Per-expert tensor names: "block_sparse_moe" (mixtral) or "mlp".
+  std::string MoePrefix() const;
   // Quantizable linear layers of `block` in forward (= GPTQ sequential) order.
+  // MoE blocks list the attention, then each expert's gate/up (one input
+  // group per expert: the tokens routed to it) and down, then the shared
+  // expert; the router and the shared-expert gate are not quantized.
   std::vector<LinearLayerSpec> BlockLinearLayers(int64_t block) const;
   // Number of weight elements in all quantizable linear layers of the model.
   int64_t QuantizableElements() const;

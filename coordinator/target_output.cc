@@ -13,10 +13,15 @@ namespace {
 
 nlohmann::json LayerJson(const LayerReport& l) {
   const double elements = static_cast<double>(l.rows * l.columns);
-  return {{"name", l.name},           {"rows", l.rows},
-          {"columns", l.columns},     {"bits", elements > 0 ? l.bits_sum / elements : 0.0},
-          {"proxy_loss", l.proxy_loss}, {"seconds", l.seconds},
-          {"gptq_bits", l.gptq_bits},   {"gptq_proxy_loss", l.gptq_proxy_loss}};
+  nlohmann::json j = {{"name", l.name},           {"rows", l.rows},
+                      {"columns", l.columns},     {"bits", elements > 0 ? l.bits_sum / elements : 0.0},
+                      {"proxy_loss", l.proxy_loss}, {"seconds", l.seconds},
+                      {"gptq_bits", l.gptq_bits},   {"gptq_proxy_loss", l.gptq_proxy_loss}};
+  if (l.expert_tokens >= 0) {  // MoE experts: the starved-expert report (docs/model-support.md).
+    j["calibration_tokens"] = l.expert_tokens;
+    j["top_up_tokens"] = l.expert_top_up_tokens;
+  }
+  return j;
 }
 
 }  // namespace

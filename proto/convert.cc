@@ -267,6 +267,11 @@ void ToProto(const LayerReport& r, v1::LayerReport* proto) {
   proto->set_seconds(r.seconds);
   proto->set_gptq_bits(r.gptq_bits);
   proto->set_gptq_proxy_loss(r.gptq_proxy_loss);
+  if (r.expert_tokens >= 0) {
+    proto->set_is_expert(true);
+    proto->set_expert_tokens(r.expert_tokens);
+    proto->set_expert_top_up_tokens(r.expert_top_up_tokens);
+  }
 }
 
 LayerReport FromProto(const v1::LayerReport& p) {
@@ -279,6 +284,10 @@ LayerReport FromProto(const v1::LayerReport& p) {
   r.seconds = p.seconds();
   r.gptq_bits = p.gptq_bits();
   r.gptq_proxy_loss = p.gptq_proxy_loss();
+  if (p.is_expert()) {
+    r.expert_tokens = p.expert_tokens();
+    r.expert_top_up_tokens = p.expert_top_up_tokens();
+  }
   return r;
 }
 

@@ -32,6 +32,7 @@
 #include "worker/calibration_inputs.h"
 #include "worker/communicator.h"
 #include "worker/layer_quantizer.h"
+#include "worker/model/moe_mlp.h"
 #include "worker/local_communicator.h"
 #include "worker/model/block_factory.h"
 #include "worker/model/checkpoint_perplexity.h"
@@ -252,6 +253,7 @@ class TorchBlockEngine final : public BlockEngine,
       }
       return absl::OkStatus();
     }));
+    AddExpertTokenCounts(replicas, specs, results);
     BlockOutput output;
     output.block = block;
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -463,6 +465,30 @@ class TorchBlockEngine final : public BlockEngine,
     // Parallel to block->linear_layers(); hessians[i] on rank i % world.
     std::vector<at::Tensor> hessians;
   };
+
+  // MoE: each expert layer's calibration tokens (routed, floor rule), summed
+  // over the replicas that calibrated (moe_mlp.h). Left -1 when the block
+  // did not calibrate here (e.g. a reused measurement).
+  static void AddExpertTokenCounts(
+      const std::vector<DecoderBlock*>& replicas, const std::vector<LinearLayerSpec>& specs,
+      std::vector<std::optional<LayerQuantizer::Result>>& results) {
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const int expert = ExpertIndexOf(specs[i].short_name);
+      if (expert < 0) continue;
+      int64_t routed = 0, top_up = 0;
+      bool known = false;
+      for (const DecoderBlock* r : replicas) {
+        const MoeTokenCounts* c = r->moe_token_counts();
+        if (c == nullptr || c->routed.size() <= static_cast<size_t>(expert)) continue;
+        known = true;
+        routed += c->routed[expert];
+        top_up += c->top_up[expert];
+      }
+      if (!known) continue;
+      results[i]->report.expert_tokens = routed;
+      results[i]->report.expert_top_up_tokens = top_up;
+    }
+  }
 
   static std::vector<DecoderBlock*> Replicas(const BlockState& state) {
     std::vector<DecoderBlock*> out = {state.block.get()};

@@ -1,6 +1,8 @@
 #include "common/model_config.h"
 
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -111,8 +113,8 @@ TEST(ModelConfigTest, LoadsLlamaFixtureWithRopeParameters) {
   EXPECT_EQ(cfg->num_attention_heads, 4);
   EXPECT_EQ(cfg->num_key_value_heads, 2);
   EXPECT_EQ(cfg->head_dim, 64);
-  EXPECT_DOUBLE_EQ(cfg->rope_theta, 10000.0);
-  EXPECT_EQ(cfg->rope_type, "default");
+  EXPECT_DOUBLE_EQ(cfg->rope.theta, 10000.0);
+  EXPECT_EQ(cfg->rope.type, "default");
   EXPECT_DOUBLE_EQ(cfg->rms_norm_eps, 1e-5);
   EXPECT_FALSE(cfg->tie_word_embeddings);
   EXPECT_FALSE(cfg->attention_bias);
@@ -144,7 +146,7 @@ TEST(ModelConfigTest, ParsesMistralWithGqaAndNullDefaults) {
   EXPECT_EQ(cfg->dtype, DType::kBF16);  // From "torch_dtype".
   EXPECT_EQ(cfg->num_key_value_heads, 8);
   EXPECT_EQ(cfg->head_dim, 128);  // null -> hidden / heads.
-  EXPECT_DOUBLE_EQ(cfg->rope_theta, 1e6);
+  EXPECT_DOUBLE_EQ(cfg->rope.theta, 1e6);
   EXPECT_EQ(cfg->sliding_window, 0);
   EXPECT_FALSE(cfg->attention_bias);
   const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(0);
@@ -175,7 +177,8 @@ TEST(ModelConfigTest, LlamaBiasFlagsAndDefaults) {
   j["mlp_bias"] = true;
   j.erase("num_key_value_heads");
   j.erase("rope_theta");
-  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   j.erase("torch_dtype");
   absl::StatusOr<ModelConfig> cfg = Parse(j);
   ASSERT_TRUE(cfg.ok()) << cfg.status();
@@ -183,8 +186,9 @@ TEST(ModelConfigTest, LlamaBiasFlagsAndDefaults) {
   EXPECT_TRUE(cfg->o_proj_bias);
   EXPECT_TRUE(cfg->mlp_bias);
   EXPECT_EQ(cfg->num_key_value_heads, 32);
-  EXPECT_DOUBLE_EQ(cfg->rope_theta, 10000.0);
-  EXPECT_EQ(cfg->rope_type, "llama3");
+  EXPECT_DOUBLE_EQ(cfg->rope.theta, 10000.0);
+  EXPECT_EQ(cfg->rope.type, "llama3");
+  EXPECT_EQ(cfg->rope.original_max_position_embeddings, 8192);
   EXPECT_EQ(cfg->dtype, DType::kF32);
 }
 
@@ -298,6 +302,177 @@ TEST(ModelConfigTest, RejectsBadRopeParameters) {
   j.erase("rope_theta");
   j["rope_parameters"] = {{"rope_theta", -1.0}};
   ExpectError(j, absl::StatusCode::kInvalidArgument, "rope_theta");
+}
+
+// Real config.json files (transformers 4.4x key layout), trimmed to the keys
+// baq reads.
+TEST(ModelConfigTest, ParsesQwen3WithExplicitHeadDim) {
+  Json j = Json::parse(R"({"model_type": "qwen3", "hidden_size": 1024,
+    "intermediate_size": 3072, "num_attention_heads": 16, "num_key_value_heads": 8,
+    "head_dim": 128, "num_hidden_layers": 28, "vocab_size": 151936, "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000, "rope_scaling": null, "attention_bias": false,
+    "use_sliding_window": false, "sliding_window": null, "max_window_layers": 28,
+    "tie_word_embeddings": true, "torch_dtype": "bfloat16", "hidden_act": "silu"})");
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->family, ModelFamily::kLlama);
+  EXPECT_TRUE(cfg->qk_norm);
+  EXPECT_EQ(cfg->head_dim, 128);
+  EXPECT_EQ(cfg->sliding_window, 0);
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(0);
+  EXPECT_EQ(layers[0].out_features, 16 * 128);  // != hidden_size.
+  EXPECT_EQ(layers[3].in_features, 16 * 128);
+  EXPECT_FALSE(layers[0].has_bias);
+}
+
+TEST(ModelConfigTest, ParsesPhi3FusedLayersAndLongrope) {
+  Json j = Json::parse(R"({"model_type": "phi3", "hidden_size": 3072,
+    "intermediate_size": 8192, "num_attention_heads": 32, "num_key_value_heads": 32,
+    "num_hidden_layers": 32, "vocab_size": 32064, "max_position_embeddings": 131072,
+    "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+    "sliding_window": 262144, "torch_dtype": "bfloat16", "hidden_act": "silu",
+    "rope_scaling": {"type": "su", "short_factor": [], "long_factor": []}})");
+  std::vector<double> factors(48, 1.5);
+  j["rope_scaling"]["short_factor"] = factors;
+  j["rope_scaling"]["long_factor"] = factors;
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->fused_qkv);
+  EXPECT_EQ(cfg->rope.type, "longrope");  // Phi3Config maps "su" to longrope.
+  EXPECT_EQ(cfg->rope.original_max_position_embeddings, 4096);
+  EXPECT_DOUBLE_EQ(cfg->rope.factor, 32.0);
+  EXPECT_NEAR(cfg->rope.attention_factor, std::sqrt(1 + std::log(32.0) / std::log(4096.0)),
+              1e-12);
+  EXPECT_EQ(cfg->sliding_window, 262144);
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(3);
+  ASSERT_EQ(layers.size(), 4u);
+  EXPECT_EQ(layers[0].short_name, "self_attn.qkv_proj");
+  EXPECT_EQ(layers[0].out_features, 3 * 3072);
+  EXPECT_EQ(layers[2].short_name, "mlp.gate_up_proj");
+  EXPECT_EQ(layers[2].out_features, 2 * 8192);
+  EXPECT_EQ(layers[3].in_features, 8192);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(layers[i].input_group, i);
+}
+
+TEST(ModelConfigTest, ParsesGemma2) {
+  Json j = Json::parse(R"({"model_type": "gemma2", "hidden_size": 2304,
+    "intermediate_size": 9216, "num_attention_heads": 8, "num_key_value_heads": 4,
+    "head_dim": 256, "num_hidden_layers": 26, "vocab_size": 256000,
+    "query_pre_attn_scalar": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0, "hidden_act": "gelu_pytorch_tanh",
+    "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+    "torch_dtype": "float32"})");
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->family, ModelFamily::kGemma);
+  EXPECT_TRUE(cfg->tie_word_embeddings);
+  EXPECT_TRUE(cfg->IsSlidingLayer(0));
+  EXPECT_FALSE(cfg->IsSlidingLayer(1));
+  EXPECT_DOUBLE_EQ(cfg->attn_logit_softcapping, 50.0);
+  EXPECT_DOUBLE_EQ(cfg->final_logit_softcapping, 30.0);
+  EXPECT_EQ(cfg->BlockLinearLayers(0)[0].out_features, 8 * 256);
+}
+
+TEST(ModelConfigTest, ParsesGemma3TextPerLayerRope) {
+  Json j = Json::parse(R"({"model_type": "gemma3_text", "hidden_size": 1152,
+    "intermediate_size": 6912, "num_attention_heads": 4, "num_key_value_heads": 1,
+    "head_dim": 256, "num_hidden_layers": 26, "vocab_size": 262144,
+    "query_pre_attn_scalar": 256, "sliding_window": 512, "sliding_window_pattern": 6,
+    "rope_theta": 1000000, "rope_local_base_freq": 10000, "rope_scaling": null,
+    "final_logit_softcapping": null, "attn_logit_softcapping": null,
+    "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "bfloat16"})");
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->qk_norm);
+  EXPECT_DOUBLE_EQ(cfg->rope.theta, 1e6);
+  EXPECT_DOUBLE_EQ(cfg->rope_local.theta, 1e4);
+  EXPECT_TRUE(cfg->IsSlidingLayer(4));
+  EXPECT_FALSE(cfg->IsSlidingLayer(5));
+  EXPECT_EQ(cfg->attn_logit_softcapping, 0);
+  // transformers 5: per-layer-type rope_parameters.
+  j.erase("rope_theta");
+  j.erase("rope_local_base_freq");
+  j.erase("rope_scaling");
+  j["rope_parameters"] = Json::parse(R"({
+    "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})");
+  cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->rope.type, "linear");
+  EXPECT_DOUBLE_EQ(cfg->rope.factor, 8.0);
+  EXPECT_EQ(cfg->rope_local.type, "default");
+  EXPECT_DOUBLE_EQ(cfg->rope_local.theta, 1e4);
+}
+
+TEST(ModelConfigTest, ParsesMixtralExperts) {
+  Json j = MistralJson();
+  j["model_type"] = "mixtral";
+  j["num_local_experts"] = 8;
+  j["num_experts_per_tok"] = 2;
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->IsMoeLayer(0));
+  EXPECT_TRUE(cfg->norm_topk_prob);
+  const std::vector<LinearLayerSpec> layers = cfg->BlockLinearLayers(1);
+  ASSERT_EQ(layers.size(), 4u + 8 * 3);
+  EXPECT_EQ(layers[4].name, "model.layers.1.block_sparse_moe.experts.0.w1");
+  EXPECT_EQ(layers[5].short_name, "block_sparse_moe.experts.0.w3");
+  EXPECT_EQ(layers[6].short_name, "block_sparse_moe.experts.0.w2");
+  EXPECT_EQ(layers[4].input_group, 2);
+  EXPECT_EQ(layers[6].input_group, 3);
+  EXPECT_EQ(layers[27].input_group, 2 + 2 * 7 + 1);
+  EXPECT_EQ(layers[6].in_features, 14336);
+  // The budget counts every expert.
+  EXPECT_EQ(cfg->QuantizableElements(),
+            32 * (4096LL * 4096 * 2 + 4096LL * 1024 * 2 + 8 * 3 * 4096LL * 14336));
+}
+
+TEST(ModelConfigTest, ParsesQwenMoeSharedExpertAndDenseLayers) {
+  Json j = Qwen2Json();
+  j["model_type"] = "qwen2_moe";
+  j["num_experts"] = 4;
+  j["num_experts_per_tok"] = 2;
+  j["moe_intermediate_size"] = 32;
+  j["shared_expert_intermediate_size"] = 64;
+  j["mlp_only_layers"] = {1};
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_FALSE(cfg->norm_topk_prob);
+  EXPECT_TRUE(cfg->attention_bias);
+  EXPECT_TRUE(cfg->IsMoeLayer(0));
+  EXPECT_FALSE(cfg->IsMoeLayer(1));
+  const std::vector<LinearLayerSpec> moe = cfg->BlockLinearLayers(0);
+  ASSERT_EQ(moe.size(), 4u + 4 * 3 + 3);
+  EXPECT_EQ(moe[4].short_name, "mlp.experts.0.gate_proj");
+  EXPECT_EQ(moe[16].short_name, "mlp.shared_expert.gate_proj");
+  EXPECT_EQ(moe[16].input_group, 10);
+  EXPECT_EQ(moe[18].input_group, 11);
+  EXPECT_EQ(cfg->BlockLinearLayers(1).size(), 7u);  // Dense MLP.
+  j["model_type"] = "qwen3_moe";
+  j["norm_topk_prob"] = true;
+  cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->qk_norm);
+  EXPECT_EQ(cfg->BlockLinearLayers(0).size(), 4u + 4 * 3);  // No shared expert.
+  j.erase("num_experts");  // transformers 5 writes Qwen3-MoE's as num_local_experts.
+  j["num_local_experts"] = 6;
+  cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->num_experts, 6);
+}
+
+TEST(ModelConfigTest, RefusesVisionTowersAndEncoderDecoders) {
+  Json j = MistralJson();
+  j["model_type"] = "gemma3";
+  j["vision_config"] = {{"hidden_size", 1152}};
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "vision tower");
+  j = MistralJson();
+  j["model_type"] = "t5";
+  j["is_encoder_decoder"] = true;
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "encoder-decoder");
+  j = MistralJson();
+  j["rope_scaling"] = {{"rope_type", "mrope"}};
+  ExpectError(j, absl::StatusCode::kUnimplemented, "rope_type \"mrope\"");
 }
 
 TEST(ModelConfigTest, MissingFileIsNotFound) {

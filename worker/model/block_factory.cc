@@ -1,6 +1,7 @@
 #include "worker/model/block_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/gemma_block.h"
 #include "worker/model/llama_block.h"
 #include "worker/model/opt_block.h"
 
@@ -20,6 +21,8 @@ absl::StatusOr<std::unique_ptr<DecoderBlock>> LoadDecoderBlock(const ModelConfig
       return LoadOptBlock(config, ckpt, block, options);
     case ModelFamily::kLlama:
       return LoadLlamaBlock(config, ckpt, block, options);
+    case ModelFamily::kGemma:
+      return LoadGemmaBlock(config, ckpt, block, options);
   }
   return absl::UnimplementedError(absl::StrCat("no block implementation for model_type \"",
                                                config.model_type, "\""));

@@ -166,7 +166,7 @@ absl::StatusOr<at::Tensor> DecoderBlock::ApplyLinear(int layer, const at::Tensor
 
 at::Tensor DecoderBlock::CausalAttention(const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, double scale,
-                                         int64_t sliding_window) const {
+                                         int64_t sliding_window, double softcap) const {
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), head_dim = q.size(3);
   const int64_t kv_heads = k.size(1);
   const int64_t rep = heads / kv_heads;  // GQA: kv head j serves heads j*rep .. j*rep+rep-1.
@@ -184,6 +184,7 @@ at::Tensor DecoderBlock::CausalAttention(const at::Tensor& q, const at::Tensor& 
   };
   const auto softmax = [&](at::Tensor scores, int64_t begin, int64_t end) {
     scores = scores.to(at::kFloat);
+    if (softcap > 0) scores = at::tanh(scores / softcap) * softcap;
     scores.masked_fill_(mask_for(begin, end), -std::numeric_limits<float>::infinity());
     return at::softmax(scores, -1).to(q.scalar_type());
   };
@@ -247,6 +248,12 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   const at::Tensor xf = x.to(at::kFloat);
   const at::Tensor variance = xf.pow(2).mean({-1}, /*keepdim=*/true);
   return weight * (xf * at::rsqrt(variance + eps)).to(x.scalar_type());
+}
+
+at::Tensor GemmaRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor variance = xf.pow(2).mean({-1}, /*keepdim=*/true);
+  return (xf * at::rsqrt(variance + eps) * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
 }
 
 }  // namespace baq::worker

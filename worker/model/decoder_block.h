@@ -17,7 +17,8 @@
 //  * SetLinearWeight() replaces a layer's weight, e.g. by its dequantized
 //    GPTQ result, for every later Forward().
 //
-// Implementations: opt_block.cc, llama_block.cc (llama, mistral, qwen2);
+// Implementations: opt_block.cc, llama_block.cc (llama, mistral, qwen2, qwen3,
+// phi3, mixtral, qwen2_moe, qwen3_moe), gemma_block.cc (gemma2, gemma3_text);
 // LoadDecoderBlock() in block_factory.h picks one from the config.
 //
 // Thread-compatible: one thread (the device executor) calls all methods;
@@ -73,7 +74,13 @@ struct BlockOptions {
   // QuantizedWeightLoader). Its float [out_features, in_features] result is
   // checked (shape, NaN/Inf) and converted like a checkpoint tensor.
   LinearWeightLoader linear_weight_loader;
+  // MoE blocks while an observer is set: the floor of calibration tokens per
+  // expert and Forward() (worker/model/moe_mlp.h: starved experts are topped
+  // up with the tokens the router ranks next for them, never left empty).
+  int64_t moe_min_calibration_tokens = 16;
 };
+
+struct MoeTokenCounts;  // worker/model/moe_mlp.h
 
 // Called by Forward() with the input of one linear layer as a
 // [batch * seq, in_features] matrix (compute dtype, block device). The tensor
@@ -101,6 +108,10 @@ class DecoderBlock {
   // Replaces the observer; an empty function removes it.
   void set_input_observer(LinearInputObserver observer) { observer_ = std::move(observer); }
   bool has_input_observer() const { return static_cast<bool>(observer_); }
+
+  // MoE blocks: tokens each expert saw while an observer was set, summed over
+  // Forward() calls; nullptr for dense blocks.
+  virtual const MoeTokenCounts* moe_token_counts() const { return nullptr; }
 
   // The current weight [out_features, in_features] of a layer (shares
   // storage with the block). NotFound for an unknown short name.
@@ -159,9 +170,11 @@ class DecoderBlock {
   // with heads % kv_heads == 0 (GQA: query head h reads kv head
   // h / (heads / kv_heads), as transformers' repeat_kv). With
   // sliding_window > 0, query i sees keys j with i - j < sliding_window
-  // (Mistral). Returns [batch, seq, heads * head_dim].
+  // (Mistral). softcap > 0 caps scores as softcap * tanh(s / softcap)
+  // (Gemma-2). Returns [batch, seq, heads * head_dim].
   at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             double scale, int64_t sliding_window = 0) const;
+                             double scale, int64_t sliding_window = 0,
+                             double softcap = 0) const;
 
  private:
   const int64_t index_;
@@ -184,6 +197,9 @@ bool UsesOneDnnMatmul(const at::Tensor& x);
 // transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast
 // back to x's dtype, times `weight`. Shared with model_head.cc; may throw.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// transformers' Gemma RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + weight), all
+// in float32, cast back to x's dtype. Shared with model_head.cc; may throw.
+at::Tensor GemmaRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 }  // namespace baq::worker
 

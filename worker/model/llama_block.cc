@@ -3,22 +3,23 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
+#include "worker/model/moe_mlp.h"
+#include "worker/model/rope.h"
+#include "worker/model/tensor_convert.h"
 
 namespace baq::worker {
 namespace {
 
-// The layers and vectors LlamaBlock's math uses, by position.
-enum Layer { kQ, kK, kV, kO, kGate, kUp, kDown };
-constexpr absl::string_view kLayers[] = {"self_attn.q_proj", "self_attn.k_proj",
-                                         "self_attn.v_proj", "self_attn.o_proj",
-                                         "mlp.gate_proj",    "mlp.up_proj",
-                                         "mlp.down_proj"};
+// The layers LlamaBlock's math uses, by position; which of them exist depends
+// on the variant (fused qkv / gate_up for Phi-3, experts for MoE blocks).
+enum Layer { kQ, kK, kV, kQkv, kO, kGate, kUp, kGateUp, kDown, kNumLayers };
 enum Vector { kAttnNorm, kMlpNorm };
 constexpr absl::string_view kVectors[] = {"input_layernorm.weight",
                                           "post_attention_layernorm.weight"};
@@ -34,89 +35,172 @@ class LlamaBlock final : public DecoderBlock {
           "hidden_act \"", config.hidden_act, "\" is not supported for ", config.model_type,
           " (silu)"));
     }
-    if (config.rope_type != "default") {
-      return absl::UnimplementedError(absl::StrCat("rope_type \"", config.rope_type,
-                                                   "\" is not supported (default)"));
-    }
     if (config.num_key_value_heads <= 0 || config.head_dim <= 0 || config.head_dim % 2 != 0 ||
         config.num_attention_heads % config.num_key_value_heads != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unsupported attention shape: ", config.num_attention_heads, " heads, ",
           config.num_key_value_heads, " kv heads, head_dim ", config.head_dim));
     }
+    const bool moe = config.IsMoeLayer(block);
+    // Names of the used layers, by Layer ("" = not in this variant).
+    std::vector<std::string> names(kNumLayers);
+    if (config.fused_qkv) {
+      names[kQkv] = "self_attn.qkv_proj";
+      names[kGateUp] = "mlp.gate_up_proj";
+    } else {
+      names[kQ] = "self_attn.q_proj";
+      names[kK] = "self_attn.k_proj";
+      names[kV] = "self_attn.v_proj";
+      if (!moe) {
+        names[kGate] = "mlp.gate_proj";
+        names[kUp] = "mlp.up_proj";
+      }
+    }
+    names[kO] = "self_attn.o_proj";
+    if (!moe) names[kDown] = "mlp.down_proj";
+    std::vector<absl::string_view> used;
+    for (const std::string& n : names) {
+      if (!n.empty()) used.push_back(n);
+    }
     BAQ_ASSIGN_OR_RETURN(BlockParams p,
-                         LoadBlockParams(config, ckpt, block, options, kLayers, kVectors));
-    return std::unique_ptr<DecoderBlock>(new LlamaBlock(config, block, options, std::move(p)));
+                         LoadBlockParams(config, ckpt, block, options, used, kVectors));
+    std::vector<int> layer(kNumLayers, -1);
+    for (size_t i = 0, u = 0; i < names.size(); ++i) {
+      if (!names[i].empty()) layer[i] = p.layer[u++];
+    }
+    std::unique_ptr<LlamaBlock> b(new LlamaBlock(config, block, options, std::move(p), layer));
+    const std::string prefix = config.BlockPrefix(block);
+    const auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+      return LoadCheckpointTensor(ckpt, prefix + name, shape, options.device,
+                                  options.compute_dtype);
+    };
+    if (config.qk_norm) {
+      BAQ_ASSIGN_OR_RETURN(b->q_norm_, load("self_attn.q_norm.weight", {config.head_dim}));
+      BAQ_ASSIGN_OR_RETURN(b->k_norm_, load("self_attn.k_norm.weight", {config.head_dim}));
+    }
+    if (moe) BAQ_RETURN_IF_ERROR(b->LoadMoe(config, block, load));
+    return std::unique_ptr<DecoderBlock>(std::move(b));
+  }
+
+  const MoeTokenCounts* moe_token_counts() const override {
+    return moe_.num_experts > 0 ? &moe_counts_ : nullptr;
   }
 
  protected:
   absl::StatusOr<at::Tensor> ForwardImpl(const at::Tensor& hidden) override {
     const int64_t batch = hidden.size(0), seq = hidden.size(1);
     at::Tensor x = RmsNorm(hidden, v_[kAttnNorm], eps_);
-    BAQ_ASSIGN_OR_RETURN(at::Tensor q, ApplyLinear(layer_[kQ], x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor k, ApplyLinear(layer_[kK], x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor v, ApplyLinear(layer_[kV], x));
+    at::Tensor q, k, v;
+    if (layer_[kQkv] >= 0) {  // Phi-3: [q | k | v] rows of one fused weight.
+      BAQ_ASSIGN_OR_RETURN(at::Tensor qkv, ApplyLinear(layer_[kQkv], x));
+      const int64_t qd = heads_ * head_dim_, kvd = kv_heads_ * head_dim_;
+      q = qkv.narrow(-1, 0, qd);
+      k = qkv.narrow(-1, qd, kvd);
+      v = qkv.narrow(-1, qd + kvd, kvd);
+    } else {
+      BAQ_ASSIGN_OR_RETURN(q, ApplyLinear(layer_[kQ], x));
+      BAQ_ASSIGN_OR_RETURN(k, ApplyLinear(layer_[kK], x));
+      BAQ_ASSIGN_OR_RETURN(v, ApplyLinear(layer_[kV], x));
+    }
     const auto split = [&](const at::Tensor& t, int64_t heads) {
-      return t.view({batch, seq, heads, head_dim_}).transpose(1, 2);
+      return t.reshape({batch, seq, heads, head_dim_}).transpose(1, 2);
     };
-    const auto [cos_t, sin_t] = RopeTables(seq, hidden.device(), hidden.scalar_type());
-    q = ApplyRope(split(q, heads_), cos_t, sin_t);
-    k = ApplyRope(split(k, kv_heads_), cos_t, sin_t);
+    q = split(q, heads_);
+    k = split(k, kv_heads_);
+    if (q_norm_.defined()) {  // Qwen3: RMSNorm over each head before RoPE.
+      q = RmsNorm(q, q_norm_, eps_);
+      k = RmsNorm(k, k_norm_, eps_);
+    }
+    const auto [cos_t, sin_t] = rope_.Tables(seq, hidden.device(), hidden.scalar_type());
+    q = RotaryEmbedding::Apply(q, cos_t, sin_t);
+    k = RotaryEmbedding::Apply(k, cos_t, sin_t);
     const at::Tensor attn =
         CausalAttention(q, k, split(v, kv_heads_),
                         1.0 / std::sqrt(static_cast<double>(head_dim_)), sliding_window_);
     BAQ_ASSIGN_OR_RETURN(at::Tensor attn_out, ApplyLinear(layer_[kO], attn));
     const at::Tensor h = hidden + attn_out;
     x = RmsNorm(h, v_[kMlpNorm], eps_);
-    BAQ_ASSIGN_OR_RETURN(at::Tensor gate, ApplyLinear(layer_[kGate], x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(layer_[kUp], x));
-    BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(layer_[kDown], at::silu(gate) * up));
+    if (moe_.num_experts > 0) {
+      const at::Tensor rows = x.reshape({batch * seq, x.size(2)});
+      BAQ_ASSIGN_OR_RETURN(
+          at::Tensor y,
+          MoeMlp(moe_, router_, shared_expert_gate_, rows,
+                 [this](int layer, const at::Tensor& in) { return ApplyLinear(layer, in); },
+                 has_input_observer(), &moe_counts_));
+      return h + y.view_as(h);
+    }
+    at::Tensor act;
+    if (layer_[kGateUp] >= 0) {  // Phi-3: [gate | up] = chunk(2).
+      BAQ_ASSIGN_OR_RETURN(at::Tensor gate_up, ApplyLinear(layer_[kGateUp], x));
+      const int64_t f = gate_up.size(-1) / 2;
+      act = gate_up.narrow(-1, f, f) * at::silu(gate_up.narrow(-1, 0, f));
+    } else {
+      BAQ_ASSIGN_OR_RETURN(at::Tensor gate, ApplyLinear(layer_[kGate], x));
+      BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(layer_[kUp], x));
+      act = at::silu(gate) * up;
+    }
+    BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(layer_[kDown], act));
     return h + down;
   }
 
  private:
   LlamaBlock(const ModelConfig& config, int64_t block, const BlockOptions& options,
-             BlockParams params)
+             BlockParams params, std::vector<int> layer)
       : DecoderBlock(block, config.hidden_size, options, std::move(params.linears)),
         heads_(config.num_attention_heads),
         kv_heads_(config.num_key_value_heads),
         head_dim_(config.head_dim),
-        rope_theta_(config.rope_theta),
-        sliding_window_(config.sliding_window),
+        rope_(config.rope),
+        sliding_window_(config.IsSlidingLayer(block) ? config.sliding_window : 0),
         eps_(config.rms_norm_eps),
-        layer_(std::move(params.layer)),
+        layer_(std::move(layer)),
         v_(std::move(params.vectors)) {}
 
-  // cos/sin [seq, head_dim] for positions 0..seq-1, computed in float32 as
-  // transformers' LlamaRotaryEmbedding (inv_freq = 1 / theta^(2i/d),
-  // emb = cat(freqs, freqs)) and cast to the compute dtype.
-  std::pair<at::Tensor, at::Tensor> RopeTables(int64_t seq, at::Device device,
-                                               at::ScalarType dtype) const {
-    const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-    const at::Tensor exponent =
-        at::arange(0, head_dim_, 2, at::TensorOptions().dtype(at::kLong).device(device))
-            .to(at::kFloat) / static_cast<double>(head_dim_);
-    const at::Tensor inv_freq = 1.0 / at::pow(rope_theta_, exponent);
-    const at::Tensor freqs = at::outer(at::arange(seq, f32), inv_freq);
-    const at::Tensor emb = at::cat({freqs, freqs}, -1);
-    return {emb.cos().to(dtype), emb.sin().to(dtype)};
-  }
-
-  // x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1).
-  static at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-    const int64_t half = x.size(-1) / 2;
-    const at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-    return x * cos + rotated * sin;
+  template <typename LoadFn>
+  absl::Status LoadMoe(const ModelConfig& config, int64_t block, const LoadFn& load) {
+    moe_.num_experts = config.num_experts;
+    moe_.top_k = config.num_experts_per_tok;
+    moe_.norm_topk_prob = config.norm_topk_prob;
+    moe_.min_calibration_tokens = options().moe_min_calibration_tokens;
+    const bool mixtral = config.model_type == "mixtral";
+    const std::string moe = config.MoePrefix();
+    const std::vector<LinearLayerSpec>& specs = linear_layers();
+    for (int64_t e = 0; e < config.num_experts; ++e) {
+      const std::string p = absl::StrCat(moe, ".experts.", e, ".");
+      BAQ_ASSIGN_OR_RETURN(int g, FindLayer(specs, p + (mixtral ? "w1" : "gate_proj")));
+      BAQ_ASSIGN_OR_RETURN(int u, FindLayer(specs, p + (mixtral ? "w3" : "up_proj")));
+      BAQ_ASSIGN_OR_RETURN(int d, FindLayer(specs, p + (mixtral ? "w2" : "down_proj")));
+      moe_.gate.push_back(g);
+      moe_.up.push_back(u);
+      moe_.down.push_back(d);
+    }
+    BAQ_ASSIGN_OR_RETURN(router_, load(moe + ".gate.weight", {config.num_experts,
+                                                              config.hidden_size}));
+    if (config.shared_expert_intermediate_size > 0) {
+      BAQ_ASSIGN_OR_RETURN(moe_.shared_gate, FindLayer(specs, "mlp.shared_expert.gate_proj"));
+      BAQ_ASSIGN_OR_RETURN(moe_.shared_up, FindLayer(specs, "mlp.shared_expert.up_proj"));
+      BAQ_ASSIGN_OR_RETURN(moe_.shared_down, FindLayer(specs, "mlp.shared_expert.down_proj"));
+      BAQ_ASSIGN_OR_RETURN(shared_expert_gate_,
+                           load("mlp.shared_expert_gate.weight", {1, config.hidden_size}));
+    }
+    (void)block;
+    return absl::OkStatus();
   }
 
   const int64_t heads_;
   const int64_t kv_heads_;
   const int64_t head_dim_;
-  const double rope_theta_;
+  const RotaryEmbedding rope_;
   const int64_t sliding_window_;  // 0 = full causal attention.
   const double eps_;
-  const std::vector<int> layer_;     // By Layer: index into linear_layers().
+  const std::vector<int> layer_;     // By Layer: index into linear_layers(), -1 = unused.
   const std::vector<at::Tensor> v_;  // By Vector.
+  at::Tensor q_norm_, k_norm_;       // [head_dim] (Qwen3); undefined otherwise.
+  // MoE blocks (num_experts > 0).
+  MoeLayout moe_;
+  at::Tensor router_;              // [num_experts, hidden]
+  at::Tensor shared_expert_gate_;  // [1, hidden] (Qwen2-MoE)
+  MoeTokenCounts moe_counts_;
 };
 
 }  // namespace

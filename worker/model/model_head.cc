@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -68,6 +69,17 @@ absl::StatusOr<at::Tensor> TokenEmbedding::Embed(const at::Tensor& input_ids) co
     if (positions_.defined()) {
       hidden = hidden + positions_.narrow(0, kOptPositionOffset, seq).unsqueeze(0);
     }
+    if (config_.family == ModelFamily::kGemma) {
+      // Gemma scales embeddings by sqrt(hidden_size) as a tensor of the
+      // model's dtype (Gemma2Model's normalizer, Gemma-3's embed_scale), so
+      // the factor is rounded to the checkpoint dtype: 60.0 for 3584 in bf16.
+      const double normalizer =
+          at::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)),
+                            at::TensorOptions().dtype(at::kDouble))
+              .to(ToScalarType(config_.dtype))
+              .item<double>();
+      hidden = hidden * normalizer;
+    }
     return hidden;
   });
 }
@@ -105,6 +117,9 @@ absl::StatusOr<at::Tensor> OutputHead::Normalize(const at::Tensor& hidden) const
       return at::layer_norm(x, {config_.hidden_size}, norm_weight_, norm_bias_,
                             config_.layer_norm_eps);
     }
+    if (config_.family == ModelFamily::kGemma) {
+      return GemmaRmsNorm(x, norm_weight_, config_.rms_norm_eps);
+    }
     return RmsNorm(x, norm_weight_, config_.rms_norm_eps);
   });
 }
@@ -113,7 +128,7 @@ absl::StatusOr<at::Tensor> OutputHead::Logits(const at::Tensor& hidden) const {
   BAQ_ASSIGN_OR_RETURN(at::Tensor normalized, Normalize(hidden));
   return CallTorch("lm head", [&] {
     c10::NoGradGuard no_grad;
-    return LinearOp(normalized, lm_head_, at::Tensor());
+    return SoftCap(LinearOp(normalized, lm_head_, at::Tensor()));
   });
 }
 
@@ -139,12 +154,18 @@ absl::StatusOr<at::Tensor> OutputHead::TokenNll(const at::Tensor& normalized,
       const int64_t n = std::min(chunk, rows - begin);
       // Logits in the compute dtype (as transformers), log-softmax in float32
       // (as torch's CrossEntropyLoss on upcast logits).
-      const at::Tensor logits = LinearOp(x.narrow(0, begin, n), lm_head_, at::Tensor());
+      const at::Tensor logits = SoftCap(LinearOp(x.narrow(0, begin, n), lm_head_, at::Tensor()));
       const at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
       nll.narrow(0, begin, n).copy_(-logp.gather(1, t.narrow(0, begin, n).unsqueeze(1)).squeeze(1));
     }
     return nll;
   });
+}
+
+at::Tensor OutputHead::SoftCap(const at::Tensor& logits) const {
+  const double cap = config_.final_logit_softcapping;
+  if (cap <= 0) return logits;
+  return at::tanh(logits / cap) * cap;  // Gemma-2's final_logit_softcapping.
 }
 
 }  // namespace baq::worker

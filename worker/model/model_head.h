@@ -4,10 +4,11 @@
 // so streaming execution holds at most one of them (or one block) at a time:
 //  * TokenEmbedding: token ids -> the input of block 0 (token embeddings;
 //    OPT adds learned positions, row = position + 2 as transformers'
-//    OPTLearnedPositionalEmbedding).
-//  * OutputHead: final norm (OPT final_layer_norm / LLaMA model.norm) and the
-//    LM head (lm_head.weight, or the token embeddings when
-//    tie_word_embeddings), plus a chunked per-token negative log-likelihood
+//    OPTLearnedPositionalEmbedding; Gemma multiplies by sqrt(hidden_size)).
+//  * OutputHead: final norm (OPT final_layer_norm / LLaMA model.norm / Gemma
+//    (1 + w) RMSNorm) and the LM head (lm_head.weight, or the token
+//    embeddings when tie_word_embeddings; Gemma-2's final logit soft-cap),
+//    plus a chunked per-token negative log-likelihood
 //    that never materializes more than [chunk_rows, vocab] logits.
 // Parameters are converted at load to BlockOptions::compute_dtype on
 // BlockOptions::device; load errors name the tensor (InvalidArgument).
@@ -79,6 +80,8 @@ class OutputHead {
  private:
   OutputHead(const ModelConfig& config, const BlockOptions& options)
       : config_(config), options_(options) {}
+  // cap * tanh(logits / cap) with final_logit_softcapping (Gemma-2); else as is.
+  at::Tensor SoftCap(const at::Tensor& logits) const;
 
   const ModelConfig config_;
   const BlockOptions options_;
