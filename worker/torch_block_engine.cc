@@ -138,6 +138,7 @@ class TorchBlockEngine final : public BlockEngine,
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    ReleaseHandedOver();
     if (sharded()) return MeasureSharded(block);
     // Another target over a kept measurement: BAQ pass 1 only.
     if (auto kept = blocks_.find(block); kept != blocks_.end()) {
@@ -215,6 +216,7 @@ class TorchBlockEngine final : public BlockEngine,
                                        const std::vector<LayerAllocation>& allocation) override {
     BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
+    ReleaseHandedOver();
     auto it = blocks_.find(block);
     if (it == blocks_.end()) {
       return absl::FailedPreconditionError(absl::StrCat("block ", block, ": not measured"));
@@ -304,8 +306,10 @@ class TorchBlockEngine final : public BlockEngine,
           absl::StrCat("block ", block, ": no inputs to export on this worker"));
     }
     BAQ_ASSIGN_OR_RETURN(std::string bytes, EncodeActivations(it->second));
-    // Sequential hand-off: the receiver owns them from now on.
-    if (config_.mode == ExecutionMode::kSequential) inputs_.erase(it);
+    // Sequential hand-off: the receiver owns them from now on, but they stay
+    // here until this engine moves on (ReleaseHandedOver), so a retry after
+    // a lost reply gets the same bytes.
+    if (config_.mode == ExecutionMode::kSequential) handed_over_ = block;
     return bytes;
   }
 
@@ -313,6 +317,7 @@ class TorchBlockEngine final : public BlockEngine,
     BAQ_RETURN_IF_ERROR(CheckCancelled());
     BAQ_RETURN_IF_ERROR(CheckBlock(block));
     BAQ_RETURN_IF_ERROR(CheckUnsharded("ImportInputs"));
+    ReleaseHandedOver();
     BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
     BAQ_ASSIGN_OR_RETURN(inputs_[block], Keep(std::move(x)));
     return absl::OkStatus();
@@ -422,6 +427,7 @@ class TorchBlockEngine final : public BlockEngine,
   }
 
   void Reset() override {
+    handed_over_.reset();
     inputs_.clear();
     shard_inputs_.clear();
     pending_.clear();
@@ -451,6 +457,13 @@ class TorchBlockEngine final : public BlockEngine,
   void Cancel() override { cancelled_.store(true, std::memory_order_relaxed); }
 
  private:
+  // Drops the inputs an ExportInputs handed over, if any: the engine moved on
+  // (its next Measure, Quantize or ImportInputs), so no retry will come.
+  void ReleaseHandedOver() {
+    if (handed_over_.has_value()) inputs_.erase(*handed_over_);
+    handed_over_.reset();
+  }
+
   absl::Status CheckCancelled() const {
     if (!cancelled_.load(std::memory_order_relaxed)) return absl::OkStatus();
     return absl::CancelledError("job cancelled on this worker");
@@ -894,6 +907,9 @@ class TorchBlockEngine final : public BlockEngine,
   bool started_ = false;
   int64_t calibration_tokens_ = 0;
   std::map<int64_t, at::Tensor> inputs_;  // Block -> its input activations.
+  // The block whose inputs ExportInputs handed over (sequential mode), kept
+  // for a retried export until ReleaseHandedOver().
+  std::optional<int64_t> handed_over_;
   // Sharded jobs, instead of inputs_: block -> shard -> that shard's input
   // activations (the shards this engine holds).
   std::map<int64_t, std::map<int32_t, at::Tensor>> shard_inputs_;
