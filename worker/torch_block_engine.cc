@@ -39,7 +39,7 @@
 #include "worker/model/tensor_convert.h"
 #include "worker/nccl/communicator_factory.h"
 #include "worker/quant/hessian_accumulator.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 namespace {
