@@ -6,7 +6,8 @@
 //   * EngineBytesWriter: a server stream of v1::Chunk. It runs `produce` on
 //     the engine (on the device's executor, through EngineHost) and writes
 //     the result in chunks of at most kMaxChunkBytes (ExportInputs,
-//     ExportShardInputs).
+//     ExportShardInputs). The failpoint "worker.<method>.lose_reply" (test
+//     builds) answers UNAVAILABLE after `produce` ran, as a lost reply.
 //   * EngineBytesReader<ChunkProto>: a client stream whose first message
 //     names the target (job_id, device_index and whatever `consume` reads
 //     from it) and every message carries `data`; once the stream ends it runs
@@ -31,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "baq/v1/worker.grpc.pb.h"
 #include "common/block_engine.h"
+#include "common/failpoint.h"
 #include "proto/convert.h"
 #include "worker/engine_host.h"
 #include "worker/worker_metrics.h"
@@ -56,6 +58,13 @@ class EngineBytesWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
                        if (!engine.ok()) return Done(engine.status());
                        absl::StatusOr<std::string> bytes = produce(**engine);
                        if (!bytes.ok()) return Done(bytes.status());
+                       // Test builds: the engine ran, its reply is lost on
+                       // the way (what a client's retry must survive).
+                       if (!failpoint::Eval(absl::StrCat("worker.", method_, ".lose_reply"))
+                                .ok()) {
+                         return Done(absl::UnavailableError(
+                             absl::StrCat(method_, ": reply lost (failpoint)")));
+                       }
                        bytes_ = *std::move(bytes);
                        WriteNext();
                      });

@@ -10,7 +10,7 @@
 #include "common/status_util.h"
 #include "worker/model/tensor_convert.h"
 #include "worker/quant/quant_grid.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 namespace {

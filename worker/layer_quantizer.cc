@@ -10,7 +10,7 @@
 #include "worker/quant/gptq.h"
 #include "worker/quant/quant_grid.h"
 #include "worker/quant/tensor_checks.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 namespace {

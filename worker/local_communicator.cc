@@ -14,7 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 

@@ -28,8 +28,15 @@
 // same additions as the coordinator's merge (coordinator/calibration_shards.h).
 //
 // Thread-compatible: one thread (the device's executor) calls all methods;
-// with several devices the engine runs one helper thread per extra device
-// inside each call.
+// with several devices the engine runs each extra device's share on a
+// persistent thread of that device (worker/engine/device_group.h).
+//
+// The pieces (worker/engine/): DeviceGroup (devices, ranks, their threads,
+// the chunked forward, the Hessian reduction), BlockActivations (inputs per
+// block or shard, spill, export/import), MeasurementCache (measured blocks,
+// SetTarget, the measurement dir), ShardedHessians (calibration shards) and
+// block_compute (the block numerics); worker/torch_block_engine.cc is the
+// facade that implements BlockEngine and its capabilities over them.
 #ifndef BAQ_WORKER_TORCH_BLOCK_ENGINE_H_
 #define BAQ_WORKER_TORCH_BLOCK_ENGINE_H_
 

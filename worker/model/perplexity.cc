@@ -12,7 +12,7 @@
 #include "common/status_macros.h"
 #include "worker/model/block_factory.h"
 #include "worker/model/model_head.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 namespace {

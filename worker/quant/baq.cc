@@ -9,7 +9,7 @@
 #include "common/status_macros.h"
 #include "worker/quant/gptq_engine.h"
 #include "worker/quant/quant_grid.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 namespace {

@@ -13,7 +13,7 @@
 #include "worker/cuda/gptq_block_cuda.h"
 #include "worker/quant/quant_grid.h"
 #include "worker/quant/tensor_checks.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker::quant_internal {
 
