@@ -7,7 +7,7 @@
 #include "common/dtype.h"
 #include "common/status_macros.h"
 #include "worker/model/tensor_convert.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 

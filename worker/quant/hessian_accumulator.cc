@@ -9,7 +9,7 @@
 #include "common/status_util.h"
 #include "worker/quant/gptq_engine.h"
 #include "worker/quant/tensor_checks.h"
-#include "worker/torch_call.h"
+#include "worker/torch/torch_call.h"
 
 namespace baq::worker {
 
