@@ -73,12 +73,11 @@ def main():
         do_layer_norm_before=False, activation_function="relu", enable_bias=True,
         layer_norm_elementwise_affine=True, dropout=0.0, attention_dropout=0.0,
         tie_word_embeddings=True, pad_token_id=1, bos_token_id=2, eos_token_id=2)
-    config._attn_implementation = "eager"
     torch.manual_seed(SEED)
     model = OPTForCausalLM(config)
     redraw(model, torch.Generator().manual_seed(SEED))
     model.tie_weights()
-    model = model.to(torch.float16).to(a.device).eval()
+    model = model.to(torch.float16)
     dec = model.model.decoder
     assert dec.project_in is not None and dec.project_out is not None, "no projections"
     assert dec.final_layer_norm is None, "post-LN OPT must have no final LayerNorm"
@@ -99,6 +98,15 @@ def main():
         if os.path.exists(path):
             os.remove(path)
 
+    # The golden comes from the saved files, loaded back as any user would (this also checks
+    # that transformers reads the checkpoint baq reads).
+    try:
+        model = OPTForCausalLM.from_pretrained(a.out_dir, dtype=torch.float16, attn_implementation="eager")
+    except TypeError:  # transformers < 4.56 names it torch_dtype.
+        model = OPTForCausalLM.from_pretrained(a.out_dir, torch_dtype=torch.float16,
+                                               attn_implementation="eager")
+    model = model.to(a.device).eval()
+    assert model.model.decoder.project_in is not None and model.model.decoder.final_layer_norm is None
     ids = torch.randint(4, config.vocab_size, (1, SEQ), generator=torch.Generator().manual_seed(SEED + 1))
     with torch.no_grad():
         out = model(input_ids=ids.to(a.device), output_hidden_states=True)
