@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -239,6 +240,9 @@ TEST_F(Opt350mShapeTest, MissingProjectionIsNamed) {
 
 // fp16 model computed by transformers in fp16; we compute in float32 from the
 // same fp16 weights (tolerances as decoder_block_test's, in fp16 epsilons).
+// First guesses from the opt-fixture's measured errors (model-execution.md);
+// the failure messages print the measured values.
+constexpr double kGoldenEmbedTolEps = 1.0;
 constexpr double kGoldenBlockTolEps = 2.0;
 constexpr double kGoldenLogitsTolEps = 2.5;
 
@@ -269,11 +273,21 @@ TEST(Opt350mGoldenTest, MatchesTransformers) {
   }
   const double eps = testing::kFp16Eps;
   const int64_t blocks = config->num_layers;
+  // Checks `actual` against golden tensor `name` and prints the error in fp16
+  // epsilons (the numbers docs/model-support.md reports).
+  const auto check = [&](const at::Tensor& actual, const std::string& name, double tol_eps) {
+    const ErrorStats s = Compare(actual, golden.at(name));
+    EXPECT_LE(s.max_rel, tol_eps * eps) << name << ": max abs " << s.max_abs;
+    std::printf("%s: %.3f fp16 eps (max abs %.3g)\n", name.c_str(), s.max_rel / eps, s.max_abs);
+    RecordProperty(name + "_rel_eps", std::to_string(s.max_rel / eps));
+  };
   auto embed = TokenEmbedding::Load(*config, **ckpt, BlockOptions{});
   ASSERT_TRUE(embed.ok()) << embed.status();
   auto hidden = (*embed)->Embed(golden.at("input_ids").to(at::kLong));
   ASSERT_TRUE(hidden.ok()) << hidden.status();
-  EXPECT_LE(Compare(*hidden, golden.at("hidden_states.0")).max_rel, 0.5 * eps);
+  // Two fp16 roundings there (project_in's output, then the sum with the
+  // positions), against one for a plain OPT's embeddings (0.5 eps).
+  check(*hidden, "hidden_states.0", kGoldenEmbedTolEps);
   at::Tensor h = *hidden;
   for (int64_t b = 0; b < blocks; ++b) {
     auto block = LoadDecoderBlock(*config, **ckpt, b, BlockOptions{});
@@ -281,25 +295,18 @@ TEST(Opt350mGoldenTest, MatchesTransformers) {
     auto next = (*block)->Forward(h);
     ASSERT_TRUE(next.ok()) << next.status();
     h = *next;
-    // hidden_states.b+1 is block b's output, except the last entry, which is
-    // project_out of the last block's output (compared below).
-    if (b + 1 < blocks) {
-      EXPECT_LE(Compare(h, golden.at(absl::StrCat("hidden_states.", b + 1))).max_rel,
-                kGoldenBlockTolEps * eps)
-          << "block " << b;
-    }
+    // hidden_states.b+1 is block b's output (chained from our embeddings),
+    // except the last entry: project_out of the last block's output.
+    if (b + 1 < blocks) check(h, absl::StrCat("hidden_states.", b + 1), kGoldenBlockTolEps);
   }
   auto head = OutputHead::Load(*config, **ckpt, BlockOptions{});
   ASSERT_TRUE(head.ok()) << head.status();
   auto last = (*head)->Normalize(h);
   ASSERT_TRUE(last.ok()) << last.status();
-  EXPECT_LE(Compare(*last, golden.at(absl::StrCat("hidden_states.", blocks))).max_rel,
-            kGoldenBlockTolEps * eps);
+  check(*last, absl::StrCat("hidden_states.", blocks), kGoldenBlockTolEps);
   auto logits = (*head)->Logits(h);
   ASSERT_TRUE(logits.ok()) << logits.status();
-  const ErrorStats s = Compare(*logits, golden.at("logits"));
-  EXPECT_LE(s.max_rel, kGoldenLogitsTolEps * eps) << "max abs " << s.max_abs;
-  RecordProperty("logits_rel_eps", std::to_string(s.max_rel / eps));
+  check(*logits, "logits", kGoldenLogitsTolEps);
 }
 
 }  // namespace
