@@ -96,8 +96,9 @@ absl::StatusOr<std::unique_ptr<OutputHead>> OutputHead::Load(const ModelConfig& 
     }
   }
   if (config.HasOptProjections()) {
-    BAQ_ASSIGN_OR_RETURN(head->project_out_, load(config.OptProjectOutName(),
-                                                  {config.word_embed_proj_dim, config.hidden_size}));
+    BAQ_ASSIGN_OR_RETURN(
+        head->project_out_,
+        load(config.OptProjectOutName(), {config.word_embed_proj_dim, config.hidden_size}));
   }
   BAQ_ASSIGN_OR_RETURN(head->lm_head_,
                        load(config.LmHeadName(), {config.vocab_size, config.EmbeddingWidth()}));
