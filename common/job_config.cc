@@ -111,6 +111,12 @@ absl::Status JobConfig::Validate() const {
     return absl::InvalidArgumentError(
         "job config: measurement_dir (keeping or reusing a measurement) needs mode parallel");
   }
+  if (quantize_projections) {
+    return absl::UnimplementedError(
+        "job config: quantize_projections (quantizing OPT's project_in/project_out) is not "
+        "implemented; without it they are kept unquantized, like the embeddings and the LM head "
+        "(docs/model-support.md, OPT)");
+  }
   if (q.group_size == 0 || q.group_size < -1) return bad("group_size", q.group_size, "-1 or > 0");
   if (!(q.percdamp > 0.0) || q.percdamp > 1.0) return bad("percdamp", q.percdamp, "in (0, 1]");
   if (q.block_size < 1) return bad("block_size", q.block_size, ">= 1");

@@ -102,6 +102,13 @@ struct JobConfig {
   // the one kept there when its fingerprint matches this job's model and
   // calibration (common/measurement_store.h). Parallel mode. Empty: none.
   std::string measurement_dir;
+  // Also quantize OPT's project_in/project_out (opt-350m: the linears
+  // between the 512-wide embeddings and the 1024-wide blocks), which by
+  // default stay in the checkpoint dtype like the embeddings and the LM head
+  // and are not counted in the bit budget. Not implemented yet (they would
+  // need Hessians from the embedding and head stages): Validate() returns
+  // Unimplemented when set. See docs/model-support.md, "OPT".
+  bool quantize_projections = false;
 
   absl::Status Validate() const;
   // quant.target_bits, then extra_target_bits.

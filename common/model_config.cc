@@ -50,18 +50,15 @@ absl::Status ParseOpt(const Fields& f, ModelConfig& c) {
   BAQ_ASSIGN_OR_RETURN(c.tie_word_embeddings, f.Bool("tie_word_embeddings", true));
   BAQ_ASSIGN_OR_RETURN(c.do_layer_norm_before, f.Bool("do_layer_norm_before", true));
   BAQ_ASSIGN_OR_RETURN(c.enable_bias, f.Bool("enable_bias", true));
+  // word_embed_proj_dim != hidden_size adds project_in/project_out (opt-350m).
   BAQ_ASSIGN_OR_RETURN(c.word_embed_proj_dim, f.PositiveInt("word_embed_proj_dim", c.hidden_size));
-  if (c.word_embed_proj_dim != c.hidden_size) {
-    return Unsupported(f, "word_embed_proj_dim",
-                       absl::StrCat("= ", c.word_embed_proj_dim, " != hidden_size ", c.hidden_size,
-                                    " (project_in/project_out)"));
-  }
   BAQ_ASSIGN_OR_RETURN(c.hidden_act, f.String("activation_function", std::string("relu")));
   if (c.hidden_act != "relu") {
     return Unsupported(f, "activation_function", absl::StrCat("\"", c.hidden_act, "\""));
   }
-  BAQ_ASSIGN_OR_RETURN(bool remove_final_ln, f.Bool("_remove_final_layer_norm", false));
-  if (remove_final_ln) return Unsupported(f, "_remove_final_layer_norm", "= true");
+  BAQ_ASSIGN_OR_RETURN(c.remove_final_layer_norm, f.Bool("_remove_final_layer_norm", false));
+  BAQ_ASSIGN_OR_RETURN(bool affine, f.Bool("layer_norm_elementwise_affine", true));
+  if (!affine) return Unsupported(f, "layer_norm_elementwise_affine", "= false");
   BAQ_ASSIGN_OR_RETURN(c.layer_norm_eps, f.Double("layer_norm_eps", 1e-5));
   c.num_key_value_heads = c.num_attention_heads;
   c.head_dim = c.hidden_size / c.num_attention_heads;
@@ -135,6 +132,22 @@ bool ModelConfig::IsMoeLayer(int64_t block) const {
 
 std::string ModelConfig::MoePrefix() const {
   return model_type == "mixtral" ? "block_sparse_moe" : "mlp";
+}
+
+int64_t ModelConfig::EmbeddingWidth() const {
+  return family == ModelFamily::kOpt ? word_embed_proj_dim : hidden_size;
+}
+
+bool ModelConfig::HasOptProjections() const {
+  return family == ModelFamily::kOpt && word_embed_proj_dim != hidden_size;
+}
+
+std::string ModelConfig::OptProjectInName() const { return "model.decoder.project_in.weight"; }
+
+std::string ModelConfig::OptProjectOutName() const { return "model.decoder.project_out.weight"; }
+
+bool ModelConfig::HasFinalNorm() const {
+  return family != ModelFamily::kOpt || (do_layer_norm_before && !remove_final_layer_norm);
 }
 
 std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const {

@@ -9,9 +9,14 @@
 //
 // Unknown `model_type` or a missing/invalid field is InvalidArgument naming
 // the file and field (and, for model_type, listing what is supported). A valid
-// config using a feature baq does not execute (OPT word_embed_proj_dim !=
-// hidden_size, an activation other than relu/silu) is Unimplemented. Absent
-// "dtype"/"torch_dtype" means F32, as transformers loads it.
+// config using a feature baq does not execute (an activation other than
+// relu/silu, OPT LayerNorms without affine parameters) is Unimplemented.
+// Absent "dtype"/"torch_dtype" means F32, as transformers loads it.
+//
+// OPT-350M's shape is executed: post-LayerNorm (do_layer_norm_before false,
+// hence no final LayerNorm) and word_embed_proj_dim != hidden_size (the
+// unquantized project_in/project_out linears around the blocks; see
+// docs/model-support.md).
 //
 // Plain value type; thread-compatible.
 //
@@ -92,7 +97,8 @@ struct ModelConfig {
   // OPT.
   bool do_layer_norm_before = true;
   bool enable_bias = true;
-  int64_t word_embed_proj_dim = 0;
+  int64_t word_embed_proj_dim = 0;  // == hidden_size unless the model has projections.
+  bool remove_final_layer_norm = false;  // "_remove_final_layer_norm" (pre-4.20 fine-tunes).
   double layer_norm_eps = 1e-5;
 
   // Tensor names.
@@ -105,6 +111,18 @@ struct ModelConfig {
   bool IsMoeLayer(int64_t block) const;
   // Per-expert tensor names: "block_sparse_moe" (mixtral) or "mlp".
   std::string MoePrefix() const;
+  // Width of the token embeddings and of the LM head's input: OPT's
+  // word_embed_proj_dim, else hidden_size.
+  int64_t EmbeddingWidth() const;
+  // OPT with word_embed_proj_dim != hidden_size (opt-350m): project_in
+  // [hidden, proj] after the token embeddings, project_out [proj, hidden]
+  // before the LM head, both without bias (transformers' OPTDecoder).
+  bool HasOptProjections() const;
+  std::string OptProjectInName() const;   // "model.decoder.project_in.weight"
+  std::string OptProjectOutName() const;  // "model.decoder.project_out.weight"
+  // False for OPT with post-LayerNorm or _remove_final_layer_norm, as
+  // OPTDecoder (final_layer_norm = None).
+  bool HasFinalNorm() const;
   // Quantizable linear layers of `block` in forward (= GPTQ sequential) order.
   // MoE blocks list the attention, then each expert's gate/up (one input
   // group per expert: the tokens routed to it) and down, then the shared

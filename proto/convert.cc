@@ -141,6 +141,7 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   spec->mutable_extra_target_bits()->Add(config.extra_target_bits.begin(),
                                          config.extra_target_bits.end());
   spec->set_measurement_dir(config.measurement_dir);
+  spec->set_quantize_projections(config.quantize_projections);
   if (config.eval_gate.enabled()) {
     v1::EvalGateSpec* gate = spec->mutable_eval_gate();
     gate->set_text_file(config.eval_gate.text_file);
@@ -199,6 +200,7 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   config.extra_target_bits.assign(spec.extra_target_bits().begin(),
                                   spec.extra_target_bits().end());
   config.measurement_dir = spec.measurement_dir();
+  config.quantize_projections = spec.quantize_projections();
   if (spec.has_eval_gate()) {
     const v1::EvalGateSpec& gate = spec.eval_gate();
     config.eval_gate.text_file = gate.text_file();

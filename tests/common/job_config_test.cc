@@ -111,6 +111,15 @@ TEST(JobConfigTest, EachTargetGetsItsOwnOutputDirOnlyWhenThereAreSeveral) {
   EXPECT_TRUE(one.Validate().ok());
 }
 
+// OPT's project_in/project_out are never quantized yet; asking for it is a
+// clear Unimplemented, not a silent no-op.
+TEST(JobConfigTest, QuantizeProjectionsIsUnimplemented) {
+  JobConfig c = Valid();
+  c.quantize_projections = true;
+  EXPECT_EQ(c.Validate().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("project_in/project_out"));
+}
+
 TEST(JobConfigTest, MeasurementDirNeedsParallelMode) {
   JobConfig c = Valid();
   c.measurement_dir = "/data/m";

@@ -282,10 +282,41 @@ TEST(ModelConfigTest, RejectsKvHeadsNotDividingHeads) {
   ExpectError(j, absl::StatusCode::kInvalidArgument, "num_key_value_heads");
 }
 
+// facebook/opt-350m's config.json (the fields baq reads).
+TEST(ModelConfigTest, ParsesOpt350mShape) {
+  Json j = OptJson();
+  j["hidden_size"] = 1024;
+  j["ffn_dim"] = 4096;
+  j["num_attention_heads"] = 16;
+  j["num_hidden_layers"] = 24;
+  j["word_embed_proj_dim"] = 512;
+  j["do_layer_norm_before"] = false;
+  absl::StatusOr<ModelConfig> cfg = Parse(j);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->HasOptProjections());
+  EXPECT_FALSE(cfg->HasFinalNorm());
+  EXPECT_EQ(cfg->EmbeddingWidth(), 512);
+  EXPECT_EQ(cfg->OptProjectInName(), "model.decoder.project_in.weight");
+  EXPECT_EQ(cfg->OptProjectOutName(), "model.decoder.project_out.weight");
+  // project_in/project_out are not quantized, so not in the bit budget.
+  EXPECT_EQ(cfg->QuantizableElements(), 24 * (4 * 1024 * 1024 + 2 * 1024 * 4096));
+
+  absl::StatusOr<ModelConfig> plain = Parse(OptJson());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->HasOptProjections());
+  EXPECT_TRUE(plain->HasFinalNorm());
+  EXPECT_EQ(plain->EmbeddingWidth(), 768);
+  j = OptJson();
+  j["_remove_final_layer_norm"] = true;
+  plain = Parse(j);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->HasFinalNorm());
+}
+
 TEST(ModelConfigTest, RejectsUnsupportedOptFeatures) {
   Json j = OptJson();
-  j["word_embed_proj_dim"] = 512;
-  ExpectError(j, absl::StatusCode::kUnimplemented, "word_embed_proj_dim");
+  j["layer_norm_elementwise_affine"] = false;
+  ExpectError(j, absl::StatusCode::kUnimplemented, "layer_norm_elementwise_affine");
   j = OptJson();
   j["activation_function"] = "gelu";
   ExpectError(j, absl::StatusCode::kUnimplemented, "activation_function");

@@ -47,6 +47,7 @@ JobConfig FullConfig() {
   c.calibration_shards = 3;
   c.extra_target_bits = {3.0, 4.0};
   c.measurement_dir = "opt-measure";
+  c.quantize_projections = true;  // Rejected by Validate(), but carried faithfully.
   return c;
 }
 
@@ -78,6 +79,7 @@ void ExpectSameConfig(const JobConfig& a, const JobConfig& b) {
   EXPECT_EQ(a.calibration_shards, b.calibration_shards);
   EXPECT_EQ(a.extra_target_bits, b.extra_target_bits);
   EXPECT_EQ(a.measurement_dir, b.measurement_dir);
+  EXPECT_EQ(a.quantize_projections, b.quantize_projections);
 }
 
 absl::StatusOr<JobConfig> RoundTrip(const JobConfig& c) {

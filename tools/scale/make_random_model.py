@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""Writes a random-weight LLaMA-shaped checkpoint for scale runs (issues 8 and 9).
+"""Writes a random-weight LLaMA- or OPT-shaped checkpoint for scale runs (issues 8, 9 and 23).
 
 The model is a Hugging Face layout directory that `baq quantize` and the workers read:
-config.json (model_type llama), one safetensors shard per decoder block plus one for the
-embeddings/norm/head, model.safetensors.index.json, and the tokenizer of a small donor model
+config.json (model_type llama, or opt with --family opt), one safetensors shard per decoder block
+plus one for the embeddings/norm/head, model.safetensors.index.json, and the tokenizer of a small
+donor model
 (default: examples/opt-fixture; the vocabulary is the donor's, so the embedding table stays
 small and any text is valid calibration data).
 
-Weights: float16, N(0, std) with std 0.02 (the HF init), norms 1. Every tensor is drawn from a
+--family opt writes OPTForCausalLM's layout (model.decoder.*: learned positions, LayerNorms with
+biases, biased q/k/v/out_proj and fc1/fc2, ReLU, tied LM head). --post-ln sets
+do_layer_norm_before false (OPT-350M: no final LayerNorm) and --proj-dim P < --hidden adds
+project_in/project_out (OPT-350M: 512 against 1024).
+
+Weights: float16, N(0, std) with std 0.02 (the HF init), norms 1, biases 0. Every tensor is drawn from a
 torch.Generator seeded by (--seed, tensor name), so a block's bytes depend only on the seed and
 its shape: the same command on the same --device gives the same files, and --blocks N writes the
 first N blocks of the same model. It uses torch (on the GPU when there is one); without torch it
@@ -17,6 +23,9 @@ written here directly (an 8-byte header length, a JSON header, the raw data).
 Shapes used in docs/performance.md:
   7B-shaped:  --hidden 4096 --intermediate 11008 --heads 32 --blocks 32
   30B-shaped: --hidden 6656 --intermediate 17920 --heads 52 --blocks 60
+  OPT-30B-shaped: --family opt --hidden 7168 --intermediate 28672 --heads 56 --blocks 48
+  OPT-350M-shaped: --family opt --hidden 1024 --intermediate 4096 --heads 16 --blocks 24 \
+      --post-ln --proj-dim 512
 
 Example:
   python3 tools/scale/make_random_model.py --out /tmp/llama7b --hidden 4096 \
@@ -62,6 +71,10 @@ def ones(n):
     return Tensor([n], struct.pack("<e", 1.0) * n)
 
 
+def zeros(n):
+    return Tensor([n], b"\0\0" * n)
+
+
 def write_safetensors(path, tensors):
     """tensors: list of (name, Tensor), written in order."""
     header, offset = {}, 0
@@ -87,6 +100,11 @@ def main():
     p.add_argument("--intermediate", type=int, default=11008)
     p.add_argument("--heads", type=int, default=32)
     p.add_argument("--blocks", type=int, default=32)
+    p.add_argument("--family", choices=("llama", "opt"), default="llama")
+    p.add_argument("--post-ln", action="store_true",
+                   help="opt: do_layer_norm_before false (OPT-350M), hence no final LayerNorm")
+    p.add_argument("--proj-dim", type=int, default=0,
+                   help="opt: word_embed_proj_dim; < --hidden adds project_in/project_out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--std", type=float, default=0.02)
     p.add_argument("--donor", default=os.path.join(os.path.dirname(__file__), "../../examples/opt-fixture"),
@@ -102,6 +120,11 @@ def main():
         vocab = json.load(f)["vocab_size"]
     os.makedirs(a.out)
     shutil.copy(os.path.join(a.donor, "tokenizer.json"), a.out)
+    if a.family == "opt":
+        write_opt(a, vocab)
+        return
+    if a.post_ln or a.proj_dim:
+        sys.exit("--post-ln and --proj-dim need --family opt")
     h, i = a.hidden, a.intermediate
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "float16",
@@ -141,6 +164,61 @@ def main():
         json.dump({"metadata": {"total_size": 2 * total}, "weight_map": weight_map}, f, indent=1)
     print(f"{a.out}: {a.blocks} blocks, hidden {h}, intermediate {i}, "
           f"{total / 1e9:.2f} G block parameters ({2 * total / 2**30:.1f} GiB float16)")
+
+
+def write_opt(a, vocab):
+    """OPTForCausalLM's layout (transformers' OPTDecoder), tied LM head."""
+    h, i = a.hidden, a.intermediate
+    proj = a.proj_dim or h
+    positions = 2048
+    config = {
+        "architectures": ["OPTForCausalLM"], "model_type": "opt", "dtype": "float16",
+        "hidden_size": h, "ffn_dim": i, "num_attention_heads": a.heads,
+        "num_hidden_layers": a.blocks, "vocab_size": vocab, "word_embed_proj_dim": proj,
+        "max_position_embeddings": positions, "do_layer_norm_before": not a.post_ln,
+        "activation_function": "relu", "enable_bias": True, "layer_norm_elementwise_affine": True,
+        "tie_word_embeddings": True, "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2,
+    }
+    with open(os.path.join(a.out, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    weight_map = {}
+    width = len(str(a.blocks + 1))
+
+    def shard(index, tensors):
+        name = f"model-{index:0{width}d}-of-{a.blocks + 1:0{width}d}.safetensors"
+        write_safetensors(os.path.join(a.out, name), tensors)
+        for t, _ in tensors:
+            weight_map[t] = name
+
+    d = "model.decoder."
+    outer = [(d + "embed_tokens.weight", seeded_normal((vocab, proj), "embed", a.seed, a.std, a.device)),
+             (d + "embed_positions.weight",
+              seeded_normal((positions + 2, h), "positions", a.seed, a.std, a.device))]
+    if proj != h:
+        outer += [(d + "project_in.weight", seeded_normal((h, proj), "project_in", a.seed, a.std, a.device)),
+                  (d + "project_out.weight", seeded_normal((proj, h), "project_out", a.seed, a.std, a.device))]
+    if not a.post_ln:
+        outer += [(d + "final_layer_norm.weight", ones(h)), (d + "final_layer_norm.bias", zeros(h))]
+    shard(0, outer)
+    shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (h, h), "self_attn.v_proj": (h, h),
+              "self_attn.out_proj": (h, h), "fc1": (i, h), "fc2": (h, i)}
+    total = 0
+    for b in range(a.blocks):
+        prefix = f"{d}layers.{b}."
+        tensors = []
+        for norm in ("self_attn_layer_norm", "final_layer_norm"):
+            tensors += [(prefix + norm + ".weight", ones(h)), (prefix + norm + ".bias", zeros(h))]
+        for layer, shape in shapes.items():
+            tensors.append((prefix + layer + ".weight",
+                            seeded_normal(shape, prefix + layer, a.seed, a.std, a.device)))
+            tensors.append((prefix + layer + ".bias", zeros(shape[0])))
+            total += shape[0] * shape[1]
+        shard(b + 1, tensors)
+    with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 2 * total}, "weight_map": weight_map}, f, indent=1)
+    print(f"{a.out}: OPT, {a.blocks} blocks, hidden {h}, ffn {i}, proj {proj}, "
+          f"{'post' if a.post_ln else 'pre'}-LN, {total / 1e9:.2f} G block parameters "
+          f"({2 * total / 2**30:.1f} GiB float16)")
 
 
 if __name__ == "__main__":

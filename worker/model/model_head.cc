@@ -38,8 +38,14 @@ absl::StatusOr<std::unique_ptr<TokenEmbedding>> TokenEmbedding::Load(
   std::unique_ptr<TokenEmbedding> embed(new TokenEmbedding(config, options));
   BAQ_ASSIGN_OR_RETURN(embed->tokens_,
                        LoadCheckpointTensor(ckpt, config.EmbedTokensName(),
-                                            {config.vocab_size, config.hidden_size},
+                                            {config.vocab_size, config.EmbeddingWidth()},
                                             options.device, options.compute_dtype));
+  if (config.HasOptProjections()) {
+    BAQ_ASSIGN_OR_RETURN(embed->project_in_,
+                         LoadCheckpointTensor(ckpt, config.OptProjectInName(),
+                                              {config.hidden_size, config.word_embed_proj_dim},
+                                              options.device, options.compute_dtype));
+  }
   if (config.family == ModelFamily::kOpt) {
     BAQ_ASSIGN_OR_RETURN(
         embed->positions_,
@@ -66,6 +72,8 @@ absl::StatusOr<at::Tensor> TokenEmbedding::Embed(const at::Tensor& input_ids) co
   return CallTorch("embed", [&] {
     c10::NoGradGuard no_grad;
     at::Tensor hidden = at::embedding(tokens_, input_ids.to(options_.device, at::kLong));
+    // OPTDecoder: project_in(embed_tokens(ids)) + embed_positions(...).
+    if (project_in_.defined()) hidden = LinearOp(hidden, project_in_, at::Tensor());
     if (positions_.defined()) {
       hidden = hidden + positions_.narrow(0, kOptPositionOffset, seq).unsqueeze(0);
     }
@@ -93,14 +101,19 @@ absl::StatusOr<std::unique_ptr<OutputHead>> OutputHead::Load(const ModelConfig& 
   };
   const std::string norm = config.FinalNormPrefix();
   // OPT without do_layer_norm_before (opt-350m) has no final norm.
-  if (config.family != ModelFamily::kOpt || config.do_layer_norm_before) {
+  if (config.HasFinalNorm()) {
     BAQ_ASSIGN_OR_RETURN(head->norm_weight_, load(norm + ".weight", {config.hidden_size}));
     if (config.family == ModelFamily::kOpt) {
       BAQ_ASSIGN_OR_RETURN(head->norm_bias_, load(norm + ".bias", {config.hidden_size}));
     }
   }
+  if (config.HasOptProjections()) {
+    BAQ_ASSIGN_OR_RETURN(
+        head->project_out_,
+        load(config.OptProjectOutName(), {config.word_embed_proj_dim, config.hidden_size}));
+  }
   BAQ_ASSIGN_OR_RETURN(head->lm_head_,
-                       load(config.LmHeadName(), {config.vocab_size, config.hidden_size}));
+                       load(config.LmHeadName(), {config.vocab_size, config.EmbeddingWidth()}));
   return head;
 }
 
@@ -111,16 +124,20 @@ absl::StatusOr<at::Tensor> OutputHead::Normalize(const at::Tensor& hidden) const
   }
   return CallTorch("final norm", [&] {
     c10::NoGradGuard no_grad;
-    const at::Tensor x = hidden.to(options_.device, options_.compute_dtype);
-    if (!norm_weight_.defined()) return x;
-    if (config_.family == ModelFamily::kOpt) {
-      return at::layer_norm(x, {config_.hidden_size}, norm_weight_, norm_bias_,
-                            config_.layer_norm_eps);
+    at::Tensor x = hidden.to(options_.device, options_.compute_dtype);
+    if (norm_weight_.defined()) {
+      if (config_.family == ModelFamily::kOpt) {
+        x = at::layer_norm(x, {config_.hidden_size}, norm_weight_, norm_bias_,
+                           config_.layer_norm_eps);
+      } else if (config_.family == ModelFamily::kGemma) {
+        x = GemmaRmsNorm(x, norm_weight_, config_.rms_norm_eps);
+      } else {
+        x = RmsNorm(x, norm_weight_, config_.rms_norm_eps);
+      }
     }
-    if (config_.family == ModelFamily::kGemma) {
-      return GemmaRmsNorm(x, norm_weight_, config_.rms_norm_eps);
-    }
-    return RmsNorm(x, norm_weight_, config_.rms_norm_eps);
+    // OPTDecoder applies project_out after the (optional) final norm.
+    if (project_out_.defined()) x = LinearOp(x, project_out_, at::Tensor());
+    return x;
   });
 }
 
@@ -136,10 +153,10 @@ absl::StatusOr<at::Tensor> OutputHead::TokenNll(const at::Tensor& normalized,
                                                 const at::Tensor& targets,
                                                 int64_t chunk_rows) const {
   if (!normalized.defined() || !targets.defined() || normalized.dim() != 2 ||
-      normalized.size(1) != config_.hidden_size || targets.dim() != 1 ||
+      normalized.size(1) != config_.EmbeddingWidth() || targets.dim() != 1 ||
       targets.size(0) != normalized.size(0) || at::isFloatingType(targets.scalar_type())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "TokenNll needs normalized [rows, ", config_.hidden_size,
+        "TokenNll needs normalized [rows, ", config_.EmbeddingWidth(),
         "] and integer targets [rows]"));
   }
   if (targets.numel() > 0) BAQ_RETURN_IF_ERROR(CheckIds(targets, config_.vocab_size, "targets"));
