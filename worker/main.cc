@@ -17,10 +17,10 @@
 #include "daemon/daemon.h"
 #include "daemon/daemon_flags.h"
 #include "net/tls_credentials.h"
-#include "worker/coordinator_link.h"
+#include "worker/service/coordinator_link.h"
 #include "worker/torch_block_engine.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_server.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_server.h"
 
 ABSL_FLAG(std::string, coordinator, "", "Coordinator gRPC address, HOST:PORT (required).");
 ABSL_FLAG(std::string, listen, "0.0.0.0:7001", "gRPC address to serve on, HOST:PORT.");

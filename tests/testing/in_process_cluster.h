@@ -44,10 +44,10 @@
 #include "coordinator/worker_registry.h"
 #include "net/tls_credentials.h"
 #include "tests/testing/test_paths.h"
-#include "worker/coordinator_link.h"
+#include "worker/service/coordinator_link.h"
 #include "worker/torch_block_engine.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_server.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_server.h"
 
 namespace baq::testing {
 

@@ -18,7 +18,7 @@
 #include "prometheus/registry.h"
 #include "tests/testing/in_process_cluster.h"
 #include "tests/testing/test_paths.h"
-#include "worker/worker_metrics.h"
+#include "worker/service/worker_metrics.h"
 
 namespace baq {
 namespace {

@@ -19,8 +19,8 @@
 #include "tests/testing/test_paths.h"
 #include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_server.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_server.h"
 
 namespace baq::worker {
 namespace {

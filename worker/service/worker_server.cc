@@ -1,4 +1,4 @@
-#include "worker/worker_server.h"
+#include "worker/service/worker_server.h"
 
 #include <grpcpp/health_check_service_interface.h>
 

@@ -1,4 +1,4 @@
-#include "worker/engine_host.h"
+#include "worker/service/engine_host.h"
 
 #include <utility>
 

@@ -15,8 +15,8 @@
 #include "common/status_macros.h"
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
-#include "worker/engine_byte_streams.h"
-#include "worker/worker_service.h"
+#include "worker/service/engine_byte_streams.h"
+#include "worker/service/worker_service.h"
 
 namespace baq::worker {
 namespace {

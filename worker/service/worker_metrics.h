@@ -1,4 +1,4 @@
-// worker/worker_metrics.h
+// worker/service/worker_metrics.h
 //
 // Prometheus metrics of one worker daemon, built on a registry the caller
 // owns (main exposes it with prometheus::Exposer; tests use a fresh one) and
@@ -20,8 +20,8 @@
 //   prometheus::Registry registry;
 //   WorkerMetrics metrics(registry);
 //   metrics.RecordRpc("Measure", absl::OkStatus());
-#ifndef BAQ_WORKER_WORKER_METRICS_H_
-#define BAQ_WORKER_WORKER_METRICS_H_
+#ifndef BAQ_WORKER_SERVICE_WORKER_METRICS_H_
+#define BAQ_WORKER_SERVICE_WORKER_METRICS_H_
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -69,4 +69,4 @@ class WorkerMetrics {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_WORKER_METRICS_H_
+#endif  // BAQ_WORKER_SERVICE_WORKER_METRICS_H_

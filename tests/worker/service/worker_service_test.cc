@@ -1,6 +1,6 @@
 // In-process gRPC tests of WorkerService (STYLE R25a): a real WorkerServer
 // on localhost:0 over fake engines, real stubs, a deadline on every call.
-#include "worker/worker_service.h"
+#include "worker/service/worker_service.h"
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -15,8 +15,8 @@
 #include "baq/v1/worker.grpc.pb.h"
 #include "proto/convert.h"
 #include "tests/fakes/fake_block_engine.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_server.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_server.h"
 
 namespace baq::worker {
 namespace {

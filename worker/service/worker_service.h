@@ -1,4 +1,4 @@
-// worker/worker_service.h
+// worker/service/worker_service.h
 //
 // WorkerService: the gRPC face of a worker daemon (baq.v1.WorkerService).
 // A thin adapter (STYLE R15/R16): each method converts the request into
@@ -13,14 +13,14 @@
 // Example:
 //   WorkerService service(&host, &metrics);
 //   builder.RegisterService(&service);
-#ifndef BAQ_WORKER_WORKER_SERVICE_H_
-#define BAQ_WORKER_WORKER_SERVICE_H_
+#ifndef BAQ_WORKER_SERVICE_WORKER_SERVICE_H_
+#define BAQ_WORKER_SERVICE_WORKER_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include "baq/v1/worker.grpc.pb.h"
-#include "worker/engine_host.h"
-#include "worker/worker_metrics.h"
+#include "worker/service/engine_host.h"
+#include "worker/service/worker_metrics.h"
 
 namespace baq::worker {
 
@@ -66,4 +66,4 @@ class WorkerService final : public v1::WorkerService::CallbackService {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_WORKER_SERVICE_H_
+#endif  // BAQ_WORKER_SERVICE_WORKER_SERVICE_H_

@@ -1,7 +1,7 @@
 // EngineHost cancellation: ResetJob/CancelJob reach an engine that is busy
 // on its executor thread, the call in progress returns Cancelled, and the
 // engine is reset and destroyed on the executor.
-#include "worker/engine_host.h"
+#include "worker/service/engine_host.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

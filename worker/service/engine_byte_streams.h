@@ -1,4 +1,4 @@
-// worker/engine_byte_streams.h
+// worker/service/engine_byte_streams.h
 //
 // The two gRPC reactors WorkerService uses to move one opaque byte string
 // (serialized activations) between the coordinator and a job's engine:
@@ -17,8 +17,8 @@
 // Both count bytes in WorkerMetrics and record the RPC's outcome under
 // `method`. They own themselves (deleted in OnDone), as gRPC's callback API
 // expects; thread-compatible: gRPC and the executor call them one at a time.
-#ifndef BAQ_WORKER_ENGINE_BYTE_STREAMS_H_
-#define BAQ_WORKER_ENGINE_BYTE_STREAMS_H_
+#ifndef BAQ_WORKER_SERVICE_ENGINE_BYTE_STREAMS_H_
+#define BAQ_WORKER_SERVICE_ENGINE_BYTE_STREAMS_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -34,9 +34,9 @@
 #include "common/block_engine.h"
 #include "common/failpoint.h"
 #include "proto/convert.h"
-#include "worker/engine_host.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_service.h"
+#include "worker/service/engine_host.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_service.h"
 
 namespace baq::worker {
 
@@ -161,4 +161,4 @@ class EngineBytesReader final : public grpc::ServerReadReactor<ChunkProto> {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_ENGINE_BYTE_STREAMS_H_
+#endif  // BAQ_WORKER_SERVICE_ENGINE_BYTE_STREAMS_H_

@@ -1,4 +1,4 @@
-// worker/device_executor.h
+// worker/service/device_executor.h
 //
 // DeviceExecutor: one thread and a FIFO queue that own one device (STYLE
 // R19). Everything that touches the device — creating engines, running
@@ -14,8 +14,8 @@
 //   DeviceExecutor executor("cuda:0", &metrics);
 //   executor.Post([&] { engine->Measure(3); });
 //   executor.Stop();  // also done by the destructor
-#ifndef BAQ_WORKER_DEVICE_EXECUTOR_H_
-#define BAQ_WORKER_DEVICE_EXECUTOR_H_
+#ifndef BAQ_WORKER_SERVICE_DEVICE_EXECUTOR_H_
+#define BAQ_WORKER_SERVICE_DEVICE_EXECUTOR_H_
 
 #include <deque>
 #include <functional>
@@ -24,7 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "worker/worker_metrics.h"
+#include "worker/service/worker_metrics.h"
 
 namespace baq::worker {
 
@@ -65,4 +65,4 @@ class DeviceExecutor {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_DEVICE_EXECUTOR_H_
+#endif  // BAQ_WORKER_SERVICE_DEVICE_EXECUTOR_H_

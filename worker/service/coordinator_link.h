@@ -1,4 +1,4 @@
-// worker/coordinator_link.h
+// worker/service/coordinator_link.h
 //
 // CoordinatorLink keeps a worker daemon registered with its coordinator: a
 // background thread registers (retrying every `retry_interval` while the
@@ -17,8 +17,8 @@
 //   options.devices = {"cuda:0"};
 //   auto link = CoordinatorLink::Start(options);
 //   link->AwaitRegistered(absl::Seconds(10));
-#ifndef BAQ_WORKER_COORDINATOR_LINK_H_
-#define BAQ_WORKER_COORDINATOR_LINK_H_
+#ifndef BAQ_WORKER_SERVICE_COORDINATOR_LINK_H_
+#define BAQ_WORKER_SERVICE_COORDINATOR_LINK_H_
 
 #include <grpcpp/security/credentials.h>
 
@@ -100,4 +100,4 @@ class CoordinatorLink {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_COORDINATOR_LINK_H_
+#endif  // BAQ_WORKER_SERVICE_COORDINATOR_LINK_H_

@@ -2,7 +2,7 @@
 // Stop() draining queued work and refusing later posts, the destructor as
 // Stop(), and the queue/busy gauges. Synchronized with Notifications only:
 // a task that blocks on a gate holds the executor where the test needs it.
-#include "worker/device_executor.h"
+#include "worker/service/device_executor.h"
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -12,7 +12,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "worker/worker_metrics.h"
+#include "worker/service/worker_metrics.h"
 
 namespace baq::worker {
 namespace {

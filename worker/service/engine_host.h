@@ -1,4 +1,4 @@
-// worker/engine_host.h
+// worker/service/engine_host.h
 //
 // EngineHost: the worker's core, free of gRPC. It owns one DeviceExecutor per
 // device and, on each executor, that device's BlockEngines keyed by job id.
@@ -24,8 +24,8 @@
 //   host.WithEngine("job-1", 1, [](absl::StatusOr<BlockEngine*> e) {
 //     if (e.ok()) (*e)->Measure(0);
 //   });
-#ifndef BAQ_WORKER_ENGINE_HOST_H_
-#define BAQ_WORKER_ENGINE_HOST_H_
+#ifndef BAQ_WORKER_SERVICE_ENGINE_HOST_H_
+#define BAQ_WORKER_SERVICE_ENGINE_HOST_H_
 
 #include <cstdint>
 #include <functional>
@@ -42,8 +42,8 @@
 #include "common/block_engine.h"
 #include "absl/synchronization/mutex.h"
 #include "common/job_config.h"
-#include "worker/device_executor.h"
-#include "worker/worker_metrics.h"
+#include "worker/service/device_executor.h"
+#include "worker/service/worker_metrics.h"
 
 namespace baq::worker {
 
@@ -130,4 +130,4 @@ class EngineHost {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_ENGINE_HOST_H_
+#endif  // BAQ_WORKER_SERVICE_ENGINE_HOST_H_

@@ -1,4 +1,4 @@
-#include "worker/worker_service.h"
+#include "worker/service/worker_service.h"
 
 #include <algorithm>
 #include <string>
@@ -9,7 +9,7 @@
 #include "common/engine_capabilities.h"
 #include "common/status_macros.h"
 #include "proto/convert.h"
-#include "worker/engine_byte_streams.h"
+#include "worker/service/engine_byte_streams.h"
 
 namespace baq::worker {
 namespace {

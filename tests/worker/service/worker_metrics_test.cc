@@ -1,6 +1,6 @@
 // WorkerMetrics scraped over HTTP from a real prometheus::Exposer on an
 // ephemeral port.
-#include "worker/worker_metrics.h"
+#include "worker/service/worker_metrics.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "worker/coordinator_link.h"
+#include "worker/service/coordinator_link.h"
 
 #include <grpcpp/grpcpp.h>
 

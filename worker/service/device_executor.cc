@@ -1,4 +1,4 @@
-#include "worker/device_executor.h"
+#include "worker/service/device_executor.h"
 
 #include <utility>
 

@@ -1,4 +1,4 @@
-// worker/worker_server.h
+// worker/service/worker_server.h
 //
 // WorkerServer: the worker daemon's gRPC server — WorkerService plus the
 // standard grpc.health.v1 service — over an EngineHost (one executor thread
@@ -21,8 +21,8 @@
 //   WorkerDeps deps{MakeEngineFactory(...), &metrics};
 //   BAQ_ASSIGN_OR_RETURN(auto server, WorkerServer::Start(options, deps));
 //   ... server->Shutdown();
-#ifndef BAQ_WORKER_WORKER_SERVER_H_
-#define BAQ_WORKER_WORKER_SERVER_H_
+#ifndef BAQ_WORKER_SERVICE_WORKER_SERVER_H_
+#define BAQ_WORKER_SERVICE_WORKER_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -34,9 +34,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "net/tls_credentials.h"
-#include "worker/engine_host.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_service.h"
+#include "worker/service/engine_host.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_service.h"
 
 namespace baq::worker {
 
@@ -93,4 +93,4 @@ class WorkerServer {
 
 }  // namespace baq::worker
 
-#endif  // BAQ_WORKER_WORKER_SERVER_H_
+#endif  // BAQ_WORKER_SERVICE_WORKER_SERVER_H_

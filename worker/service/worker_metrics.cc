@@ -1,4 +1,4 @@
-#include "worker/worker_metrics.h"
+#include "worker/service/worker_metrics.h"
 
 #include "absl/status/status.h"
 

@@ -16,8 +16,8 @@
 #include "coordinator/remote_block_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/worker_metrics.h"
-#include "worker/worker_server.h"
+#include "worker/service/worker_metrics.h"
+#include "worker/service/worker_server.h"
 
 namespace baq::worker {
 namespace {

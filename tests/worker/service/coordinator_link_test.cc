@@ -1,6 +1,6 @@
 // CoordinatorLink against a fake coordinator registry on a real gRPC server:
 // registration with retries, heartbeats at ttl/3, re-registration when told.
-#include "worker/coordinator_link.h"
+#include "worker/service/coordinator_link.h"
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
