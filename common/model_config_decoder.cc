@@ -57,10 +57,13 @@ absl::Status ParseSlidingLayers(const Fields& f, ModelConfig& c) {
     }
     for (int64_t i = 0; i < c.num_layers; ++i) {
       const Json& t = (*types)[static_cast<size_t>(i)];
-      if (!t.is_string() || (t != "sliding_attention" && t != "full_attention")) {
+      // Compared as std::string: json == "literal" builds a temporary json per comparison,
+      // which g++ 13 (the GPU machine) flags with a false -Warray-bounds.
+      const std::string type = t.is_string() ? t.get<std::string>() : std::string();
+      if (type != "sliding_attention" && type != "full_attention") {
         return Unsupported(f, "layer_types", absl::StrCat("entry ", t.dump()));
       }
-      c.sliding_layers[static_cast<size_t>(i)] = c.sliding_window > 0 && t == "sliding_attention";
+      c.sliding_layers[static_cast<size_t>(i)] = c.sliding_window > 0 && type == "sliding_attention";
     }
     return absl::OkStatus();
   }
