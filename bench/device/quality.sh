@@ -140,13 +140,14 @@ baq-2.5 baq 2.5 global fake-quant,packed
 baq-2 baq 2 global fake-quant,packed"
   REF_BITS=4,3,2
 fi
-SMOL_JOBS="gptq-w4 gptq 4 global fake-quant,packed
-gptq-w3 gptq 3 global fake-quant,packed
-gptq-w2 gptq 2 global fake-quant,packed
-baq-4 baq 4 global fake-quant,packed
-baq-3 baq 3 global fake-quant,packed
-baq-2.5 baq 2.5 global fake-quant,packed
-baq-2 baq 2 global fake-quant,packed"
+F=${SMOL_FORMATS:-fake-quant,packed}
+SMOL_JOBS="gptq-w4 gptq 4 global $F
+gptq-w3 gptq 3 global $F
+gptq-w2 gptq 2 global $F
+baq-4 baq 4 global $F
+baq-3 baq 3 global $F
+baq-2.5 baq 2.5 global $F
+baq-2 baq 2 global $F"
 
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(round($(now) - $1, 2))"; }
@@ -248,7 +249,7 @@ lane_model() {
 lane_ref_llama() {  # GPU B: the OPT reference, then the LLaMA jobs, evaluations, reference.
   [[ $SKIP_OPT == 1 ]] || reference opt-fixture "$GPU_B"
   [[ $SKIP_LLAMA == 1 ]] || lane_model llama-fixture "$GPU_B" "$LLAMA_JOBS" bf16 auto
-  [[ -n $SMOLLM2 ]] && lane_model smollm2 "$GPU_B" "$SMOL_JOBS" bf16 auto,float32
+  [[ -n $SMOLLM2 ]] && lane_model smollm2 "$GPU_B" "$SMOL_JOBS" bf16 "${SMOL_REF_DTYPES:-auto,float32}"
 }
 
 say "== quantize, reference, evaluation (QUICK=$QUICK, GPUs $GPU_A,$GPU_B)"
