@@ -4,7 +4,7 @@
 // success and on failure. Each exit code is produced by a real process; the
 // binary costs ~0.5 s of CPU per start (LibTorch), so the runs are few.
 // Exit code 1 (internal error) has no cheap honest trigger: exit_codes_test
-// covers its mapping.
+// covers its mapping. The last test is a pipeline step end to end.
 #include <sys/wait.h>
 
 #include <gmock/gmock.h>
@@ -210,6 +210,52 @@ TEST_F(CliJsonTest, FailedJobExitsFourAndCancelledJobSix) {
   lines = Lines(r);
   ASSERT_FALSE(lines.empty());
   ExpectError(lines.back(), kExitCancelled, "CANCELLED");
+}
+
+// What a pipeline step does (issue 21): submit, watch, status, list and eval,
+// reading nothing but JSON and exit codes.
+TEST_F(CliJsonTest, PipelineDrivesSubmitWatchStatusEvalThroughJson) {
+  auto cluster = baq::testing::InProcessCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
+  const std::string coordinator = "--coordinator=" + (*cluster)->address();
+  const std::string scratch = baq::testing::MakeScratchDir();
+  const std::string text = SmallText(scratch);
+
+  CliRun r = RunBaq({"submit", "--json", coordinator, "--model=" + Fixture(), "--calib=" + text,
+                     "--method=rtn", "--bits=4", "--nsamples=2", "--seqlen=32",
+                     "--request_id=pipeline-run-1", "--out=" + scratch + "/out"});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.out << r.err;
+  const std::string id = OneObject(r)["job"].value("id", "");
+  ASSERT_FALSE(id.empty()) << r.out;
+
+  r = RunBaq({"watch", "--json", coordinator, id});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.out << r.err;
+  const std::vector<nlohmann::json> lines = Lines(r);
+  ASSERT_FALSE(lines.empty());
+  const nlohmann::json& last = lines.back();
+  EXPECT_EQ(last.value("ok", false), true) << last;
+  EXPECT_EQ(last["job"].value("state", ""), "succeeded") << last;
+  const std::string output_dir = last["job"]["summary"].value("output_dir", "");
+  EXPECT_EQ(last["job"]["summary"].value("achieved_bits", 0.0), 4.0) << last;
+
+  r = RunBaq({"status", "--json", coordinator, id});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(OneObject(r)["job"].value("state", ""), "succeeded");
+  r = RunBaq({"list", "--json", coordinator});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  const nlohmann::json jobs = OneObject(r)["jobs"];
+  ASSERT_EQ(jobs.size(), 1u) << jobs;
+  EXPECT_EQ(jobs[0].value("id", ""), id);
+
+  r = RunBaq({"eval", "--json", "--model=" + output_dir, "--text=" + text, "--seqlen=32",
+              "--max_windows=2"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  const nlohmann::json eval = OneObject(r);
+  EXPECT_GT(eval.value("perplexity", 0.0), 1.0) << eval;
+  EXPECT_EQ(eval.value("windows", 0), 2);
+  EXPECT_EQ(eval.value("seqlen", 0), 32);
+  EXPECT_EQ(eval.value("tokens", 0), 64);
 }
 
 }  // namespace
