@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/job_config.h"
+#include "common/status_macros.h"
 #include "tools/cli/cli_output.h"
 #include "tools/cli/exit_codes.h"
 #include "tools/cli/local_commands.h"
@@ -95,13 +96,6 @@ ABSL_FLAG(bool, progress, false,
 
 namespace {
 
-#define BAQ_CLI_RETURN_IF_ERROR(expr)        \
-  do {                                       \
-    if (absl::Status s_ = (expr); !s_.ok()) { \
-      return s_;                             \
-    }                                        \
-  } while (false)
-
 constexpr char kUsage[] = R"(baq: BAQ + GPTQ quantization of LLMs.
 
 Usage: baq <command> [flags]
@@ -175,15 +169,15 @@ absl::Status BuildJobConfig(baq::JobConfig& c) {
   c.formats.clear();
   for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_format), ',', absl::SkipEmpty())) {
     auto parsed = baq::ParseOutputFormat(f);
-    BAQ_CLI_RETURN_IF_ERROR(FlagError(parsed));
+    BAQ_RETURN_IF_ERROR(FlagError(parsed));
     c.formats.push_back(*parsed);
   }
   auto method = baq::ParseQuantMethod(absl::GetFlag(FLAGS_method));
   auto mode = baq::ParseExecutionMode(absl::GetFlag(FLAGS_mode));
   auto scope = baq::ParseAllocationScope(absl::GetFlag(FLAGS_allocation));
-  BAQ_CLI_RETURN_IF_ERROR(FlagError(method));
-  BAQ_CLI_RETURN_IF_ERROR(FlagError(mode));
-  BAQ_CLI_RETURN_IF_ERROR(FlagError(scope));
+  BAQ_RETURN_IF_ERROR(FlagError(method));
+  BAQ_RETURN_IF_ERROR(FlagError(mode));
+  BAQ_RETURN_IF_ERROR(FlagError(scope));
   c.mode = *mode;
   baq::QuantizationConfig& q = c.quant;
   q.method = *method;
