@@ -236,7 +236,7 @@ def compare_outputs(report, what, local_dir, other_dir, target_bits=TARGET_BITS)
 
 # --- Progress lines --------------------------------------------------------
 
-# tools/cli/progress_bar.cc, one line per event when stdout is not a terminal:
+# tools/cli/progress_bar.cc, one line per event on stderr with --progress when not a terminal:
 # "[#####-----]  42.0% quantizing block 3/6      3.000 bits  elapsed 2s  eta 3s"
 PROGRESS = re.compile(r"^\[[#-]+\]\s+(\d+\.\d)% (\w+)(?: block (\d+)/(\d+))?")
 
@@ -522,7 +522,8 @@ def main():
         t0 = time.monotonic()
         coord = "--coordinator=127.0.0.1:%d" % cport
         remote_out = os.path.join(tmp, "out-cluster")
-        submit = children.start([args.cli, "submit", coord, "--wait", "--request_id=cluster-1",
+        submit = children.start([args.cli, "submit", coord, "--wait", "--progress",
+                                 "--request_id=cluster-1",
                                  "--out=" + remote_out] + job_flags)
         submit_lines = []
         job_id = threading.Event()
@@ -540,7 +541,8 @@ def main():
         report.require(job_id.wait(START_TIMEOUT_S) and "id" in job,
                        "baq submit printed no job id:\n" + "".join(submit_lines))
         logs["watch"] = os.path.join(tmp, "watch.log")
-        watch = children.start([args.cli, "watch", coord, job["id"]], logs["watch"])
+        # --progress: progress lines go to stderr, and only to a terminal by default.
+        watch = children.start([args.cli, "watch", coord, "--progress", job["id"]], logs["watch"])
         try:
             submit_rc = submit.wait(timeout=JOB_TIMEOUT_S)
         except subprocess.TimeoutExpired:

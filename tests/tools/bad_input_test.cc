@@ -1,7 +1,9 @@
 // Bad input end to end (issue 7 item 6): the real `baq quantize` binary on
 // corrupted copies of the OPT fixture, made in a temp dir. Each case must end
 // in a clear error that names the culprit, exit status 1 (no crash), and
-// nothing published: no --out, no hidden temp dir left next to it.
+// nothing published: no --out, no hidden temp dir left next to it. The exit
+// status is 3 (input refused, docs/cli.md) for a refused input, 4 (job
+// failed) for a disk that fills up while writing.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_paths.h"
+#include "tools/cli/exit_codes.h"
 
 namespace baq {
 namespace {
@@ -66,6 +69,7 @@ struct BadInputCase {
   // All must appear in the error output.
   std::vector<std::string> expected;
   bool needs_failpoints = false;
+  int exit_code = cli::kExitInputRefused;
 };
 
 void PrintTo(const BadInputCase& c, std::ostream* os) { *os << c.name; }
@@ -109,7 +113,7 @@ TEST_P(BadInputTest, FailsWithClearErrorAndPublishesNothing) {
   testing::ProcessResult r = testing::RunProcess(argv, setup.env, (scratch / "log").string());
   ASSERT_TRUE(r.started);
   EXPECT_EQ(r.signal, 0) << "crashed:\n" << r.output;
-  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.exit_code, c.exit_code) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "baq: error:")) << r.output;
   for (const std::string& want : c.expected) {
     EXPECT_TRUE(absl::StrContains(r.output, want)) << "no \"" << want << "\" in:\n" << r.output;
@@ -200,7 +204,8 @@ const BadInputCase kCases[] = {
     {"DiskFullWhileWriting",
      [](CorruptedInput& s) { s.env.push_back("BAQ_FAILPOINTS=safetensors_writer.add=enospc@3"); },
      {"No space left on device"},
-     /*needs_failpoints=*/true},
+     /*needs_failpoints=*/true,
+     cli::kExitJobFailed},
 };
 
 INSTANTIATE_TEST_SUITE_P(Fixture, BadInputTest, ::testing::ValuesIn(kCases),

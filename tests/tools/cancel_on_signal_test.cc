@@ -1,6 +1,6 @@
 // tools/cli/cancel_on_signal: Ctrl-C during `baq quantize` cancels the job
 // cleanly. The real binary is started and sent SIGINT mid-job: it must say
-// so, exit non-zero with CANCELLED, and leave neither the output nor a
+// so, exit 6 (cancelled, docs/cli.md) with CANCELLED, and leave neither the output nor a
 // hidden temp dir behind.
 #include "tools/cli/cancel_on_signal.h"
 
@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_paths.h"
+#include "tools/cli/exit_codes.h"
 
 namespace baq::cli {
 namespace {
@@ -48,7 +49,7 @@ TEST(CancelOnSignalTest, CtrlCDuringQuantizeCancelsAndPublishesNothing) {
       {}, scratch + "/baq.log", absl::Seconds(3), SIGINT);
   ASSERT_TRUE(r.started);
   EXPECT_EQ(r.signal, 0) << r.output;  // It exited by itself ...
-  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.exit_code, kExitCancelled) << r.output;
   EXPECT_THAT(r.output, HasSubstr("signal 2: cancelling the job"));
   EXPECT_THAT(r.output, HasSubstr("CANCELLED"));
   EXPECT_LT(r.wall, absl::Seconds(60)) << "cancel took too long";

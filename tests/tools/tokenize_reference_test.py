@@ -337,7 +337,8 @@ def run_reference(args, tokdir, tmp):
 
 def check_refusals(args, files, tmp):
     """Unsupported components are refused naming them (the first through
-    `baq tokenize`: exit 1, the message on stderr); usage errors exit 2."""
+    `baq tokenize`: exit 3, input refused (docs/cli.md), the message on stderr);
+    usage errors exit 2."""
     failures = []
     if "gpt2" in files:
         gpt2 = json.load(open(files["gpt2"], encoding="utf-8"))
@@ -358,10 +359,10 @@ def check_refusals(args, files, tmp):
                 json.dump(j, f)
         r = subprocess.run([args.baq, "tokenize", "--tokenizer", paths[0], "--text", args.text],
                            capture_output=True, text=True)
-        if r.returncode != 1 or cases[0][2] not in r.stderr:
+        if r.returncode != 3 or cases[0][2] not in r.stderr:
             failures.append(f"baq refusal of normalizer: exit {r.returncode}, {r.stderr!r}")
         else:
-            print(f"ok   refused [baq, exit 1]: {r.stderr.strip()}")
+            print(f"ok   refused [baq, exit 3]: {r.stderr.strip()}")
         for (field, _, needle), (ids, err) in zip(
                 cases, batch_ids(args.batch, [(p, args.text) for p in paths])):
             if ids is not None or needle not in err:

@@ -43,7 +43,7 @@ absl::StatusOr<at::Device> ParseEvalDevice(const std::string& device) {
 
 }  // namespace
 
-absl::Status RunEval(const EvalOptions& options) {
+absl::Status RunEval(const EvalOptions& options, const OutputOptions& output) {
   if (options.model_dir.empty() || options.text_file.empty()) {
     return absl::InvalidArgumentError("baq eval needs --model and --text");
   }
@@ -55,11 +55,13 @@ absl::Status RunEval(const EvalOptions& options) {
   p.num_threads = options.engine.num_threads;
   p.block.device = device;  // float32 compute on either device, as `baq quantize`.
   if (device.is_cuda()) p.batch_windows = kCudaBatchWindows;
-  p.progress = [](int64_t block, int64_t blocks) {
-    std::fprintf(stderr, "\reval: block %lld/%lld", static_cast<long long>(block + 1),
-                 static_cast<long long>(blocks));
-    std::fflush(stderr);
-  };
+  if (output.progress) {
+    p.progress = [](int64_t block, int64_t blocks) {
+      std::fprintf(stderr, "\reval: block %lld/%lld", static_cast<long long>(block + 1),
+                   static_cast<long long>(blocks));
+      std::fflush(stderr);
+    };
+  }
   bool quantized = false;
   o.configure = [&quantized](const ModelConfig& config, const SafetensorsCheckpoint& ckpt,
                              worker::PerplexityOptions& eval) {
@@ -71,11 +73,23 @@ absl::Status RunEval(const EvalOptions& options) {
   BAQ_ASSIGN_OR_RETURN(
       worker::PerplexityResult r,
       worker::EvaluateCheckpointPerplexity(options.model_dir, options.text_file, options.seqlen, o));
-  std::fprintf(stderr, "\n");
+  if (output.progress) std::fprintf(stderr, "\n");
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (output.json) {
+    PrintJson(stdout, {{"ok", true},
+                       {"model", options.model_dir},
+                       {"text", options.text_file},
+                       {"perplexity", r.perplexity},
+                       {"windows", r.num_windows},
+                       {"seqlen", r.window_tokens},
+                       {"tokens", r.num_windows * r.window_tokens},
+                       {"quantized", quantized},
+                       {"seconds", seconds}});
+    return absl::OkStatus();
+  }
   std::printf("perplexity: %.4f (%lld windows x %lld tokens, %.1f s%s)\n", r.perplexity,
               static_cast<long long>(r.num_windows), static_cast<long long>(r.window_tokens),
-              absl::ToDoubleSeconds(absl::Now() - start),
-              quantized ? ", quantized layers dequantized on load" : "");
+              seconds, quantized ? ", quantized layers dequantized on load" : "");
   return absl::OkStatus();
 }
 

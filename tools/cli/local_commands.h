@@ -4,7 +4,9 @@
 // (the coordinator's JobRunner driving an in-process TorchBlockEngine — the
 // same code the service runs), eval (perplexity of a checkpoint) and inspect
 // (the bit allocation of a baq output). Each returns the exit code's status
-// and prints human-readable results to stdout, progress to stderr.
+// (exit_codes.h) and prints its results to stdout — text, or one JSON object
+// with output.json (docs/cli.md) — and progress to stderr when
+// output.progress.
 #ifndef BAQ_TOOLS_CLI_LOCAL_COMMANDS_H_
 #define BAQ_TOOLS_CLI_LOCAL_COMMANDS_H_
 
@@ -13,11 +15,13 @@
 
 #include "absl/status/status.h"
 #include "common/job_config.h"
+#include "tools/cli/cli_output.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::cli {
 
-absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine);
+absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine,
+                         const OutputOptions& output = {});
 
 struct EvalOptions {
   std::string model_dir;
@@ -27,11 +31,11 @@ struct EvalOptions {
   int64_t max_windows = 0;
   worker::EngineOptions engine;
 };
-absl::Status RunEval(const EvalOptions& options);
+absl::Status RunEval(const EvalOptions& options, const OutputOptions& output = {});
 
 // Prints the per-layer bit histogram of a baq output dir (quant_report.json
 // and, for packed outputs, the stored level counts).
-absl::Status RunInspect(const std::string& output_dir);
+absl::Status RunInspect(const std::string& output_dir, const OutputOptions& output = {});
 
 }  // namespace baq::cli
 

@@ -1,5 +1,7 @@
 // The `baq` command line: flags and dispatch only; the commands live in
 // baq_cli (local_commands.h, remote_commands.h).
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -15,6 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/job_config.h"
+#include "common/status_macros.h"
+#include "tools/cli/cli_output.h"
+#include "tools/cli/exit_codes.h"
 #include "tools/cli/local_commands.h"
 #include "tools/cli/remote_commands.h"
 #include "tools/cli/tokenize_command.h"
@@ -77,6 +82,19 @@ ABSL_FLAG(bool, tls, false, "Service commands: TLS to the coordinator, verified 
 ABSL_FLAG(std::string, tls_ca, "", "Service commands: CA bundle (PEM) that signed the coordinator's certificate; implies TLS");
 ABSL_FLAG(std::string, tls_client_cert, "", "Service commands: client certificate (PEM) for mutual TLS");
 ABSL_FLAG(std::string, tls_client_key, "", "Service commands: key (PEM) of --tls_client_cert");
+ABSL_FLAG(std::string, output, "text",
+          "text | json: one JSON object on stdout, on success and on failure (JSON lines for "
+          "watch and submit --wait); fields in docs/cli.md");
+ABSL_FLAG(bool, json, false, "Same as --output json");
+ABSL_FLAG(bool, progress, false,
+          "Progress on stderr (default: only when stderr is a terminal); --progress=false: never");
+
+#ifndef BAQ_VERSION
+#define BAQ_VERSION "unknown"
+#endif
+#ifndef BAQ_GIT_REVISION
+#define BAQ_GIT_REVISION "unknown"
+#endif
 
 namespace {
 
@@ -107,22 +125,43 @@ Examples:
   baq tokenize --tokenizer tokenizer.json --text sample.txt # a tokenizer.json alone
   baq submit --coordinator 127.0.0.1:7000 --model /models/opt --calib /data/c4.txt --bits 3 --out /out/opt3 --wait
   baq watch --coordinator 127.0.0.1:7000 job-1a2b
+  baq eval --model /tmp/opt-baq3 --text test.txt --output json   # {"ok": true, "perplexity": ...}
+
+Every command takes --output json (or --json) and exits 0 ok, 1 internal error, 2 usage error,
+3 input refused, 4 job failed, 5 eval gate failed, 6 cancelled, 7 coordinator unreachable or
+deadline exceeded (docs/cli.md). `baq --version` prints the version and git revision.
 
 Run `baq --helpfull` for every flag.)";
 
-template <typename T>
-bool OrFail(const absl::StatusOr<T>& s) {
-  if (!s.ok()) std::fprintf(stderr, "baq: %s\n", std::string(s.status().message()).c_str());
-  return s.ok();
-}
+bool JsonOutput() { return absl::GetFlag(FLAGS_json) || absl::GetFlag(FLAGS_output) == "json"; }
 
+// --output json: one JSON object on stdout. The text goes to stderr either
+// way, for the people reading a pipeline's log.
 int Finish(const absl::Status& status) {
-  if (status.ok()) return 0;
-  std::fprintf(stderr, "baq: error: %s\n", status.ToString().c_str());
-  return 1;
+  if (status.ok()) return baq::cli::kExitOk;
+  // Code and message, without the payloads (the exit code is the exit code).
+  std::fprintf(stderr, "baq: error: %s: %s\n",
+               absl::StatusCodeToString(status.code()).c_str(),
+               std::string(status.message()).c_str());
+  if (JsonOutput()) baq::cli::PrintJson(stdout, baq::cli::ErrorJson(status));
+  return baq::cli::ExitCodeFor(status);
 }
 
-bool BuildJobConfig(baq::JobConfig& c) {
+// "baq 0.1.0 (1a2b3c4d5e6f)", or {"version", "git_revision"} as JSON.
+std::string VersionString() {
+  if (JsonOutput()) {
+    nlohmann::json j = {{"ok", true}, {"version", BAQ_VERSION}, {"git_revision", BAQ_GIT_REVISION}};
+    return j.dump() + "\n";
+  }
+  return absl::StrCat("baq ", BAQ_VERSION, " (", BAQ_GIT_REVISION, ")\n");
+}
+
+template <typename T>
+absl::Status FlagError(const absl::StatusOr<T>& s) {
+  return s.ok() ? absl::OkStatus() : baq::cli::UsageError(s.status().message());
+}
+
+absl::Status BuildJobConfig(baq::JobConfig& c) {
   c.model_dir = absl::GetFlag(FLAGS_model);
   c.output_dir = absl::GetFlag(FLAGS_out);
   c.calibration.files = absl::StrSplit(absl::GetFlag(FLAGS_calib), ',', absl::SkipEmpty());
@@ -132,13 +171,15 @@ bool BuildJobConfig(baq::JobConfig& c) {
   c.formats.clear();
   for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_format), ',', absl::SkipEmpty())) {
     auto parsed = baq::ParseOutputFormat(f);
-    if (!OrFail(parsed)) return false;
+    BAQ_RETURN_IF_ERROR(FlagError(parsed));
     c.formats.push_back(*parsed);
   }
   auto method = baq::ParseQuantMethod(absl::GetFlag(FLAGS_method));
   auto mode = baq::ParseExecutionMode(absl::GetFlag(FLAGS_mode));
   auto scope = baq::ParseAllocationScope(absl::GetFlag(FLAGS_allocation));
-  if (!OrFail(method) || !OrFail(mode) || !OrFail(scope)) return false;
+  BAQ_RETURN_IF_ERROR(FlagError(method));
+  BAQ_RETURN_IF_ERROR(FlagError(mode));
+  BAQ_RETURN_IF_ERROR(FlagError(scope));
   c.mode = *mode;
   baq::QuantizationConfig& q = c.quant;
   q.method = *method;
@@ -147,15 +188,11 @@ bool BuildJobConfig(baq::JobConfig& c) {
   for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_bits), ',', absl::SkipEmpty())) {
     double bits = 0;
     if (!absl::SimpleAtod(t, &bits)) {
-      std::fprintf(stderr, "baq: --bits: \"%s\" is not a number\n", std::string(t).c_str());
-      return false;
+      return baq::cli::UsageError(absl::StrCat("--bits: \"", t, "\" is not a number"));
     }
     targets.push_back(bits);
   }
-  if (targets.empty()) {
-    std::fprintf(stderr, "baq: --bits is empty\n");
-    return false;
-  }
+  if (targets.empty()) return baq::cli::UsageError("--bits is empty");
   q.target_bits = targets.front();
   c.extra_target_bits.assign(targets.begin() + 1, targets.end());
   c.measurement_dir = absl::GetFlag(FLAGS_measurement);
@@ -171,7 +208,10 @@ bool BuildJobConfig(baq::JobConfig& c) {
   c.eval_gate.max_ppl_ratio = absl::GetFlag(FLAGS_eval_gate_max_ratio);
   c.calibration_shards = absl::GetFlag(FLAGS_calibration_shards);
   c.quantize_projections = absl::GetFlag(FLAGS_quantize_projections);
-  return true;
+  if (c.model_dir.empty() || c.output_dir.empty() || c.calibration.files.empty()) {
+    return baq::cli::UsageError("needs --model, --calib and --out");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -182,12 +222,33 @@ int main(int argc, char** argv) {
   usage_config.contains_help_flags = [](absl::string_view f) {
     return absl::StrContains(f, "tools/cli/main.cc");
   };
+  // --version (absl's) prints this once the other flags are parsed, so it
+  // sees --output json.
+  usage_config.version_string = VersionString;
   absl::SetFlagsUsageConfig(usage_config);
+  // Whether --progress was given either way (this Abseil does not say).
+  bool progress_given = false;
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view a = argv[i];
+    if (a == "--") break;
+    for (absl::string_view name : {"-progress", "--progress", "-noprogress", "--noprogress"}) {
+      progress_given |= a == name || absl::StartsWith(a, absl::StrCat(name, "="));
+    }
+  }
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", kUsage);
-    return 2;
+    return Finish(baq::cli::UsageError("no command (baq --help)"));
   }
+  const std::string output_flag = absl::GetFlag(FLAGS_output);
+  if (output_flag != "text" && output_flag != "json") {
+    return Finish(baq::cli::UsageError(
+        absl::StrCat("--output: \"", output_flag, "\" is neither text nor json")));
+  }
+  baq::cli::OutputOptions output;
+  output.json = JsonOutput();
+  // Progress only where someone watches, unless asked for either way.
+  output.progress = progress_given ? absl::GetFlag(FLAGS_progress) : isatty(STDERR_FILENO) != 0;
   const std::string command = args[1];
   baq::worker::EngineOptions engine;
   engine.device = absl::GetFlag(FLAGS_device);
@@ -197,8 +258,8 @@ int main(int argc, char** argv) {
   engine.hessian_partials = absl::GetFlag(FLAGS_hessian_partials);
   if (command == "quantize") {
     baq::JobConfig config;
-    if (!BuildJobConfig(config)) return 2;
-    return Finish(baq::cli::RunQuantize(config, engine));
+    if (absl::Status s = BuildJobConfig(config); !s.ok()) return Finish(s);
+    return Finish(baq::cli::RunQuantize(config, engine, output));
   }
   if (command == "eval") {
     baq::cli::EvalOptions o;
@@ -207,7 +268,10 @@ int main(int argc, char** argv) {
     o.seqlen = absl::GetFlag(FLAGS_seqlen);
     o.max_windows = absl::GetFlag(FLAGS_max_windows);
     o.engine = engine;
-    return Finish(baq::cli::RunEval(o));
+    if (o.model_dir.empty() || o.text_file.empty()) {
+      return Finish(baq::cli::UsageError("baq eval needs --model and --text"));
+    }
+    return Finish(baq::cli::RunEval(o, output));
   }
   if (command == "tokenize") {
     baq::cli::TokenizeOptions o;
@@ -217,22 +281,19 @@ int main(int argc, char** argv) {
     absl::StatusOr<std::string> json = baq::cli::TokenizeToJson(o);
     if (!json.ok()) {
       // Usage errors exit 2 like the other commands' flag errors; a tokenizer
-      // or text that was read and refused exits 1.
+      // or text that was read and refused exits 3.
       if (baq::cli::IsTokenizeUsageError(json.status())) {
-        std::fprintf(stderr, "baq tokenize: %s\n", std::string(json.status().message()).c_str());
-        return 2;
+        return Finish(baq::cli::WithExitCode(json.status(), baq::cli::kExitUsage));
       }
       return Finish(json.status());
     }
+    // Already one JSON object {"count", "ids"}, with or without --output json.
     std::fwrite(json->data(), 1, json->size(), stdout);
-    return std::fflush(stdout) == 0 ? 0 : 1;
+    return std::fflush(stdout) == 0 ? baq::cli::kExitOk : baq::cli::kExitInternal;
   }
   if (command == "inspect") {
-    if (args.size() != 3) {
-      std::fprintf(stderr, "usage: baq inspect OUTPUT_DIR\n");
-      return 2;
-    }
-    return Finish(baq::cli::RunInspect(args[2]));
+    if (args.size() != 3) return Finish(baq::cli::UsageError("usage: baq inspect OUTPUT_DIR"));
+    return Finish(baq::cli::RunInspect(args[2], output));
   }
   baq::cli::RemoteCommandOptions remote;
   remote.coordinator = absl::GetFlag(FLAGS_coordinator);
@@ -245,32 +306,33 @@ int main(int argc, char** argv) {
   remote.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   remote.tls.cert_file = absl::GetFlag(FLAGS_tls_client_cert);
   remote.tls.key_file = absl::GetFlag(FLAGS_tls_client_key);
+  remote.output = output;
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
     std::ifstream in(path);
     std::string token;
     if (!(in >> token)) {  // The first word: a trailing newline or comment is fine.
-      std::fprintf(stderr, "baq: cannot read a token from --auth_token_file %s\n", path.c_str());
-      return 2;
+      return Finish(baq::cli::UsageError(
+          absl::StrCat("cannot read a token from --auth_token_file ", path)));
     }
     remote.auth_token = token;
   } else if (const char* env = std::getenv("BAQ_AUTH_TOKEN"); env != nullptr) {
     remote.auth_token = env;
   }
   if (command == "submit") {
-    if (!BuildJobConfig(remote.config)) return 2;
+    if (absl::Status s = BuildJobConfig(remote.config); !s.ok()) return Finish(s);
     return Finish(baq::cli::RunSubmit(remote));
   }
   if (command == "list") return Finish(baq::cli::RunList(remote));
   if (command == "status" || command == "watch" || command == "cancel") {
     if (args.size() != 3) {
-      std::fprintf(stderr, "usage: baq %s --coordinator HOST:PORT JOB_ID\n", command.c_str());
-      return 2;
+      return Finish(baq::cli::UsageError(
+          absl::StrCat("usage: baq ", command, " --coordinator HOST:PORT JOB_ID")));
     }
     remote.job_id = args[2];
     if (command == "status") return Finish(baq::cli::RunStatus(remote));
     if (command == "watch") return Finish(baq::cli::RunWatch(remote));
     return Finish(baq::cli::RunCancel(remote));
   }
-  std::fprintf(stderr, "baq: unknown command \"%s\"\n\n%s\n", command.c_str(), kUsage);
-  return 2;
+  std::fprintf(stderr, "%s\n\n", kUsage);
+  return Finish(baq::cli::UsageError(absl::StrCat("unknown command \"", command, "\"")));
 }

@@ -35,9 +35,11 @@ std::string FormatProgressLine(const coordinator::JobProgress& p, int bar_width)
   return line;
 }
 
-ProgressBar::ProgressBar(std::FILE* out) : out_(out), tty_(isatty(fileno(out)) != 0) {}
+ProgressBar::ProgressBar(std::FILE* out, bool enabled)
+    : out_(out), enabled_(enabled), tty_(isatty(fileno(out)) != 0) {}
 
 void ProgressBar::Update(const coordinator::JobProgress& p) {
+  if (!enabled_) return;
   std::string line = FormatProgressLine(p);
   if (tty_) {
     std::fprintf(out_, "\r%s\033[K", line.c_str());
@@ -49,6 +51,7 @@ void ProgressBar::Update(const coordinator::JobProgress& p) {
 }
 
 void ProgressBar::Finish() {
+  if (!enabled_) return;
   if (tty_ && !last_.empty()) std::fprintf(out_, "\n");
   std::fflush(out_);
 }

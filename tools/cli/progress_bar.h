@@ -2,7 +2,10 @@
 //
 // Renders coordinator::JobProgress events as a one-line progress bar with
 // ETA on a terminal (carriage-return updates), or as one plain line per
-// event when the stream is not a TTY (CI logs, `baq watch | tee`).
+// event when the stream is not a TTY (CI logs, `baq watch --progress 2>log`).
+// The commands draw it on stderr only (stdout carries the results); a
+// disabled bar (no terminal and no --progress, or --progress=false) prints
+// nothing.
 // Thread-compatible: call Update() from one thread at a time.
 #ifndef BAQ_TOOLS_CLI_PROGRESS_BAR_H_
 #define BAQ_TOOLS_CLI_PROGRESS_BAR_H_
@@ -20,14 +23,15 @@ std::string FormatProgressLine(const coordinator::JobProgress& p, int bar_width 
 
 class ProgressBar {
  public:
-  // `out` is not owned.
-  explicit ProgressBar(std::FILE* out);
+  // `out` is not owned. `enabled` false: Update() and Finish() print nothing.
+  explicit ProgressBar(std::FILE* out, bool enabled = true);
   void Update(const coordinator::JobProgress& p);
   // Ends the line on a terminal.
   void Finish();
 
  private:
   std::FILE* const out_;
+  const bool enabled_;
   const bool tty_;
   std::string last_;
 };

@@ -14,6 +14,9 @@
 #include "coordinator/job_convert.h"
 #include "net/tls_credentials.h"
 #include "proto/convert.h"
+#include "tools/cli/cli_output.h"
+#include "tools/cli/exit_codes.h"
+#include "tools/cli/job_json.h"
 #include "tools/cli/progress_bar.h"
 
 namespace baq::cli {
@@ -69,30 +72,6 @@ std::string RandomRequestId() {
                          absl::Uniform<uint64_t>(gen));
 }
 
-std::string StateName(v1::JobState s) {
-  switch (s) {
-    case v1::JOB_STATE_QUEUED:
-      return "queued";
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    case v1::JOB_STATE_FAILED_GATE:
-      return "failed_gate";
-    default:
-      return "unknown";
-  }
-}
-
-bool Terminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED ||
-         s == v1::JOB_STATE_FAILED_GATE;
-}
-
 std::string Time(int64_t unix_ms) {
   if (unix_ms == 0) return "-";
   return absl::FormatTime("%Y-%m-%d %H:%M:%S %Z", absl::FromUnixMillis(unix_ms),
@@ -110,8 +89,17 @@ absl::Status JobOutcome(const v1::JobEvent& last, const std::string& error_code,
       code = static_cast<absl::StatusCode>(c);
     }
   }
-  return absl::Status(code, absl::StrCat("job ", last.job_id(), " ", StateName(last.state()), ": ",
-                                         error.empty() ? last.message() : error));
+  absl::Status status(code, absl::StrCat("job ", last.job_id(), " ", JobStateName(last.state()),
+                                        ": ", error.empty() ? last.message() : error));
+  // The job's outcome decides the exit code, whatever code its error has.
+  switch (last.state()) {
+    case v1::JOB_STATE_FAILED_GATE:
+      return WithExitCode(status, kExitGateFailed);
+    case v1::JOB_STATE_CANCELLED:
+      return WithExitCode(status, kExitCancelled);
+    default:
+      return WithExitCode(status, kExitJobFailed);
+  }
 }
 
 // One line per bit target of a multi-target job.
@@ -124,7 +112,7 @@ void PrintTargets(const v1::JobSummary& s, std::FILE* out) {
 
 void PrintJob(const v1::Job& job, std::FILE* out) {
   std::fprintf(out, "job        %s\n", job.id().c_str());
-  std::fprintf(out, "state      %s\n", StateName(job.state()).c_str());
+  std::fprintf(out, "state      %s\n", JobStateName(job.state()).c_str());
   std::fprintf(out, "progress   %s\n",
                FormatProgressLine(coordinator::FromProto(job.progress())).c_str());
   if (!job.error().empty()) {
@@ -192,8 +180,19 @@ absl::Status RunSubmit(const RemoteCommandOptions& o, std::FILE* out) {
     absl::SleepFor(kRetryPause * attempt);
   }
   if (!status.ok()) return status;
-  std::fprintf(out, "submitted job %s (%s)\n", job.id().c_str(), StateName(job.state()).c_str());
-  std::fflush(out);
+  if (o.output.json && !o.wait) {
+    PrintJson(out, {{"ok", true}, {"job", JobJson(job)}});
+    return absl::OkStatus();
+  }
+  if (o.output.json) {
+    PrintJson(out, {{"event", "submitted"},
+                    {"job_id", job.id()},
+                    {"state", JobStateName(job.state())}});
+  } else {
+    std::fprintf(out, "submitted job %s (%s)\n", job.id().c_str(),
+                 JobStateName(job.state()).c_str());
+    std::fflush(out);
+  }
   if (!o.wait) return absl::OkStatus();
   RemoteCommandOptions watch = o;
   watch.job_id = job.id();
@@ -205,14 +204,19 @@ absl::Status RunStatus(const RemoteCommandOptions& o, std::FILE* out) {
   BAQ_ASSIGN_OR_RETURN(auto stub, Connect(o));
   absl::StatusOr<v1::Job> job = GetJob(o, *stub);
   if (!job.ok()) return job.status();
-  PrintJob(*job, out);
+  if (o.output.json) {
+    PrintJson(out, {{"ok", true}, {"job", JobJson(*job)}});
+  } else {
+    PrintJob(*job, out);
+  }
   return absl::OkStatus();
 }
 
 absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
   if (o.job_id.empty()) return absl::InvalidArgumentError("watch: which job? (JOB_ID)");
   BAQ_ASSIGN_OR_RETURN(auto stub, Connect(o));
-  ProgressBar bar(out);
+  // Progress goes to stderr: stdout carries only the result (or JSON lines).
+  ProgressBar bar(stderr, o.output.progress);
   const absl::Time deadline = absl::Now() + o.watch_timeout;
   v1::JobEvent last;
   grpc::Status status;
@@ -226,20 +230,23 @@ absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
     v1::JobEvent event;
     while (reader->Read(&event)) {
       bar.Update(coordinator::FromProto(event));
+      if (o.output.json) PrintJson(out, JobEventJson(event));
       last = event;
     }
     status = reader->Finish();
     // Watch is idempotent: after a coordinator restart, watch again.
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || Terminal(last.state())) break;
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || IsTerminal(last.state())) break;
     absl::SleepFor(kRetryPause * (reconnect + 1));
   }
   bar.Finish();
   if (absl::Status s = Rpc(o, status); !s.ok()) return s;
-  if (!Terminal(last.state())) return absl::InternalError("watch ended before the job did");
+  if (!IsTerminal(last.state())) return absl::InternalError("watch ended before the job did");
   // The stream carries progress, not the error code: fetch the final record.
   absl::StatusOr<v1::Job> job = GetJob(o, *stub);
   if (!job.ok()) return job.status();
-  if (job->state() == v1::JOB_STATE_SUCCEEDED) {
+  if (job->state() == v1::JOB_STATE_SUCCEEDED && o.output.json) {
+    PrintJson(out, {{"ok", true}, {"job", JobJson(*job)}});
+  } else if (job->state() == v1::JOB_STATE_SUCCEEDED) {
     const v1::JobSummary& s = job->summary();
     std::fprintf(out, "job %s succeeded: %.4f bits (target %.4g), %.1f s -> %s\n",
                  job->id().c_str(), s.achieved_bits(), s.target_bits(), s.wall_seconds(),
@@ -258,11 +265,18 @@ absl::Status RunCancel(const RemoteCommandOptions& o, std::FILE* out) {
   req.set_id(o.job_id);
   v1::Job job;
   if (absl::Status s = Rpc(o, stub->Cancel(&ctx, req, &job)); !s.ok()) return s;
+  if (o.output.json) {
+    // "cancel_requested": the job was running and its workers were told to stop.
+    PrintJson(out, {{"ok", true},
+                    {"cancel_requested", job.state() == v1::JOB_STATE_RUNNING},
+                    {"job", JobJson(job)}});
+    return absl::OkStatus();
+  }
   if (job.state() == v1::JOB_STATE_RUNNING) {
     std::fprintf(out, "job %s: cancel requested; its workers stop within seconds\n",
                  job.id().c_str());
   } else {
-    std::fprintf(out, "job %s: %s\n", job.id().c_str(), StateName(job.state()).c_str());
+    std::fprintf(out, "job %s: %s\n", job.id().c_str(), JobStateName(job.state()).c_str());
   }
   return absl::OkStatus();
 }
@@ -273,6 +287,12 @@ absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
   SetDeadline(ctx, o, o.timeout);
   v1::ListJobsResponse resp;
   if (absl::Status s = Rpc(o, stub->List(&ctx, v1::ListJobsRequest(), &resp)); !s.ok()) return s;
+  if (o.output.json) {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const v1::Job& job : resp.jobs()) jobs.push_back(JobJson(job));
+    PrintJson(out, {{"ok", true}, {"jobs", std::move(jobs)}});
+    return absl::OkStatus();
+  }
   std::fprintf(out, "%-28s %-10s %6s %7s %-10s %4s %5s %9s  %-19s %s\n", "JOB", "STATE", "DONE",
                "BITS", "TENANT", "PRIO", "QUEUE", "ETA", "CREATED", "MODEL");
   for (const v1::Job& job : resp.jobs()) {
@@ -295,7 +315,7 @@ absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
                                 ? "?"
                                 : absl::FormatDuration(absl::Seconds(std::round(eta_s)));
     std::fprintf(out, "%-28s %-10s %5.1f%% %7.3f %-10s %4d %5s %9s  %-19s %s\n", job.id().c_str(),
-                 StateName(job.state()).c_str(), job.progress().percent(), bits,
+                 JobStateName(job.state()).c_str(), job.progress().percent(), bits,
                  job.tenant().empty() ? "-" : job.tenant().c_str(), job.priority(), queue.c_str(),
                  eta.c_str(), created.c_str(), job.spec().model_dir().c_str());
   }

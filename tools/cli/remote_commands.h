@@ -1,11 +1,13 @@
 // tools/cli/remote_commands.h
 //
 // The subcommands that talk to a coordinator daemon (baq.v1.JobService):
-// submit, status, watch, cancel, list. Each prints human-readable results to
-// `out` and returns the command's status: OK, the RPC's error (with the
-// coordinator's canonical code), or — for watch and submit --wait — the
-// job's own error when it ends FAILED or CANCELLED, so the exit code tells
-// whether the job succeeded. Every RPC has a deadline (`timeout`, or
+// submit, status, watch, cancel, list. Each prints its results to `out` —
+// text for people, or with output.json one JSON object (JSON lines for
+// watch and submit --wait; docs/cli.md) — progress bars to stderr when
+// output.progress, and returns the command's status: OK, the RPC's error
+// (with the coordinator's canonical code), or — for watch and submit
+// --wait — the job's own error when it ends FAILED, FAILED_GATE or
+// CANCELLED, carrying the exit code of that outcome (exit_codes.h). Every RPC has a deadline (`timeout`, or
 // `watch_timeout` for the Watch stream). Not thread-safe (called once from
 // main).
 //
@@ -25,6 +27,7 @@
 #include "absl/time/time.h"
 #include "common/job_config.h"
 #include "net/tls_credentials.h"
+#include "tools/cli/cli_output.h"
 
 namespace baq::cli {
 
@@ -55,6 +58,8 @@ struct RemoteCommandOptions {
   net::TlsOptions tls;
   // Sent as `authorization: Bearer <token>` on every RPC; empty: none.
   std::string auth_token;
+  // Text or JSON on `out`; progress on stderr.
+  OutputOptions output;
 };
 
 absl::Status RunSubmit(const RemoteCommandOptions& options, std::FILE* out = stdout);
