@@ -1,5 +1,7 @@
 #include "common/tokenizer/onig_regex.h"
 
+#include <dlfcn.h>
+
 #include <mutex>
 #include <utility>
 
@@ -9,18 +11,71 @@
 namespace baq::tokenizer {
 namespace {
 
-void InitializeOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    OnigEncoding encodings[] = {ONIG_ENCODING_UTF8};
-    onig_initialize(encodings, 1);
-  });
+// Oniguruma, loaded with dlopen(RTLD_LOCAL) instead of linked: libonig.so also exports the
+// POSIX names regcomp/regexec/regfree/regerror, and as a direct dependency it would come before
+// libc in the process's symbol lookup and replace glibc's POSIX regex for every library in the
+// process (GoogleTest's MatchesRegex failed that way; a caller passing glibc's regex_t to
+// Oniguruma's regcomp would corrupt memory). RTLD_LOCAL keeps its symbols out of the global
+// scope; only the functions below are looked up. oniguruma.h is used for types and constants.
+struct OnigLibrary {
+  decltype(&onig_initialize) initialize = nullptr;
+  decltype(&onig_new) new_regex = nullptr;
+  decltype(&onig_free) free_regex = nullptr;
+  decltype(&onig_search) search = nullptr;
+  decltype(&onig_region_new) region_new = nullptr;
+  decltype(&onig_region_free) region_free = nullptr;
+  decltype(&onig_error_code_to_str) error_code_to_str = nullptr;
+  OnigEncoding utf8 = nullptr;
+  OnigSyntaxType* syntax = nullptr;
+  std::string error;  // Why loading failed; empty when every symbol was found.
+};
+
+template <typename T>
+bool Resolve(void* handle, const char* name, T& out, std::string& error) {
+  out = reinterpret_cast<T>(dlsym(handle, name));
+  if (out == nullptr && error.empty()) error = absl::StrCat("symbol ", name, " not found");
+  return out != nullptr;
+}
+
+const OnigLibrary& Library() {
+  static const OnigLibrary* const library = [] {
+    auto* lib = new OnigLibrary;
+    void* handle = nullptr;
+    for (const char* name : {"libonig.so.5", "libonig.so"}) {
+      handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (handle != nullptr) break;
+    }
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      lib->error = absl::StrCat("cannot load libonig.so.5 (Oniguruma; Debian/Ubuntu package "
+                                "libonig5): ", why != nullptr ? why : "not found");
+      return lib;
+    }
+    Resolve(handle, "onig_initialize", lib->initialize, lib->error);
+    Resolve(handle, "onig_new", lib->new_regex, lib->error);
+    Resolve(handle, "onig_free", lib->free_regex, lib->error);
+    Resolve(handle, "onig_search", lib->search, lib->error);
+    Resolve(handle, "onig_region_new", lib->region_new, lib->error);
+    Resolve(handle, "onig_region_free", lib->region_free, lib->error);
+    Resolve(handle, "onig_error_code_to_str", lib->error_code_to_str, lib->error);
+    Resolve(handle, "OnigEncodingUTF8", lib->utf8, lib->error);
+    Resolve(handle, "OnigSyntaxOniguruma", lib->syntax, lib->error);
+    if (lib->error.empty()) {
+      OnigEncoding encodings[] = {lib->utf8};
+      lib->initialize(encodings, 1);
+    } else {
+      lib->error = absl::StrCat("libonig.so.5 (Oniguruma): ", lib->error);
+    }
+    return lib;
+  }();
+  return *library;
 }
 
 std::string ErrorText(int code, OnigErrorInfo* info) {
   OnigUChar buffer[ONIG_MAX_ERROR_MESSAGE_LEN];
-  const int n = info != nullptr ? onig_error_code_to_str(buffer, code, info)
-                                : onig_error_code_to_str(buffer, code);
+  const OnigLibrary& lib = Library();
+  const int n = info != nullptr ? lib.error_code_to_str(buffer, code, info)
+                                : lib.error_code_to_str(buffer, code);
   return std::string(reinterpret_cast<const char*>(buffer), n > 0 ? n : 0);
 }
 
@@ -39,14 +94,14 @@ size_t CharLength(unsigned char b) {
 }  // namespace
 
 absl::StatusOr<OnigRegex> OnigRegex::Compile(absl::string_view pattern) {
-  InitializeOnce();
+  const OnigLibrary& lib = Library();
+  if (!lib.error.empty()) return absl::FailedPreconditionError(lib.error);
   regex_t* regex = nullptr;
   OnigErrorInfo info;
   // tokenizers builds its SysRegex with onig::Regex::new: no options and the
   // default (Oniguruma) syntax.
-  const int rc = onig_new(&regex, Bytes(pattern),
-                          Bytes(pattern) + pattern.size(), ONIG_OPTION_NONE,
-                          ONIG_ENCODING_UTF8, ONIG_SYNTAX_ONIGURUMA, &info);
+  const int rc = lib.new_regex(&regex, Bytes(pattern), Bytes(pattern) + pattern.size(),
+                               ONIG_OPTION_NONE, lib.utf8, lib.syntax, &info);
   if (rc != ONIG_NORMAL) {
     return absl::InvalidArgumentError(absl::StrCat(
         "regex \"", pattern, "\" does not compile: ", ErrorText(rc, &info)));
@@ -72,7 +127,7 @@ OnigRegex::OnigRegex(OnigRegex&& other) noexcept
 
 OnigRegex& OnigRegex::operator=(OnigRegex&& other) noexcept {
   if (this != &other) {
-    if (regex_ != nullptr) onig_free(static_cast<regex_t*>(regex_));
+    if (regex_ != nullptr) Library().free_regex(static_cast<regex_t*>(regex_));
     regex_ = std::exchange(other.regex_, nullptr);
     pattern_ = std::move(other.pattern_);
   }
@@ -80,14 +135,14 @@ OnigRegex& OnigRegex::operator=(OnigRegex&& other) noexcept {
 }
 
 OnigRegex::~OnigRegex() {
-  if (regex_ != nullptr) onig_free(static_cast<regex_t*>(regex_));
+  if (regex_ != nullptr) Library().free_regex(static_cast<regex_t*>(regex_));
 }
 
 absl::Status OnigRegex::FindAll(absl::string_view text,
                                 std::vector<Match>& matches) const {
   matches.clear();
   regex_t* regex = static_cast<regex_t*>(regex_);
-  OnigRegion* region = onig_region_new();
+  OnigRegion* region = Library().region_new();
   const OnigUChar* begin = Bytes(text);
   const OnigUChar* end = begin + text.size();
   size_t from = 0;
@@ -98,7 +153,7 @@ absl::Status OnigRegex::FindAll(absl::string_view text,
   // context (look-behind sees what precedes), skip an empty match at the
   // end of the previous one by advancing one character.
   while (from <= text.size()) {
-    const int r = onig_search(regex, begin, end, begin + from, end, region,
+    const int r = Library().search(regex, begin, end, begin + from, end, region,
                               ONIG_OPTION_NONE);
     if (r == ONIG_MISMATCH) break;
     if (r < 0) {
@@ -119,7 +174,7 @@ absl::Status OnigRegex::FindAll(absl::string_view text,
     matches.push_back({s, e});
     if (s == e && from >= text.size()) break;
   }
-  onig_region_free(region, 1);
+  Library().region_free(region, 1);
   return status;
 }
 
