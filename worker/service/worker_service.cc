@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "proto/convert.h"
 #include "worker/service/engine_byte_streams.h"
+#include "worker/service/job_stream_writer.h"
 
 namespace baq::worker {
 namespace {
@@ -42,45 +43,34 @@ absl::Status ApplyTarget(BlockEngine& engine, double target_bits, bool keep_meas
 
 // Streams a Quantize result: per tensor a header then its bytes in chunks,
 // then the report. Owns itself: deleted in OnDone.
-class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeResponseChunk> {
+class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
  public:
   QuantizeWriter(grpc::CallbackServerContext* ctx, const v1::QuantizeRequest& request,
                  EngineHost* host, WorkerMetrics* metrics)
-      : ctx_(ctx),
-        host_(host),
-        metrics_(metrics),
-        job_id_(request.job_id()),
-        device_(request.device_index()) {
+      : JobStreamWriter(ctx, host, metrics, request.job_id(), request.device_index(),
+                        "Quantize") {
     const int64_t block = request.block();
     host->WithEngine(
         request.job_id(), request.device_index(),
         [this, block, target = request.target_bits(), keep = request.keep_measurement(),
          allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
           if (!engine.ok()) return Done(engine.status());
-          if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+          if (this->ctx()->IsCancelled()) return Done(absl::CancelledError("cancelled"));
           if (absl::Status s = ApplyTarget(**engine, target, keep); !s.ok()) return Done(s);
           const absl::Time start = absl::Now();
           absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
           if (!out.ok()) return Done(out.status());
-          if (metrics_ != nullptr) {
-            metrics_->blocks_quantized_total().Increment();
-            metrics_->RecordBlock("quantize", absl::ToDoubleSeconds(absl::Now() - start));
+          if (this->metrics() != nullptr) {
+            this->metrics()->blocks_quantized_total().Increment();
+            this->metrics()->RecordBlock("quantize", absl::ToDoubleSeconds(absl::Now() - start));
           }
           output_ = *std::move(out);
           WriteNext();
         });
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
-    WriteNext();
-  }
-  // See JobCallReactor.
-  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
-  void OnDone() override { delete this; }
-
  private:
-  void WriteNext() {
+  void WriteNext() override {
     chunk_.Clear();
     if (tensor_ < output_.tensors.size()) {
       TensorBytes& t = output_.tensors[tensor_];
@@ -96,7 +86,7 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
         const size_t n = std::min(kMaxChunkBytes, t.bytes.size() - offset_);
         chunk_.set_data(t.bytes.data() + offset_, n);
         offset_ += n;
-        if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
+        if (metrics() != nullptr) metrics()->bytes_sent_total().Increment(n);
         return StartWrite(&chunk_);
       }
       std::string().swap(t.bytes);  // Sent: free it before the next tensor.
@@ -115,16 +105,6 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
     Done(absl::OkStatus());
   }
 
-  void Done(const absl::Status& status) {
-    RecordRpc(metrics_, "Quantize", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  grpc::CallbackServerContext* const ctx_;
-  EngineHost* const host_;
-  WorkerMetrics* const metrics_;
-  const std::string job_id_;
-  const int device_;
   // Touched by one thread at a time: the executor until the first
   // StartWrite, then the gRPC reaction that follows each write.
   BlockOutput output_;
