@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "tests/fakes/fake_job_config.h"
+#include "tests/fakes/fake_worker_server.h"
 #include "tests/fakes/fake_worker_service.h"
 
 namespace baq::coordinator {
@@ -28,6 +29,7 @@ namespace {
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
 using ::baq::testing::FakeJobConfig;
+using ::baq::testing::FakeWorker;
 using ::baq::testing::FakeWorkerFaults;
 using ::baq::testing::FakeWorkerService;
 using ::testing::ElementsAre;
@@ -35,22 +37,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kLeaseTtl = absl::Seconds(10);
-
-// One worker: a FakeWorkerService behind a real gRPC server on port 0.
-struct FakeWorker {
-  explicit FakeWorker(FakeEngineLog* log) : service(FakeEngineOptions(), log) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service);
-    server = builder.BuildAndStart();
-  }
-  ~FakeWorker() { server->Shutdown(std::chrono::system_clock::now()); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port); }
-
-  FakeWorkerService service;
-  int port = 0;
-  std::unique_ptr<grpc::Server> server;
-};
 
 class WorkerPoolTest : public ::testing::Test {
  protected:
