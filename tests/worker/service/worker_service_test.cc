@@ -15,6 +15,7 @@
 #include "baq/v1/worker.grpc.pb.h"
 #include "proto/convert.h"
 #include "tests/fakes/fake_block_engine.h"
+#include "tests/fakes/fake_job_config.h"
 #include "tests/testing/metric_value.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
@@ -26,18 +27,11 @@ using ::baq::testing::FakeBlockEngine;
 using ::baq::testing::FakeEngineFactory;
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
+using ::baq::testing::FakeJobConfig;
 using ::baq::testing::MetricValue;
 using ::testing::ElementsAre;
 
 constexpr auto kDeadline = std::chrono::seconds(10);
-
-JobConfig TestConfig() {
-  JobConfig config;
-  config.model_dir = "/models/fake";
-  config.output_dir = "/tmp/out";
-  config.calibration.files = {"calib.txt"};
-  return config;
-}
 
 class WorkerServiceTest : public ::testing::Test {
  protected:
@@ -57,7 +51,8 @@ class WorkerServiceTest : public ::testing::Test {
     ctx.set_deadline(std::chrono::system_clock::now() + kDeadline);
   }
 
-  grpc::Status StartJob(const std::string& job, int device = 0, JobConfig config = TestConfig()) {
+  grpc::Status StartJob(const std::string& job, int device = 0,
+                        JobConfig config = FakeJobConfig()) {
     grpc::ClientContext ctx;
     SetDeadline(ctx);
     v1::StartJobRequest req;
@@ -215,7 +210,7 @@ TEST_F(WorkerServiceTest, MapsErrorsToCanonicalCodes) {
   v1::BlockMeasurement m;
   EXPECT_EQ(Measure("unknown-job", 0, &m).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(StartJob("job-1", /*device=*/7).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  JobConfig bad = TestConfig();
+  JobConfig bad = FakeJobConfig();
   bad.model_dir = "bad-model";
   EXPECT_EQ(StartJob("job-1", 0, bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
