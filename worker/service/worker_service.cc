@@ -19,19 +19,40 @@ namespace {
 // client cancels the call (job cancelled, coordinator gone, deadline passed),
 // the job's engine on that device is cancelled and dropped, so the work stops
 // within a layer or a few calibration windows and its memory is freed.
+// Done(status) records the outcome under `method` and finishes the call.
 // Owns itself: deleted in OnDone.
 class JobCallReactor final : public grpc::ServerUnaryReactor {
  public:
-  JobCallReactor(EngineHost* host, std::string job_id, int device)
-      : host_(host), job_id_(std::move(job_id)), device_(device) {}
+  JobCallReactor(EngineHost* host, WorkerMetrics* metrics, absl::string_view method,
+                 std::string job_id, int device)
+      : host_(host),
+        metrics_(metrics),
+        method_(method),
+        job_id_(std::move(job_id)),
+        device_(device) {}
   void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
   void OnDone() override { delete this; }
 
+  void Done(const absl::Status& status) {
+    RecordRpc(metrics_, method_, status);
+    Finish(ToGrpcStatus(status));
+  }
+
  private:
   EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  const std::string method_;
   const std::string job_id_;
   const int device_;
 };
+
+// `engine`, or CANCELLED when the call was cancelled while its work waited
+// for the device's executor.
+absl::StatusOr<BlockEngine*> UnlessCancelled(absl::StatusOr<BlockEngine*> engine,
+                                             grpc::CallbackServerContext* ctx) {
+  if (engine.ok() && ctx->IsCancelled()) return absl::CancelledError("cancelled");
+  return engine;
+}
 
 // The bit target a Measure/Quantize request carries (several targets over
 // one measurement); target_bits 0: the job's, nothing to do.
@@ -54,8 +75,8 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
         request.job_id(), request.device_index(),
         [this, block, target = request.target_bits(), keep = request.keep_measurement(),
          allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
+          engine = UnlessCancelled(engine, this->ctx());
           if (!engine.ok()) return Done(engine.status());
-          if (this->ctx()->IsCancelled()) return Done(absl::CancelledError("cancelled"));
           if (absl::Status s = ApplyTarget(**engine, target, keep); !s.ok()) return Done(s);
           const absl::Time start = absl::Now();
           absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
@@ -121,26 +142,21 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
 grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* ctx,
                                                   const v1::StartJobRequest* request,
                                                   v1::StartJobResponse* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new JobCallReactor(host_, request->job_id(), request->device_index());
-  WorkerMetrics* metrics = metrics_;
-  auto finish = [reactor, metrics](const absl::Status& s) {
-    RecordRpc(metrics, "StartJob", s);
-    reactor->Finish(ToGrpcStatus(s));
-  };
+  auto* reactor = new JobCallReactor(host_, metrics_, "StartJob", request->job_id(),
+                                     request->device_index());
   absl::StatusOr<JobConfig> config = FromProto(request->spec());
   if (!config.ok()) {
-    finish(config.status());
+    reactor->Done(config.status());
     return reactor;
   }
   if (request->job_id().empty()) {
-    finish(absl::InvalidArgumentError("job_id is empty"));
+    reactor->Done(absl::InvalidArgumentError("job_id is empty"));
     return reactor;
   }
   host_->StartJob(request->job_id(), request->device_index(), *std::move(config),
-                  [response, finish](absl::StatusOr<int64_t> num_blocks) {
+                  [response, reactor](absl::StatusOr<int64_t> num_blocks) {
                     if (num_blocks.ok()) response->set_num_blocks(*num_blocks);
-                    finish(num_blocks.status());
+                    reactor->Done(num_blocks.status());
                   });
   return reactor;
 }
@@ -148,8 +164,8 @@ grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ctx,
                                                  const v1::MeasureRequest* request,
                                                  v1::BlockMeasurement* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new JobCallReactor(host_, request->job_id(), request->device_index());
+  auto* reactor = new JobCallReactor(host_, metrics_, "Measure", request->job_id(),
+                                     request->device_index());
   WorkerMetrics* metrics = metrics_;
   const int64_t block = request->block();
   const double target = request->target_bits();
@@ -157,9 +173,8 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
   host_->WithEngine(request->job_id(), request->device_index(),
                     [reactor, response, metrics, ctx, block, target,
                      keep](absl::StatusOr<BlockEngine*> engine) {
+                      engine = UnlessCancelled(engine, ctx);
                       absl::Status status = engine.status();
-                      if (status.ok() && ctx->IsCancelled())
-                        status = absl::CancelledError("cancelled");
                       if (status.ok()) status = ApplyTarget(**engine, target, keep);
                       if (status.ok()) {
                         const absl::Time start = absl::Now();
@@ -174,8 +189,7 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
                           }
                         }
                       }
-                      RecordRpc(metrics, "Measure", status);
-                      reactor->Finish(ToGrpcStatus(status));
+                      reactor->Done(status);
                     });
   return reactor;
 }
@@ -183,27 +197,22 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* WorkerService::Evaluate(grpc::CallbackServerContext* ctx,
                                                   const v1::EvaluateRequest* request,
                                                   v1::EvaluateResponse* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new JobCallReactor(host_, request->job_id(), request->device_index());
-  WorkerMetrics* metrics = metrics_;
+  auto* reactor = new JobCallReactor(host_, metrics_, "Evaluate", request->job_id(),
+                                     request->device_index());
   host_->WithEngine(request->job_id(), request->device_index(),
-                    [reactor, response, metrics, ctx, req = *request](
-                        absl::StatusOr<BlockEngine*> engine) {
-                      absl::Status status = engine.status();
-                      if (status.ok() && ctx->IsCancelled())
-                        status = absl::CancelledError("cancelled");
+                    [reactor, response, ctx, req = *request](absl::StatusOr<BlockEngine*> engine) {
+                      engine = UnlessCancelled(engine, ctx);
                       absl::StatusOr<CheckpointEvaluator*> evaluator =
-                          status.ok() ? RequireCapability<CheckpointEvaluator>(**engine)
-                                      : absl::StatusOr<CheckpointEvaluator*>(status);
-                      status = evaluator.status();
+                          engine.ok() ? RequireCapability<CheckpointEvaluator>(**engine)
+                                      : absl::StatusOr<CheckpointEvaluator*>(engine.status());
+                      absl::Status status = evaluator.status();
                       if (status.ok()) {
                         absl::StatusOr<double> ppl = (*evaluator)->Evaluate(
                             req.model_dir(), req.text_file(), req.seqlen());
                         status = ppl.status();
                         if (ppl.ok()) response->set_perplexity(*ppl);
                       }
-                      RecordRpc(metrics, "Evaluate", status);
-                      reactor->Finish(ToGrpcStatus(status));
+                      reactor->Done(status);
                     });
   return reactor;
 }
