@@ -21,6 +21,7 @@
 #include "coordinator/worker_registry.h"
 #include "tests/fakes/fake_job_config.h"
 #include "tests/fakes/fake_job_execution.h"
+#include "tests/fakes/fake_worker_server.h"
 #include "tests/fakes/fake_worker_service.h"
 #include "tests/testing/await_job.h"
 
@@ -32,23 +33,8 @@ using ::baq::testing::ExecutionGate;
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
 using ::baq::testing::FakeJobConfig;
+using ::baq::testing::FakeWorker;
 using ::baq::testing::FakeWorkerService;
-
-// One worker: a FakeWorkerService behind a real gRPC server on port 0.
-struct FakeWorker {
-  explicit FakeWorker(FakeEngineLog* log) : service(FakeEngineOptions(), log) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service);
-    server = builder.BuildAndStart();
-  }
-  ~FakeWorker() { server->Shutdown(std::chrono::system_clock::now()); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port); }
-
-  FakeWorkerService service;
-  int port = 0;
-  std::unique_ptr<grpc::Server> server;
-};
 
 // What each job saw when it started: its name and how many workers it got.
 struct Start {

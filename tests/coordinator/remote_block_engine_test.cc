@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "proto/convert.h"
 #include "tests/fakes/fake_block_engine.h"
+#include "tests/fakes/fake_job_config.h"
 #include "tests/fakes/fake_worker_service.h"
 
 namespace baq::coordinator {
@@ -21,16 +22,9 @@ namespace {
 using ::baq::testing::FakeBlockEngine;
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
+using ::baq::testing::FakeJobConfig;
 using ::baq::testing::FakeWorkerService;
 using ::testing::HasSubstr;
-
-JobConfig TestConfig() {
-  JobConfig config;
-  config.model_dir = "/models/fake";
-  config.output_dir = "/tmp/out";
-  config.calibration.files = {"calib.txt"};
-  return config;
-}
 
 class RemoteBlockEngineTest : public ::testing::Test {
  protected:
@@ -64,7 +58,7 @@ TEST_F(RemoteBlockEngineTest, RunsTheBlockProtocolOverGrpc) {
   options.num_blocks = 2;
   StartServer(options);
   auto engine = Engine();
-  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
   EXPECT_EQ(engine->num_blocks(), 2);
 
   absl::StatusOr<BlockMeasurement> m = engine->Measure(0);
@@ -103,7 +97,7 @@ TEST_F(RemoteBlockEngineTest, EvaluatesACheckpointOnTheJobsEngine) {
   // Before StartJob the worker has no engine for the job.
   EXPECT_EQ(engine->Evaluate("/staged", "/eval.txt", 128).status().code(),
             absl::StatusCode::kNotFound);
-  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
   absl::StatusOr<double> ppl = engine->Evaluate("/staged", "/eval.txt", 128);
   ASSERT_TRUE(ppl.ok()) << ppl.status();
   EXPECT_EQ(*ppl, 17.25);
@@ -120,7 +114,7 @@ TEST_F(RemoteBlockEngineTest, ReassemblesTensorsLargerThanTheMessageLimit) {
   options.input_bytes = 6 * (size_t{1} << 20) + 5;
   StartServer(options);
   auto engine = Engine();
-  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
   ASSERT_TRUE(engine->Measure(0).ok());
   absl::StatusOr<BlockOutput> out = engine->Quantize(0, {});
   ASSERT_TRUE(out.ok()) << out.status();
@@ -137,7 +131,7 @@ TEST_F(RemoteBlockEngineTest, ReassemblesTensorsLargerThanTheMessageLimit) {
   ASSERT_TRUE(inputs.ok()) << inputs.status();
   EXPECT_EQ(inputs->size(), options.input_bytes);
   auto other = Engine(/*device=*/1);
-  ASSERT_TRUE(other->Start(TestConfig()).ok());
+  ASSERT_TRUE(other->Start(FakeJobConfig()).ok());
   ASSERT_TRUE(other->ImportInputs(1, *inputs).ok());
   EXPECT_TRUE(other->Measure(1).ok());
 }
@@ -148,12 +142,12 @@ TEST_F(RemoteBlockEngineTest, KeepsTheWorkersStatusCodeAndNamesTheWorker) {
   options.fail_status = absl::ResourceExhaustedError("CUDA out of memory");
   StartServer(options);
   auto engine = Engine();
-  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
   absl::Status s = engine->Measure(0).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(s.message(), HasSubstr("worker w001@test device 0: CUDA out of memory"));
 
-  JobConfig bad = TestConfig();
+  JobConfig bad = FakeJobConfig();
   bad.model_dir = "bad-model";
   EXPECT_EQ(engine->Start(bad).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Quantize(7, {}).status().code(), absl::StatusCode::kNotFound);
@@ -167,7 +161,7 @@ TEST_F(RemoteBlockEngineTest, EveryCallHasADeadline) {
   RemoteEngineOptions options;
   options.block_timeout = absl::Milliseconds(200);
   auto engine = Engine(0, options);
-  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
   EXPECT_EQ(engine->Measure(0).status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
@@ -175,7 +169,7 @@ TEST_F(RemoteBlockEngineTest, CancellerAbortsCallsInFlightAndLaterOnes) {
   StartServer(FakeEngineOptions());
   auto canceller = std::make_shared<CallCanceller>();
   RemoteBlockEngine engine(channel_, "w001@test", "job-1", 0, RemoteEngineOptions(), canceller);
-  ASSERT_TRUE(engine.Start(TestConfig()).ok());
+  ASSERT_TRUE(engine.Start(FakeJobConfig()).ok());
   baq::testing::FakeWorkerFaults faults;
   faults.hang_measure = true;
   service_->set_faults(faults);
@@ -198,7 +192,7 @@ TEST_F(RemoteBlockEngineTest, RevokedLeaseFencesCallsInFlightAndEveryLaterOne) {
   auto fence = std::make_shared<LeaseFence>("w001", 7);
   RemoteBlockEngine engine(channel_, "w001@test", "job-1", 0, RemoteEngineOptions(),
                            std::make_shared<CallCanceller>(), fence);
-  ASSERT_TRUE(engine.Start(TestConfig()).ok());
+  ASSERT_TRUE(engine.Start(FakeJobConfig()).ok());
   baq::testing::FakeWorkerFaults faults;
   faults.hang_measure = true;
   service_->set_faults(faults);
@@ -228,7 +222,7 @@ TEST_F(RemoteBlockEngineTest, RejectsATruncatedStream) {
   faults.truncate_quantize = true;
   service_->set_faults(faults);
   auto engine = Engine();
-  ASSERT_TRUE(engine->Start(TestConfig()).ok());
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
   ASSERT_TRUE(engine->Measure(0).ok());
   absl::Status s = engine->Quantize(0, {}).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
@@ -245,7 +239,7 @@ TEST_F(RemoteBlockEngineTest, UnreachableWorkerIsUnavailable) {
   options.start_timeout = absl::Seconds(5);
   RemoteBlockEngine engine(MakeWorkerChannel(absl::StrCat("localhost:", port)), "gone", "job-1", 0,
                            options);
-  EXPECT_EQ(engine.Start(TestConfig()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(engine.Start(FakeJobConfig()).code(), absl::StatusCode::kUnavailable);
   engine.Reset();  // Best effort: returns.
 }
 

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "tests/fakes/fake_job_config.h"
+#include "tests/fakes/fake_worker_server.h"
 #include "tests/fakes/fake_worker_service.h"
 
 namespace baq::coordinator {
@@ -28,6 +29,7 @@ namespace {
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
 using ::baq::testing::FakeJobConfig;
+using ::baq::testing::FakeWorker;
 using ::baq::testing::FakeWorkerFaults;
 using ::baq::testing::FakeWorkerService;
 using ::testing::ElementsAre;
@@ -35,22 +37,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kLeaseTtl = absl::Seconds(10);
-
-// One worker: a FakeWorkerService behind a real gRPC server on port 0.
-struct FakeWorker {
-  explicit FakeWorker(FakeEngineLog* log) : service(FakeEngineOptions(), log) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service);
-    server = builder.BuildAndStart();
-  }
-  ~FakeWorker() { server->Shutdown(std::chrono::system_clock::now()); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port); }
-
-  FakeWorkerService service;
-  int port = 0;
-  std::unique_ptr<grpc::Server> server;
-};
 
 class WorkerPoolTest : public ::testing::Test {
  protected:
@@ -102,6 +88,27 @@ class WorkerPoolTest : public ::testing::Test {
     workers_.push_back(std::make_unique<FakeWorker>(&log_));
     return *workers_.back();
   }
+
+  // Registers a new worker (held_worker_), starts job-1 on its engine
+  // (held_engine_) and holds Measure(0) there in held_caller_ (HeldMeasure),
+  // which writes its status to measured_. The test joins held_caller_.
+  void StartHeldMeasure() {
+    held_worker_ = &AddWorker();
+    Register(*held_worker_);
+    absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> engines =
+        pool_.EnginesForJob("job-1");
+    ASSERT_TRUE(engines.ok());
+    held_engines_ = *std::move(engines);
+    held_engine_ = held_engines_.front().get();
+    ASSERT_TRUE(held_engine_->Start(FakeJobConfig()).ok());
+    held_caller_ = HeldMeasure(*held_worker_, held_engine_, &measured_);
+  }
+  // Set by StartHeldMeasure; declared after pool_, so destroyed before it.
+  FakeWorker* held_worker_ = nullptr;
+  std::vector<std::unique_ptr<BlockEngine>> held_engines_;
+  BlockEngine* held_engine_ = nullptr;
+  absl::Status measured_;
+  std::thread held_caller_;
 };
 
 std::vector<std::string> Names(const std::vector<std::unique_ptr<BlockEngine>>& engines) {
@@ -170,19 +177,14 @@ TEST_F(WorkerPoolTest, ReplacementsAreOnlyIncarnationsTheJobHasNotHad) {
 }
 
 TEST_F(WorkerPoolTest, AWorkerWhoseLeaseExpiresIsFencedAndItsReplacementWorks) {
-  FakeWorker& a = AddWorker();
-  Register(a);
-  auto engines = pool_.EnginesForJob("job-1");
-  ASSERT_TRUE(engines.ok());
-  BlockEngine* engine = engines->front().get();
-  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
-  absl::Status measured;
-  std::thread caller = HeldMeasure(a, engine, &measured);
+  ASSERT_NO_FATAL_FAILURE(StartHeldMeasure());
+  FakeWorker& a = *held_worker_;
+  BlockEngine* engine = held_engine_;
 
   Advance(kLeaseTtl + absl::Seconds(1));  // No heartbeats: the worker is gone.
-  caller.join();  // The watchdog revokes the fence, which aborts the call.
-  EXPECT_EQ(measured.code(), absl::StatusCode::kUnavailable) << measured;
-  EXPECT_THAT(std::string(measured.message()), HasSubstr("lease expired"));
+  held_caller_.join();  // The watchdog revokes the fence, which aborts the call.
+  EXPECT_EQ(measured_.code(), absl::StatusCode::kUnavailable) << measured_;
+  EXPECT_THAT(std::string(measured_.message()), HasSubstr("lease expired"));
   a.service.set_faults(FakeWorkerFaults());
   const absl::Status later = engine->Measure(0).status();
   EXPECT_EQ(later.code(), absl::StatusCode::kUnavailable);
@@ -198,34 +200,23 @@ TEST_F(WorkerPoolTest, AWorkerWhoseLeaseExpiresIsFencedAndItsReplacementWorks) {
 }
 
 TEST_F(WorkerPoolTest, AWorkerThatRestartedIsFencedAtItsNextEngines) {
-  FakeWorker& a = AddWorker();
-  Register(a);
-  auto old_engines = pool_.EnginesForJob("job-1");
-  ASSERT_TRUE(old_engines.ok());
-  BlockEngine* old_engine = old_engines->front().get();
-  ASSERT_TRUE(old_engine->Start(FakeJobConfig()).ok());
-  absl::Status measured;
-  std::thread caller = HeldMeasure(a, old_engine, &measured);
+  ASSERT_NO_FATAL_FAILURE(StartHeldMeasure());
+  FakeWorker& a = *held_worker_;
 
   const WorkerLease second = Register(a);  // Restarted: the old epoch's work is lost.
-  caller.join();
-  EXPECT_EQ(measured.code(), absl::StatusCode::kUnavailable) << measured;
-  EXPECT_THAT(std::string(measured.message()),
+  held_caller_.join();
+  EXPECT_EQ(measured_.code(), absl::StatusCode::kUnavailable) << measured_;
+  EXPECT_THAT(std::string(measured_.message()),
               HasSubstr(absl::StrCat("re-registered as epoch ", second.epoch)));
 }
 
 TEST_F(WorkerPoolTest, AbortAllStopsCallsInFlightAndLaterEngines) {
-  FakeWorker& a = AddWorker();
-  Register(a);
-  auto engines = pool_.EnginesForJob("job-1");
-  ASSERT_TRUE(engines.ok());
-  BlockEngine* engine = engines->front().get();
-  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
-  absl::Status measured;
-  std::thread caller = HeldMeasure(a, engine, &measured);
+  ASSERT_NO_FATAL_FAILURE(StartHeldMeasure());
+  FakeWorker& a = *held_worker_;
+  BlockEngine* engine = held_engine_;
   pool_.AbortAll();
-  caller.join();
-  EXPECT_EQ(measured.code(), absl::StatusCode::kCancelled) << measured;
+  held_caller_.join();
+  EXPECT_EQ(measured_.code(), absl::StatusCode::kCancelled) << measured_;
   a.service.set_faults(FakeWorkerFaults());
   EXPECT_EQ(engine->Measure(0).status().code(), absl::StatusCode::kAborted);
   // A job that starts after the abort (shutting down) gets engines that fail.

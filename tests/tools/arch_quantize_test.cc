@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/local_job.h"
+#include "tests/testing/arch_goldens.h"
 #include "tests/testing/test_paths.h"
 #include "worker/model/tensor_convert.h"
 
@@ -23,15 +24,11 @@ namespace {
 
 constexpr double kBitsTolerance = 1e-3;  // BAQ's global allocation promise.
 
-std::string ArchDir(const std::string& family) {
-  return testing::SourceDir() + "/tests/worker/model/testdata/arch/" + family;
-}
-
 class ArchQuantizeTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    if (!std::ifstream(ArchDir(GetParam()) + "/tokenizer.json")) {
-      GTEST_SKIP() << "no " << ArchDir(GetParam())
+    if (!std::ifstream(testing::ArchGoldenDir(GetParam()) + "/tokenizer.json")) {
+      GTEST_SKIP() << "no " << testing::ArchGoldenDir(GetParam())
                    << ": run tools/golden/make_arch_goldens.py tests/worker/model/testdata/arch";
     }
   }
@@ -39,7 +36,7 @@ class ArchQuantizeTest : public ::testing::TestWithParam<const char*> {
   // 4 windows of 64 tokens of examples/calibration.txt (byte-level ids).
   JobConfig Job(const std::string& out) {
     JobConfig config = testing::ExampleFixtureJob(out);
-    config.model_dir = ArchDir(GetParam());
+    config.model_dir = testing::ArchGoldenDir(GetParam());
     config.calibration.seqlen = 64;
     config.formats = {OutputFormat::kFakeQuant};
     return config;
@@ -49,7 +46,7 @@ class ArchQuantizeTest : public ::testing::TestWithParam<const char*> {
   // one per layer of the model (all experts).
   void ExpectFiniteLayers(const std::string& out) {
     const nlohmann::json report = testing::ReadJsonFile(out + "/quant_report.json");
-    absl::StatusOr<ModelConfig> config = LoadModelConfig(ArchDir(GetParam()));
+    absl::StatusOr<ModelConfig> config = LoadModelConfig(testing::ArchGoldenDir(GetParam()));
     ASSERT_TRUE(config.ok()) << config.status();
     size_t layers = 0;
     for (int64_t b = 0; b < config->num_layers; ++b) layers += config->BlockLinearLayers(b).size();
@@ -136,13 +133,8 @@ TEST_P(ArchQuantizeTest, BaqFractionalTarget) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchQuantizeTest,
-                         ::testing::Values("llama3", "qwen2_yarn", "phi3_longrope", "qwen3",
-                                           "mistral_head_dim", "gemma2", "gemma3_text",
-                                           "mixtral", "mixtral_starved", "qwen2_moe",
-                                           "qwen3_moe"),
-                         [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param);
-                         });
+                         ::testing::ValuesIn(testing::kArchGoldenFamilies),
+                         testing::ArchGoldenFamilyName);
 
 }  // namespace
 }  // namespace baq

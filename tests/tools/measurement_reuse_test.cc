@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/local_job.h"
 #include "tests/testing/test_paths.h"
 #include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
@@ -31,11 +32,8 @@ namespace fs = std::filesystem;
 constexpr double kBitsTolerance = 1e-3;  // Achieved vs target average bits.
 
 JobConfig ParallelJob(const std::string& model, const std::string& out, double bits) {
-  JobConfig c;
+  JobConfig c = testing::ExampleFixtureJob(out);
   c.model_dir = model;
-  c.output_dir = out;
-  c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
-  c.calibration.num_samples = 4;
   c.calibration.seqlen = 64;
   c.formats = {OutputFormat::kFakeQuant, OutputFormat::kPacked};
   c.mode = ExecutionMode::kParallel;

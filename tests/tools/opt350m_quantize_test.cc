@@ -23,11 +23,8 @@ namespace {
 constexpr double kBitsTolerance = 1e-3;  // As local_quantize_test (global allocation).
 
 JobConfig Job(const std::string& model, const std::string& out) {
-  JobConfig c;
+  JobConfig c = testing::ExampleFixtureJob(out);
   c.model_dir = model;
-  c.output_dir = out;
-  c.calibration.files = {testing::SourceDir() + "/examples/calibration.txt"};
-  c.calibration.num_samples = 4;
   c.calibration.seqlen = 64;
   c.formats = {OutputFormat::kFakeQuant, OutputFormat::kPacked};
   // The gate's perplexities (unquantized and result) run the head stage:

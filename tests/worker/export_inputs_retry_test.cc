@@ -6,7 +6,6 @@
 // has the inputs: the bytes equal those of an engine that lost nothing.
 #include <prometheus/registry.h>
 
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "common/failpoint.h"
 #include "coordinator/remote_block_engine.h"
 #include "gtest/gtest.h"
+#include "tests/testing/metric_value.h"
 #include "tests/testing/test_paths.h"
 #include "tests/testing/tiny_model.h"
 #include "worker/torch_block_engine.h"
@@ -83,15 +83,8 @@ class ExportInputsRetryTest : public ::testing::Test {
   }
 
   double Rpcs(const std::string& method, const std::string& code) {
-    for (const auto& family : registry_.Collect()) {
-      if (family.name != "baq_worker_rpcs_total") continue;
-      for (const auto& m : family.metric) {
-        std::map<std::string, std::string> labels;
-        for (const auto& l : m.label) labels[l.name] = l.value;
-        if (labels["method"] == method && labels["code"] == code) return m.counter.value;
-      }
-    }
-    return 0;
+    return testing::MetricValue(registry_, "baq_worker_rpcs_total",
+                                {{"method", method}, {"code", code}});
   }
 
   prometheus::Registry registry_;

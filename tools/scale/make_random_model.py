@@ -93,6 +93,32 @@ def write_safetensors(path, tensors):
     os.replace(tmp, path)
 
 
+class ShardedCheckpoint:
+    """Writes `config` as config.json under `out`, then shards of tensors
+    (shard 0: what is outside the blocks, shard b + 1: block b), each a
+    model-<i>-of-<blocks + 1>.safetensors, and finally
+    model.safetensors.index.json mapping every tensor to its shard."""
+
+    def __init__(self, out, config, blocks):
+        self.out = out
+        self.num_shards = blocks + 1
+        self.width = len(str(self.num_shards))
+        self.weight_map = {}
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+
+    def shard(self, index, tensors):
+        name = f"model-{index:0{self.width}d}-of-{self.num_shards:0{self.width}d}.safetensors"
+        write_safetensors(os.path.join(self.out, name), tensors)
+        for t, _ in tensors:
+            self.weight_map[t] = name
+
+    def write_index(self, total_size):
+        with open(os.path.join(self.out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total_size}, "weight_map": self.weight_map}, f,
+                      indent=1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", required=True, help="output directory (created; must not exist)")
@@ -133,20 +159,11 @@ def main():
         "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "hidden_act": "silu",
         "rope_theta": 10000.0, "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 2,
     }
-    with open(os.path.join(a.out, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
-    weight_map = {}
-    width = len(str(a.blocks + 1))
-
-    def shard(index, tensors):
-        name = f"model-{index:0{width}d}-of-{a.blocks + 1:0{width}d}.safetensors"
-        write_safetensors(os.path.join(a.out, name), tensors)
-        for t, _ in tensors:
-            weight_map[t] = name
-
-    shard(0, [("model.embed_tokens.weight", seeded_normal((vocab, h), "embed", a.seed, a.std, a.device)),
-              ("model.norm.weight", ones(h)),
-              ("lm_head.weight", seeded_normal((vocab, h), "lm_head", a.seed, a.std, a.device))])
+    checkpoint = ShardedCheckpoint(a.out, config, a.blocks)
+    checkpoint.shard(0, [
+        ("model.embed_tokens.weight", seeded_normal((vocab, h), "embed", a.seed, a.std, a.device)),
+        ("model.norm.weight", ones(h)),
+        ("lm_head.weight", seeded_normal((vocab, h), "lm_head", a.seed, a.std, a.device))])
     shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (h, h), "self_attn.v_proj": (h, h),
               "self_attn.o_proj": (h, h), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h),
               "mlp.down_proj": (h, i)}
@@ -159,9 +176,8 @@ def main():
             tensors.append((prefix + layer + ".weight",
                             seeded_normal(shape, prefix + layer, a.seed, a.std, a.device)))
             total += shape[0] * shape[1]
-        shard(b + 1, tensors)
-    with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": 2 * total}, "weight_map": weight_map}, f, indent=1)
+        checkpoint.shard(b + 1, tensors)
+    checkpoint.write_index(2 * total)  # float16: 2 bytes a parameter.
     print(f"{a.out}: {a.blocks} blocks, hidden {h}, intermediate {i}, "
           f"{total / 1e9:.2f} G block parameters ({2 * total / 2**30:.1f} GiB float16)")
 
@@ -179,17 +195,7 @@ def write_opt(a, vocab):
         "activation_function": "relu", "enable_bias": True, "layer_norm_elementwise_affine": True,
         "tie_word_embeddings": True, "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2,
     }
-    with open(os.path.join(a.out, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
-    weight_map = {}
-    width = len(str(a.blocks + 1))
-
-    def shard(index, tensors):
-        name = f"model-{index:0{width}d}-of-{a.blocks + 1:0{width}d}.safetensors"
-        write_safetensors(os.path.join(a.out, name), tensors)
-        for t, _ in tensors:
-            weight_map[t] = name
-
+    checkpoint = ShardedCheckpoint(a.out, config, a.blocks)
     d = "model.decoder."
     outer = [(d + "embed_tokens.weight", seeded_normal((vocab, proj), "embed", a.seed, a.std, a.device)),
              (d + "embed_positions.weight",
@@ -199,7 +205,7 @@ def write_opt(a, vocab):
                   (d + "project_out.weight", seeded_normal((proj, h), "project_out", a.seed, a.std, a.device))]
     if not a.post_ln:
         outer += [(d + "final_layer_norm.weight", ones(h)), (d + "final_layer_norm.bias", zeros(h))]
-    shard(0, outer)
+    checkpoint.shard(0, outer)
     shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (h, h), "self_attn.v_proj": (h, h),
               "self_attn.out_proj": (h, h), "fc1": (i, h), "fc2": (h, i)}
     total = 0
@@ -213,9 +219,8 @@ def write_opt(a, vocab):
                             seeded_normal(shape, prefix + layer, a.seed, a.std, a.device)))
             tensors.append((prefix + layer + ".bias", zeros(shape[0])))
             total += shape[0] * shape[1]
-        shard(b + 1, tensors)
-    with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": 2 * total}, "weight_map": weight_map}, f, indent=1)
+        checkpoint.shard(b + 1, tensors)
+    checkpoint.write_index(2 * total)  # float16: 2 bytes a parameter.
     print(f"{a.out}: OPT, {a.blocks} blocks, hidden {h}, ffn {i}, proj {proj}, "
           f"{'post' if a.post_ln else 'pre'}-LN, {total / 1e9:.2f} G block parameters "
           f"({2 * total / 2**30:.1f} GiB float16)")

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "proto/convert.h"
 #include "worker/service/engine_byte_streams.h"
+#include "worker/service/job_stream_writer.h"
 
 namespace baq::worker {
 namespace {
@@ -18,19 +19,40 @@ namespace {
 // client cancels the call (job cancelled, coordinator gone, deadline passed),
 // the job's engine on that device is cancelled and dropped, so the work stops
 // within a layer or a few calibration windows and its memory is freed.
+// Done(status) records the outcome under `method` and finishes the call.
 // Owns itself: deleted in OnDone.
 class JobCallReactor final : public grpc::ServerUnaryReactor {
  public:
-  JobCallReactor(EngineHost* host, std::string job_id, int device)
-      : host_(host), job_id_(std::move(job_id)), device_(device) {}
+  JobCallReactor(EngineHost* host, WorkerMetrics* metrics, absl::string_view method,
+                 std::string job_id, int device)
+      : host_(host),
+        metrics_(metrics),
+        method_(method),
+        job_id_(std::move(job_id)),
+        device_(device) {}
   void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
   void OnDone() override { delete this; }
 
+  void Done(const absl::Status& status) {
+    RecordRpc(metrics_, method_, status);
+    Finish(ToGrpcStatus(status));
+  }
+
  private:
   EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  const std::string method_;
   const std::string job_id_;
   const int device_;
 };
+
+// `engine`, or CANCELLED when the call was cancelled while its work waited
+// for the device's executor.
+absl::StatusOr<BlockEngine*> UnlessCancelled(absl::StatusOr<BlockEngine*> engine,
+                                             grpc::CallbackServerContext* ctx) {
+  if (engine.ok() && ctx->IsCancelled()) return absl::CancelledError("cancelled");
+  return engine;
+}
 
 // The bit target a Measure/Quantize request carries (several targets over
 // one measurement); target_bits 0: the job's, nothing to do.
@@ -42,45 +64,34 @@ absl::Status ApplyTarget(BlockEngine& engine, double target_bits, bool keep_meas
 
 // Streams a Quantize result: per tensor a header then its bytes in chunks,
 // then the report. Owns itself: deleted in OnDone.
-class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeResponseChunk> {
+class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
  public:
   QuantizeWriter(grpc::CallbackServerContext* ctx, const v1::QuantizeRequest& request,
                  EngineHost* host, WorkerMetrics* metrics)
-      : ctx_(ctx),
-        host_(host),
-        metrics_(metrics),
-        job_id_(request.job_id()),
-        device_(request.device_index()) {
+      : JobStreamWriter(ctx, host, metrics, request.job_id(), request.device_index(),
+                        "Quantize") {
     const int64_t block = request.block();
     host->WithEngine(
         request.job_id(), request.device_index(),
         [this, block, target = request.target_bits(), keep = request.keep_measurement(),
          allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
+          engine = UnlessCancelled(engine, this->ctx());
           if (!engine.ok()) return Done(engine.status());
-          if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
           if (absl::Status s = ApplyTarget(**engine, target, keep); !s.ok()) return Done(s);
           const absl::Time start = absl::Now();
           absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
           if (!out.ok()) return Done(out.status());
-          if (metrics_ != nullptr) {
-            metrics_->blocks_quantized_total().Increment();
-            metrics_->RecordBlock("quantize", absl::ToDoubleSeconds(absl::Now() - start));
+          if (this->metrics() != nullptr) {
+            this->metrics()->blocks_quantized_total().Increment();
+            this->metrics()->RecordBlock("quantize", absl::ToDoubleSeconds(absl::Now() - start));
           }
           output_ = *std::move(out);
           WriteNext();
         });
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
-    WriteNext();
-  }
-  // See JobCallReactor.
-  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
-  void OnDone() override { delete this; }
-
  private:
-  void WriteNext() {
+  void WriteNext() override {
     chunk_.Clear();
     if (tensor_ < output_.tensors.size()) {
       TensorBytes& t = output_.tensors[tensor_];
@@ -96,7 +107,7 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
         const size_t n = std::min(kMaxChunkBytes, t.bytes.size() - offset_);
         chunk_.set_data(t.bytes.data() + offset_, n);
         offset_ += n;
-        if (metrics_ != nullptr) metrics_->bytes_sent_total().Increment(n);
+        if (metrics() != nullptr) metrics()->bytes_sent_total().Increment(n);
         return StartWrite(&chunk_);
       }
       std::string().swap(t.bytes);  // Sent: free it before the next tensor.
@@ -115,16 +126,6 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
     Done(absl::OkStatus());
   }
 
-  void Done(const absl::Status& status) {
-    RecordRpc(metrics_, "Quantize", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  grpc::CallbackServerContext* const ctx_;
-  EngineHost* const host_;
-  WorkerMetrics* const metrics_;
-  const std::string job_id_;
-  const int device_;
   // Touched by one thread at a time: the executor until the first
   // StartWrite, then the gRPC reaction that follows each write.
   BlockOutput output_;
@@ -141,26 +142,21 @@ class QuantizeWriter final : public grpc::ServerWriteReactor<v1::QuantizeRespons
 grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* ctx,
                                                   const v1::StartJobRequest* request,
                                                   v1::StartJobResponse* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new JobCallReactor(host_, request->job_id(), request->device_index());
-  WorkerMetrics* metrics = metrics_;
-  auto finish = [reactor, metrics](const absl::Status& s) {
-    RecordRpc(metrics, "StartJob", s);
-    reactor->Finish(ToGrpcStatus(s));
-  };
+  auto* reactor = new JobCallReactor(host_, metrics_, "StartJob", request->job_id(),
+                                     request->device_index());
   absl::StatusOr<JobConfig> config = FromProto(request->spec());
   if (!config.ok()) {
-    finish(config.status());
+    reactor->Done(config.status());
     return reactor;
   }
   if (request->job_id().empty()) {
-    finish(absl::InvalidArgumentError("job_id is empty"));
+    reactor->Done(absl::InvalidArgumentError("job_id is empty"));
     return reactor;
   }
   host_->StartJob(request->job_id(), request->device_index(), *std::move(config),
-                  [response, finish](absl::StatusOr<int64_t> num_blocks) {
+                  [response, reactor](absl::StatusOr<int64_t> num_blocks) {
                     if (num_blocks.ok()) response->set_num_blocks(*num_blocks);
-                    finish(num_blocks.status());
+                    reactor->Done(num_blocks.status());
                   });
   return reactor;
 }
@@ -168,8 +164,8 @@ grpc::ServerUnaryReactor* WorkerService::StartJob(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ctx,
                                                  const v1::MeasureRequest* request,
                                                  v1::BlockMeasurement* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new JobCallReactor(host_, request->job_id(), request->device_index());
+  auto* reactor = new JobCallReactor(host_, metrics_, "Measure", request->job_id(),
+                                     request->device_index());
   WorkerMetrics* metrics = metrics_;
   const int64_t block = request->block();
   const double target = request->target_bits();
@@ -177,9 +173,8 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
   host_->WithEngine(request->job_id(), request->device_index(),
                     [reactor, response, metrics, ctx, block, target,
                      keep](absl::StatusOr<BlockEngine*> engine) {
+                      engine = UnlessCancelled(engine, ctx);
                       absl::Status status = engine.status();
-                      if (status.ok() && ctx->IsCancelled())
-                        status = absl::CancelledError("cancelled");
                       if (status.ok()) status = ApplyTarget(**engine, target, keep);
                       if (status.ok()) {
                         const absl::Time start = absl::Now();
@@ -194,8 +189,7 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
                           }
                         }
                       }
-                      RecordRpc(metrics, "Measure", status);
-                      reactor->Finish(ToGrpcStatus(status));
+                      reactor->Done(status);
                     });
   return reactor;
 }
@@ -203,27 +197,22 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* WorkerService::Evaluate(grpc::CallbackServerContext* ctx,
                                                   const v1::EvaluateRequest* request,
                                                   v1::EvaluateResponse* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new JobCallReactor(host_, request->job_id(), request->device_index());
-  WorkerMetrics* metrics = metrics_;
+  auto* reactor = new JobCallReactor(host_, metrics_, "Evaluate", request->job_id(),
+                                     request->device_index());
   host_->WithEngine(request->job_id(), request->device_index(),
-                    [reactor, response, metrics, ctx, req = *request](
-                        absl::StatusOr<BlockEngine*> engine) {
-                      absl::Status status = engine.status();
-                      if (status.ok() && ctx->IsCancelled())
-                        status = absl::CancelledError("cancelled");
+                    [reactor, response, ctx, req = *request](absl::StatusOr<BlockEngine*> engine) {
+                      engine = UnlessCancelled(engine, ctx);
                       absl::StatusOr<CheckpointEvaluator*> evaluator =
-                          status.ok() ? RequireCapability<CheckpointEvaluator>(**engine)
-                                      : absl::StatusOr<CheckpointEvaluator*>(status);
-                      status = evaluator.status();
+                          engine.ok() ? RequireCapability<CheckpointEvaluator>(**engine)
+                                      : absl::StatusOr<CheckpointEvaluator*>(engine.status());
+                      absl::Status status = evaluator.status();
                       if (status.ok()) {
                         absl::StatusOr<double> ppl = (*evaluator)->Evaluate(
                             req.model_dir(), req.text_file(), req.seqlen());
                         status = ppl.status();
                         if (ppl.ok()) response->set_perplexity(*ppl);
                       }
-                      RecordRpc(metrics, "Evaluate", status);
-                      reactor->Finish(ToGrpcStatus(status));
+                      reactor->Done(status);
                     });
   return reactor;
 }

@@ -16,6 +16,7 @@
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
 #include "worker/service/engine_byte_streams.h"
+#include "worker/service/job_stream_writer.h"
 #include "worker/service/worker_service.h"
 
 namespace baq::worker {
@@ -30,61 +31,41 @@ absl::StatusOr<ShardedCalibration*> Shards(absl::StatusOr<BlockEngine*> engine) 
 // Streams the partials of AccumulateHessians. A cancelled call (job
 // cancelled, coordinator gone, deadline) cancels and drops the job's engine
 // on the device, as for Quantize. Owns itself: deleted in OnDone.
-class PartialsWriter final : public grpc::ServerWriteReactor<v1::HessianPartialChunk> {
+class PartialsWriter final : public JobStreamWriter<v1::HessianPartialChunk> {
  public:
   PartialsWriter(grpc::CallbackServerContext* ctx, const v1::AccumulateHessiansRequest& request,
                  EngineHost* host, WorkerMetrics* metrics)
-      : ctx_(ctx),
-        host_(host),
-        metrics_(metrics),
-        job_id_(request.job_id()),
-        device_(request.device_index()) {
+      : JobStreamWriter(ctx, host, metrics, request.job_id(), request.device_index(),
+                        "AccumulateHessians") {
     host->WithEngine(
-        job_id_, device_,
+        job_id(), device(),
         [this, block = request.block(),
          shards = std::vector<int32_t>(request.shards().begin(), request.shards().end())](
             absl::StatusOr<BlockEngine*> engine) {
           absl::StatusOr<ShardedCalibration*> sharded = Shards(engine);
           if (!sharded.ok()) return Done(sharded.status());
-          if (ctx_->IsCancelled()) return Done(absl::CancelledError("cancelled"));
+          if (this->ctx()->IsCancelled()) return Done(absl::CancelledError("cancelled"));
           const absl::Time start = absl::Now();
           absl::StatusOr<std::vector<HessianPartial>> partials =
               (*sharded)->AccumulateHessians(block, shards);
           if (!partials.ok()) return Done(partials.status());
-          if (metrics_ != nullptr) {
-            metrics_->RecordBlock("accumulate", absl::ToDoubleSeconds(absl::Now() - start));
+          if (this->metrics() != nullptr) {
+            this->metrics()->RecordBlock("accumulate", absl::ToDoubleSeconds(absl::Now() - start));
           }
           writer_.emplace(*std::move(partials));
           WriteNext();
         });
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) return Done(absl::CancelledError("stream broken while writing"));
-    WriteNext();
-  }
-  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
-  void OnDone() override { delete this; }
-
  private:
-  void WriteNext() {
+  void WriteNext() override {
     if (!writer_->Next(&chunk_)) return Done(absl::OkStatus());
-    if (metrics_ != nullptr && chunk_.has_data()) {
-      metrics_->bytes_sent_total().Increment(chunk_.data().size());
+    if (metrics() != nullptr && chunk_.has_data()) {
+      metrics()->bytes_sent_total().Increment(chunk_.data().size());
     }
     StartWrite(&chunk_);
   }
 
-  void Done(const absl::Status& status) {
-    RecordRpc(metrics_, "AccumulateHessians", status);
-    Finish(ToGrpcStatus(status));
-  }
-
-  grpc::CallbackServerContext* const ctx_;
-  EngineHost* const host_;
-  WorkerMetrics* const metrics_;
-  const std::string job_id_;
-  const int device_;
   // Touched by one thread at a time: the executor, then the write reactions.
   std::optional<HessianPartialWriter> writer_;
   v1::HessianPartialChunk chunk_;

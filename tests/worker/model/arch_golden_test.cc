@@ -16,6 +16,7 @@
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "common/safetensors_checkpoint.h"
+#include "tests/testing/arch_goldens.h"
 #include "tests/testing/test_paths.h"
 #include "tests/worker/model/model_test_util.h"
 #include "worker/model/block_factory.h"
@@ -37,10 +38,6 @@ constexpr double kBlockTol = 2e-5;    // One block from the golden input.
 constexpr double kChainedTol = 5e-5;  // Blocks 0..i from the embeddings.
 constexpr double kLogitsTol = 5e-5;
 
-std::string ArchDir(const std::string& family) {
-  return ::baq::testing::SourceDir() + "/tests/worker/model/testdata/arch/" + family;
-}
-
 std::string Sci(double x) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2e", x);
@@ -50,7 +47,7 @@ std::string Sci(double x) {
 class ArchGoldenTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    const std::string dir = ArchDir(GetParam());
+    const std::string dir = ::baq::testing::ArchGoldenDir(GetParam());
     if (!std::ifstream(dir + "/golden_forward.safetensors")) {
       GTEST_SKIP() << "no " << dir << ": run python3 tools/golden/make_arch_goldens.py "
                    << "tests/worker/model/testdata/arch (torch + transformers 5.x)";
@@ -163,13 +160,8 @@ TEST_P(ArchGoldenTest, ObserverSeesEveryLayerAndExpertCounts) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchGoldenTest,
-                         ::testing::Values("llama3", "qwen2_yarn", "phi3_longrope", "qwen3",
-                                           "mistral_head_dim", "gemma2", "gemma3_text",
-                                           "mixtral", "mixtral_starved", "qwen2_moe",
-                                           "qwen3_moe"),
-                         [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param);
-                         });
+                         ::testing::ValuesIn(::baq::testing::kArchGoldenFamilies),
+                         ::baq::testing::ArchGoldenFamilyName);
 
 }  // namespace
 }  // namespace baq::worker

@@ -16,6 +16,7 @@
 #include "coordinator/remote_block_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/metric_value.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
 
@@ -110,15 +111,8 @@ class WorkerServiceShardsTest : public ::testing::Test {
   }
 
   double Rpcs(const std::string& method, const std::string& code) {
-    for (const auto& family : registry_.Collect()) {
-      if (family.name != "baq_worker_rpcs_total") continue;
-      for (const auto& m : family.metric) {
-        std::map<std::string, std::string> labels;
-        for (const auto& l : m.label) labels[l.name] = l.value;
-        if (labels["method"] == method && labels["code"] == code) return m.counter.value;
-      }
-    }
-    return 0;
+    return testing::MetricValue(registry_, "baq_worker_rpcs_total",
+                                {{"method", method}, {"code", code}});
   }
 
   Seen seen_;

@@ -15,6 +15,8 @@
 #include "baq/v1/worker.grpc.pb.h"
 #include "proto/convert.h"
 #include "tests/fakes/fake_block_engine.h"
+#include "tests/fakes/fake_job_config.h"
+#include "tests/testing/metric_value.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
 
@@ -25,32 +27,11 @@ using ::baq::testing::FakeBlockEngine;
 using ::baq::testing::FakeEngineFactory;
 using ::baq::testing::FakeEngineLog;
 using ::baq::testing::FakeEngineOptions;
+using ::baq::testing::FakeJobConfig;
+using ::baq::testing::MetricValue;
 using ::testing::ElementsAre;
 
 constexpr auto kDeadline = std::chrono::seconds(10);
-
-JobConfig TestConfig() {
-  JobConfig config;
-  config.model_dir = "/models/fake";
-  config.output_dir = "/tmp/out";
-  config.calibration.files = {"calib.txt"};
-  return config;
-}
-
-double Value(prometheus::Registry& registry, const std::string& name,
-             const std::map<std::string, std::string>& labels) {
-  for (const auto& family : registry.Collect()) {
-    if (family.name != name) continue;
-    for (const auto& m : family.metric) {
-      std::map<std::string, std::string> have;
-      for (const auto& l : m.label) have[l.name] = l.value;
-      bool match = true;
-      for (const auto& [k, v] : labels) match = match && have[k] == v;
-      if (match) return m.counter.value + m.gauge.value;
-    }
-  }
-  return 0;
-}
 
 class WorkerServiceTest : public ::testing::Test {
  protected:
@@ -70,7 +51,8 @@ class WorkerServiceTest : public ::testing::Test {
     ctx.set_deadline(std::chrono::system_clock::now() + kDeadline);
   }
 
-  grpc::Status StartJob(const std::string& job, int device = 0, JobConfig config = TestConfig()) {
+  grpc::Status StartJob(const std::string& job, int device = 0,
+                        JobConfig config = FakeJobConfig()) {
     grpc::ClientContext ctx;
     SetDeadline(ctx);
     v1::StartJobRequest req;
@@ -140,10 +122,12 @@ TEST_F(WorkerServiceTest, StartMeasureQuantizeRoundTrip) {
   EXPECT_EQ(kinds, "hdhdr");
   EXPECT_EQ(data, FakeBlockEngine::ExpectedTensorBytes(0, 0, 64) +
                       FakeBlockEngine::ExpectedTensorBytes(0, 1, 64));
-  EXPECT_EQ(Value(registry_, "baq_worker_blocks_measured_total", {}), 1);
-  EXPECT_EQ(Value(registry_, "baq_worker_blocks_quantized_total", {}), 1);
-  EXPECT_EQ(Value(registry_, "baq_worker_rpcs_total", {{"method", "Quantize"}, {"code", "OK"}}), 1);
-  EXPECT_EQ(Value(registry_, "baq_worker_engines", {}), 1);
+  EXPECT_EQ(MetricValue(registry_, "baq_worker_blocks_measured_total", {}), 1);
+  EXPECT_EQ(MetricValue(registry_, "baq_worker_blocks_quantized_total", {}), 1);
+  EXPECT_EQ(
+      MetricValue(registry_, "baq_worker_rpcs_total", {{"method", "Quantize"}, {"code", "OK"}}),
+      1);
+  EXPECT_EQ(MetricValue(registry_, "baq_worker_engines", {}), 1);
 }
 
 TEST_F(WorkerServiceTest, StreamsLargeTensorsInChunks) {
@@ -226,7 +210,7 @@ TEST_F(WorkerServiceTest, MapsErrorsToCanonicalCodes) {
   v1::BlockMeasurement m;
   EXPECT_EQ(Measure("unknown-job", 0, &m).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(StartJob("job-1", /*device=*/7).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  JobConfig bad = TestConfig();
+  JobConfig bad = FakeJobConfig();
   bad.model_dir = "bad-model";
   EXPECT_EQ(StartJob("job-1", 0, bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
@@ -239,7 +223,7 @@ TEST_F(WorkerServiceTest, MapsErrorsToCanonicalCodes) {
   grpc::Status s = Measure("job-1", 1, &m);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(s.error_message(), "out of device memory");
-  EXPECT_EQ(Value(registry_, "baq_worker_rpcs_total",
+  EXPECT_EQ(MetricValue(registry_, "baq_worker_rpcs_total",
                   {{"method", "Measure"}, {"code", "RESOURCE_EXHAUSTED"}}),
             1);
 }
@@ -266,8 +250,9 @@ TEST_F(WorkerServiceTest, EvaluatesOnTheJobsEngine) {
   EXPECT_EQ(resp.perplexity(), 23.5);
   EXPECT_EQ(evaluate("job-1", "missing", &resp).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(log_.entries(), ::testing::Contains("cpu: evaluate /staged /eval.txt 64"));
-  EXPECT_EQ(Value(registry_, "baq_worker_rpcs_total", {{"method", "Evaluate"}, {"code", "OK"}}),
-            1);
+  EXPECT_EQ(
+      MetricValue(registry_, "baq_worker_rpcs_total", {{"method", "Evaluate"}, {"code", "OK"}}),
+      1);
 }
 
 TEST_F(WorkerServiceTest, ResetDropsTheEngineAndIsIdempotent) {
@@ -284,7 +269,7 @@ TEST_F(WorkerServiceTest, ResetDropsTheEngineAndIsIdempotent) {
   v1::BlockMeasurement m;
   EXPECT_EQ(Measure("job-1", 0, &m).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(log_.entries(), ElementsAre("cpu: start", "cpu: reset"));
-  EXPECT_EQ(Value(registry_, "baq_worker_engines", {}), 0);
+  EXPECT_EQ(MetricValue(registry_, "baq_worker_engines", {}), 0);
 }
 
 TEST_F(WorkerServiceTest, ShutdownFreesEnginesOnTheirDevice) {
