@@ -8,6 +8,8 @@
 # dependency. apt-get brings those packages' own dependencies. Libraries that
 # no package owns (a pip LibTorch under /opt, say) are named on stderr and
 # left to the Dockerfile to copy. Fails if any library is "not found".
+# Libraries loaded with dlopen() are not ELF NEEDED entries, so the Dockerfiles
+# add them by name: libonig5 (Oniguruma, common/tokenizer/onig_regex.cc).
 #
 # Needs readelf (binutils), ldd (libc-bin) and dpkg-query: all in the build
 # stages, which install build-essential.
