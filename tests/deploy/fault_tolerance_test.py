@@ -130,7 +130,7 @@ class Cluster:
         with open(os.path.join(self.root, "coordinator.log")) as f:
             return f.read()
 
-    def start_worker(self, name, *extra):
+    def start_worker(self, name, *extra, env=None):
         if name in self.workers:
             port, mport = self.workers[name][1], self.workers[name][2]
         else:
@@ -140,7 +140,8 @@ class Cluster:
             [self.worker_bin, "--coordinator=127.0.0.1:%d" % self.port,
              "--listen=127.0.0.1:%d" % port, "--devices=cpu", "--threads=1",
              "--metrics_listen=127.0.0.1:%d" % mport] + list(extra),
-            stdout=logf, stderr=subprocess.STDOUT)
+            stdout=logf, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **env) if env else None)
         self.workers[name] = [proc, port, mport]
 
     def await_workers(self, n, timeout_s=60):
@@ -284,9 +285,16 @@ def await_block_work(c, job, timeout_s=JOB_TIMEOUT_S):
         time.sleep(0.05)
 
 
+# Every Measure/Quantize call of the kill scenario's workers lasts at least this long (the
+# worker's failpoints), so a worker read busy is still inside its call when the SIGKILL lands:
+# with an optimized BLAS a block of this tiny job takes a few milliseconds, and a kill after
+# the call returned finds nothing in flight (only the lease, 15 s, would tell).
+SLOW_CALLS = {"BAQ_FAILPOINTS": "worker.measure=sleep(300),worker.quantize=sleep(300)"}
+
+
 def scenario_worker_kill(c, flags):
     for name in ("w1", "w2", "w3"):
-        c.start_worker(name)
+        c.start_worker(name, env=SLOW_CALLS)
     c.await_workers(3)
     job = c.submit(flags, "ft-kill")
     detections, recoveries = [], []
@@ -314,7 +322,7 @@ def scenario_worker_kill(c, flags):
         log("kill %d: detected after %.2f s, block re-planned after %.2f s" %
             (k, detections[-1], recoveries[-1]))
         killed.add(victim)
-        c.start_worker(victim)  # Comes back as a new lease epoch: a replacement.
+        c.start_worker(victim, env=SLOW_CALLS)  # Comes back as a new lease epoch.
     st = c.await_job(job)
     assert st.get("state") == "succeeded", st
     assert len(re.findall(r"failure 3 of at most 3", c.coordinator_log())) >= 1, \

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/engine_capabilities.h"
+#include "common/failpoint.h"
 #include "common/status_macros.h"
 #include "proto/convert.h"
 #include "worker/service/engine_byte_streams.h"
@@ -78,6 +79,8 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
           engine = UnlessCancelled(engine, this->ctx());
           if (!engine.ok()) return Done(engine.status());
           if (absl::Status s = ApplyTarget(**engine, target, keep); !s.ok()) return Done(s);
+          // Test hook: "worker.quantize=sleep(MS)" keeps the call in flight (fault tests).
+          if (absl::Status s = failpoint::Eval("worker.quantize"); !s.ok()) return Done(s);
           const absl::Time start = absl::Now();
           absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
           if (!out.ok()) return Done(out.status());
@@ -176,6 +179,8 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
                       engine = UnlessCancelled(engine, ctx);
                       absl::Status status = engine.status();
                       if (status.ok()) status = ApplyTarget(**engine, target, keep);
+                      // Test hook, as "worker.quantize".
+                      if (status.ok()) status = failpoint::Eval("worker.measure");
                       if (status.ok()) {
                         const absl::Time start = absl::Now();
                         absl::StatusOr<BlockMeasurement> m = (*engine)->Measure(block);
