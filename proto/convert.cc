@@ -1,5 +1,7 @@
 #include "proto/convert.h"
 
+#include <algorithm>
+
 #include <limits>
 #include <string>
 #include <utility>
@@ -324,7 +326,7 @@ absl::StatusOr<TensorBytes> FromProtoHeader(const v1::TensorHeader& header) {
                                                    " bytes do not match shape and dtype ",
                                                    header.dtype()));
   }
-  tensor.bytes.reserve(header.total_bytes());
+  tensor.bytes.reserve(std::min<uint64_t>(header.total_bytes(), kMaxUpfrontReserveBytes));
   return tensor;
 }
 

@@ -18,6 +18,7 @@
 #include <grpcpp/support/status.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,6 +29,11 @@
 #include "common/job_config.h"
 
 namespace baq {
+
+// Streamed tensors and Hessian partials reserve at most this much when their
+// header arrives; larger ones grow as their chunks come. A peer announcing a
+// huge (valid-looking) size then cannot make the receiver allocate it up front.
+inline constexpr uint64_t kMaxUpfrontReserveBytes = uint64_t{256} << 20;
 
 // Largest payload of one stream message (Quantize, ExportInputs,
 // ImportInputs): well under gRPC's 4 MB default receive limit.

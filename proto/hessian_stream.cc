@@ -53,7 +53,7 @@ absl::Status HessianPartialAssembler::Add(const v1::HessianPartialChunk& chunk) 
       p.shard = h.shard();
       p.input_group = h.input_group();
       p.layer = h.layer();
-      p.bytes.reserve(h.total_bytes());
+      p.bytes.reserve(std::min<uint64_t>(h.total_bytes(), kMaxUpfrontReserveBytes));
       expected_bytes_ = h.total_bytes();
       partials_.push_back(std::move(p));
       return absl::OkStatus();

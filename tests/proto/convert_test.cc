@@ -259,6 +259,20 @@ TEST(ConvertTensorHeaderTest, RoundTripsEverythingButTheBytes) {
   EXPECT_GE(back->bytes.capacity(), 48u);  // Reserved for the data chunks.
 }
 
+TEST(ConvertTensorHeaderTest, HugeAnnouncedSizeIsNotAllocatedUpFront) {
+  // A valid header announcing 4 TiB: accepted (the stream may still bring it), but only
+  // kMaxUpfrontReserveBytes are reserved before any data chunk arrives.
+  v1::TensorHeader h;
+  h.set_name("huge");
+  h.set_dtype("F32");
+  h.add_shape(uint64_t{1} << 20);
+  h.add_shape(uint64_t{1} << 20);
+  h.set_total_bytes(uint64_t{4} << 40);
+  absl::StatusOr<TensorBytes> got = FromProtoHeader(h);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_LE(got->bytes.capacity(), kMaxUpfrontReserveBytes + 64);
+}
+
 TEST(ConvertTensorHeaderTest, ScalarsAndEmptyTensors) {
   v1::TensorHeader h;
   h.set_name("s");
