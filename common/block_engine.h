@@ -3,7 +3,7 @@
 // BlockEngine: what a worker does for one job on one device, block by block.
 // Implemented by worker::TorchBlockEngine (LibTorch, CPU or CUDA); driven by
 // the coordinator's JobRunner through a WorkerHandle — in process in local
-// mode, over gRPC (worker/worker_service.cc) in the distributed service.
+// mode, over gRPC (worker/service/worker_service.cc) in the distributed service.
 // The interface is torch-free so the coordinator and the service layer can
 // name it without linking LibTorch.
 //

@@ -48,7 +48,7 @@ class WorkerService final : public v1::WorkerService::CallbackService {
                                      const v1::EvaluateRequest* request,
                                      v1::EvaluateResponse* response) override;
 
-  // Calibration shards (worker/worker_service_shards.cc): the BlockEngine
+  // Calibration shards (worker/service/worker_service_shards.cc): the BlockEngine
   // calls of the same names; partials and inputs cross as chunked streams.
   grpc::ServerWriteReactor<v1::HessianPartialChunk>* AccumulateHessians(
       grpc::CallbackServerContext* ctx, const v1::AccumulateHessiansRequest* request) override;

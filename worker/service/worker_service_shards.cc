@@ -1,4 +1,4 @@
-// WorkerService's calibration-shard RPCs (declared in worker/worker_service.h;
+// WorkerService's calibration-shard RPCs (declared in worker/service/worker_service.h;
 // a file of their own so the block RPCs stay readable): each posts its
 // BlockEngine call to the device's executor through EngineHost and streams
 // Hessian partials (proto/hessian_stream.h) or one shard's inputs in chunks

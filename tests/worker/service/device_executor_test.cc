@@ -1,4 +1,4 @@
-// worker/device_executor: FIFO order on one thread that is not the caller's,
+// worker/service/device_executor: FIFO order on one thread that is not the caller's,
 // Stop() draining queued work and refusing later posts, the destructor as
 // Stop(), and the queue/busy gauges. Synchronized with Notifications only:
 // a task that blocks on a gate holds the executor where the test needs it.

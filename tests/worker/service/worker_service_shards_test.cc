@@ -1,4 +1,4 @@
-// WorkerService's calibration-shard RPCs (worker/worker_service_shards.cc)
+// WorkerService's calibration-shard RPCs (worker/service/worker_service_shards.cc)
 // end to end over gRPC: a real WorkerServer on localhost:0 with a scripted
 // engine, driven by the coordinator's RemoteBlockEngine. Hessian partials and
 // shard inputs larger than one 1 MiB message (and empty ones) arrive intact,
