@@ -41,6 +41,7 @@ class ActivationTransfer;
 class ShardedCalibration;
 class TargetSwitching;
 class CheckpointEvaluator;
+class LayerOwnership;
 
 class BlockEngine {
  public:
@@ -86,6 +87,7 @@ class BlockEngine {
   virtual ShardedCalibration* sharded_calibration() { return nullptr; }
   virtual TargetSwitching* target_switching() { return nullptr; }
   virtual CheckpointEvaluator* checkpoint_evaluator() { return nullptr; }
+  virtual LayerOwnership* layer_ownership() { return nullptr; }
 };
 
 }  // namespace baq

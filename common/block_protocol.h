@@ -92,6 +92,30 @@ struct HessianPartial {
   std::string bytes;
 };
 
+// One linear layer of a block, for placing its work on an owner
+// (LayerOwnership::BlockLayers).
+struct LayerShape {
+  std::string name;         // Full tensor prefix, e.g. "model.layers.3.mlp.up_proj".
+  int32_t input_group = 0;  // The layers of a group read the same inputs (one Hessian).
+  int64_t rows = 0;         // out_features.
+  int64_t columns = 0;      // in_features: the Hessian is columns x columns.
+};
+
+// What an owner returns for the layers it quantized
+// (LayerOwnership::QuantizeLayers).
+struct OwnedLayersOutput {
+  // The layers' reports (output.layers) and output tensors, layer by layer
+  // in the order quantized; tensors_per_layer[i] tensors belong to
+  // output.layers[i], so the coordinator can interleave owners' pieces in
+  // the block's layer order.
+  BlockOutput output;
+  std::vector<int32_t> tensors_per_layer;
+  // Parallel to output.layers: the quantized weight [rows, columns] as the
+  // next block must see it (the dequantized weight in the checkpoint dtype),
+  // named by the layer.
+  std::vector<TensorBytes> weights;
+};
+
 }  // namespace baq
 
 #endif  // BAQ_COMMON_BLOCK_PROTOCOL_H_

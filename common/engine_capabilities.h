@@ -87,6 +87,73 @@ class TargetSwitching {
   virtual absl::Status SetTarget(double target_bits, bool keep_measurement) = 0;
 };
 
+// Resident calibration shards with one owner per layer (the distributed
+// data path, docs/architecture.md). Every engine keeps the calibration
+// shards it was dealt on its own device for the whole job; per block only
+// Hessian partials and quantized weights travel. For block b the coordinator
+//   1. calls ShardedCalibration::AccumulateHessians(b, its shards) on every
+//      engine at once and merges the partials in shard order (an engine that
+//      holds every shard instead measures with plain Measure(b): no
+//      partials travel);
+//   2. places every layer of BlockLayers(b) on one owner (balanced by
+//      Hessian size) and hands each owner the merged sums of the input
+//      groups of its layers (ShardedCalibration::ImportHessians with only
+//      those groups);
+//   3. MeasureLayers(b, owned) on each owner; the bit budget allocates over
+//      the whole block's measurement;
+//   4. QuantizeLayers(b, owned, allocation) on each owner: its layers'
+//      output tensors and their quantized weights;
+//   5. AdvanceShards(b, the weights of the layers the engine did not
+//      quantize) on every engine: each runs its own shards through the
+//      quantized block, producing their inputs of b + 1 in place.
+//   6. every K blocks, CheckpointShards(b + 1, dir) on every engine.
+// A lost engine's shards are dealt to the survivors, which RestoreShard()
+// them from the latest checkpoint (or re-embed them: block 0) and replay the
+// blocks since with AdvanceShards(block, every layer's weights). No decided
+// layer is re-quantized; the bits equal local mode with P = shards.
+// Unsharded jobs (calibration_shards = 1) are one shard, numbered 0.
+class LayerOwnership {
+ public:
+  static constexpr const char kName[] = "layer ownership";
+  virtual ~LayerOwnership() = default;
+
+  // The linear layers of `block` in the block's order (the order of
+  // BlockMeasurement::layers and BlockOutput::layers).
+  virtual absl::StatusOr<std::vector<LayerShape>> BlockLayers(int64_t block) = 0;
+
+  // BAQ pass 1 of `layers` (indices into BlockLayers(block), distinct,
+  // increasing; empty losses for GPTQ/RTN), from merged Hessians this engine
+  // imported or measured. The result lists exactly those layers, in order.
+  virtual absl::StatusOr<BlockMeasurement> MeasureLayers(int64_t block,
+                                                         const std::vector<int32_t>& layers) = 0;
+
+  // Quantizes `layers` (as above) with `allocation` (one entry per listed
+  // layer, in the same order). The output's layers and tensors cover only
+  // those layers, in order; the weights are what the next block must see.
+  virtual absl::StatusOr<OwnedLayersOutput> QuantizeLayers(
+      int64_t block, const std::vector<int32_t>& layers,
+      const std::vector<LayerAllocation>& allocation) = 0;
+
+  // Sets the quantized weights of `block` this engine did not quantize
+  // itself (`weights`, one per layer, named by the layer; a replay gives
+  // every layer) and runs every shard the engine holds at `block` through
+  // the quantized block: they become the shards' inputs of block + 1. Then
+  // drops the block's state. FailedPrecondition naming the layer if a layer
+  // has neither been quantized here nor been given.
+  virtual absl::Status AdvanceShards(int64_t block, std::vector<TensorBytes> weights) = 0;
+
+  // Writes every shard this engine holds at `block` to
+  // `dir`/shard-<k>.block-<b>.baqa (activation_format, written to a
+  // temporary name, fsync'ed and renamed) and returns their numbers.
+  virtual absl::StatusOr<std::vector<int32_t>> CheckpointShards(int64_t block,
+                                                                const std::string& dir) = 0;
+
+  // Takes `shard`'s inputs of `block` from the file CheckpointShards wrote in
+  // `dir` (NotFound when absent, DataLoss when malformed), or, for block 0
+  // with an empty `dir`, embeds the shard's calibration windows again.
+  virtual absl::Status RestoreShard(int64_t block, int32_t shard, const std::string& dir) = 0;
+};
+
 // Perplexity of a checkpoint, for the eval gate (coordinator/eval_gate.h).
 class CheckpointEvaluator {
  public:
@@ -114,6 +181,7 @@ inline TargetSwitching* Find(BlockEngine& e, TargetSwitching*) { return e.target
 inline CheckpointEvaluator* Find(BlockEngine& e, CheckpointEvaluator*) {
   return e.checkpoint_evaluator();
 }
+inline LayerOwnership* Find(BlockEngine& e, LayerOwnership*) { return e.layer_ownership(); }
 }  // namespace engine_internal
 
 // The capability T of `engine`, or null when it does not offer it.
