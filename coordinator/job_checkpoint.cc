@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "common/dtype.h"
 #include "common/durable_file.h"
+#include "common/status_macros.h"
 
 namespace baq::coordinator {
 namespace {
@@ -73,6 +74,10 @@ std::string JobCheckpoint::BlockPath(int64_t block) const {
   return absl::StrFormat("%s/block-%05d.out", dir_, block);
 }
 
+std::string JobCheckpoint::WeightsPath(int64_t block) const {
+  return absl::StrCat(dir_, "/weights-", block, ".bin");
+}
+
 std::string JobCheckpoint::InputsPath(int64_t block) const {
   return absl::StrFormat("%s/inputs-%05d.bin", dir_, block);
 }
@@ -107,6 +112,7 @@ absl::StatusOr<CheckpointState> JobCheckpoint::Load() const {
     }
     s.worker_failures = j.at("worker_failures").get<int64_t>();
     s.resumes = j.value("resumes", int64_t{0});
+    s.shard_checkpoint_block = j.value("shard_checkpoint_block", int64_t{-1});
     if (s.blocks_done < 0 || s.blocks_done > s.num_blocks) {
       return absl::DataLossError(absl::StrCat(path, ": blocks_done ", s.blocks_done,
                                               " is outside [0, ", s.num_blocks, "]"));
@@ -118,7 +124,31 @@ absl::StatusOr<CheckpointState> JobCheckpoint::Load() const {
 }
 
 absl::StatusOr<BlockOutput> JobCheckpoint::LoadBlock(int64_t block) const {
-  const std::string path = BlockPath(block);
+  return ReadBlockFile(BlockPath(block), block);
+}
+
+absl::StatusOr<std::vector<TensorBytes>> JobCheckpoint::LoadWeights(int64_t block) const {
+  BAQ_ASSIGN_OR_RETURN(BlockOutput out, ReadBlockFile(WeightsPath(block), block));
+  return std::move(out.tensors);
+}
+
+absl::Status JobCheckpoint::SaveWeights(int64_t block, const std::vector<TensorBytes>& weights) {
+  BAQ_RETURN_IF_ERROR(CreateDir());
+  BlockOutput out;
+  out.block = block;
+  out.tensors = weights;
+  return WriteBlockFile(WeightsPath(block), out);
+}
+
+void JobCheckpoint::DropWeightsBefore(int64_t block) {
+  std::error_code ec;
+  for (int64_t b = block - 1; b >= 0; --b) {
+    if (!fs::remove(WeightsPath(b), ec)) break;  // Older ones went before.
+  }
+}
+
+absl::StatusOr<BlockOutput> JobCheckpoint::ReadBlockFile(const std::string& path,
+                                                         int64_t block) const {
   absl::StatusOr<std::string> data = ReadAll(path);
   if (!data.ok()) return data.status();
   const size_t magic = sizeof(kBlockMagic) - 1;
@@ -186,17 +216,37 @@ absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
                     {"reference_losses", references}}},
                   {"worker_failures", s.worker_failures},
                   {"resumes", s.resumes},
+                  {"shard_checkpoint_block", s.shard_checkpoint_block},
                   {"config", config_}};
   const std::string text = j.dump(1) + "\n";
   return WriteFileDurably(dir_ + "/manifest.json", {text});
 }
 
-absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
-                                      const CheckpointState& state) {
+absl::Status JobCheckpoint::CreateDir() {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",
                                                   ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
+                                      const CheckpointState& state) {
+  BAQ_RETURN_IF_ERROR(CreateDir());
+  if (absl::Status s = WriteBlockFile(BlockPath(output.block), output); !s.ok()) return s;
+  if (next_inputs != nullptr) {
+    if (absl::Status s = WriteFileDurably(InputsPath(output.block + 1), {*next_inputs}); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = WriteManifest(state); !s.ok()) return s;
+  // The manifest now points past block b: its inputs are no longer needed.
+  std::error_code ec;
+  fs::remove(InputsPath(output.block), ec);
+  return absl::OkStatus();
+}
+
+absl::Status JobCheckpoint::WriteBlockFile(const std::string& path, const BlockOutput& output) {
   json tensors = json::array();
   for (size_t i = 0; i < output.tensors.size(); ++i) {
     const TensorBytes& t = output.tensors[i];
@@ -215,23 +265,11 @@ absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::stri
       absl::string_view(kBlockMagic, sizeof(kBlockMagic) - 1),
       absl::string_view(reinterpret_cast<const char*>(&header_bytes), 8), header};
   for (const TensorBytes& t : output.tensors) pieces.push_back(t.bytes);
-  if (absl::Status s = WriteFileDurably(BlockPath(output.block), pieces); !s.ok()) return s;
-  if (next_inputs != nullptr) {
-    if (absl::Status s = WriteFileDurably(InputsPath(output.block + 1), {*next_inputs}); !s.ok()) {
-      return s;
-    }
-  }
-  if (absl::Status s = WriteManifest(state); !s.ok()) return s;
-  // The manifest now points past block b: its inputs are no longer needed.
-  fs::remove(InputsPath(output.block), ec);
-  return absl::OkStatus();
+  return WriteFileDurably(path, pieces);
 }
 
 absl::Status JobCheckpoint::SaveState(const CheckpointState& state) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",
-                                                  ec.message()));
+  BAQ_RETURN_IF_ERROR(CreateDir());
   return WriteManifest(state);
 }
 

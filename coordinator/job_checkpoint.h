@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -51,6 +52,10 @@ struct CheckpointState {
   int64_t worker_failures = 0;
   // How many times a coordinator resumed the job from this checkpoint.
   int64_t resumes = 0;
+  // Resident shards (coordinator/resident_shards.h): the block whose inputs
+  // every shard has durably checkpointed on the workers' storage; -1: none
+  // (recovery re-embeds and replays from block 0).
+  int64_t shard_checkpoint_block = -1;
 };
 
 class JobCheckpoint {
@@ -74,6 +79,14 @@ class JobCheckpoint {
   // (disk full: the job fails rather than run on without durability).
   absl::Status SaveBlock(const BlockOutput& output, const std::string* next_inputs,
                          const CheckpointState& state);
+  // Resident shards: the quantized weights of `block` as the next block sees
+  // them (LayerOwnership), kept until every shard has a checkpoint past it,
+  // so a lost shard can be replayed; "weights-<b>.bin", the block file's
+  // encoding. DataLoss/NotFound as LoadBlock.
+  absl::Status SaveWeights(int64_t block, const std::vector<TensorBytes>& weights);
+  absl::StatusOr<std::vector<TensorBytes>> LoadWeights(int64_t block) const;
+  // Deletes the weights of the blocks before `block`.
+  void DropWeightsBefore(int64_t block);
   // Rewrites the manifest only (e.g. the failure count after a failover).
   absl::Status SaveState(const CheckpointState& state);
   // Deletes the directory (the job is finished). Best effort.
@@ -82,6 +95,10 @@ class JobCheckpoint {
  private:
   std::string BlockPath(int64_t block) const;
   std::string InputsPath(int64_t block) const;
+  std::string WeightsPath(int64_t block) const;
+  absl::Status CreateDir();
+  absl::Status WriteBlockFile(const std::string& path, const BlockOutput& output);
+  absl::StatusOr<BlockOutput> ReadBlockFile(const std::string& path, int64_t block) const;
   absl::Status WriteManifest(const CheckpointState& state);
 
   const std::string dir_;

@@ -107,6 +107,14 @@ struct JobRunnerOptions {
   absl::Duration replacement_wait = absl::Seconds(60);
   // Names the job in log lines.
   std::string job_id;
+  // Resident shards (coordinator/resident_shards.h): where the workers
+  // checkpoint their calibration shards' inputs (a directory every worker
+  // can write and a replacement can read: the coordinator's data dir when
+  // co-located, else a shared volume); empty: `<checkpoint_dir>/shards`.
+  std::string shard_checkpoint_dir;
+  // Every this many blocks (K); 0: never (a lost shard is re-embedded and
+  // replayed from block 0).
+  int shard_checkpoint_every = 4;
 
   // Whether worker losses are survived (sequential mode only).
   bool recovery() const { return !checkpoint_dir.empty() || more_engines != nullptr; }

@@ -25,7 +25,8 @@ struct ResumePoint {
 // or one that cannot be read is discarded (the job starts over: slower,
 // never wrong).
 absl::StatusOr<ResumePoint> ReadCheckpoint(JobCheckpoint& checkpoint, int64_t num_blocks,
-                                           BitBudget& budget, TargetOutput& publish) {
+                                           BitBudget& budget, TargetOutput& publish,
+                                           bool resident) {
   ResumePoint point;
   point.state.num_blocks = num_blocks;
   absl::StatusOr<CheckpointState> state = checkpoint.Load();
@@ -47,7 +48,7 @@ absl::StatusOr<ResumePoint> ReadCheckpoint(JobCheckpoint& checkpoint, int64_t nu
     BAQ_RETURN_IF_ERROR(publish.AddBlock(output));
   }
   budget.Restore(state->budget);
-  if (state->blocks_done > 0 && state->blocks_done < num_blocks) {
+  if (!resident && state->blocks_done > 0 && state->blocks_done < num_blocks) {
     BAQ_ASSIGN_OR_RETURN(point.inputs, checkpoint.LoadInputs(state->blocks_done));
   }
   point.first_block = state->blocks_done;
@@ -76,7 +77,8 @@ absl::Status SequentialRun::Resume() {
   BitBudget& budget = target_.budget();
   checkpoint_ = std::make_unique<JobCheckpoint>(run_.options.checkpoint_dir,
                                                 JobConfigToJson(run_.config));
-  BAQ_ASSIGN_OR_RETURN(ResumePoint resume, ReadCheckpoint(*checkpoint_, n, budget, target_));
+  BAQ_ASSIGN_OR_RETURN(ResumePoint resume,
+                       ReadCheckpoint(*checkpoint_, n, budget, target_, resident_ != nullptr));
   first_ = resume.first_block;
   state_ = resume.state;
   inputs_ = std::move(resume.inputs);
@@ -92,10 +94,47 @@ absl::Status SequentialRun::Resume() {
 }
 
 absl::Status SequentialRun::Run() {
+  const std::vector<BlockEngine*> live = run_.engines.Live();
+  if ((recovery_ || (sharded_ && live.size() > 1)) &&
+      ResidentShards::Supports(live, run_.config.calibration_shards).ok()) {
+    ResidentOptions options;
+    options.shards = run_.config.calibration_shards;
+    options.num_blocks = run_.num_blocks;
+    options.checkpoint_every = run_.options.shard_checkpoint_every;
+    options.shard_dir = run_.options.shard_checkpoint_dir;
+    if (options.shard_dir.empty() && !run_.options.checkpoint_dir.empty()) {
+      options.shard_dir = run_.options.checkpoint_dir + "/shards";
+    }
+    options.keep_weights = recovery_;
+    resident_ = std::make_unique<ResidentShards>(std::move(options));
+  }
   if (recovery_ && !run_.options.checkpoint_dir.empty()) BAQ_RETURN_IF_ERROR(Resume());
+  if (resident_ != nullptr) {
+    // Weights are stored next to the outputs when there is a checkpoint.
+    resident_->set_weight_store(checkpoint_.get());
+    resident_->Begin(first_, state_.shard_checkpoint_block);
+  }
   BitBudget& budget = target_.budget();
   for (int64_t b = first_; b < run_.num_blocks;) {
     BAQ_RETURN_IF_ERROR(run_.CheckCancel());
+    if (resident_ != nullptr) {
+      const BitBudget::State before = budget.state();
+      bool committed = false;
+      const absl::Status status = RunResidentBlock(b, committed);
+      if (status.ok()) {
+        run_.progress.AddUnits(2);
+        ++b;
+        continue;
+      }
+      if (!recovery_ || run_.cancelled.load()) return status;
+      if (!committed) budget.Restore(before);
+      BAQ_RETURN_IF_ERROR(Recover(b, nullptr, status));
+      if (committed) {
+        run_.progress.AddUnits(2);
+        ++b;
+      }
+      continue;
+    }
     BlockEngine* e = run_.engines.For(b);
     const BitBudget::State before = budget.state();
     std::string next_inputs;
@@ -159,22 +198,59 @@ absl::Status SequentialRun::RunBlock(int64_t b, BlockEngine* e, std::string& nex
     BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from, RequireCapability<ActivationTransfer>(*e));
     BAQ_ASSIGN_OR_RETURN(next_inputs, from->ExportInputs(b + 1));
   }
+  return Commit(b, output, b + 1 < n ? &next_inputs : nullptr);
+}
+
+absl::Status SequentialRun::Commit(int64_t b, const BlockOutput& output,
+                                   const std::string* next_inputs) {
+  BitBudget& budget = target_.budget();
   budget.Record(output);
   if (checkpoint_ != nullptr) {
     state_.blocks_done = b + 1;
     state_.budget = budget.state();
     state_.worker_failures = run_.engines.failures();
-    BAQ_RETURN_IF_ERROR(
-        Annotate(checkpoint_->SaveBlock(output, b + 1 < n ? &next_inputs : nullptr, state_),
-                 absl::StrCat("checkpointing block ", b)));
+    if (resident_ != nullptr) state_.shard_checkpoint_block = resident_->durable();
+    BAQ_RETURN_IF_ERROR(Annotate(checkpoint_->SaveBlock(output, next_inputs, state_),
+                                 absl::StrCat("checkpointing block ", b)));
   }
   return target_.AddBlock(output);
+}
+
+absl::Status SequentialRun::RunResidentBlock(int64_t b, bool& committed) {
+  BitBudget& budget = target_.budget();
+  resident_->Assign(run_.engines.Live());
+  run_.progress.Report(JobStage::kMeasuring, b, b, budget.achieved_bits(),
+                       absl::StrCat("block ", b));
+  BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, resident_->Measure(b));
+  BAQ_ASSIGN_OR_RETURN(std::vector<LayerAllocation> alloc, budget.AllocateBlock(m));
+  target_.report().AddAllocation(alloc);
+  run_.progress.Report(JobStage::kQuantizing, b, b, budget.achieved_bits(),
+                       absl::StrCat("block ", b));
+  BAQ_ASSIGN_OR_RETURN(BlockOutput output, resident_->Quantize(b, alloc));
+  BAQ_RETURN_IF_ERROR(Commit(b, output, nullptr));
+  committed = true;
+  const int64_t durable = resident_->durable();
+  BAQ_RETURN_IF_ERROR(resident_->Advance(b));
+  if (resident_->durable() != durable) {
+    // The workers' shard checkpoint of durable() is on their storage: record
+    // it, then the weights before it are no longer needed for a replay.
+    if (checkpoint_ != nullptr) {
+      state_.shard_checkpoint_block = resident_->durable();
+      BAQ_RETURN_IF_ERROR(Annotate(checkpoint_->SaveState(state_),
+                                   absl::StrCat("recording the shard checkpoint of block ",
+                                                resident_->durable())));
+    }
+    resident_->ReleaseWeightsBefore(resident_->durable());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SequentialRun::Recover(int64_t b, BlockEngine* e, const absl::Status& error) {
   const absl::Time lost = absl::Now();
   // A sharded block's failure names its engine (none: not a worker's).
-  BlockEngine* failed = sharded_ ? shard_run_.failed() : e;
+  BlockEngine* failed = resident_ != nullptr ? resident_->failed()
+                        : sharded_           ? shard_run_.failed()
+                                             : e;
   if (failed == nullptr) return error;
   BAQ_RETURN_IF_ERROR(run_.engines.Fail(failed, error, run_.config));
   if (holder_ == failed) holder_ = nullptr;

@@ -7,8 +7,15 @@
 // recovery mode (JobRunnerOptions::recovery()) checkpoints every block,
 // resumes from an earlier checkpoint, and redoes a block whose worker was
 // lost on the live engines, restoring the bit budget first, so the output
-// is byte-identical to an undisturbed run. Sharded jobs run each block on
-// all live engines (coordinator/calibration_shards.h).
+// is byte-identical to an undisturbed run.
+//
+// When every engine offers LayerOwnership (real engines do), a job with
+// recovery or with calibration shards over several engines runs resident
+// (coordinator/resident_shards.h): activations never leave the workers, the
+// checkpoint holds outputs, budget and the quantized weights since the
+// workers' last shard checkpoint, and a lost worker's shards are replayed.
+// Otherwise (scripted engines in tests) inputs move through the coordinator
+// and sharded blocks run on all live engines (coordinator/calibration_shards.h).
 //
 // Thread-compatible: the job's runner thread makes every call.
 //
@@ -29,6 +36,7 @@
 #include "coordinator/calibration_shards.h"
 #include "coordinator/job_checkpoint.h"
 #include "coordinator/job_run.h"
+#include "coordinator/resident_shards.h"
 #include "coordinator/target_output.h"
 
 namespace baq::coordinator {
@@ -50,6 +58,11 @@ class SequentialRun {
   // next block's inputs (recovery), checkpoint, publish. Errors may be the
   // loss of a worker; `next_inputs` gets the next block's inputs.
   absl::Status RunBlock(int64_t b, BlockEngine* e, std::string& next_inputs);
+  // Block `b` on the resident shards; `committed` is set once the block's
+  // output is recorded (a later error only concerns the engines' state).
+  absl::Status RunResidentBlock(int64_t b, bool& committed);
+  // Records block b's output: budget, checkpoint, publish.
+  absl::Status Commit(int64_t b, const BlockOutput& output, const std::string* next_inputs);
   // After `error` in block `b` on `e`: drops the lost worker and re-plans
   // the remaining blocks, or returns the error if the job cannot go on.
   absl::Status Recover(int64_t b, BlockEngine* e, const absl::Status& error);
@@ -69,6 +82,8 @@ class SequentialRun {
   BlockEngine* holder_ = nullptr;
   // Sharded jobs: each block runs on the live engines, the shards dealt over them.
   ShardedBlock shard_run_;
+  // The resident data path, when the engines offer it (see the file comment).
+  std::unique_ptr<ResidentShards> resident_;
 };
 
 }  // namespace baq::coordinator
