@@ -125,8 +125,8 @@ absl::Status JobConfig::Validate() const {
   if (q.method == QuantMethod::kBaq && q.group_size != -1) {
     return bad("group_size", q.group_size, "BAQ allocates per column; use -1");
   }
-  if (calibration_shards < 1 || calibration_shards > 64) {
-    return bad("calibration_shards", calibration_shards, "in [1, 64]");
+  if (calibration_shards < 0 || calibration_shards > 64) {
+    return bad("calibration_shards", calibration_shards, "in [1, 64], or 0: one per worker");
   }
   if (calibration_shards > 1) {
     if (mode != ExecutionMode::kSequential) {
@@ -184,6 +184,15 @@ JobConfig JobConfig::ForTarget(double target_bits) const {
   c.output_dir = TargetOutputDir(target_bits);
   c.extra_target_bits.clear();
   return c;
+}
+
+int32_t ResolveCalibrationShards(const JobConfig& config, int64_t engines) {
+  if (config.calibration_shards != 0) return config.calibration_shards;
+  if (config.mode != ExecutionMode::kSequential) return 1;
+  const int64_t chunks = (config.calibration.num_samples + kCalibrationWindowsPerChunk - 1) /
+                         kCalibrationWindowsPerChunk;
+  return static_cast<int32_t>(
+      std::max<int64_t>(1, std::min<int64_t>({engines, chunks, int64_t{64}})));
 }
 
 }  // namespace baq

@@ -72,6 +72,12 @@ struct EvalGate {
   bool enabled() const { return !text_file.empty(); }
 };
 
+struct JobConfig;
+// calibration_shards = 0 resolved for a job starting on `engines` engines:
+// min(engines, calibration chunks, 64) in sequential mode, else 1. Other
+// values unchanged.
+int32_t ResolveCalibrationShards(const JobConfig& config, int64_t engines);
+
 struct JobConfig {
   std::string model_dir;
   std::string output_dir;
@@ -90,8 +96,10 @@ struct JobConfig {
   // c mod S), each shard's fp64 Hessian partial sums are accumulated on its
   // own engine (several workers, or one engine holding them all) and merged
   // in shard order. The output depends on S, never on how many workers held
-  // the shards. 1: no split (today's protocol). 1 <= S <= 64, at most the
-  // number of calibration chunks.
+  // the shards. 1: no split. 1 <= S <= 64, at most the number of
+  // calibration chunks. 0: one shard per engine the job starts on
+  // (sequential mode; the coordinator resolves it before the engines start,
+  // ResolveCalibrationShards): the default shape of a multi-worker job.
   int32_t calibration_shards = 1;
   // Further bit targets sharing this job's measurement (parallel mode): the
   // calibration forwards and Hessians are computed once, and every target in

@@ -82,6 +82,19 @@ std::string JobCheckpoint::InputsPath(int64_t block) const {
   return absl::StrFormat("%s/inputs-%05d.bin", dir_, block);
 }
 
+int32_t JobCheckpoint::CheckpointedShards(const std::string& dir) {
+  if (dir.empty()) return 0;
+  absl::StatusOr<std::string> text = ReadAll(dir + "/manifest.json");
+  if (!text.ok()) return 0;
+  const json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("config") || !j["config"].is_object()) return 0;
+  // JobConfigToJson leaves out the default, 1.
+  const json& c = j["config"];
+  return c.contains("calibration_shards") && c["calibration_shards"].is_number_integer()
+             ? c["calibration_shards"].get<int32_t>()
+             : 1;
+}
+
 absl::StatusOr<CheckpointState> JobCheckpoint::Load() const {
   const std::string path = dir_ + "/manifest.json";
   if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat("no checkpoint in ", dir_));

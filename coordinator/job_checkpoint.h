@@ -66,6 +66,10 @@ class JobCheckpoint {
 
   const std::string& dir() const { return dir_; }
 
+  // The calibration_shards of the job config a manifest in `dir` was written
+  // for; 0 when there is none or it cannot be read (a fresh start).
+  static int32_t CheckpointedShards(const std::string& dir);
+
   // NotFound: no checkpoint (a fresh job). FailedPrecondition: the
   // checkpoint belongs to another config. DataLoss: unreadable manifest.
   absl::StatusOr<CheckpointState> Load() const;

@@ -91,6 +91,11 @@ struct JobRecovery {
   std::function<MoreEnginesFn(const std::string& job_id)> more_engines;
   int max_worker_failures = 3;
   absl::Duration replacement_wait = absl::Seconds(60);
+  // Where workers checkpoint their resident calibration shards:
+  // <shard_checkpoint_dir>/<job id>; empty: <data_dir>/jobs/<id>/shards
+  // (JobRunnerOptions::shard_checkpoint_dir).
+  std::string shard_checkpoint_dir;
+  int shard_checkpoint_every = 4;  // Blocks; 0: never.
 };
 ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery);
 // <data_dir>/jobs/<id> ("" without a data_dir), and its removal (best effort).

@@ -11,6 +11,7 @@
 #include "common/model_config.h"
 #include "common/status_macros.h"
 #include "coordinator/engine_requirements.h"
+#include "coordinator/job_checkpoint.h"
 #include "coordinator/job_run.h"
 #include "coordinator/parallel_run.h"
 #include "coordinator/sequential_run.h"
@@ -79,6 +80,15 @@ absl::StatusOr<JobSummary> JobRunner::FinishTargets(
 absl::StatusOr<JobSummary> JobRunner::Run() {
   BAQ_RETURN_IF_ERROR(config_.Validate());
   if (engines_.empty()) return absl::FailedPreconditionError("no workers to run the job on");
+  if (config_.calibration_shards == 0) {
+    // One shard per engine; a resumed job keeps the count its checkpoint has.
+    const int32_t checkpointed = JobCheckpoint::CheckpointedShards(options_.checkpoint_dir);
+    config_.calibration_shards = checkpointed > 0
+                                     ? checkpointed
+                                     : ResolveCalibrationShards(config_, engines_.size());
+    Log(absl::StrCat("calibration shards: ", config_.calibration_shards,
+                     checkpointed > 0 ? " (from the checkpoint)" : " (one per worker device)"));
+  }
   BAQ_ASSIGN_OR_RETURN(ModelConfig model, LoadModelConfig(config_.model_dir));
   ProgressReporter progress(progress_);
   const bool sequential = config_.mode == ExecutionMode::kSequential;

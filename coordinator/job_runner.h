@@ -147,7 +147,7 @@ class JobRunner {
   absl::StatusOr<JobSummary> FinishTargets(const JobRun& run,
                                            std::vector<std::unique_ptr<TargetOutput>>& targets);
 
-  const JobConfig config_;
+  JobConfig config_;  // Run() resolves calibration_shards = 0.
   const std::vector<BlockEngine*> engines_;
   const ProgressFn progress_;
   const JobRunnerOptions options_;

@@ -83,6 +83,11 @@ ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery) {
     if (recovery.more_engines) options.more_engines = recovery.more_engines(job_id);
     options.max_worker_failures = recovery.max_worker_failures;
     options.replacement_wait = recovery.replacement_wait;
+    if (!recovery.shard_checkpoint_dir.empty()) {
+      options.shard_checkpoint_dir =
+          (std::filesystem::path(recovery.shard_checkpoint_dir) / job_id).string();
+    }
+    options.shard_checkpoint_every = recovery.shard_checkpoint_every;
     return std::make_unique<JobRunnerExecution>(config, std::move(engines), std::move(progress),
                                                 std::move(options));
   };

@@ -36,6 +36,15 @@ ABSL_FLAG(int, min_workers, 1, "Workers a job needs to start.");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Jobs run at once (they share the workers).");
 ABSL_FLAG(int, max_worker_failures, 3,
           "Worker losses (crash, hang, partition) one job survives; one more fails it.");
+ABSL_FLAG(std::string, shard_checkpoint_dir, "",
+          "Where workers checkpoint their resident calibration shards (<dir>/<job id>/): a "
+          "directory every worker can write and a replacement worker can read, e.g. a shared "
+          "volume mounted at the same path in every worker; empty: <data_dir>/jobs/<id>/shards "
+          "(workers on the coordinator's host).");
+ABSL_FLAG(int, shard_checkpoint_every, 4,
+          "Workers checkpoint their calibration shards every this many blocks; recovering a lost "
+          "worker replays at most this many blocks of forward work (0: never checkpoint; a lost "
+          "shard is re-embedded and replayed from block 0).");
 ABSL_FLAG(int64_t, max_job_memory, 0,
           "Bytes of memory one worker offers to jobs, for admission (0: the smallest registered "
           "worker's memory). A job whose estimate exceeds it fails at submit RESOURCE_EXHAUSTED.");
@@ -166,6 +175,8 @@ int main(int argc, char** argv) {
   recovery.more_engines = [&pool](const std::string& id) { return pool.MoreEnginesFor(id); };
   recovery.max_worker_failures = std::max(0, absl::GetFlag(FLAGS_max_worker_failures));
   recovery.replacement_wait = absl::GetFlag(FLAGS_worker_wait);
+  recovery.shard_checkpoint_dir = absl::GetFlag(FLAGS_shard_checkpoint_dir);
+  recovery.shard_checkpoint_every = std::max(0, absl::GetFlag(FLAGS_shard_checkpoint_every));
   job_deps.resumable_execution_factory =
       baq::coordinator::JobRunnerExecutionFactory(std::move(recovery));
   job_deps.metrics = &metrics;

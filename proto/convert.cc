@@ -197,8 +197,8 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   if (!mode.ok()) return mode.status();
   config.mode = *mode;
   config.eval_file = spec.eval_file();
-  config.calibration_shards =
-      OrDefault(spec.calibration_shards(), defaults.calibration_shards);
+  // 0 (unset): one shard per worker the job starts on.
+  config.calibration_shards = spec.calibration_shards();
   config.extra_target_bits.assign(spec.extra_target_bits().begin(),
                                   spec.extra_target_bits().end());
   config.measurement_dir = spec.measurement_dir();

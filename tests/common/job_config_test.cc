@@ -135,7 +135,7 @@ TEST(JobConfigTest, CalibrationShardsAreBoundedAndSequentialOnly) {
   EXPECT_TRUE(c.Validate().ok()) << c.Validate();
   c.calibration_shards = 4;
   EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("at most the 3 calibration chunk(s)"));
-  for (int bad : {0, -1, 65}) {
+  for (int bad : {-1, 65}) {
     c.calibration_shards = bad;
     EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("calibration_shards"));
   }
@@ -146,6 +146,20 @@ TEST(JobConfigTest, CalibrationShardsAreBoundedAndSequentialOnly) {
   EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("needs mode sequential"));
   c.calibration_shards = 1;
   EXPECT_TRUE(c.Validate().ok());
+}
+
+TEST(JobConfigTest, ZeroShardsMeansOnePerEngineWithinTheChunks) {
+  JobConfig c = Valid();
+  c.calibration.num_samples = 17;  // 3 chunks.
+  c.calibration_shards = 0;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  EXPECT_EQ(ResolveCalibrationShards(c, 1), 1);
+  EXPECT_EQ(ResolveCalibrationShards(c, 2), 2);
+  EXPECT_EQ(ResolveCalibrationShards(c, 8), 3);  // Not more than the chunks.
+  c.mode = ExecutionMode::kParallel;
+  EXPECT_EQ(ResolveCalibrationShards(c, 2), 1);  // Shards are sequential-only.
+  c.calibration_shards = 2;
+  EXPECT_EQ(ResolveCalibrationShards(c, 8), 2);  // Explicit counts stay.
 }
 
 }  // namespace

@@ -123,7 +123,10 @@ TEST(ConvertJobSpecTest, EveryFieldRoundTrips) {
 TEST(ConvertJobSpecTest, ZeroValuesMeanDefaults) {
   absl::StatusOr<JobConfig> got = FromProto(v1::JobSpec());
   ASSERT_TRUE(got.ok()) << got.status();
-  ExpectSameConfig(*got, JobConfig());
+  JobConfig defaults;
+  // Unset: one calibration shard per worker the job starts on.
+  defaults.calibration_shards = 0;
+  ExpectSameConfig(*got, defaults);
   EXPECT_THAT(got->formats, ElementsAre(OutputFormat::kFakeQuant));
   EXPECT_EQ(got->quant.group_size, -1);  // 0 on the wire: one grid per row.
   EXPECT_FALSE(got->eval_gate.enabled());

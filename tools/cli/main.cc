@@ -49,10 +49,11 @@ ABSL_FLAG(std::string, device, "cpu",
 ABSL_FLAG(int32_t, hessian_partials, 0,
           "Hessian partial sums (0: one per device); output bits depend on it, not on the device "
           "count: --device cuda:0 --hessian_partials 2 equals --device cuda:0,cuda:1");
-ABSL_FLAG(int32_t, calibration_shards, 1,
+ABSL_FLAG(int32_t, calibration_shards, 0,
           "quantize/submit (sequential mode): split the calibration windows into this many "
           "shards whose fp64 Hessian partial sums are computed on different workers and merged "
-          "in shard order; the output depends on it, not on the worker count");
+          "in shard order; the output depends on it, not on the worker count. 0: one shard per "
+          "worker the job starts on (1 in local mode)");
 ABSL_FLAG(bool, quantize_projections, false,
           "Also quantize OPT's project_in/project_out (opt-350m); not implemented yet: rejected");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
