@@ -10,7 +10,10 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <filesystem>
+#include <map>
 #include <memory>
+#include <system_error>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,8 +21,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/bpe_tokenizer.h"
+#include "common/durable_file.h"
 #include "common/engine_capabilities.h"
+#include "common/file_contents.h"
+#include "common/safetensors.h"
 #include "common/status_macros.h"
+#include "common/status_util.h"
+#include "worker/activation_codec.h"
 #include "worker/calibration_inputs.h"
 #include "worker/engine/block_activations.h"
 #include "worker/engine/block_compute.h"
@@ -29,15 +37,22 @@
 #include "worker/engine/sharded_hessians.h"
 #include "worker/model/checkpoint_perplexity.h"
 #include "worker/model/model_head.h"
+#include "worker/model/tensor_convert.h"
 
 namespace baq::worker {
 namespace {
+
+// LayerOwnership::CheckpointShards' file of `shard` at `block`.
+std::string ShardCheckpointPath(const std::string& dir, int32_t shard, int64_t block) {
+  return absl::StrCat(dir, "/shard-", shard, ".block-", block, ".baqa");
+}
 
 class TorchBlockEngine final : public BlockEngine,
                                public ActivationTransfer,
                                public ShardedCalibration,
                                public TargetSwitching,
-                               public CheckpointEvaluator {
+                               public CheckpointEvaluator,
+                               public LayerOwnership {
  public:
   TorchBlockEngine(std::unique_ptr<DeviceGroup> group, int hessian_partials,
                    ActivationSpillOptions spill)
@@ -53,6 +68,7 @@ class TorchBlockEngine final : public BlockEngine,
   ShardedCalibration* sharded_calibration() override { return this; }
   TargetSwitching* target_switching() override { return this; }
   CheckpointEvaluator* checkpoint_evaluator() override { return this; }
+  LayerOwnership* layer_ownership() override { return this; }
 
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return job_.model.num_layers; }
@@ -86,6 +102,24 @@ class TorchBlockEngine final : public BlockEngine,
   absl::StatusOr<double> Evaluate(const std::string& model_dir, const std::string& text_file,
                                   int64_t seqlen) override;
 
+  // LayerOwnership (sequential mode; sharded or not: an unsharded job is
+  // shard 0). BlockLayers reads the model config (no weights). A layer
+  // quantized here (QuantizeLayers) or given (AdvanceShards) keeps its
+  // quantized weight on the block until AdvanceShards drops the block; a
+  // second QuantizeLayers of the layer is FailedPrecondition (its weight is
+  // the quantized one by then). CheckpointShards writes synchronously: the
+  // files are durable when it returns.
+  absl::StatusOr<std::vector<LayerShape>> BlockLayers(int64_t block) override;
+  absl::StatusOr<BlockMeasurement> MeasureLayers(int64_t block,
+                                                 const std::vector<int32_t>& layers) override;
+  absl::StatusOr<OwnedLayersOutput> QuantizeLayers(
+      int64_t block, const std::vector<int32_t>& layers,
+      const std::vector<LayerAllocation>& allocation) override;
+  absl::Status AdvanceShards(int64_t block, std::vector<TensorBytes> weights) override;
+  absl::StatusOr<std::vector<int32_t>> CheckpointShards(int64_t block,
+                                                        const std::string& dir) override;
+  absl::Status RestoreShard(int64_t block, int32_t shard, const std::string& dir) override;
+
  private:
   absl::Status CheckCancelled() const {
     if (!cancelled_.load(std::memory_order_relaxed)) return absl::OkStatus();
@@ -100,8 +134,18 @@ class TorchBlockEngine final : public BlockEngine,
   absl::Status CheckShardable() const;
   absl::Status CheckSharded(absl::string_view call) const;
   absl::Status CheckUnsharded(absl::string_view call) const;
-  // Measure() of an unsharded block that is not measured yet.
-  absl::StatusOr<BlockMeasurement> MeasureFresh(int64_t block);
+  // The measured state of `block`: imported or kept, or measured now (every
+  // shard held here, or the unsharded inputs).
+  absl::StatusOr<BlockState*> MeasuredState(int64_t block);
+  // MeasuredState() of an unsharded block that is not measured yet.
+  absl::StatusOr<BlockState*> MeasureFresh(int64_t block);
+  // AdvanceShards(): the block whose shards move on, with its quantized
+  // weights: measured or imported here, loaded by AccumulateHessians, or
+  // (replay) loaded fresh from the checkpoint.
+  absl::StatusOr<BlockState> TakeBlockToAdvance(int64_t block);
+  // The shards this engine holds at `block` (shard 0: an unsharded job's
+  // inputs), as tensor handles.
+  std::map<int32_t, at::Tensor> HeldShards(int64_t block) const;
   // Quantize(): the next block's inputs from the quantized block.
   absl::Status ForwardQuantized(int64_t block, const BlockState& state);
 
@@ -111,6 +155,8 @@ class TorchBlockEngine final : public BlockEngine,
 
   EngineJob job_;
   bool started_ = false;
+  // The job's calibration token ids (CPU, int64), for RestoreShard(0, k, "").
+  at::Tensor calibration_ids_;
   BlockActivations activations_;
   MeasurementCache measurements_;
   ShardedHessians shards_;  // Uses group_ and activations_.
@@ -143,6 +189,7 @@ absl::Status TorchBlockEngine::Start(const JobConfig& config) {
     activations_.Set(0, std::move(kept));
   }
   job_.calibration_tokens = ids.numel();
+  calibration_ids_ = std::move(ids);
   started_ = true;
   return absl::OkStatus();
 }
@@ -151,25 +198,28 @@ absl::StatusOr<BlockMeasurement> TorchBlockEngine::Measure(int64_t block) {
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   activations_.ReleaseHandedOver();
-  BlockState* state = measurements_.Find(block);
-  if (state == nullptr && job_.sharded()) {
-    BAQ_ASSIGN_OR_RETURN(BlockState fresh, shards_.AccumulateAll(job_, block, check()));
-    measurements_.Put(block, std::move(fresh));
-    state = measurements_.Find(block);
-  }
+  BAQ_ASSIGN_OR_RETURN(BlockState * state, MeasuredState(block));
+  return MeasureLosses(*group_, job_, block, *state, check());
+}
+
+absl::StatusOr<BlockState*> TorchBlockEngine::MeasuredState(int64_t block) {
   // Measured already (imported sums, or another target over a kept
   // measurement): BAQ pass 1 only.
-  if (state != nullptr) return MeasureLosses(*group_, job_, block, *state, check());
+  if (BlockState* state = measurements_.Find(block)) return state;
+  if (job_.sharded()) {
+    BAQ_ASSIGN_OR_RETURN(BlockState fresh, shards_.AccumulateAll(job_, block, check()));
+    measurements_.Put(block, std::move(fresh));
+    return measurements_.Find(block);
+  }
   if (measurements_.use() == MeasurementCache::Use::kReuse) {
     BAQ_ASSIGN_OR_RETURN(BlockState kept, measurements_.LoadKept(*group_, job_, block));
-    BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, MeasureLosses(*group_, job_, block, kept, check()));
     measurements_.Put(block, std::move(kept));
-    return m;
+    return measurements_.Find(block);
   }
   return MeasureFresh(block);
 }
 
-absl::StatusOr<BlockMeasurement> TorchBlockEngine::MeasureFresh(int64_t block) {
+absl::StatusOr<BlockState*> TorchBlockEngine::MeasureFresh(int64_t block) {
   const at::Tensor* x = activations_.Find(block);
   if (x == nullptr) {
     return absl::FailedPreconditionError(
@@ -186,9 +236,8 @@ absl::StatusOr<BlockMeasurement> TorchBlockEngine::MeasureFresh(int64_t block) {
   if (measurements_.use() == MeasurementCache::Use::kSave) {
     BAQ_RETURN_IF_ERROR(measurements_.Save(job_, block, state));
   }
-  BAQ_ASSIGN_OR_RETURN(BlockMeasurement m, MeasureLosses(*group_, job_, block, state, check()));
   measurements_.Put(block, std::move(state));
-  return m;
+  return measurements_.Find(block);
 }
 
 absl::StatusOr<BlockOutput> TorchBlockEngine::Quantize(
@@ -274,6 +323,209 @@ absl::Status TorchBlockEngine::ImportShardInputs(int64_t block, int32_t shard,
   return activations_.ImportShard(block, shard, bytes);
 }
 
+absl::StatusOr<std::vector<LayerShape>> TorchBlockEngine::BlockLayers(int64_t block) {
+  BAQ_RETURN_IF_ERROR(CheckBlock(block));
+  std::vector<LayerShape> out;
+  for (const LinearLayerSpec& s : job_.model.BlockLinearLayers(block)) {
+    out.push_back(LayerShape{s.name, s.input_group, s.out_features, s.in_features});
+  }
+  return out;
+}
+
+absl::StatusOr<BlockMeasurement> TorchBlockEngine::MeasureLayers(
+    int64_t block, const std::vector<int32_t>& layers) {
+  BAQ_RETURN_IF_ERROR(CheckCancelled());
+  BAQ_RETURN_IF_ERROR(CheckBlock(block));
+  activations_.ReleaseHandedOver();
+  BAQ_ASSIGN_OR_RETURN(BlockState * state, MeasuredState(block));
+  return MeasureLosses(*group_, job_, block, *state, check(), &layers);
+}
+
+absl::StatusOr<OwnedLayersOutput> TorchBlockEngine::QuantizeLayers(
+    int64_t block, const std::vector<int32_t>& layers,
+    const std::vector<LayerAllocation>& allocation) {
+  BAQ_RETURN_IF_ERROR(CheckCancelled());
+  BAQ_RETURN_IF_ERROR(CheckBlock(block));
+  activations_.ReleaseHandedOver();
+  BlockState* state = measurements_.Find(block);
+  if (state == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("block ", block, ": not measured"));
+  }
+  QuantizedWeights weights;
+  OwnedLayersOutput out;
+  BAQ_ASSIGN_OR_RETURN(out.output, QuantizeBlock(*group_, job_, block, *state, allocation,
+                                                 check(), &layers, &weights));
+  out.tensors_per_layer = std::move(weights.tensors_per_layer);
+  const std::vector<LinearLayerSpec>& specs = state->block->linear_layers();
+  for (size_t j = 0; j < layers.size(); ++j) {
+    TensorBytes w;
+    w.name = specs[layers[j]].name;
+    w.dtype = job_.model.dtype;
+    w.shape = {specs[layers[j]].out_features, specs[layers[j]].in_features};
+    // Lossless: the values are rounded to the checkpoint dtype already.
+    BAQ_ASSIGN_OR_RETURN(w.bytes, TensorToBytes(weights.stored_weights[j], w.dtype));
+    weights.stored_weights[j] = at::Tensor();
+    out.weights.push_back(std::move(w));
+    // Quantized: its Hessian is not needed any more (sequential mode).
+    if (job_.sequential()) state->hessians[layers[j]] = at::Tensor();
+  }
+  return out;
+}
+
+absl::StatusOr<BlockState> TorchBlockEngine::TakeBlockToAdvance(int64_t block) {
+  if (BlockState* measured = measurements_.Find(block)) {
+    BlockState state = std::move(*measured);
+    measurements_.Erase(block);
+    return state;
+  }
+  BlockState state;
+  if (std::unique_ptr<DecoderBlock> pending = shards_.TakePending(block)) {
+    state.block = std::move(pending);
+    return state;
+  }
+  // A replay: the block as the checkpoint holds it, on every rank.
+  BAQ_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<DecoderBlock>> replicas,
+                       LoadReplicas(*group_, job_, block));
+  state.block = std::move(replicas[0]);
+  for (size_t r = 1; r < replicas.size(); ++r) state.replicas.push_back(std::move(replicas[r]));
+  return state;
+}
+
+absl::Status TorchBlockEngine::AdvanceShards(int64_t block, std::vector<TensorBytes> weights) {
+  BAQ_RETURN_IF_ERROR(CheckCancelled());
+  BAQ_RETURN_IF_ERROR(CheckBlock(block));
+  if (!job_.sequential()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("AdvanceShards: block ", block, ": the job runs in parallel mode"));
+  }
+  activations_.ReleaseHandedOver();
+  // Check the weights against the block's layers before touching its state,
+  // so that a bad call leaves a retry possible.
+  const std::vector<LinearLayerSpec> specs = job_.model.BlockLinearLayers(block);
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < specs.size(); ++i) index.emplace(specs[i].name, i);
+  std::vector<const TensorBytes*> given(specs.size(), nullptr);
+  for (const TensorBytes& w : weights) {
+    auto it = index.find(w.name);
+    if (it == index.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("AdvanceShards: block ", block, " has no layer ", w.name));
+    }
+    if (given[it->second] != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("AdvanceShards: block ", block, ": ", w.name, " given twice"));
+    }
+    const LinearLayerSpec& s = specs[it->second];
+    if (w.shape != std::vector<int64_t>{s.out_features, s.in_features} ||
+        w.bytes.size() != static_cast<size_t>(s.out_features * s.in_features) *
+                              DTypeSize(w.dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "AdvanceShards: block ", block, ": the weight of ", w.name, " is not [",
+          s.out_features, ", ", s.in_features, "] of ", DTypeName(w.dtype), " (",
+          w.bytes.size(), " bytes)"));
+    }
+    given[it->second] = &w;
+  }
+  BlockState* measured = measurements_.Find(block);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const bool here = measured != nullptr && !measured->quantized.empty() &&
+                      measured->quantized[i];
+    if (given[i] == nullptr && !here) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "AdvanceShards: block ", block, ": no quantized weight for ", specs[i].name,
+          " (neither quantized on this worker nor given)"));
+    }
+  }
+  BAQ_ASSIGN_OR_RETURN(BlockState state, TakeBlockToAdvance(block));
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (given[i] == nullptr) continue;
+    const TensorBytes& w = *given[i];
+    TensorView view{w.dtype, w.shape,
+                    absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(w.bytes.data()),
+                                        w.bytes.size())};
+    BAQ_ASSIGN_OR_RETURN(at::Tensor t, Annotate(CopyTensorFromView(view, group_->first(),
+                                                                   at::kFloat),
+                                                w.name));
+    for (DecoderBlock* replica : state.AllReplicas()) {
+      BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, t));
+    }
+  }
+  std::vector<TensorBytes>().swap(weights);
+  state.hessians.clear();
+  return ForwardQuantized(block, state);
+}
+
+std::map<int32_t, at::Tensor> TorchBlockEngine::HeldShards(int64_t block) const {
+  if (job_.sharded()) return activations_.HeldShards(block);
+  std::map<int32_t, at::Tensor> out;
+  if (const at::Tensor* x = activations_.Find(block)) out.emplace(0, *x);
+  return out;
+}
+
+absl::StatusOr<std::vector<int32_t>> TorchBlockEngine::CheckpointShards(int64_t block,
+                                                                        const std::string& dir) {
+  BAQ_RETURN_IF_ERROR(CheckCancelled());
+  // The last block's outputs (block == num_blocks) may be checkpointed too.
+  if (block != job_.model.num_layers || !started_) BAQ_RETURN_IF_ERROR(CheckBlock(block));
+  if (dir.empty()) {
+    return absl::InvalidArgumentError("CheckpointShards: no checkpoint directory");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("CheckpointShards: cannot create ", dir, ": ", ec.message()));
+  }
+  std::vector<int32_t> written;
+  for (const auto& [shard, x] : HeldShards(block)) {
+    BAQ_ASSIGN_OR_RETURN(std::string bytes, EncodeActivations(x));
+    BAQ_RETURN_IF_ERROR(WriteFileDurably(ShardCheckpointPath(dir, shard, block), {bytes}));
+    written.push_back(shard);
+  }
+  return written;
+}
+
+absl::Status TorchBlockEngine::RestoreShard(int64_t block, int32_t shard,
+                                            const std::string& dir) {
+  BAQ_RETURN_IF_ERROR(CheckCancelled());
+  BAQ_RETURN_IF_ERROR(CheckBlock(block));
+  const int shards = job_.config.calibration_shards;
+  if (shard < 0 || shard >= shards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RestoreShard: shard ", shard, " out of range [0, ", shards, ")"));
+  }
+  activations_.ReleaseHandedOver();
+  if (dir.empty()) {
+    if (block != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "RestoreShard: block ", block, " needs a checkpoint directory (only block 0's "
+          "inputs are embedded again)"));
+    }
+    BAQ_ASSIGN_OR_RETURN(std::unique_ptr<TokenEmbedding> embed,
+                         TokenEmbedding::Load(job_.model, *job_.ckpt, job_.block_options));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor x, embed->Embed(calibration_ids_.to(group_->first())));
+    if (job_.sharded()) return activations_.SetShardOf(std::move(x), shard, shards);
+    BAQ_ASSIGN_OR_RETURN(at::Tensor kept, activations_.Keep(std::move(x)));
+    activations_.Set(0, std::move(kept));
+    return absl::OkStatus();
+  }
+  const std::string path = ShardCheckpointPath(dir, shard, block);
+  absl::StatusOr<std::string> bytes = ReadFileContents(path);
+  if (!bytes.ok()) {
+    if (absl::IsNotFound(bytes.status())) return bytes.status();
+    return absl::DataLossError(bytes.status().message());
+  }
+  absl::StatusOr<at::Tensor> x = DecodeActivations(*bytes, group_->first());
+  if (!x.ok()) {
+    return absl::DataLossError(absl::StrCat(path, ": ", x.status().message()));
+  }
+  std::string().swap(*bytes);
+  if (job_.sharded()) return activations_.SetShard(block, shard, *std::move(x));
+  BAQ_ASSIGN_OR_RETURN(at::Tensor kept, activations_.Keep(*std::move(x)));
+  activations_.Set(block, std::move(kept));
+  return absl::OkStatus();
+}
+
 absl::Status TorchBlockEngine::SetTarget(double target_bits, bool keep_measurement) {
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   JobConfig c = job_.config.ForTarget(target_bits);
@@ -285,6 +537,7 @@ absl::Status TorchBlockEngine::SetTarget(double target_bits, bool keep_measureme
 
 void TorchBlockEngine::Reset() {
   activations_.Clear();
+  calibration_ids_ = at::Tensor();
   shards_.Clear();
   measurements_.Clear();
   job_.ckpt.reset();

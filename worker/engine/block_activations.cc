@@ -55,27 +55,47 @@ void BlockActivations::ReleaseHandedOver() {
   handed_over_.reset();
 }
 
-absl::Status BlockActivations::SplitIntoShards(at::Tensor x, int shards) {
-  // Every chunk but the last has kWindowsPerForward windows, so forwarding a
-  // shard runs exactly the chunks a run over all windows forwards.
+namespace {
+
+// Shard k of S of the embedded windows `x`: chunks k, k + S, ... back to
+// back. Every chunk but the last has kWindowsPerForward windows, so
+// forwarding a shard runs exactly the chunks a run over all windows forwards.
+absl::StatusOr<at::Tensor> ShardWindows(const at::Tensor& x, int k, int shards) {
   const int64_t chunks = (x.size(0) + kWindowsPerForward - 1) / kWindowsPerForward;
   if (chunks < shards) {
     return absl::InvalidArgumentError(
         absl::StrCat("calibration_shards = ", shards, " exceeds the ", chunks,
                      " calibration chunks of ", kWindowsPerForward, " windows"));
   }
+  return CallTorch("split calibration shards", [&] {
+    std::vector<at::Tensor> parts;
+    for (int64_t c = k; c < chunks; c += shards) {
+      const int64_t s = c * kWindowsPerForward;
+      parts.push_back(x.slice(0, s, std::min(x.size(0), s + kWindowsPerForward)));
+    }
+    return at::cat(parts, 0);
+  });
+}
+
+}  // namespace
+
+absl::Status BlockActivations::SplitIntoShards(at::Tensor x, int shards) {
   for (int k = 0; k < shards; ++k) {
-    at::Tensor shard;
-    BAQ_RETURN_IF_ERROR(CallTorch("split calibration shards", [&] {
-      std::vector<at::Tensor> parts;
-      for (int64_t c = k; c < chunks; c += shards) {
-        const int64_t s = c * kWindowsPerForward;
-        parts.push_back(x.slice(0, s, std::min(x.size(0), s + kWindowsPerForward)));
-      }
-      shard = at::cat(parts, 0);
-    }));
+    BAQ_ASSIGN_OR_RETURN(at::Tensor shard, ShardWindows(x, k, shards));
     BAQ_ASSIGN_OR_RETURN(shard_inputs_[0][k], Keep(std::move(shard)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status BlockActivations::SetShardOf(at::Tensor x, int32_t shard, int shards) {
+  BAQ_ASSIGN_OR_RETURN(at::Tensor part, ShardWindows(x, shard, shards));
+  x = at::Tensor();
+  BAQ_ASSIGN_OR_RETURN(shard_inputs_[0][shard], Keep(std::move(part)));
+  return absl::OkStatus();
+}
+
+absl::Status BlockActivations::SetShard(int64_t block, int32_t shard, at::Tensor x) {
+  BAQ_ASSIGN_OR_RETURN(shard_inputs_[block][shard], Keep(std::move(x)));
   return absl::OkStatus();
 }
 
@@ -113,7 +133,9 @@ std::map<int32_t, at::Tensor> BlockActivations::HeldShards(int64_t block) const 
 }
 
 void BlockActivations::SetShards(int64_t block, std::map<int32_t, at::Tensor> shards) {
-  if (!shards.empty()) shard_inputs_[block] = std::move(shards);
+  if (shards.empty()) return;
+  std::map<int32_t, at::Tensor>& held = shard_inputs_[block];
+  for (auto& [shard, x] : shards) held[shard] = std::move(x);
 }
 
 absl::StatusOr<std::string> BlockActivations::ExportShard(int64_t block, int32_t shard) {

@@ -66,6 +66,11 @@ class BlockActivations {
   // block 0: shard k is chunks k, k + S, k + 2S, ... back to back.
   // InvalidArgument when there are fewer chunks than shards.
   absl::Status SplitIntoShards(at::Tensor x, int shards);
+  // Shard `shard` of the embedded windows `x` (as SplitIntoShards splits
+  // them) as the shard's inputs of block 0 (LayerOwnership::RestoreShard).
+  absl::Status SetShardOf(at::Tensor x, int32_t shard, int shards);
+  // Keeps `x` as `shard`'s inputs of `block`, replacing any.
+  absl::Status SetShard(int64_t block, int32_t shard, at::Tensor x);
   // OK if this engine holds `shard`'s inputs of `block` (of `shards`).
   absl::Status CheckShard(int64_t block, int32_t shard, int shards) const;
   // REQUIRES: CheckShard(block, shard, ...) is OK.
@@ -75,7 +80,8 @@ class BlockActivations {
   // The shards of `block` this engine holds (tensor handles, no copy).
   std::map<int32_t, at::Tensor> HeldShards(int64_t block) const;
   void EraseShards(int64_t block) { shard_inputs_.erase(block); }
-  // Stores `shards` (already kept) as block's; nothing when empty.
+  // Stores `shards` (already kept) as block's, beside (or replacing) the
+  // shards of `block` held already (a replay may restore a shard there).
   void SetShards(int64_t block, std::map<int32_t, at::Tensor> shards);
   // Hands shard `shard` of `block` over. REQUIRES: CheckShard is OK.
   absl::StatusOr<std::string> ExportShard(int64_t block, int32_t shard);

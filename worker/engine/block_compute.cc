@@ -17,21 +17,38 @@
 namespace baq::worker {
 namespace {
 
+// The indices of `layers`, or 0..n-1 when null.
+std::vector<int32_t> Selected(LayerSubset layers, size_t n) {
+  if (layers != nullptr) return *layers;
+  std::vector<int32_t> all(n);
+  for (size_t i = 0; i < n; ++i) all[i] = static_cast<int32_t>(i);
+  return all;
+}
+
 absl::Status CheckAllocation(int64_t block, const std::vector<LinearLayerSpec>& specs,
+                             const std::vector<int32_t>& selected,
                              const std::vector<LayerAllocation>& allocation) {
-  if (allocation.size() != specs.size()) {
+  if (allocation.size() != selected.size()) {
     return absl::InvalidArgumentError(absl::StrCat("block ", block, ": allocation has ",
-                                                   allocation.size(), " layers, block has ",
-                                                   specs.size()));
+                                                   allocation.size(), " layers, expected ",
+                                                   selected.size()));
   }
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (allocation[i].name != specs[i].name) {
-      return absl::InvalidArgumentError(absl::StrCat("block ", block, ": allocation entry ", i,
-                                                     " names ", allocation[i].name,
-                                                     ", expected ", specs[i].name));
+  for (size_t j = 0; j < selected.size(); ++j) {
+    const LinearLayerSpec& spec = specs[selected[j]];
+    if (allocation[j].name != spec.name) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", block, ": allocation entry ", j,
+                                                     " names ", allocation[j].name,
+                                                     ", expected ", spec.name));
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckHessian(int64_t block, const BlockState& state, size_t i) {
+  if (state.hessians[i].defined()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("block ", block, ": no Hessian for ", state.block->linear_layers()[i].name,
+                   " on this worker (its input group's merged sum was not imported)"));
 }
 
 // MoE: each expert layer's calibration tokens (routed, floor rule), summed
@@ -42,7 +59,7 @@ void AddExpertTokenCounts(const std::vector<DecoderBlock*>& replicas,
                           std::vector<std::optional<LayerQuantizer::Result>>& results) {
   for (size_t i = 0; i < specs.size(); ++i) {
     const int expert = ExpertIndexOf(specs[i].short_name);
-    if (expert < 0) continue;
+    if (expert < 0 || !results[i].has_value()) continue;
     int64_t routed = 0, top_up = 0;
     bool known = false;
     for (const DecoderBlock* r : replicas) {
@@ -59,6 +76,21 @@ void AddExpertTokenCounts(const std::vector<DecoderBlock*>& replicas,
 }
 
 }  // namespace
+
+absl::Status CheckLayerSubset(int64_t block, const std::vector<int32_t>& layers,
+                              size_t num_layers) {
+  for (size_t j = 0; j < layers.size(); ++j) {
+    if (layers[j] < 0 || static_cast<size_t>(layers[j]) >= num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", block, ": layer ", layers[j],
+                                                     " out of range [0, ", num_layers, ")"));
+    }
+    if (j > 0 && layers[j] <= layers[j - 1]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", block, ": layers must be distinct and in increasing order"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::vector<std::unique_ptr<DecoderBlock>>> LoadReplicas(DeviceGroup& group,
                                                                         const EngineJob& job,
@@ -126,19 +158,24 @@ absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& 
 
 absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJob& job,
                                                int64_t block, const BlockState& state,
-                                               const CancelCheck& check) {
+                                               const CancelCheck& check, LayerSubset layers) {
   const int world = group.world();
   const std::vector<LinearLayerSpec>& specs = state.block->linear_layers();
+  const std::vector<int32_t> selected = Selected(layers, specs.size());
+  BAQ_RETURN_IF_ERROR(CheckLayerSubset(block, selected, specs.size()));
+  for (int32_t i : selected) BAQ_RETURN_IF_ERROR(CheckHessian(block, state, i));
   std::vector<DecoderBlock*> replicas = state.AllReplicas();
   BlockMeasurement m;
   m.block = block;
   m.calibration_tokens = job.calibration_tokens;
-  m.layers.resize(specs.size());
+  m.layers.resize(selected.size());
   LayerQuantizer quantizer(job.config.quant);
   BAQ_RETURN_IF_ERROR(group.OnRanks([&](int r) -> absl::Status {
-    for (size_t i = r; i < specs.size(); i += world) {
+    for (size_t j = 0; j < selected.size(); ++j) {
+      const size_t i = selected[j];
+      if (static_cast<int>(i % world) != r) continue;
       BAQ_RETURN_IF_ERROR(check());
-      LayerMeasurement& lm = m.layers[i];
+      LayerMeasurement& lm = m.layers[j];
       lm.name = specs[i].name;
       lm.rows = specs[i].out_features;
       if (job.config.quant.method == QuantMethod::kBaq) {
@@ -156,22 +193,36 @@ absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJ
 absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& job, int64_t block,
                                           BlockState& state,
                                           const std::vector<LayerAllocation>& allocation,
-                                          const CancelCheck& check) {
+                                          const CancelCheck& check, LayerSubset layers,
+                                          QuantizedWeights* weights) {
   const std::vector<LinearLayerSpec>& specs = state.block->linear_layers();
-  BAQ_RETURN_IF_ERROR(CheckAllocation(block, specs, allocation));
+  const std::vector<int32_t> selected = Selected(layers, specs.size());
+  BAQ_RETURN_IF_ERROR(CheckLayerSubset(block, selected, specs.size()));
+  BAQ_RETURN_IF_ERROR(CheckAllocation(block, specs, selected, allocation));
+  if (state.quantized.empty()) state.quantized.assign(specs.size(), false);
+  for (int32_t i : selected) {
+    BAQ_RETURN_IF_ERROR(CheckHessian(block, state, i));
+    if (state.quantized[i]) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("block ", block, ": ", specs[i].name, " was quantized on this worker "
+                       "already (its weight is the quantized one now)"));
+    }
+  }
   // Layer i on rank i % world (where Measure left its Hessian).
   const int world = group.world();
   std::vector<DecoderBlock*> replicas = state.AllReplicas();
   LayerQuantizer quantizer(job.config.quant);
   std::vector<std::optional<LayerQuantizer::Result>> results(specs.size());
   BAQ_RETURN_IF_ERROR(group.OnRanks([&](int rank) -> absl::Status {
-    for (size_t i = rank; i < specs.size(); i += world) {
+    for (size_t j = 0; j < selected.size(); ++j) {
+      const int32_t i = selected[j];
+      if (static_cast<int>(i % world) != rank) continue;
       BAQ_RETURN_IF_ERROR(check());
       const absl::Time start = absl::Now();
       BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[rank]->LinearWeight(specs[i].short_name));
       BAQ_ASSIGN_OR_RETURN(
           results[i],
-          Annotate(quantizer.Quantize(specs[i].name, w, state.hessians[i], allocation[i],
+          Annotate(quantizer.Quantize(specs[i].name, w, state.hessians[i], allocation[j],
                                       job.config.formats, job.model.dtype),
                    specs[i].name));
       results[i]->report.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -181,7 +232,7 @@ absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& j
   AddExpertTokenCounts(replicas, specs, results);
   BlockOutput output;
   output.block = block;
-  for (size_t i = 0; i < specs.size(); ++i) {
+  for (int32_t i : selected) {
     LayerQuantizer::Result& r = *results[i];
     // The next block must see what a loaded fake-quant checkpoint holds:
     // the dequantized weight rounded to the checkpoint dtype. (Parallel mode:
@@ -190,6 +241,11 @@ absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& j
       for (DecoderBlock* replica : replicas) {
         BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, r.stored_weight));
       }
+      state.quantized[i] = true;
+    }
+    if (weights != nullptr) {
+      weights->stored_weights.push_back(r.stored_weight);
+      weights->tensors_per_layer.push_back(static_cast<int32_t>(r.tensors.size()));
     }
     for (size_t t = 0; t < r.tensors.size(); ++t) {
       output.tensors.push_back(std::move(r.tensors[t]));

@@ -36,20 +36,45 @@ absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& 
                                            int64_t block, const at::Tensor& x, at::Tensor next,
                                            const CancelCheck& check);
 
-// BAQ pass 1 of every layer of a measured block at the job's target (empty
-// losses for GPTQ/RTN): layer i on rank i % world.
+// A subset of a block's layers (LayerOwnership): indices into
+// linear_layers(), distinct and increasing. Null: every layer.
+using LayerSubset = const std::vector<int32_t>*;
+
+// InvalidArgument unless `layers` are distinct, increasing indices below
+// `num_layers`.
+absl::Status CheckLayerSubset(int64_t block, const std::vector<int32_t>& layers,
+                              size_t num_layers);
+
+// BAQ pass 1 of the layers of a measured block (every layer, or `layers`)
+// at the job's target (empty losses for GPTQ/RTN): layer i on rank
+// i % world. The result lists those layers in order. FailedPrecondition
+// naming the layer if its Hessian is undefined (not imported here).
 absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJob& job,
                                                int64_t block, const BlockState& state,
-                                               const CancelCheck& check);
+                                               const CancelCheck& check,
+                                               LayerSubset layers = nullptr);
 
-// Quantizes every layer of `state` with `allocation` (one entry per layer,
-// InvalidArgument otherwise) and returns the block's output tensors. In
-// sequential mode the replicas' weights become the dequantized ones, rounded
-// to the checkpoint dtype (what the next block must see).
+// What QuantizeBlock reports beyond the BlockOutput for a layer subset
+// (LayerOwnership::QuantizeLayers), parallel to the quantized layers.
+struct QuantizedWeights {
+  // LayerQuantizer::Result::stored_weight: float32 values already rounded to
+  // the checkpoint dtype.
+  std::vector<at::Tensor> stored_weights;
+  std::vector<int32_t> tensors_per_layer;
+};
+
+// Quantizes the layers of `state` (every layer, or `layers`) with
+// `allocation` (one entry per quantized layer, in order; InvalidArgument
+// otherwise) and returns their output tensors. In sequential mode the
+// replicas' weights become the dequantized ones, rounded to the checkpoint
+// dtype (what the next block must see), and state.quantized marks them.
+// FailedPrecondition naming the layer if its Hessian is undefined or it was
+// quantized already. With `weights`, fills it (see QuantizedWeights).
 absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& job, int64_t block,
                                           BlockState& state,
                                           const std::vector<LayerAllocation>& allocation,
-                                          const CancelCheck& check);
+                                          const CancelCheck& check, LayerSubset layers = nullptr,
+                                          QuantizedWeights* weights = nullptr);
 
 }  // namespace baq::worker
 

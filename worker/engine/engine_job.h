@@ -45,7 +45,12 @@ struct BlockState {
   // The block on ranks 1.. (same weights), for their share of the forward.
   std::vector<std::unique_ptr<DecoderBlock>> replicas;
   // Parallel to block->linear_layers(); hessians[i] on rank i % world.
+  // Undefined for a layer whose input group's merged sum was not imported
+  // here (LayerOwnership: an owner gets only its layers' groups).
   std::vector<at::Tensor> hessians;
+  // Parallel to block->linear_layers(), or empty (nothing quantized yet):
+  // the replicas hold layer i's quantized weight (sequential mode).
+  std::vector<bool> quantized;
 
   // The block on every rank: [block, replicas...].
   std::vector<DecoderBlock*> AllReplicas() const {

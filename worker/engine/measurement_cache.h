@@ -43,6 +43,8 @@ class MeasurementCache {
   // The measured state of `block`, or null.
   BlockState* Find(int64_t block);
   void Put(int64_t block, BlockState state) { blocks_[block] = std::move(state); }
+  // Frees the block (LayerOwnership::AdvanceShards took its state).
+  void Erase(int64_t block) { blocks_.erase(block); }
   // After Quantize(block): frees the block unless measurements are kept.
   void Done(int64_t block);
 

@@ -19,14 +19,20 @@ std::string FirstLayerOf(const DecoderBlock& b, int group) {
 }
 
 // The block's state: each layer's Hessian finalized from its input group's
-// merged sum. InvalidArgument (naming the layer) for a missing, extra or
-// misshapen sum.
+// merged sum. InvalidArgument (naming the layer) for an extra or misshapen
+// sum. A missing sum is InvalidArgument unless `subset`: then the layers of
+// the group get an undefined Hessian (LayerOwnership: an owner imports only
+// its layers' groups; measuring or quantizing the others fails).
 absl::StatusOr<BlockState> MakeBlockState(std::unique_ptr<DecoderBlock> b, int64_t block,
-                                          std::map<int, HessianAccumulator>& sums) {
+                                          std::map<int, HessianAccumulator>& sums, bool subset) {
   BlockState state;
   std::map<int, bool> used;
   for (const LinearLayerSpec& s : b->linear_layers()) {
     auto it = sums.find(s.input_group);
+    if (it == sums.end() && subset) {
+      state.hessians.emplace_back();
+      continue;
+    }
     if (it == sums.end()) {
       return absl::InvalidArgumentError(absl::StrCat("block ", block, ": no Hessian for ", s.name,
                                                      " (input group ", s.input_group, ")"));
@@ -139,7 +145,7 @@ absl::StatusOr<BlockState> ShardedHessians::Import(const EngineJob& job, int64_t
       std::string().swap(p.bytes);
       sums.emplace(p.input_group, std::move(acc));
     }
-    BAQ_ASSIGN_OR_RETURN(state, MakeBlockState(std::move(b), block, sums));
+    BAQ_ASSIGN_OR_RETURN(state, MakeBlockState(std::move(b), block, sums, /*subset=*/true));
     return absl::OkStatus();
   }));
   return state;
@@ -163,10 +169,19 @@ absl::StatusOr<BlockState> ShardedHessians::AccumulateAll(const EngineJob& job, 
         BAQ_RETURN_IF_ERROR(acc.Merge(partials[k].at(group)));
       }
     }
-    BAQ_ASSIGN_OR_RETURN(state, MakeBlockState(std::move(b), block, partials[0]));
+    BAQ_ASSIGN_OR_RETURN(state,
+                         MakeBlockState(std::move(b), block, partials[0], /*subset=*/false));
     return absl::OkStatus();
   }));
   return state;
+}
+
+std::unique_ptr<DecoderBlock> ShardedHessians::TakePending(int64_t block) {
+  auto it = pending_.find(block);
+  if (it == pending_.end()) return nullptr;
+  std::unique_ptr<DecoderBlock> b = std::move(it->second);
+  pending_.erase(it);
+  return b;
 }
 
 absl::Status ShardedHessians::ForwardShards(int64_t block,

@@ -44,13 +44,19 @@ class ShardedHessians {
                                                          const std::vector<int32_t>& shards,
                                                          const CancelCheck& check);
   // ShardedCalibration::ImportHessians: the block's state from the merged
-  // sums (InvalidArgument for a missing, extra, repeated or misshapen sum).
+  // sums of all or some of the block's input groups (InvalidArgument for an
+  // extra, repeated or misshapen sum). The layers of a group not given get
+  // an undefined Hessian (LayerOwnership: owners import only their groups).
   absl::StatusOr<BlockState> Import(const EngineJob& job, int64_t block,
                                     std::vector<HessianPartial> merged);
   // Measure() without imported sums: accumulates every shard (all must be
   // held here) and merges them in shard order.
   absl::StatusOr<BlockState> AccumulateAll(const EngineJob& job, int64_t block,
                                            const CancelCheck& check);
+  // The block Accumulate loaded for `block` and Import has not taken, or
+  // null; the caller owns it then (LayerOwnership::AdvanceShards on an
+  // engine that owns no layer of the block).
+  std::unique_ptr<DecoderBlock> TakePending(int64_t block);
   // Quantize(): each shard this engine holds goes through the quantized
   // block; they become the shards' inputs of block + 1.
   absl::Status ForwardShards(int64_t block, const std::vector<DecoderBlock*>& replicas,
