@@ -34,7 +34,12 @@ EngineNeeds NeedsOf(const JobConfig& config, bool recovery, size_t num_engines) 
 }
 
 absl::Status CheckCapabilities(BlockEngine& engine, const EngineNeeds& needs) {
-  BAQ_RETURN_IF_ERROR(Check<ActivationTransfer>(engine, needs.activation_transfer));
+  // An engine with layer ownership keeps its inputs resident and checkpoints
+  // them itself (coordinator/resident_shards.h): it never needs to hand
+  // activations to the coordinator.
+  if (CapabilityOf<LayerOwnership>(engine) == nullptr) {
+    BAQ_RETURN_IF_ERROR(Check<ActivationTransfer>(engine, needs.activation_transfer));
+  }
   BAQ_RETURN_IF_ERROR(Check<ShardedCalibration>(engine, needs.sharded_calibration));
   BAQ_RETURN_IF_ERROR(Check<TargetSwitching>(engine, needs.target_switching));
   BAQ_RETURN_IF_ERROR(Check<CheckpointEvaluator>(engine, needs.checkpoint_evaluator));

@@ -36,7 +36,9 @@ struct EngineNeeds {
 // eval gate.
 EngineNeeds NeedsOf(const JobConfig& config, bool recovery, size_t num_engines);
 
-// OK if `engine` offers everything in `needs`; else FailedPrecondition, e.g.
+// OK if `engine` offers everything in `needs` (layer ownership stands in for
+// activation transfer: such engines run the resident data path); else
+// FailedPrecondition, e.g.
 // "worker a:1 device 0 has no sharded calibration capability, which the job
 // needs (calibration_shards = 4)".
 absl::Status CheckCapabilities(BlockEngine& engine, const EngineNeeds& needs);

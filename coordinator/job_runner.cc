@@ -122,6 +122,19 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     BAQ_RETURN_IF_ERROR(ParallelRun(run, targets).Run());
   }
   BAQ_ASSIGN_OR_RETURN(JobSummary summary, FinishTargets(run, targets));
+  if (blocks != nullptr && blocks->resident() != nullptr) {
+    const ResidentShards& r = *blocks->resident();
+    summary.wire = r.wire();
+    summary.replayed_blocks = r.replayed_blocks();
+    summary.replay_seconds = r.replay_seconds();
+    Log(absl::StrFormat(
+        "resident shards: %.1f MB over the wire (Hessian partials %.1f, merged %.1f, weights "
+        "%.1f, outputs %.1f, activations %.1f), %d block forward(s) replayed in %.2f s",
+        summary.wire.total() / 1e6, summary.wire.hessian_partials / 1e6,
+        summary.wire.hessian_merged / 1e6, summary.wire.weights / 1e6,
+        summary.wire.outputs / 1e6, summary.wire.activations / 1e6, summary.replayed_blocks,
+        summary.replay_seconds));
+  }
   // Published: the checkpoint has served its purpose.
   if (blocks != nullptr) blocks->DiscardCheckpoint();
   for (BlockEngine* e : engines_) e->Reset();

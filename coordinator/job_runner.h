@@ -65,6 +65,7 @@
 #include "common/model_config.h"
 #include "coordinator/engine_set.h"
 #include "coordinator/job_progress.h"
+#include "coordinator/resident_shards.h"
 
 namespace baq::coordinator {
 
@@ -90,6 +91,12 @@ struct TargetSummary {
 // and every target's summary.
 struct JobSummary : TargetSummary {
   absl::Duration wall_time;
+  // The resident data path (coordinator/resident_shards.h; zero otherwise):
+  // bytes that crossed between the coordinator and the engines, by kind,
+  // and the recovery work lost workers cost (block forwards replayed).
+  WireBytes wire;
+  int64_t replayed_blocks = 0;
+  double replay_seconds = 0;
   // Every target's output, the first first.
   std::vector<TargetSummary> targets;
 };

@@ -50,6 +50,9 @@ class SequentialRun {
   absl::Status Run();
   // Removes the checkpoint, if any (after the output is published).
   void DiscardCheckpoint();
+  // The resident data path's counters, or null when the job did not run
+  // resident.
+  const ResidentShards* resident() const { return resident_.get(); }
 
  private:
   // Reads the checkpoint back (recovery mode with a checkpoint dir).
