@@ -168,6 +168,7 @@ ScopedSpan::ScopedSpan(TraceRecorder* recorder, absl::string_view category,
 
 ScopedSpan::~ScopedSpan() {
   if (recorder_ != nullptr) {
+    if (void (*hook)() = recorder_->span_end_hook(); hook != nullptr) hook();
     const int64_t dur_us = (MonotonicNanos() - start_ns_) / 1000;
     recorder_->RecordJson(std::move(category_), std::move(name_), start_us_, dur_us,
                           std::move(args_json_));

@@ -33,7 +33,7 @@
 // Spans on one thread nest (the inner one ends first). Timing is host time:
 // on CUDA a span measures the work its thread waited for, not the kernels
 // still queued when it ends (Nsight's GPU projection of the NVTX ranges
-// shows those).
+// shows those), unless a span-end hook synchronizes (SetSpanEndHook).
 //
 // Thread-safe: any thread may record, start, stop or write at any time.
 // The global recorder is never destroyed, so a span outliving Stop() is safe.
@@ -103,6 +103,13 @@ class TraceRecorder {
   void Stop() { enabled_.store(false, std::memory_order_relaxed); }
   bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
 
+  // Called by every span of this recorder just before it takes its end
+  // time (null: none). worker/torch/trace_cuda_sync.h installs one that waits
+  // for the thread's queued CUDA work, so GPU stages get their device time.
+  // REQUIRES: `hook` is thread-safe.
+  void SetSpanEndHook(void (*hook)()) { span_end_hook_.store(hook, std::memory_order_relaxed); }
+  void (*span_end_hook() const)() { return span_end_hook_.load(std::memory_order_relaxed); }
+
   // Names the calling thread in the viewer ("executor cpu", "rank 1").
   void SetThreadName(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -142,6 +149,7 @@ class TraceRecorder {
   const size_t max_events_;
 
   std::atomic<bool> enabled_{false};
+  std::atomic<void (*)()> span_end_hook_{nullptr};
   mutable absl::Mutex mu_;
   std::string process_name_ ABSL_GUARDED_BY(mu_);
   std::vector<Event> events_ ABSL_GUARDED_BY(mu_);

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "common/dtype.h"
 #include "common/durable_file.h"
+#include "common/trace_recorder.h"
 
 namespace baq::coordinator {
 namespace {
@@ -193,6 +194,8 @@ absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
 
 absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
                                       const CheckpointState& state) {
+  BAQ_TRACE_SCOPE("checkpoint", "save_block",
+                  {{"block", output.block}, {"inputs_bytes", next_inputs ? next_inputs->size() : 0}});
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",
@@ -228,6 +231,7 @@ absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::stri
 }
 
 absl::Status JobCheckpoint::SaveState(const CheckpointState& state) {
+  BAQ_TRACE_SCOPE("checkpoint", "save_state", {{"blocks_done", state.blocks_done}});
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",

@@ -232,6 +232,27 @@ TEST(TraceRecorderTest, MacroRecordsIntoTheGlobalRecorder) {
   EXPECT_EQ(events[1].at("args").at("block"), 2);
 }
 
+int hook_calls = 0;
+void CountHookCall() { ++hook_calls; }
+
+TEST(TraceRecorderTest, SpanEndHookRunsOnlyWhileRecording) {
+  TraceRecorder recorder;
+  recorder.SetSpanEndHook(&CountHookCall);
+  hook_calls = 0;
+  { ScopedSpan span(&recorder, "engine", "measure"); }
+  EXPECT_EQ(hook_calls, 0);  // Not started: no sync cost either.
+  recorder.Start("test");
+  {
+    ScopedSpan outer(&recorder, "engine", "measure");
+    ScopedSpan inner(&recorder, "engine", "forward");
+  }
+  EXPECT_EQ(hook_calls, 2);
+  recorder.SetSpanEndHook(nullptr);
+  { ScopedSpan span(&recorder, "engine", "measure"); }
+  EXPECT_EQ(hook_calls, 2);
+  EXPECT_EQ(recorder.num_events(), 3u);
+}
+
 TEST(TraceRecorderTest, FormatArgsForNvtx) {
   EXPECT_EQ(internal::FormatArgs({}), "");
   const TraceArg args[] = {{"block", 3}, {"layer", "mlp.fc1"}};
