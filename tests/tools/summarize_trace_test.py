@@ -86,6 +86,9 @@ def main():
                 check(abs(got["self_ms"] - self_ms) < 1e-9, "%s self %s" % (name, got["self_ms"]))
         check(abs(s["worker host:7001"]["wall_ms"] - 0.250) < 1e-9,
               "worker wall %s" % s["worker host:7001"]["wall_ms"])
+        # [1000, 1250): spans cover [1000, 1100) and [1200, 1250); 1100..1200 is idle.
+        check(abs(s["worker host:7001"]["untraced_ms"] - 0.100) < 1e-9,
+              "worker untraced %s" % s["worker host:7001"]["untraced_ms"])
         blocks = s["worker host:7001"]["blocks"]
         # hessian_add inherits block 0 through forward and measure; forward_chunk has none.
         check(abs(blocks["0"]["hessian_add"] - 0.010) < 1e-9, "block 0 %s" % blocks.get("0"))
@@ -98,6 +101,7 @@ def main():
         check(r.returncode == 0, "markdown exit %d: %s" % (r.returncode, r.stderr))
         check("### worker host:7001" in r.stdout, "no worker heading:\n" + r.stdout)
         check("| measure | 1 | 0.1 | 0.0 |" in r.stdout, "no measure row:\n" + r.stdout)
+        check("| (in no span) | | | 0.1 | 40.0 |" in r.stdout, "no idle row:\n" + r.stdout)
         check("| block |" in r.stdout, "no per-block table:\n" + r.stdout)
 
         merged = os.path.join(d, "m.json")

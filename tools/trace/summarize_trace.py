@@ -13,6 +13,9 @@ Give the coordinator's and every worker's trace of one run together (or the one 
             where the time went, summing to the traced time without double counting
   % wall    self ms over the process's traced wall time (first span start to last span end)
 
+and a last row, "(in no span)": the traced wall time that no span of any thread covers (a
+worker waiting for its next call, the coordinator between calls).
+
 --per-block adds, per process, a table of blocks x stages (self ms), where a span's block is its
 "block" arg or, failing that, that of the span it is nested in. --json prints the same numbers
 as one JSON object instead of Markdown. --merge also writes the files as one trace (processes
@@ -138,10 +141,23 @@ def summarize(names, events):
             label += "'"
         out[label] = {
             "wall_ms": (end - start) / 1000.0,
+            "untraced_ms": _uncovered(mine, start, end) / 1000.0,
             "stages": sorted(stages.values(), key=lambda s: -s["self_ms"]),
             "blocks": {b: dict(v) for b, v in sorted(blocks.items(), key=lambda kv: _key(kv[0]))},
         }
     return out
+
+
+def _uncovered(events, start, end):
+    """Microseconds of [start, end) that no span (of any thread) covers."""
+    covered = 0.0
+    reach = start
+    for e in sorted(events, key=lambda e: e["ts"]):
+        b, f = max(e["ts"], reach), e["ts"] + e["dur"]
+        if f > b:
+            covered += f - b
+            reach = f
+    return max(end - start - covered, 0.0)
 
 
 def _key(block):
@@ -160,6 +176,10 @@ def markdown(summary, per_block, top):
             share = 100.0 * s["self_ms"] / p["wall_ms"] if p["wall_ms"] > 0 else 0.0
             lines.append("| %s | %d | %.1f | %.1f | %.1f |" %
                          (s["name"], s["calls"], s["total_ms"], s["self_ms"], share))
+        # Time in no span of any thread's root, e.g. a worker waiting for its next RPC.
+        untraced = p["untraced_ms"]
+        share = 100.0 * untraced / p["wall_ms"] if p["wall_ms"] > 0 else 0.0
+        lines.append("| (in no span) | | | %.1f | %.1f |" % (untraced, share))
         lines.append("")
         if per_block and p["blocks"]:
             columns = [s["name"] for s in p["stages"]
