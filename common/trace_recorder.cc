@@ -6,12 +6,11 @@
 #include <chrono>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/durable_file.h"
 #include "common/status_util.h"
+#include "nlohmann/json.hpp"
 
 namespace baq::trace {
 namespace {
@@ -150,8 +149,8 @@ absl::Status FinishGlobalTrace(const std::string& path) {
   return GlobalTraceRecorder().WriteFile(path);
 }
 
-ScopedSpan::ScopedSpan(TraceRecorder* recorder, absl::string_view category,
-                       absl::string_view name, std::initializer_list<TraceArg> args) {
+ScopedSpan::ScopedSpan(TraceRecorder* recorder, absl::string_view category, absl::string_view name,
+                       std::initializer_list<TraceArg> args) {
   const absl::Span<const TraceArg> arg_span(args.begin(), args.size());
   if (internal::NvtxEnabled()) {
     internal::NvtxPush(name, arg_span);

@@ -115,8 +115,8 @@ class TraceRecorder {
 
   // Records one complete event: `start_us` in Unix-epoch microseconds,
   // `dur_us` in microseconds, on the calling thread. No-op while disabled.
-  void Record(absl::string_view category, absl::string_view name, int64_t start_us,
-              int64_t dur_us, absl::Span<const TraceArg> args) ABSL_LOCKS_EXCLUDED(mu_);
+  void Record(absl::string_view category, absl::string_view name, int64_t start_us, int64_t dur_us,
+              absl::Span<const TraceArg> args) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The Chrome trace JSON of everything recorded so far, with the process
   // and thread names as metadata events ("ph": "M").

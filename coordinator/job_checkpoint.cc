@@ -194,8 +194,9 @@ absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
 
 absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
                                       const CheckpointState& state) {
-  BAQ_TRACE_SCOPE("checkpoint", "save_block",
-                  {{"block", output.block}, {"inputs_bytes", next_inputs ? next_inputs->size() : 0}});
+  BAQ_TRACE_SCOPE(
+      "checkpoint", "save_block",
+      {{"block", output.block}, {"inputs_bytes", next_inputs ? next_inputs->size() : 0}});
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return absl::InternalError(absl::StrCat("checkpoint: cannot create ", dir_, ": ",

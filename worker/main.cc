@@ -19,10 +19,10 @@
 #include "daemon/daemon_flags.h"
 #include "net/tls_credentials.h"
 #include "worker/service/coordinator_link.h"
-#include "worker/torch/trace_cuda_sync.h"
-#include "worker/torch_block_engine.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
+#include "worker/torch/trace_cuda_sync.h"
+#include "worker/torch_block_engine.h"
 
 ABSL_FLAG(std::string, coordinator, "", "Coordinator gRPC address, HOST:PORT (required).");
 ABSL_FLAG(std::string, listen, "0.0.0.0:7001", "gRPC address to serve on, HOST:PORT.");
@@ -163,8 +163,7 @@ int main(int argc, char** argv) {
   link_options.advertise_address = AdvertiseAddress(options.listen_address, (*server)->port());
   // Before the link registers: no job can reach this worker earlier.
   const std::string trace_file = absl::GetFlag(FLAGS_trace_file);
-  baq::trace::StartGlobalTrace(trace_file,
-                               absl::StrCat("worker ", link_options.advertise_address));
+  baq::trace::StartGlobalTrace(trace_file, absl::StrCat("worker ", link_options.advertise_address));
   link_options.devices = options.devices;
   link_options.memory_bytes = HostMemoryBytes();
   link_options.channel_credentials = *coordinator_credentials;

@@ -9,10 +9,9 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/test_paths.h"
 
 namespace baq::trace {
@@ -123,7 +122,8 @@ TEST(TraceRecorderTest, RecordsFromManyThreadsWithTheirThreadIds) {
   const nlohmann::json doc = nlohmann::json::parse(recorder.ToJson());
   std::vector<std::string> names;
   for (const nlohmann::json& e : doc.at("traceEvents")) {
-    if (e.at("ph") == "M" && e.at("name") == "thread_name") names.push_back(e.at("args").at("name"));
+    if (e.at("ph") == "M" && e.at("name") == "thread_name")
+      names.push_back(e.at("args").at("name"));
   }
   EXPECT_THAT(names, UnorderedElementsAre("rank 0", "rank 1", "rank 2", "rank 3"));
 }

@@ -3,10 +3,9 @@
 // process labelled, one measure and one quantize span per block, and the
 // engine's stages (block weight load, calibration forward chunks, Hessian
 // accumulation, BAQ pass 1, per-layer quantization) nested inside them.
-#include <sys/wait.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 #include <map>
@@ -78,9 +77,9 @@ TEST(TraceFileTest, QuantizeWritesPerBlockStages) {
   EXPECT_EQ(blocks_of["quantize"], all_blocks);
   EXPECT_EQ(blocks_of["load_block"], all_blocks);
   EXPECT_EQ(blocks_of["quantize_layer"], all_blocks);
-  EXPECT_THAT(names, IsSupersetOf({"start", "forward", "forward_chunk", "hessian_add",
-                                   "measure_losses", "measure_layer", "forward_quantized",
-                                   "allocate_block"}));
+  EXPECT_THAT(names,
+              IsSupersetOf({"start", "forward", "forward_chunk", "hessian_add", "measure_losses",
+                            "measure_layer", "forward_quantized", "allocate_block"}));
 }
 
 }  // namespace

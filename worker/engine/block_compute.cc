@@ -144,7 +144,8 @@ absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJ
     for (size_t i = r; i < specs.size(); i += world) {
       BAQ_RETURN_IF_ERROR(check());
       LayerMeasurement& lm = m.layers[i];
-      BAQ_TRACE_SCOPE("engine", "measure_layer", {{"block", block}, {"layer", specs[i].short_name}});
+      BAQ_TRACE_SCOPE("engine", "measure_layer",
+                      {{"block", block}, {"layer", specs[i].short_name}});
       lm.name = specs[i].name;
       lm.rows = specs[i].out_features;
       if (job.config.quant.method == QuantMethod::kBaq) {

@@ -61,8 +61,8 @@ absl::StatusOr<std::vector<std::map<int, HessianAccumulator>>> ShardedHessians::
   for (const LinearLayerSpec& s : specs) first_of_group.emplace(s.input_group, s.short_name);
   std::vector<std::map<int, HessianAccumulator>> partials(shards.size());
   for (size_t i = 0; i < shards.size(); ++i) {
-    for (const LinearLayerSpec& s : specs) {
     BAQ_TRACE_SCOPE("engine", "accumulate_shard", {{"block", block}, {"shard", shards[i]}});
+    for (const LinearLayerSpec& s : specs) {
       if (partials[i].count(s.input_group) == 0) {
         partials[i].emplace(s.input_group, HessianAccumulator(s.in_features, group_->first()));
       }

@@ -17,7 +17,8 @@ void SynchronizeCurrentDevice() {
 }  // namespace
 
 absl::Status SyncCudaAtTraceSpanEnds() {
-  absl::StatusOr<bool> available = CallTorch("CUDA probe", [] { return torch::cuda::is_available(); });
+  absl::StatusOr<bool> available =
+      CallTorch("CUDA probe", [] { return torch::cuda::is_available(); });
   if (!available.ok()) return available.status();
   if (!*available) {
     return absl::FailedPreconditionError(
