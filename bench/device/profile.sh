@@ -10,7 +10,8 @@
 #            stage's span is its device time (the run itself is slower).
 #   nsys     the same under Nsight Systems if `nsys` is on PATH (NVTX ranges of the same spans,
 #            domain "baq"), plus `nsys stats` (NVTX, NVTX GPU projection, kernels, memcpy).
-#   service  baq-coordinator + two baq-workers on cuda:0 (SVC_BLOCKS blocks, default 4), each
+#   service  baq-coordinator + two baq-workers on cuda:0 (SVC_BLOCKS blocks, default 2: sequential
+#            service mode moves every boundary's 4.3 GB of activations through the coordinator), each
 #            with --trace_file; `baq submit --wait`; traces merged into one file.
 # Output in $OUT: *.trace.json, *.summary.md (tools/trace/summarize_trace.py), profile.log,
 # and for nsys: baq7b.nsys-rep (if small enough to come back) and nsys_*.csv.
@@ -72,7 +73,7 @@ if step nsys; then
   fi
 fi
 if step service; then
-  n=${SVC_BLOCKS:-4}
+  n=${SVC_BLOCKS:-2}
   rm -rf /tmp/llama7b_svc /tmp/cdata /tmp/p7b_svc && mkdir -p /tmp/cdata
   run make_7b_svc python3 tools/scale/make_random_model.py --out /tmp/llama7b_svc --hidden 4096 \
     --intermediate 11008 --heads 32 --blocks "$n"
