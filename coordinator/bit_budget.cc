@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/trace_recorder.h"
 
 namespace baq::coordinator {
 namespace {
@@ -95,6 +96,7 @@ std::vector<LayerAllocation> BitBudget::Project(std::vector<LayerAllocation> lay
 
 absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
     const BlockMeasurement& m) {
+  BAQ_TRACE_SCOPE("budget", "allocate_block", {{"block", m.block}});
   std::vector<LayerLosses> losses = ToLosses(m, Normalize());
   std::vector<LayerAllocation> out(losses.size());
   for (size_t i = 0; i < losses.size(); ++i) out[i].name = losses[i].name;
@@ -120,6 +122,7 @@ absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
 
 absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateAll(
     const std::vector<BlockMeasurement>& blocks) {
+  BAQ_TRACE_SCOPE("budget", "allocate_all", {{"blocks", blocks.size()}});
   const bool global_baq = quant_.method == QuantMethod::kBaq &&
                           quant_.allocation_scope != AllocationScope::kSublayer;
   if (!global_baq) {

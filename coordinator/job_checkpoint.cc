@@ -18,6 +18,7 @@
 #include "common/dtype.h"
 #include "common/durable_file.h"
 #include "common/status_macros.h"
+#include "common/trace_recorder.h"
 
 namespace baq::coordinator {
 namespace {
@@ -146,6 +147,7 @@ absl::StatusOr<std::vector<TensorBytes>> JobCheckpoint::LoadWeights(int64_t bloc
 }
 
 absl::Status JobCheckpoint::SaveWeights(int64_t block, const std::vector<TensorBytes>& weights) {
+  BAQ_TRACE_SCOPE("checkpoint", "save_weights", {{"block", block}});
   BAQ_RETURN_IF_ERROR(CreateDir());
   BlockOutput out;
   out.block = block;
@@ -245,6 +247,9 @@ absl::Status JobCheckpoint::CreateDir() {
 
 absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::string* next_inputs,
                                       const CheckpointState& state) {
+  BAQ_TRACE_SCOPE(
+      "checkpoint", "save_block",
+      {{"block", output.block}, {"inputs_bytes", next_inputs ? next_inputs->size() : 0}});
   BAQ_RETURN_IF_ERROR(CreateDir());
   if (absl::Status s = WriteBlockFile(BlockPath(output.block), output); !s.ok()) return s;
   if (next_inputs != nullptr) {
@@ -282,6 +287,7 @@ absl::Status JobCheckpoint::WriteBlockFile(const std::string& path, const BlockO
 }
 
 absl::Status JobCheckpoint::SaveState(const CheckpointState& state) {
+  BAQ_TRACE_SCOPE("checkpoint", "save_state", {{"blocks_done", state.blocks_done}});
   BAQ_RETURN_IF_ERROR(CreateDir());
   return WriteManifest(state);
 }

@@ -13,6 +13,7 @@
 
 #include "absl/flags/flag.h"
 #include "common/allowed_roots.h"
+#include "common/trace_recorder.h"
 #include "coordinator/audit_log.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_server.h"
@@ -65,6 +66,9 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "Empty: no authentication.");
 ABSL_FLAG(std::string, audit_log, "",
           "File to append one JSON line per job action to (fsync'ed); empty: no audit log.");
+ABSL_FLAG(std::string, trace_file, "",
+          "Write a timeline of the jobs run (Chrome trace JSON: per-block engine calls incl. RPC "
+          "waits, checkpoint writes, bit allocation) to this file at shutdown; empty: no trace.");
 ABSL_FLAG(std::vector<std::string>, allowed_root, {},
           "Directories (comma-separated) a job's model, calibration, eval and output paths must "
           "resolve under; empty: any path.");
@@ -97,6 +101,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   baq::daemon::StopSignals stop_signals;  // Before any thread starts.
+  const std::string trace_file = absl::GetFlag(FLAGS_trace_file);
+  baq::trace::StartGlobalTrace(trace_file, "coordinator");
 
   auto prometheus_registry = std::make_shared<prometheus::Registry>();
   baq::coordinator::CoordinatorMetrics metrics(*prometheus_registry);
@@ -206,5 +212,8 @@ int main(int argc, char** argv) {
   std::cerr << "baq-coordinator: signal " << signal << ", shutting down\n";
   (*server)->Shutdown();  // NOT_SERVING; Watch streams are cancelled after the grace.
   (*jobs)->Shutdown();    // Abort the running job; queued ones stay queued on disk.
+  if (absl::Status s = baq::trace::FinishGlobalTrace(trace_file); !s.ok()) {
+    std::cerr << "baq-coordinator: " << s << "\n";
+  }
   return 0;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/trace_recorder.h"
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
 
@@ -248,6 +249,7 @@ absl::Status RemoteBlockEngine::Wrap(const grpc::Status& status) const {
 }
 
 absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
+  BAQ_TRACE_SCOPE("rpc_client", "StartJob", {{"worker", label_}});
   CallScope scope(options_.start_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::StartJobRequest req;
@@ -261,6 +263,7 @@ absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
 }
 
 absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
+  BAQ_TRACE_SCOPE("rpc_client", "Measure", {{"block", block}, {"worker", label_}});
   CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::MeasureRequest req;
@@ -276,6 +279,7 @@ absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
 
 absl::StatusOr<double> RemoteBlockEngine::Evaluate(const std::string& model_dir,
                                                    const std::string& text_file, int64_t seqlen) {
+  BAQ_TRACE_SCOPE("rpc_client", "Evaluate", {{"worker", label_}});
   CallScope scope(options_.evaluate_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::EvaluateRequest req;
@@ -291,6 +295,7 @@ absl::StatusOr<double> RemoteBlockEngine::Evaluate(const std::string& model_dir,
 
 absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
+  BAQ_TRACE_SCOPE("rpc_client", "Quantize", {{"block", block}, {"worker", label_}});
   CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::QuantizeRequest req;
@@ -319,6 +324,7 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
 }
 
 absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
+  BAQ_TRACE_SCOPE("rpc_client", "ExportInputs", {{"block", block}, {"worker", label_}});
   CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ExportInputsRequest req;
@@ -332,6 +338,8 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportInputs(int64_t block) {
 }
 
 absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
+  BAQ_TRACE_SCOPE("rpc_client", "ImportInputs",
+                  {{"block", block}, {"bytes", bytes.size()}, {"worker", label_}});
   CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ImportInputsResponse resp;
@@ -352,6 +360,8 @@ absl::Status RemoteBlockEngine::ImportInputs(int64_t block, std::string bytes) {
 
 absl::StatusOr<std::vector<HessianPartial>> RemoteBlockEngine::AccumulateHessians(
     int64_t block, const std::vector<int32_t>& shards) {
+  BAQ_TRACE_SCOPE("rpc_client", "AccumulateHessians",
+                  {{"block", block}, {"shards", shards.size()}, {"worker", label_}});
   CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::AccumulateHessiansRequest req;
@@ -378,6 +388,7 @@ absl::StatusOr<std::vector<HessianPartial>> RemoteBlockEngine::AccumulateHessian
 }
 
 absl::Status RemoteBlockEngine::ImportHessians(int64_t block, std::vector<HessianPartial> merged) {
+  BAQ_TRACE_SCOPE("rpc_client", "ImportHessians", {{"block", block}, {"worker", label_}});
   CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ImportHessiansResponse resp;
@@ -406,6 +417,8 @@ absl::Status RemoteBlockEngine::ImportHessians(int64_t block, std::vector<Hessia
 }
 
 absl::StatusOr<std::string> RemoteBlockEngine::ExportShardInputs(int64_t block, int32_t shard) {
+  BAQ_TRACE_SCOPE("rpc_client", "ExportShardInputs",
+                  {{"block", block}, {"shard", shard}, {"worker", label_}});
   CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ExportShardInputsRequest req;
@@ -422,6 +435,9 @@ absl::StatusOr<std::string> RemoteBlockEngine::ExportShardInputs(int64_t block, 
 
 absl::Status RemoteBlockEngine::ImportShardInputs(int64_t block, int32_t shard,
                                                   std::string bytes) {
+  BAQ_TRACE_SCOPE(
+      "rpc_client", "ImportShardInputs",
+      {{"block", block}, {"shard", shard}, {"bytes", bytes.size()}, {"worker", label_}});
   CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
   v1::ImportInputsResponse resp;

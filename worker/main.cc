@@ -14,13 +14,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/trace_recorder.h"
 #include "daemon/daemon.h"
 #include "daemon/daemon_flags.h"
 #include "net/tls_credentials.h"
 #include "worker/service/coordinator_link.h"
-#include "worker/torch_block_engine.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
+#include "worker/torch/trace_cuda_sync.h"
+#include "worker/torch_block_engine.h"
 
 ABSL_FLAG(std::string, coordinator, "", "Coordinator gRPC address, HOST:PORT (required).");
 ABSL_FLAG(std::string, listen, "0.0.0.0:7001", "gRPC address to serve on, HOST:PORT.");
@@ -39,6 +41,13 @@ ABSL_FLAG(std::string, metrics_listen, "",
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads for CPU work; 0: LibTorch's default.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Minutes(10),
           "On SIGTERM, how long in-flight RPCs may run before they are cancelled.");
+ABSL_FLAG(std::string, trace_file, "",
+          "Write a timeline of the work done (Chrome trace JSON: RPCs, block weight loads, "
+          "calibration forwards, Hessians, quantization, activation moves) to this file at "
+          "shutdown; empty: no trace.");
+ABSL_FLAG(bool, trace_cuda_sync, false,
+          "With --trace_file on CUDA devices: end every span with a device synchronize, so "
+          "spans show device time per stage (slows the work).");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate this worker serves (and presents to the coordinator); empty: "
           "plaintext.");
@@ -90,6 +99,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   baq::daemon::StopSignals stop_signals;  // Before any thread starts.
+  if (absl::GetFlag(FLAGS_trace_cuda_sync)) {
+    if (absl::Status s = baq::worker::SyncCudaAtTraceSpanEnds(); !s.ok()) {
+      std::cerr << "baq-worker: " << s << "\n";
+      return 2;
+    }
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   baq::worker::WorkerMetrics metrics(*registry);
@@ -146,6 +161,9 @@ int main(int argc, char** argv) {
   baq::worker::CoordinatorLinkOptions link_options;
   link_options.coordinator_address = coordinator;
   link_options.advertise_address = AdvertiseAddress(options.listen_address, (*server)->port());
+  // Before the link registers: no job can reach this worker earlier.
+  const std::string trace_file = absl::GetFlag(FLAGS_trace_file);
+  baq::trace::StartGlobalTrace(trace_file, absl::StrCat("worker ", link_options.advertise_address));
   link_options.devices = options.devices;
   link_options.memory_bytes = HostMemoryBytes();
   link_options.channel_credentials = *coordinator_credentials;
@@ -158,5 +176,8 @@ int main(int argc, char** argv) {
   std::cerr << "baq-worker: signal " << signal << ", shutting down\n";
   link->Stop();           // No more heartbeats: the coordinator's lease lapses.
   (*server)->Shutdown();  // NOT_SERVING, drain RPCs, stop executors, free engines.
+  if (absl::Status s = baq::trace::FinishGlobalTrace(trace_file); !s.ok()) {
+    std::cerr << "baq-worker: " << s << "\n";
+  }
   return 0;
 }

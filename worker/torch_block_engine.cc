@@ -28,6 +28,7 @@
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "worker/activation_codec.h"
+#include "common/trace_recorder.h"
 #include "worker/calibration_inputs.h"
 #include "worker/engine/block_activations.h"
 #include "worker/engine/block_compute.h"
@@ -164,6 +165,7 @@ class TorchBlockEngine final : public BlockEngine,
 };
 
 absl::Status TorchBlockEngine::Start(const JobConfig& config) {
+  BAQ_TRACE_SCOPE("engine", "start");
   Reset();
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(config.Validate());
@@ -195,6 +197,7 @@ absl::Status TorchBlockEngine::Start(const JobConfig& config) {
 }
 
 absl::StatusOr<BlockMeasurement> TorchBlockEngine::Measure(int64_t block) {
+  BAQ_TRACE_SCOPE("engine", "measure", {{"block", block}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   activations_.ReleaseHandedOver();
@@ -242,6 +245,7 @@ absl::StatusOr<BlockState*> TorchBlockEngine::MeasureFresh(int64_t block) {
 
 absl::StatusOr<BlockOutput> TorchBlockEngine::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
+  BAQ_TRACE_SCOPE("engine", "quantize", {{"block", block}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   activations_.ReleaseHandedOver();
@@ -257,6 +261,7 @@ absl::StatusOr<BlockOutput> TorchBlockEngine::Quantize(
 }
 
 absl::Status TorchBlockEngine::ForwardQuantized(int64_t block, const BlockState& state) {
+  BAQ_TRACE_SCOPE("engine", "forward_quantized", {{"block", block}});
   if (job_.sharded()) return shards_.ForwardShards(block, state.AllReplicas(), check());
   if (!job_.sequential()) {
     activations_.Erase(block);
@@ -274,12 +279,14 @@ absl::Status TorchBlockEngine::ForwardQuantized(int64_t block, const BlockState&
 }
 
 absl::StatusOr<std::string> TorchBlockEngine::ExportInputs(int64_t block) {
+  BAQ_TRACE_SCOPE("engine", "export_inputs", {{"block", block}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckUnsharded("ExportInputs"));
   return activations_.Export(block, /*hand_over=*/job_.sequential());
 }
 
 absl::Status TorchBlockEngine::ImportInputs(int64_t block, std::string bytes) {
+  BAQ_TRACE_SCOPE("engine", "import_inputs", {{"block", block}, {"bytes", bytes.size()}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   BAQ_RETURN_IF_ERROR(CheckUnsharded("ImportInputs"));
@@ -289,6 +296,7 @@ absl::Status TorchBlockEngine::ImportInputs(int64_t block, std::string bytes) {
 
 absl::StatusOr<std::vector<HessianPartial>> TorchBlockEngine::AccumulateHessians(
     int64_t block, const std::vector<int32_t>& shards) {
+  BAQ_TRACE_SCOPE("engine", "accumulate_hessians", {{"block", block}, {"shards", shards.size()}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   BAQ_RETURN_IF_ERROR(CheckSharded("AccumulateHessians"));
@@ -296,6 +304,7 @@ absl::StatusOr<std::vector<HessianPartial>> TorchBlockEngine::AccumulateHessians
 }
 
 absl::Status TorchBlockEngine::ImportHessians(int64_t block, std::vector<HessianPartial> merged) {
+  BAQ_TRACE_SCOPE("engine", "import_hessians", {{"block", block}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   BAQ_RETURN_IF_ERROR(CheckSharded("ImportHessians"));
@@ -305,6 +314,7 @@ absl::Status TorchBlockEngine::ImportHessians(int64_t block, std::vector<Hessian
 }
 
 absl::StatusOr<std::string> TorchBlockEngine::ExportShardInputs(int64_t block, int32_t shard) {
+  BAQ_TRACE_SCOPE("engine", "export_shard_inputs", {{"block", block}, {"shard", shard}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckSharded("ExportShardInputs"));
   BAQ_RETURN_IF_ERROR(activations_.CheckShard(block, shard, job_.config.calibration_shards));
@@ -313,6 +323,7 @@ absl::StatusOr<std::string> TorchBlockEngine::ExportShardInputs(int64_t block, i
 
 absl::Status TorchBlockEngine::ImportShardInputs(int64_t block, int32_t shard,
                                                  std::string bytes) {
+  BAQ_TRACE_SCOPE("engine", "import_shard_inputs", {{"block", block}, {"shard", shard}});
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   BAQ_RETURN_IF_ERROR(CheckSharded("ImportShardInputs"));
@@ -546,6 +557,7 @@ void TorchBlockEngine::Reset() {
 
 absl::StatusOr<double> TorchBlockEngine::Evaluate(const std::string& model_dir,
                                                   const std::string& text_file, int64_t seqlen) {
+  BAQ_TRACE_SCOPE("engine", "evaluate");
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   CheckpointPerplexityOptions options;
   options.perplexity.block.device = group_->first();

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/trace_recorder.h"
+#include "nlohmann/json.hpp"
 #include "proto/convert.h"
 #include "tests/fakes/fake_block_engine.h"
 #include "tests/fakes/fake_job_config.h"
@@ -87,6 +89,30 @@ TEST_F(RemoteBlockEngineTest, RunsTheBlockProtocolOverGrpc) {
   EXPECT_EQ(*inputs, FakeBlockEngine::ExpectedInputBytes(1, 48));
   engine->Reset();
   EXPECT_EQ(engine->Measure(1).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RemoteBlockEngineTest, TracesEachCallWithItsBlockAndWorker) {
+  // The coordinator's timeline (--trace_file): one span per call, the RPC
+  // and the wait for the worker included.
+  FakeEngineOptions options;
+  options.num_blocks = 2;
+  StartServer(options);
+  auto engine = Engine();
+  trace::TraceRecorder& recorder = trace::GlobalTraceRecorder();
+  recorder.Start("coordinator");
+  ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
+  ASSERT_TRUE(engine->Measure(1).ok());
+  ASSERT_TRUE(engine->ExportInputs(1).ok());
+  recorder.Stop();
+  std::vector<std::string> spans;
+  for (const nlohmann::json& e : nlohmann::json::parse(recorder.ToJson())["traceEvents"]) {
+    if (e["ph"] != "X") continue;
+    EXPECT_EQ(e["cat"], "rpc_client");
+    EXPECT_EQ(e["args"]["worker"], "w001@test");
+    spans.push_back(absl::StrCat(e["name"].get<std::string>(), " ",
+                                 e["args"].value("block", int64_t{-1})));
+  }
+  EXPECT_THAT(spans, ::testing::ElementsAre("StartJob -1", "Measure 1", "ExportInputs 1"));
 }
 
 TEST_F(RemoteBlockEngineTest, EvaluatesACheckpointOnTheJobsEngine) {

@@ -18,11 +18,13 @@
 #include "absl/strings/str_split.h"
 #include "common/job_config.h"
 #include "common/status_macros.h"
+#include "common/trace_recorder.h"
 #include "tools/cli/cli_output.h"
 #include "tools/cli/exit_codes.h"
 #include "tools/cli/local_commands.h"
 #include "tools/cli/remote_commands.h"
 #include "tools/cli/tokenize_command.h"
+#include "worker/torch/trace_cuda_sync.h"
 
 ABSL_FLAG(std::string, model, "", "Model dir (HF layout: config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, calib, "", "Calibration text files, comma-separated (encoded separately, concatenated)");
@@ -87,6 +89,12 @@ ABSL_FLAG(std::string, output, "text",
           "text | json: one JSON object on stdout, on success and on failure (JSON lines for "
           "watch and submit --wait); fields in docs/cli.md");
 ABSL_FLAG(bool, json, false, "Same as --output json");
+ABSL_FLAG(std::string, trace_file, "",
+          "quantize: write a timeline of the run (Chrome trace JSON: per-block engine stages) to "
+          "this file at the end; open it in ui.perfetto.dev (docs/performance.md)");
+ABSL_FLAG(bool, trace_cuda_sync, false,
+          "quantize --trace_file on CUDA: end every span with a device synchronize, so spans "
+          "show device time per stage (slows the run; docs/performance.md)");
 ABSL_FLAG(bool, progress, false,
           "Progress on stderr (default: only when stderr is a terminal); --progress=false: never");
 
@@ -260,7 +268,19 @@ int main(int argc, char** argv) {
   if (command == "quantize") {
     baq::JobConfig config;
     if (absl::Status s = BuildJobConfig(config); !s.ok()) return Finish(s);
-    return Finish(baq::cli::RunQuantize(config, engine, output));
+    const std::string trace_file = absl::GetFlag(FLAGS_trace_file);
+    baq::trace::StartGlobalTrace(trace_file, "baq quantize");
+    if (absl::GetFlag(FLAGS_trace_cuda_sync)) {
+      if (absl::Status s = baq::worker::SyncCudaAtTraceSpanEnds(); !s.ok()) {
+        return Finish(baq::cli::UsageError(s.message()));
+      }
+    }
+    absl::Status status = baq::cli::RunQuantize(config, engine, output);
+    // Written on failure too: a timeline of a failed run is still a timeline.
+    if (absl::Status t = baq::trace::FinishGlobalTrace(trace_file); !t.ok()) {
+      std::fprintf(stderr, "baq: warning: %s\n", std::string(t.message()).c_str());
+    }
+    return Finish(status);
   }
   if (command == "eval") {
     baq::cli::EvalOptions o;

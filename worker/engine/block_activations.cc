@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/trace_recorder.h"
 #include "worker/activation_codec.h"
 #include "worker/engine/device_group.h"
 #include "worker/torch/torch_call.h"
@@ -18,6 +19,7 @@ void BlockActivations::Clear() {
 }
 
 absl::StatusOr<at::Tensor> BlockActivations::Keep(at::Tensor x) const {
+  BAQ_TRACE_SCOPE("engine", "keep_activations", {{"bytes", x.numel() * x.element_size()}});
   BAQ_ASSIGN_OR_RETURN(at::Tensor kept,
                        AllocateActivations(x.sizes(), x.scalar_type(), device_, spill_));
   if (!IsSpilled(kept)) return x;
@@ -34,6 +36,7 @@ const at::Tensor* BlockActivations::Find(int64_t block) const {
 }
 
 absl::StatusOr<std::string> BlockActivations::Export(int64_t block, bool hand_over) {
+  BAQ_TRACE_SCOPE("engine", "encode_activations", {{"block", block}});
   auto it = inputs_.find(block);
   if (it == inputs_.end()) {
     return absl::FailedPreconditionError(
@@ -45,6 +48,7 @@ absl::StatusOr<std::string> BlockActivations::Export(int64_t block, bool hand_ov
 }
 
 absl::Status BlockActivations::Import(int64_t block, const std::string& bytes) {
+  BAQ_TRACE_SCOPE("engine", "decode_activations", {{"block", block}, {"bytes", bytes.size()}});
   BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
   BAQ_ASSIGN_OR_RETURN(inputs_[block], Keep(std::move(x)));
   return absl::OkStatus();
@@ -139,6 +143,7 @@ void BlockActivations::SetShards(int64_t block, std::map<int32_t, at::Tensor> sh
 }
 
 absl::StatusOr<std::string> BlockActivations::ExportShard(int64_t block, int32_t shard) {
+  BAQ_TRACE_SCOPE("engine", "encode_activations", {{"block", block}, {"shard", shard}});
   auto held = shard_inputs_.find(block);
   auto it = held->second.find(shard);
   BAQ_ASSIGN_OR_RETURN(std::string bytes, EncodeActivations(it->second));
@@ -149,6 +154,8 @@ absl::StatusOr<std::string> BlockActivations::ExportShard(int64_t block, int32_t
 
 absl::Status BlockActivations::ImportShard(int64_t block, int32_t shard,
                                            const std::string& bytes) {
+  BAQ_TRACE_SCOPE("engine", "decode_activations",
+                  {{"block", block}, {"shard", shard}, {"bytes", bytes.size()}});
   BAQ_ASSIGN_OR_RETURN(at::Tensor x, DecodeActivations(bytes, device_));
   BAQ_ASSIGN_OR_RETURN(shard_inputs_[block][shard], Keep(std::move(x)));
   return absl::OkStatus();

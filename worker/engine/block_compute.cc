@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "common/trace_recorder.h"
 #include "worker/layer_quantizer.h"
 #include "worker/model/block_factory.h"
 #include "worker/model/moe_mlp.h"
@@ -130,6 +131,7 @@ absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& 
     replicas[r]->set_input_observer([&, r](const LinearLayerSpec& l, const at::Tensor& in) {
       BAQ_RETURN_IF_ERROR(check());  // Between the layers of a forward.
       if (first_of_group.at(l.input_group) != l.short_name) return absl::OkStatus();
+      BAQ_TRACE_SCOPE("engine", "hessian_add", {{"block", block}, {"layer", l.short_name}});
       return partials[group.chunk_of_rank(r) % num_partials].at(l.input_group).Add(in);
     });
   }
@@ -138,6 +140,8 @@ absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& 
   absl::Status forward = group.Forward(raw, x, next, check);
   for (auto& replica : replicas) replica->set_input_observer(nullptr);
   BAQ_RETURN_IF_ERROR(forward);
+  BAQ_TRACE_SCOPE("engine", "hessian_reduce_finalize",
+                  {{"block", block}, {"partials", num_partials}});
   BAQ_RETURN_IF_ERROR(group.ReducePartials(partials));
 
   // Layer i is measured and quantized on rank i % world, with the Hessian
@@ -160,6 +164,7 @@ absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJ
                                                int64_t block, const BlockState& state,
                                                const CancelCheck& check, LayerSubset layers) {
   const int world = group.world();
+  BAQ_TRACE_SCOPE("engine", "measure_losses", {{"block", block}});
   const std::vector<LinearLayerSpec>& specs = state.block->linear_layers();
   const std::vector<int32_t> selected = Selected(layers, specs.size());
   BAQ_RETURN_IF_ERROR(CheckLayerSubset(block, selected, specs.size()));
@@ -176,6 +181,8 @@ absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJ
       if (static_cast<int>(i % world) != r) continue;
       BAQ_RETURN_IF_ERROR(check());
       LayerMeasurement& lm = m.layers[j];
+      BAQ_TRACE_SCOPE("engine", "measure_layer",
+                      {{"block", block}, {"layer", specs[i].short_name}});
       lm.name = specs[i].name;
       lm.rows = specs[i].out_features;
       if (job.config.quant.method == QuantMethod::kBaq) {
@@ -219,6 +226,8 @@ absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& j
       if (static_cast<int>(i % world) != rank) continue;
       BAQ_RETURN_IF_ERROR(check());
       const absl::Time start = absl::Now();
+      BAQ_TRACE_SCOPE("engine", "quantize_layer",
+                      {{"block", block}, {"layer", specs[i].short_name}});
       BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[rank]->LinearWeight(specs[i].short_name));
       BAQ_ASSIGN_OR_RETURN(
           results[i],

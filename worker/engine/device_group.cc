@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "common/trace_recorder.h"
 #include "worker/local_communicator.h"
 #include "worker/nccl/communicator_factory.h"
 #include "worker/torch/torch_call.h"
@@ -162,12 +163,14 @@ absl::Status DeviceGroup::OnRanks(const std::function<absl::Status(int)>& fn) {
 
 absl::Status DeviceGroup::Forward(const std::vector<DecoderBlock*>& replicas, const at::Tensor& x,
                                   at::Tensor out, const std::function<absl::Status()>& check) {
+  BAQ_TRACE_SCOPE("engine", "forward", {{"windows", x.size(0)}});
   const int n = world();
   const int64_t chunks = (x.size(0) + kWindowsPerForward - 1) / kWindowsPerForward;
   return OnRanks([&](int r) -> absl::Status {
     for (int64_t c = r; c < chunks; c += n) {
       BAQ_RETURN_IF_ERROR(check());
       chunk_of_rank_[r] = c;
+      BAQ_TRACE_SCOPE("engine", "forward_chunk", {{"chunk", c}, {"rank", r}});
       const int64_t s = c * kWindowsPerForward;
       const int64_t e = std::min(x.size(0), s + kWindowsPerForward);
       // A no-op view unless the rank is another device or x is spilled.
@@ -181,6 +184,7 @@ absl::Status DeviceGroup::Forward(const std::vector<DecoderBlock*>& replicas, co
 
 absl::Status DeviceGroup::ReducePartials(
     std::vector<std::map<int, HessianAccumulator>>& partials) {
+  BAQ_TRACE_SCOPE("engine", "hessian_reduce_partials", {{"partials", partials.size()}});
   if (ranks_.size() == 1) {
     return CallTorch("merge Hessian partials", [&]() -> absl::Status {
       for (size_t p = 1; p < partials.size(); ++p) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "common/trace_recorder.h"
 #include "worker/model/block_factory.h"
 
 namespace baq::worker {
@@ -66,6 +67,7 @@ absl::StatusOr<std::vector<std::map<int, HessianAccumulator>>> ShardedHessians::
   for (const LinearLayerSpec& s : specs) first_of_group.emplace(s.input_group, s.short_name);
   std::vector<std::map<int, HessianAccumulator>> partials(shards.size());
   for (size_t i = 0; i < shards.size(); ++i) {
+    BAQ_TRACE_SCOPE("engine", "accumulate_shard", {{"block", block}, {"shard", shards[i]}});
     for (const LinearLayerSpec& s : specs) {
       if (partials[i].count(s.input_group) == 0) {
         partials[i].emplace(s.input_group, HessianAccumulator(s.in_features, group_->first()));
@@ -74,6 +76,7 @@ absl::StatusOr<std::vector<std::map<int, HessianAccumulator>>> ShardedHessians::
     b.set_input_observer([&](const LinearLayerSpec& l, const at::Tensor& x) {
       BAQ_RETURN_IF_ERROR(check());
       if (first_of_group.at(l.input_group) != l.short_name) return absl::OkStatus();
+      BAQ_TRACE_SCOPE("engine", "hessian_add", {{"block", block}, {"layer", l.short_name}});
       return partials[i].at(l.input_group).Add(x);
     });
     absl::Status out = group_->Forward({&b}, activations_->Shard(block, shards[i]),
@@ -189,6 +192,7 @@ absl::Status ShardedHessians::ForwardShards(int64_t block,
                                             const CancelCheck& check) {
   std::map<int32_t, at::Tensor> next;
   for (auto& [shard, x] : activations_->HeldShards(block)) {
+    BAQ_TRACE_SCOPE("engine", "forward_shard", {{"block", block}, {"shard", shard}});
     BAQ_ASSIGN_OR_RETURN(at::Tensor y, activations_->AllocateLike(x));
     BAQ_RETURN_IF_ERROR(group_->Forward(replicas, x, y, check));
     next[shard] = std::move(y);

@@ -1,6 +1,7 @@
 #include "worker/model/block_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/trace_recorder.h"
 #include "worker/model/gemma_block.h"
 #include "worker/model/llama_block.h"
 #include "worker/model/opt_block.h"
@@ -11,6 +12,7 @@ absl::StatusOr<std::unique_ptr<DecoderBlock>> LoadDecoderBlock(const ModelConfig
                                                                const SafetensorsCheckpoint& ckpt,
                                                                int64_t block,
                                                                const BlockOptions& options) {
+  BAQ_TRACE_SCOPE("engine", "load_block", {{"block", block}});
   if (block < 0 || block >= config.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("block ", block, " is out of range: ",
                                                    config.model_type, " model has ",

@@ -33,6 +33,7 @@
 #include "baq/v1/worker.grpc.pb.h"
 #include "common/block_engine.h"
 #include "common/failpoint.h"
+#include "common/trace_recorder.h"
 #include "proto/convert.h"
 #include "worker/service/engine_host.h"
 #include "worker/service/worker_metrics.h"
@@ -55,6 +56,7 @@ class EngineBytesWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
       : metrics_(metrics), method_(std::move(method)) {
     host->WithEngine(job_id, device,
                      [this, produce = std::move(produce)](absl::StatusOr<BlockEngine*> engine) {
+                       BAQ_TRACE_SCOPE("rpc", method_);
                        if (!engine.ok()) return Done(engine.status());
                        absl::StatusOr<std::string> bytes = produce(**engine);
                        if (!bytes.ok()) return Done(bytes.status());
@@ -132,6 +134,7 @@ class EngineBytesReader final : public grpc::ServerReadReactor<ChunkProto> {
                                                                           " stream")));
     host_->WithEngine(first_.job_id(), first_.device_index(),
                       [this](absl::StatusOr<BlockEngine*> engine) {
+                        BAQ_TRACE_SCOPE("rpc", method_, {{"bytes", data_.size()}});
                         if (!engine.ok()) return Done(engine.status());
                         const size_t n = data_.size();
                         absl::Status s = consume_(**engine, first_, std::move(data_));

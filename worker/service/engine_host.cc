@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/trace_recorder.h"
 
 namespace baq::worker {
 
@@ -77,6 +78,7 @@ void EngineHost::StartJob(const std::string& job_id, int device, JobConfig confi
   Run(
       device,
       [this, job_id, config = std::move(config), done](Device& d) {
+        BAQ_TRACE_SCOPE("rpc", "StartJob");
         DropEngine(d, job_id);
         absl::StatusOr<std::unique_ptr<BlockEngine>> engine = factory_(d.executor->device());
         if (!engine.ok()) {

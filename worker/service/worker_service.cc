@@ -9,6 +9,7 @@
 #include "common/engine_capabilities.h"
 #include "common/failpoint.h"
 #include "common/status_macros.h"
+#include "common/trace_recorder.h"
 #include "proto/convert.h"
 #include "worker/service/engine_byte_streams.h"
 #include "worker/service/job_stream_writer.h"
@@ -76,6 +77,7 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
         request.job_id(), request.device_index(),
         [this, block, target = request.target_bits(), keep = request.keep_measurement(),
          allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
+          BAQ_TRACE_SCOPE("rpc", "Quantize", {{"block", block}});
           engine = UnlessCancelled(engine, this->ctx());
           if (!engine.ok()) return Done(engine.status());
           if (absl::Status s = ApplyTarget(**engine, target, keep); !s.ok()) return Done(s);
@@ -176,6 +178,7 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
   host_->WithEngine(request->job_id(), request->device_index(),
                     [reactor, response, metrics, ctx, block, target,
                      keep](absl::StatusOr<BlockEngine*> engine) {
+                      BAQ_TRACE_SCOPE("rpc", "Measure", {{"block", block}});
                       engine = UnlessCancelled(engine, ctx);
                       absl::Status status = engine.status();
                       if (status.ok()) status = ApplyTarget(**engine, target, keep);
@@ -206,6 +209,7 @@ grpc::ServerUnaryReactor* WorkerService::Evaluate(grpc::CallbackServerContext* c
                                      request->device_index());
   host_->WithEngine(request->job_id(), request->device_index(),
                     [reactor, response, ctx, req = *request](absl::StatusOr<BlockEngine*> engine) {
+                      BAQ_TRACE_SCOPE("rpc", "Evaluate");
                       engine = UnlessCancelled(engine, ctx);
                       absl::StatusOr<CheckpointEvaluator*> evaluator =
                           engine.ok() ? RequireCapability<CheckpointEvaluator>(**engine)

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/engine_capabilities.h"
 #include "common/status_macros.h"
+#include "common/trace_recorder.h"
 #include "proto/convert.h"
 #include "proto/hessian_stream.h"
 #include "worker/service/engine_byte_streams.h"
@@ -43,6 +44,7 @@ class PartialsWriter final : public JobStreamWriter<v1::HessianPartialChunk> {
          shards = std::vector<int32_t>(request.shards().begin(), request.shards().end())](
             absl::StatusOr<BlockEngine*> engine) {
           absl::StatusOr<ShardedCalibration*> sharded = Shards(engine);
+          BAQ_TRACE_SCOPE("rpc", "AccumulateHessians", {{"block", block}});
           if (!sharded.ok()) return Done(sharded.status());
           if (this->ctx()->IsCancelled()) return Done(absl::CancelledError("cancelled"));
           const absl::Time start = absl::Now();
@@ -108,6 +110,7 @@ class HessiansReader final : public grpc::ServerReadReactor<v1::ImportHessiansCh
     }
     partials_ = *std::move(partials);
     host_->WithEngine(job_id_, device_, [this, bytes](absl::StatusOr<BlockEngine*> engine) {
+      BAQ_TRACE_SCOPE("rpc", "ImportHessians", {{"block", block_}, {"bytes", bytes}});
       absl::StatusOr<ShardedCalibration*> sharded = Shards(engine);
       if (!sharded.ok()) return Done(sharded.status());
       const int n = static_cast<int>(partials_.size());
