@@ -152,9 +152,12 @@ std::string ModelCardMarkdown(OutputFormat format, const JobConfig& config,
   if (format == OutputFormat::kGptq) md += "- gptq\n";
   if (format == OutputFormat::kCompressedTensors) md += "- compressed-tensors\n";
   md += "---\n\n";
-  absl::StrAppend(&md, "# ", config.model_dir, " quantized with baq (",
-                  OutputFormatName(format), ")\n\n");
+  std::string base = config.model_dir;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  base = base.substr(base.rfind('/') == std::string::npos ? 0 : base.rfind('/') + 1);
+  absl::StrAppend(&md, "# ", base, " quantized with baq (", OutputFormatName(format), ")\n\n");
   absl::StrAppend(&md, "| | |\n|---|---|\n");
+  absl::StrAppend(&md, "| base model | ", config.model_dir, " |\n");
   absl::StrAppend(&md, "| method | ", QuantMethodName(q.method), " (", ExecutionModeName(config.mode),
                   " mode) |\n");
   absl::StrAppend(&md, "| format | ", OutputFormatName(format), " |\n");

@@ -106,6 +106,8 @@ TEST(CompressedTensorsConfigJsonTest, OneGroupPerWidthWithExactTargets) {
 TEST(ModelCardMarkdownTest, StatesMethodBitsCalibrationAndPerplexity) {
   nlohmann::json report = Report(kMixed);
   std::string card = ModelCardMarkdown(OutputFormat::kCompressedTensors, Job(), report);
+  EXPECT_THAT(card, HasSubstr("# m quantized with baq (compressed-tensors)"));
+  EXPECT_THAT(card, HasSubstr("| base model | /models/m |"));
   EXPECT_THAT(card, HasSubstr("| method | baq"));
   EXPECT_THAT(card, HasSubstr("| target bits | 2.5 |"));
   EXPECT_THAT(card, HasSubstr("4 × 2-bit, 3 × 3-bit"));
