@@ -38,7 +38,8 @@ constexpr std::pair<absl::string_view, QuantMethod> kMethods[] = {
 constexpr std::pair<absl::string_view, OutputFormat> kFormats[] = {
     {"fake-quant", OutputFormat::kFakeQuant},
     {"packed", OutputFormat::kPacked},
-    {"gptq", OutputFormat::kGptq}};
+    {"gptq", OutputFormat::kGptq},
+    {"compressed-tensors", OutputFormat::kCompressedTensors}};
 constexpr std::pair<absl::string_view, ExecutionMode> kModes[] = {
     {"sequential", ExecutionMode::kSequential}, {"parallel", ExecutionMode::kParallel}};
 constexpr std::pair<absl::string_view, AllocationScope> kScopes[] = {
@@ -73,6 +74,7 @@ absl::Status JobConfig::Validate() const {
   if (model_dir.empty()) return absl::InvalidArgumentError("job config: model_dir is empty");
   if (output_dir.empty()) return absl::InvalidArgumentError("job config: output_dir is empty");
   if (formats.empty()) return absl::InvalidArgumentError("job config: no output format");
+  if (max_shard_bytes < 1) return bad("max_shard_bytes", max_shard_bytes, ">= 1");
   if (calibration.files.empty()) {
     return absl::InvalidArgumentError("job config: no calibration files");
   }

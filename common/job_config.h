@@ -30,7 +30,7 @@ enum class AllocationScope { kGlobal, kGlobalRaw, kSublayer };
 // losses are known before any bits are chosen (exact global allocation,
 // blocks independent, measurement reusable).
 enum class ExecutionMode { kSequential, kParallel };
-enum class OutputFormat { kFakeQuant, kPacked, kGptq };
+enum class OutputFormat { kFakeQuant, kPacked, kGptq, kCompressedTensors };
 
 struct QuantizationConfig {
   QuantMethod method = QuantMethod::kBaq;
@@ -117,6 +117,11 @@ struct JobConfig {
   // need Hessians from the embedding and head stages): Validate() returns
   // Unimplemented when set. See docs/model-support.md, "OPT".
   bool quantize_projections = false;
+  // Each output checkpoint's safetensors files hold at most this many bytes
+  // of tensor data (one tensor larger than that gets a file of its own);
+  // beyond one file they are model-0000i-of-0000N.safetensors with
+  // model.safetensors.index.json, as transformers writes them. >= 1.
+  int64_t max_shard_bytes = 5'000'000'000;
 
   absl::Status Validate() const;
   // quant.target_bits, then extra_target_bits.

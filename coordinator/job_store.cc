@@ -144,6 +144,8 @@ json JobConfigToJson(const JobConfig& c) {
   if (c.calibration_shards != 1) j["calibration_shards"] = c.calibration_shards;
   if (!c.extra_target_bits.empty()) j["extra_target_bits"] = c.extra_target_bits;
   if (!c.measurement_dir.empty()) j["measurement_dir"] = c.measurement_dir;
+  // Only when not the default, so existing fingerprints are unchanged.
+  if (c.max_shard_bytes != JobConfig().max_shard_bytes) j["max_shard_bytes"] = c.max_shard_bytes;
   return j;
 }
 
@@ -187,6 +189,7 @@ absl::StatusOr<JobConfig> JobConfigFromJson(const json& j) {
     c.calibration_shards = j.value("calibration_shards", d.calibration_shards);
     c.extra_target_bits = j.value("extra_target_bits", std::vector<double>{});
     c.measurement_dir = j.value("measurement_dir", "");
+    c.max_shard_bytes = j.value("max_shard_bytes", d.max_shard_bytes);
     if (j.contains("eval_gate")) {
       const json& g = j.at("eval_gate");
       c.eval_gate.text_file = g.at("text_file").get<std::string>();

@@ -9,6 +9,7 @@
 #include "common/failpoint.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "coordinator/export_metadata.h"
 
 namespace baq::coordinator {
 namespace {
@@ -55,31 +56,10 @@ nlohmann::json QuantizationConfigJson(OutputFormat format, const JobConfig& conf
               {"group_size", q.group_size},
               {"sym", q.symmetric},
               {"desc_act", q.act_order}};
-    case OutputFormat::kGptq: {
-      nlohmann::json cfg = {{"quant_method", "gptq"},
-                            {"checkpoint_format", "gptq"},
-                            {"bits", report.value("gptq_default_bits", 4)},
-                            {"group_size", q.group_size},
-                            {"desc_act", q.act_order},
-                            {"sym", q.symmetric},
-                            {"static_groups", q.static_groups},
-                            {"true_sequential", false},
-                            {"damp_percent", q.percdamp}};
-      // Per-module widths as GPTQModel's `dynamic` overrides ("+:" = match).
-      if (report.contains("gptq_module_bits")) {
-        nlohmann::json dynamic = nlohmann::json::object();
-        for (const auto& [module, bits] : report["gptq_module_bits"].items()) {
-          std::string pattern = "+:^";
-          for (char c : module) {
-            if (c == '.') pattern += "\\";
-            pattern += c;
-          }
-          dynamic[pattern + "$"] = {{"bits", bits}};
-        }
-        cfg["dynamic"] = dynamic;
-      }
-      return cfg;
-    }
+    case OutputFormat::kGptq:
+      return GptqConfigJson(config, report);
+    case OutputFormat::kCompressedTensors:
+      return CompressedTensorsConfigJson(config, report);
   }
   return nullptr;
 }
@@ -101,7 +81,7 @@ absl::StatusOr<std::unique_ptr<OutputAssembler>> OutputAssembler::Create(
     std::error_code ec;
     fs::create_directories(f.dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("mkdir ", f.dir, ": ", ec.message()));
-    BAQ_ASSIGN_OR_RETURN(f.writer, SafetensorsWriter::Create(f.dir + "/model.safetensors"));
+    BAQ_ASSIGN_OR_RETURN(f.writer, ShardedSafetensorsWriter::Create(f.dir, config.max_shard_bytes));
     f.writer->SetMetadata("format", "pt");
     f.writer->SetMetadata("quantizer", "baq");
     a->formats_.push_back(std::move(f));
@@ -162,9 +142,15 @@ absl::Status OutputAssembler::WriteSideFiles(const FormatOutput& f,
     BAQ_ASSIGN_OR_RETURN(std::string contents, ReadFile(src));
     BAQ_RETURN_IF_ERROR(WriteFile(absl::StrCat(f.dir, "/", side), contents));
   }
+  return WriteReportAndCard(f, report);
+}
+
+absl::Status OutputAssembler::WriteReportAndCard(const FormatOutput& f,
+                                                 const nlohmann::json& report) {
   nlohmann::json r = report;
   r["format"] = std::string(OutputFormatName(f.format));
-  return WriteFile(f.dir + "/quant_report.json", r.dump(2) + "\n");
+  BAQ_RETURN_IF_ERROR(WriteFile(f.dir + "/quant_report.json", r.dump(2) + "\n"));
+  return WriteFile(f.dir + "/README.md", ModelCardMarkdown(f.format, config_, report));
 }
 
 absl::Status OutputAssembler::Stage(const nlohmann::json& report) {
@@ -189,11 +175,7 @@ std::string OutputAssembler::StagedDir(OutputFormat format) const {
 
 absl::Status OutputAssembler::Publish(const nlohmann::json& report) {
   if (!staged_) return absl::FailedPreconditionError("output not staged");
-  for (const FormatOutput& f : formats_) {
-    nlohmann::json r = report;
-    r["format"] = std::string(OutputFormatName(f.format));
-    BAQ_RETURN_IF_ERROR(WriteFile(f.dir + "/quant_report.json", r.dump(2) + "\n"));
-  }
+  for (const FormatOutput& f : formats_) BAQ_RETURN_IF_ERROR(WriteReportAndCard(f, report));
   return out_->Commit();
 }
 

@@ -3,12 +3,17 @@
 // OutputAssembler builds a job's published output from the blocks' output
 // tensors, in every requested format, and publishes it atomically:
 //   - one format: `output_dir` is the checkpoint;
-//   - several: `output_dir/<format>/` per format (fake-quant, packed, gptq).
+//   - several: `output_dir/<format>/` per format (fake-quant, packed, gptq,
+//     compressed-tensors).
 // Each checkpoint gets model.safetensors (the quantized layers' tensors in
 // block order, then every other input tensor copied unchanged — embeddings,
-// norms, biases, LM head), config.json (the input's, plus a
-// `quantization_config` for packed/gptq), the tokenizer files, and
-// quant_report.json (per-layer bits and proxy loss, the summary).
+// norms, biases, LM head; sharded with model.safetensors.index.json beyond
+// JobConfig::max_shard_bytes: common/sharded_safetensors_writer.h),
+// config.json (the input's, plus a `quantization_config` for
+// packed/gptq/compressed-tensors: coordinator/export_metadata.h), the
+// tokenizer files, quant_report.json (per-layer bits and proxy loss, the
+// summary) and README.md (a model card; rewritten by Publish() with the
+// evaluation gate's perplexity).
 // Nothing is visible under `output_dir` until Commit() succeeds; destroying
 // an uncommitted assembler removes everything it wrote.
 // Commit() is Stage() then Publish(): Stage() completes every checkpoint in
@@ -38,7 +43,7 @@
 #include "common/block_protocol.h"
 #include "common/job_config.h"
 #include "common/safetensors_checkpoint.h"
-#include "common/safetensors_writer.h"
+#include "common/sharded_safetensors_writer.h"
 #include "nlohmann/json.hpp"
 
 namespace baq::coordinator {
@@ -65,13 +70,14 @@ class OutputAssembler {
   struct FormatOutput {
     OutputFormat format;
     std::string dir;  // Inside the temp dir.
-    std::unique_ptr<SafetensorsWriter> writer;
+    std::unique_ptr<ShardedSafetensorsWriter> writer;
   };
   OutputAssembler(JobConfig config, std::unique_ptr<AtomicOutputDir> out,
                   std::unique_ptr<SafetensorsCheckpoint> input)
       : config_(std::move(config)), out_(std::move(out)), input_(std::move(input)) {}
   absl::Status CopyUntouchedTensors(FormatOutput& f);
   absl::Status WriteSideFiles(const FormatOutput& f, const nlohmann::json& report);
+  absl::Status WriteReportAndCard(const FormatOutput& f, const nlohmann::json& report);
 
   const JobConfig config_;
   std::unique_ptr<AtomicOutputDir> out_;

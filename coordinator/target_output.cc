@@ -28,8 +28,12 @@ nlohmann::json LayerJson(const LayerReport& l) {
 
 TargetOutput::TargetOutput(JobConfig config, const ModelConfig& model)
     : config_(std::move(config)), extra_(config_.quant) {
-  const bool want_gptq = std::find(config_.formats.begin(), config_.formats.end(),
-                                   OutputFormat::kGptq) != config_.formats.end();
+  // Both formats store one width per module (BitBudget projects them).
+  const bool want_gptq = std::find_if(config_.formats.begin(), config_.formats.end(),
+                                      [](OutputFormat f) {
+                                        return f == OutputFormat::kGptq ||
+                                               f == OutputFormat::kCompressedTensors;
+                                      }) != config_.formats.end();
   budget_ = std::make_unique<BitBudget>(config_.quant, config_.mode, model.QuantizableElements(),
                                         want_gptq);
 }

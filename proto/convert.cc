@@ -51,6 +51,8 @@ v1::OutputFormat ToProto(OutputFormat f) {
       return v1::OUTPUT_FORMAT_PACKED;
     case OutputFormat::kGptq:
       return v1::OUTPUT_FORMAT_GPTQ;
+    case OutputFormat::kCompressedTensors:
+      return v1::OUTPUT_FORMAT_COMPRESSED_TENSORS;
   }
   return v1::OUTPUT_FORMAT_UNSPECIFIED;
 }
@@ -63,6 +65,8 @@ absl::StatusOr<OutputFormat> FromProto(v1::OutputFormat f) {
       return OutputFormat::kPacked;
     case v1::OUTPUT_FORMAT_GPTQ:
       return OutputFormat::kGptq;
+    case v1::OUTPUT_FORMAT_COMPRESSED_TENSORS:
+      return OutputFormat::kCompressedTensors;
     default:
       break;
   }
@@ -144,6 +148,7 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
                                          config.extra_target_bits.end());
   spec->set_measurement_dir(config.measurement_dir);
   spec->set_quantize_projections(config.quantize_projections);
+  spec->set_max_shard_bytes(config.max_shard_bytes);
   if (config.eval_gate.enabled()) {
     v1::EvalGateSpec* gate = spec->mutable_eval_gate();
     gate->set_text_file(config.eval_gate.text_file);
@@ -203,6 +208,7 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
                                   spec.extra_target_bits().end());
   config.measurement_dir = spec.measurement_dir();
   config.quantize_projections = spec.quantize_projections();
+  config.max_shard_bytes = OrDefault(spec.max_shard_bytes(), defaults.max_shard_bytes);
   if (spec.has_eval_gate()) {
     const v1::EvalGateSpec& gate = spec.eval_gate();
     config.eval_gate.text_file = gate.text_file();

@@ -8,6 +8,7 @@
 #include "common/code_packing.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "worker/compressed_tensors_format.h"
 #include "worker/model/tensor_convert.h"
 #include "worker/quant/quant_grid.h"
 #include "worker/torch/torch_call.h"
@@ -263,7 +264,10 @@ absl::StatusOr<at::Tensor> DequantizeGptq(const SafetensorsCheckpoint& ckpt,
 
 bool HasQuantizedLayers(const SafetensorsCheckpoint& ckpt) {
   for (const std::string& n : ckpt.TensorNames()) {
-    if (absl::EndsWith(n, ".qcodes") || absl::EndsWith(n, ".qweight")) return true;
+    if (absl::EndsWith(n, ".qcodes") || absl::EndsWith(n, ".qweight") ||
+        absl::EndsWith(n, ".weight_packed")) {
+      return true;
+    }
   }
   return false;
 }
@@ -277,6 +281,8 @@ LinearWeightLoader QuantizedWeightLoader(const SafetensorsCheckpoint& ckpt,
       BAQ_ASSIGN_OR_RETURN(w, DequantizePacked(ckpt, layer.name));
     } else if (ckpt.Contains(layer.name + ".qweight")) {
       BAQ_ASSIGN_OR_RETURN(w, DequantizeGptq(ckpt, layer.name));
+    } else if (ckpt.Contains(layer.name + ".weight_packed")) {
+      BAQ_ASSIGN_OR_RETURN(w, DequantizeCompressedTensors(ckpt, layer.name));
     } else {
       BAQ_ASSIGN_OR_RETURN(TensorView v, ckpt.Get(layer.name + ".weight"));
       return CopyTensorFromView(v, at::kCPU, at::kFloat);

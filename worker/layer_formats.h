@@ -4,6 +4,7 @@
 // and the loaders that turn the packed and gptq formats back into weights
 // (what `baq eval` runs on).
 //
+// compressed-tensors: see worker/compressed_tensors_format.h.
 // fake-quant: "<name>.weight", the dequantized weight in the checkpoint's
 //   dtype (transformers loads it as a plain model).
 // packed (baq-packed-v1), per layer:
@@ -76,14 +77,16 @@ absl::StatusOr<at::Tensor> DequantizeGptq(const SafetensorsCheckpoint& ckpt,
 
 // A BlockOptions::linear_weight_loader for a baq output checkpoint of any
 // format: per layer, DequantizePacked where "<name>.qcodes" exists,
-// DequantizeGptq where "<name>.qweight" exists, else "<name>.weight". The
+// DequantizeGptq where "<name>.qweight" exists, DequantizeCompressedTensors
+// (worker/compressed_tensors_format.h) where "<name>.weight_packed" exists,
+// else "<name>.weight". The
 // result is rounded to `checkpoint_dtype` (then float32), as the fake-quant
 // checkpoint stores it and as an engine that dequantizes into the model's
 // dtype sees it. `ckpt` must outlive the loader.
 LinearWeightLoader QuantizedWeightLoader(const SafetensorsCheckpoint& ckpt,
                                          DType checkpoint_dtype);
-// Whether `ckpt` holds packed or gptq layers (names ending in ".qcodes" or
-// ".qweight").
+// Whether `ckpt` holds packed, gptq or compressed-tensors layers (names
+// ending in ".qcodes", ".qweight" or ".weight_packed").
 bool HasQuantizedLayers(const SafetensorsCheckpoint& ckpt);
 
 // Bytes of a contiguous CPU copy of `t`, as a TensorBytes named `name`.

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/compressed_tensors_format.h"
 #include "worker/layer_formats.h"
 #include "worker/model/tensor_convert.h"
 #include "worker/quant/baq.h"
@@ -121,6 +122,29 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
     return layer.dequantized.to(stored_type).to(at::kFloat);
   }));
 
+  // The gptq and compressed-tensors formats store one grid per module: a BAQ
+  // job's layer is quantized again with GPTQ at its projected width
+  // (allocation.gptq_bits), once for both formats.
+  QuantizedLayer module_grid;
+  int module_bits = 0;
+  const auto module_layer = [&]() -> absl::StatusOr<const QuantizedLayer*> {
+    if (module_bits == 0) {
+      module_bits = baq ? allocation.gptq_bits : uniform_bits;
+      if (module_bits != 2 && module_bits != 3 && module_bits != 4 && module_bits != 8) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ": gptq and compressed-tensors formats support 2, 3, 4 or 8 bits per module, "
+            "got ", module_bits));
+      }
+      if (baq) {
+        BAQ_ASSIGN_OR_RETURN(module_grid, RunGptq(name, weight, hessian, config_, module_bits,
+                                                  &result.report.gptq_proxy_loss));
+      } else {
+        result.report.gptq_proxy_loss = result.report.proxy_loss;
+      }
+      result.report.gptq_bits = module_bits;
+    }
+    return baq ? &module_grid : &layer;
+  };
   for (size_t f = 0; f < formats.size(); ++f) {
     std::vector<TensorBytes> tensors;
     switch (formats[f]) {
@@ -134,20 +158,14 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
         break;
       }
       case OutputFormat::kGptq: {
-        int bits = baq ? allocation.gptq_bits : uniform_bits;
-        if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "gptq format supports 2, 3, 4 or 8 bits per module, got ", bits));
-        }
-        if (baq) {
-          BAQ_ASSIGN_OR_RETURN(QuantizedLayer g, RunGptq(name, weight, hessian, config_, bits,
-                                                         &result.report.gptq_proxy_loss));
-          BAQ_ASSIGN_OR_RETURN(tensors, GptqTensors(g, bits));
-        } else {
-          result.report.gptq_proxy_loss = result.report.proxy_loss;
-          BAQ_ASSIGN_OR_RETURN(tensors, GptqTensors(layer, bits));
-        }
-        result.report.gptq_bits = bits;
+        BAQ_ASSIGN_OR_RETURN(const QuantizedLayer* g, module_layer());
+        BAQ_ASSIGN_OR_RETURN(tensors, GptqTensors(*g, module_bits));
+        break;
+      }
+      case OutputFormat::kCompressedTensors: {
+        BAQ_ASSIGN_OR_RETURN(const QuantizedLayer* g, module_layer());
+        BAQ_ASSIGN_OR_RETURN(tensors,
+                             CompressedTensorsTensors(*g, module_bits, config_.symmetric));
         break;
       }
     }

@@ -113,6 +113,16 @@ TEST(JobConfigTest, EachTargetGetsItsOwnOutputDirOnlyWhenThereAreSeveral) {
 
 // OPT's project_in/project_out are never quantized yet; asking for it is a
 // clear Unimplemented, not a silent no-op.
+TEST(JobConfigTest, FormatNamesAndShardLimit) {
+  absl::StatusOr<OutputFormat> f = ParseOutputFormat("compressed-tensors");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(*f, OutputFormat::kCompressedTensors);
+  EXPECT_EQ(OutputFormatName(OutputFormat::kCompressedTensors), "compressed-tensors");
+  JobConfig c = Valid();
+  c.max_shard_bytes = 0;
+  ExpectInvalid(c, "max_shard_bytes");
+}
+
 TEST(JobConfigTest, QuantizeProjectionsIsUnimplemented) {
   JobConfig c = Valid();
   c.quantize_projections = true;

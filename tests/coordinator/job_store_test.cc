@@ -33,7 +33,8 @@ JobRecord FullRecord(const std::string& id, absl::Time created) {
   r.id = id;
   r.request_id = "req-" + id;
   r.config = baq::testing::FakeJobConfig("/out/" + id, "/models/m");
-  r.config.formats = {OutputFormat::kPacked, OutputFormat::kGptq};
+  r.config.formats = {OutputFormat::kPacked, OutputFormat::kGptq, OutputFormat::kCompressedTensors};
+  r.config.max_shard_bytes = 123456;
   r.config.quant.method = QuantMethod::kGptq;
   r.config.quant.target_bits = 3.25;
   r.config.quant.group_size = 64;
@@ -219,6 +220,7 @@ TEST(JobStoreTest, ConfigJsonOmitsUnsetOptionalFields) {
   EXPECT_FALSE(plain.contains("calibration_shards"));
   EXPECT_FALSE(plain.contains("extra_target_bits"));
   EXPECT_FALSE(plain.contains("measurement_dir"));
+  EXPECT_FALSE(plain.contains("max_shard_bytes"));
   // Missing optional fields read back as the defaults.
   absl::StatusOr<JobConfig> back = JobConfigFromJson(plain);
   ASSERT_TRUE(back.ok()) << back.status();

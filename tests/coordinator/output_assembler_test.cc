@@ -30,6 +30,7 @@ using ::baq::testing::MakeScratchDir;
 using ::baq::testing::ReadFileOrDie;
 using ::baq::testing::WriteFileOrDie;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 
@@ -90,8 +91,13 @@ BlockOutput Block(const JobConfig& config, char fill = 'q') {
 }
 
 nlohmann::json Report() {
-  return {{"quantizer", "baq"}, {"achieved_bits", 3.0}, {"gptq_default_bits", 3},
-          {"gptq_module_bits", {{kLayer, 2}}}};
+  // The gptq config's `bits` is the most common width (3); the 2-bit module is a
+  // `dynamic` override (without the fused gate_up_proj name: gate_proj differs).
+  return {{"quantizer", "baq"},
+          {"achieved_bits", 3.0},
+          {"gptq_default_bits", 3},
+          {"gptq_module_bits",
+           {{kLayer, 2}, {"model.layers.0.mlp.gate_proj", 3}, {"model.layers.0.mlp.down_proj", 3}}}};
 }
 
 std::vector<std::string> TensorNames(const std::string& dir) {
@@ -154,6 +160,8 @@ TEST(OutputAssemblerTest, OneFormatIsTheOutputDirAndAppearsOnlyOnPublish) {
   const nlohmann::json report = ReadJson(dir + "/quant_report.json");
   EXPECT_EQ(report["format"], "fake-quant");
   EXPECT_EQ(report["eval_gate"]["ppl"], 12.0);  // Publish's report, not Stage's.
+  // The model card, rewritten by Publish with the gate's perplexity.
+  EXPECT_THAT(ReadFileOrDie(dir + "/README.md"), HasSubstr("| 12.0000 |"));
   // Only the output is left in the parent: no temp dir.
   EXPECT_THAT(Entries(parent), ElementsAre("out"));
 }
@@ -191,6 +199,22 @@ TEST(OutputAssemblerTest, SeveralFormatsGetASubdirAndAQuantizationConfigEach) {
     EXPECT_EQ(ReadJson(absl::StrCat(dir, "/", format, "/quant_report.json"))["format"], format);
     EXPECT_TRUE(fs::exists(absl::StrCat(dir, "/", format, "/tokenizer.json")));
   }
+}
+
+TEST(OutputAssemblerTest, ShardsBeyondMaxShardBytesWithAnIndex) {
+  JobConfig config = Config(WriteModel(), {OutputFormat::kFakeQuant});
+  config.max_shard_bytes = 32;  // The 32-byte layer fills shard 1; the norm goes to shard 2.
+  auto out = OutputAssembler::Create(config);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_TRUE((*out)->AddBlock(Block(config)).ok());
+  ASSERT_TRUE((*out)->Commit(Report()).ok());
+  const std::string& dir = config.output_dir;
+  EXPECT_FALSE(fs::exists(dir + "/model.safetensors"));
+  const nlohmann::json index = ReadJson(dir + "/model.safetensors.index.json");
+  EXPECT_EQ(index["weight_map"][std::string(kLayer) + ".weight"],
+            "model-00001-of-00002.safetensors");
+  EXPECT_EQ(index["weight_map"]["model.norm.weight"], "model-00002-of-00002.safetensors");
+  EXPECT_EQ(TensorBytesOf(dir, "model.norm.weight"), Bytes(8, 'n'));
 }
 
 TEST(OutputAssemblerTest, AnAssemblerDroppedBeforePublishLeavesNothing) {

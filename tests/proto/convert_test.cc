@@ -23,7 +23,8 @@ JobConfig FullConfig() {
   JobConfig c;
   c.model_dir = "/models/opt-125m";
   c.output_dir = "/out/job-1";
-  c.formats = {OutputFormat::kPacked, OutputFormat::kGptq, OutputFormat::kFakeQuant};
+  c.formats = {OutputFormat::kPacked, OutputFormat::kGptq, OutputFormat::kFakeQuant,
+               OutputFormat::kCompressedTensors};
   c.calibration.files = {"a.txt", "b.txt"};
   c.calibration.num_samples = 16;
   c.calibration.seqlen = 512;
@@ -48,6 +49,7 @@ JobConfig FullConfig() {
   c.extra_target_bits = {3.0, 4.0};
   c.measurement_dir = "opt-measure";
   c.quantize_projections = true;  // Rejected by Validate(), but carried faithfully.
+  c.max_shard_bytes = 1'000'000;
   return c;
 }
 
@@ -80,6 +82,7 @@ void ExpectSameConfig(const JobConfig& a, const JobConfig& b) {
   EXPECT_EQ(a.extra_target_bits, b.extra_target_bits);
   EXPECT_EQ(a.measurement_dir, b.measurement_dir);
   EXPECT_EQ(a.quantize_projections, b.quantize_projections);
+  EXPECT_EQ(a.max_shard_bytes, b.max_shard_bytes);
 }
 
 absl::StatusOr<JobConfig> RoundTrip(const JobConfig& c) {

@@ -163,6 +163,26 @@ TEST(LayerQuantizerTest, BaqGptqFormatRequantizesAtTheProjectedWidth) {
   EXPECT_EQ(r->tensors[0].shape, (std::vector<int64_t>{kCols * 3 / 32, kRows}));
 }
 
+TEST(LayerQuantizerTest, GptqAndCompressedTensorsShareOneRequantization) {
+  const Layer l = RandomLayer(3);
+  const QuantizationConfig c = Config(QuantMethod::kBaq, 2.5);
+  absl::StatusOr<LayerQuantizer::Result> both = LayerQuantizer(c).Quantize(
+      kName, l.weight, l.hessian, Allocation(MixedLevels(), 3),
+      {OutputFormat::kGptq, OutputFormat::kCompressedTensors}, DType::kBF16);
+  ASSERT_TRUE(both.ok()) << both.status();
+  absl::StatusOr<LayerQuantizer::Result> gptq_only =
+      LayerQuantizer(c).Quantize(kName, l.weight, l.hessian, Allocation(MixedLevels(), 3),
+                                 {OutputFormat::kGptq}, DType::kBF16);
+  ASSERT_TRUE(gptq_only.ok()) << gptq_only.status();
+  EXPECT_EQ(both->report.gptq_bits, 3);
+  EXPECT_EQ(both->report.gptq_proxy_loss, gptq_only->report.gptq_proxy_loss);
+  EXPECT_THAT(Suffixes(*both), ElementsAre(".qweight", ".qzeros", ".scales", ".g_idx",
+                                           ".weight_packed", ".weight_scale",
+                                           ".weight_zero_point", ".weight_shape"));
+  EXPECT_THAT(both->tensor_format, ElementsAre(0, 0, 0, 0, 1, 1, 1, 1));
+  EXPECT_EQ(both->tensors[4].shape, (std::vector<int64_t>{kRows, kCols * 3 / 32}));
+}
+
 TEST(LayerQuantizerTest, GptqMethodUsesTheUniformWidthForEveryFormat) {
   const Layer l = RandomLayer(4);
   QuantizationConfig c = Config(QuantMethod::kGptq, 4.0);
@@ -226,7 +246,7 @@ TEST(LayerQuantizerTest, RejectsGptqFormatWidthsItCannotPack) {
                     DType::kF16);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(),
-              HasSubstr("gptq format supports 2, 3, 4 or 8 bits per module, got 5"));
+              HasSubstr("formats support 2, 3, 4 or 8 bits per module, got 5"));
   // A BAQ allocation without a projected width asked for the gptq format.
   r = LayerQuantizer(Config(QuantMethod::kBaq, 2.5))
           .Quantize(kName, l.weight, l.hessian, Allocation(MixedLevels(), 0),

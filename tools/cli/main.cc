@@ -32,7 +32,12 @@ ABSL_FLAG(std::string, out, "", "Output dir; published atomically, must not exis
 ABSL_FLAG(std::string, bits, "3", "Target average bits per weight, in [1, 8] (fractional needs --method baq); several comma-separated targets (2.5,3,4) share one measurement in --mode parallel and write <out>/bits-<t> each");
 ABSL_FLAG(std::string, measurement, "", "--mode parallel: keep the measurement (every layer's Hessian) in this dir, or reuse the one there if it is of the same model and calibration; submit: a plain name is kept in the coordinator's <data-dir>/measurements/");
 ABSL_FLAG(std::string, method, "baq", "baq | gptq | rtn");
-ABSL_FLAG(std::string, format, "fake-quant", "Output formats, comma-separated: fake-quant, packed, gptq");
+ABSL_FLAG(std::string, format, "fake-quant",
+          "Output formats, comma-separated: fake-quant, packed, gptq, compressed-tensors "
+          "(docs/output-formats.md)");
+ABSL_FLAG(int64_t, max_shard_size, 5'000'000'000,
+          "Bytes of tensor data per safetensors file of an output checkpoint; larger outputs are "
+          "sharded with model.safetensors.index.json");
 ABSL_FLAG(std::string, mode, "sequential", "sequential (exact GPTQ protocol) | parallel");
 ABSL_FLAG(std::string, allocation, "global",
           "BAQ bit allocation: global (per-layer normalized, exact model average) | global-raw | sublayer (paper)");
@@ -217,6 +222,7 @@ absl::Status BuildJobConfig(baq::JobConfig& c) {
   c.eval_gate.max_ppl_ratio = absl::GetFlag(FLAGS_eval_gate_max_ratio);
   c.calibration_shards = absl::GetFlag(FLAGS_calibration_shards);
   c.quantize_projections = absl::GetFlag(FLAGS_quantize_projections);
+  c.max_shard_bytes = absl::GetFlag(FLAGS_max_shard_size);
   if (c.model_dir.empty() || c.output_dir.empty() || c.calibration.files.empty()) {
     return baq::cli::UsageError("needs --model, --calib and --out");
   }
