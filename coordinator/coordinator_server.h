@@ -49,6 +49,16 @@ struct CoordinatorServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Server certificate, key and (for mutual TLS) client CA; none: plaintext.
   net::TlsOptions tls;
+  // Largest request message the server accepts (RESOURCE_EXHAUSTED beyond).
+  // Job API messages are small; bulk data streams in 1 MiB chunks.
+  int max_receive_message_bytes = 4 << 20;
+  // Server-initiated HTTP/2 keepalive pings on idle connections, so a dead
+  // client (or a NAT that dropped the flow) under a long Watch is noticed;
+  // a ping unanswered for keepalive_timeout closes the connection. Clients
+  // may ping at most every keepalive_min_client_interval (faster: GOAWAY).
+  absl::Duration keepalive_time = absl::Minutes(2);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration keepalive_min_client_interval = absl::Seconds(10);
 };
 
 struct CoordinatorDeps {

@@ -51,9 +51,18 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, absl::strin
         absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (fields.empty()) continue;
     const std::string where = absl::StrCat(source, ":", line_number);
-    if (fields.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": expected `TOKEN TENANT`, got ", fields.size(), " field(s)"));
+    if (fields.size() != 2 && fields.size() != 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": expected `TOKEN TENANT [ROLE]`, got ", fields.size(), " field(s)"));
+    }
+    Identity identity;
+    identity.tenant = std::string(fields[1]);
+    if (fields.size() == 3) {
+      if (fields[2] != "admin" && fields[2] != "tenant") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": role '", fields[2], "' is neither `tenant` nor `admin`"));
+      }
+      identity.admin = fields[2] == "admin";
     }
     if (fields[0].size() < kMinTokenLength) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": token shorter than ",
@@ -66,7 +75,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, absl::strin
     if (!seen.insert(std::string(fields[0])).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": duplicate token"));
     }
-    table.entries_.emplace_back(std::string(fields[0]), std::string(fields[1]));
+    table.entries_.emplace_back(std::string(fields[0]), std::move(identity));
   }
   if (table.entries_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": no tokens"));
@@ -82,13 +91,19 @@ absl::StatusOr<TokenTable> TokenTable::Load(const std::string& path) {
   return Parse(text.str(), path);
 }
 
-absl::StatusOr<std::string> TokenTable::TenantOf(absl::string_view token) const {
-  const std::string* tenant = nullptr;
-  for (const auto& [known, name] : entries_) {  // No early exit: see the header.
-    if (ConstantTimeEquals(known, token)) tenant = &name;
+absl::StatusOr<TokenTable::Identity> TokenTable::IdentityOf(absl::string_view token) const {
+  const Identity* found = nullptr;
+  for (const auto& [known, identity] : entries_) {  // No early exit: see the header.
+    if (ConstantTimeEquals(known, token)) found = &identity;
   }
-  if (tenant == nullptr) return absl::NotFoundError("unknown token");
-  return *tenant;
+  if (found == nullptr) return absl::NotFoundError("unknown token");
+  return *found;
+}
+
+absl::StatusOr<std::string> TokenTable::TenantOf(absl::string_view token) const {
+  absl::StatusOr<Identity> identity = IdentityOf(token);
+  if (!identity.ok()) return identity.status();
+  return identity->tenant;
 }
 
 absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, const TokenTable* tokens,
@@ -100,7 +115,10 @@ absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, const To
     std::vector<grpc::string_ref> cn = auth->FindPropertyValues("x509_common_name");
     if (!cn.empty()) caller.cert_cn.assign(cn.front().data(), cn.front().size());
   }
-  if (tokens == nullptr) return caller;
+  if (tokens == nullptr) {
+    caller.admin = true;  // No auth: no tenants to keep apart.
+    return caller;
+  }
   const auto& metadata = ctx.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -110,9 +128,10 @@ absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, const To
   if (!absl::ConsumePrefix(&value, "Bearer ") || value.empty()) {
     return Reject(metrics, "malformed", "authorization metadata is not `Bearer <token>`");
   }
-  absl::StatusOr<std::string> tenant = tokens->TenantOf(value);
-  if (!tenant.ok()) return Reject(metrics, "unknown_token", "unknown bearer token");
-  caller.tenant = *std::move(tenant);
+  absl::StatusOr<TokenTable::Identity> identity = tokens->IdentityOf(value);
+  if (!identity.ok()) return Reject(metrics, "unknown_token", "unknown bearer token");
+  caller.tenant = std::move(identity->tenant);
+  caller.admin = identity->admin;
   return caller;
 }
 

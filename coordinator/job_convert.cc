@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "proto/convert.h"
 
 namespace baq::coordinator {
@@ -12,6 +13,15 @@ int64_t UnixMillisOrZero(absl::Time t) {
 }
 
 }  // namespace
+
+absl::StatusOr<JobState> FromProto(v1::JobState state) {
+  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
+                     JobState::kFailed, JobState::kCancelled, JobState::kFailedGate}) {
+    if (ToProto(s) == state) return s;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("job state ", static_cast<int>(state),
+                                                 " is not a state a job can be in"));
+}
 
 v1::JobState ToProto(JobState state) {
   switch (state) {
@@ -93,6 +103,7 @@ void ToProto(const JobRecord& record, v1::Job* job) {
   baq::ToProto(record.config, job->mutable_spec());
   job->mutable_spec()->set_priority(record.priority);
   job->mutable_spec()->set_tenant(record.tenant);
+  job->mutable_spec()->mutable_labels()->insert(record.labels.begin(), record.labels.end());
   job->set_tenant(record.tenant);
   job->set_priority(record.priority);
   job->set_queue_position(record.queue_position);

@@ -16,6 +16,8 @@ namespace baq::coordinator {
 v1::JobState ToProto(JobState state);
 v1::JobStage ToProto(JobStage stage);
 JobStage FromProto(v1::JobStage stage);
+// InvalidArgument for JOB_STATE_UNSPECIFIED and unknown values.
+absl::StatusOr<JobState> FromProto(v1::JobState state);
 
 void ToProto(const JobRecord& record, v1::Job* job);
 // The record's latest progress as an event (state included).

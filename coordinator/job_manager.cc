@@ -27,6 +27,10 @@ namespace {
 constexpr size_t kEtaHistory = 20;
 }  // namespace
 
+std::string JobManager::RequestKey(const std::string& tenant, const std::string& request_id) {
+  return absl::StrCat(tenant.size(), ":", tenant, "/", request_id);  // Unambiguous.
+}
+
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options,
                                                                JobManagerDeps deps) {
   if ((!deps.execution_factory && !deps.resumable_execution_factory) || !deps.engine_provider) {
@@ -64,10 +68,11 @@ absl::Status JobManager::Load() {
 
 void JobManager::LoadLocked(JobRecord record) {
   const std::string id = record.id;
-  if (!record.request_id.empty()) id_by_request_[record.request_id] = id;
+  if (!record.request_id.empty()) id_by_request_[RequestKey(record.tenant, record.request_id)] = id;
   order_.push_back(id);
   Job& job = jobs_[id];
   job.record = std::move(record);
+  job.seq = next_seq_++;
   if (deps_.metrics != nullptr) deps_.metrics->jobs(JobStateName(job.record.state)).Increment();
   if (job.record.state == JobState::kQueued) EnqueueLocked(job);
   if (job.record.state == JobState::kSucceeded && job.record.end_time > job.record.start_time) {
@@ -128,6 +133,7 @@ std::map<std::string, std::pair<int, absl::Duration>> JobManager::QueueEtasLocke
 absl::StatusOr<JobRecord> JobManager::Submit(const std::string& request_id, JobConfig config,
                                              const SubmitOptions& submit) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
+  if (absl::Status s = ValidateLabels(submit.labels); !s.ok()) return s;
   if (absl::Status s = ResolveMeasurementName(options_.data_dir, config); !s.ok()) return s;
   // Outside mu_: it may read config.json.
   absl::StatusOr<MemoryEstimate> estimate =
@@ -150,7 +156,7 @@ absl::StatusOr<JobRecord> JobManager::SubmitLocked(const std::string& request_id
   const int64_t memory = estimate.ok() ? estimate->total() : 0;
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   if (!request_id.empty()) {
-    auto it = id_by_request_.find(request_id);
+    auto it = id_by_request_.find(RequestKey(submit.tenant, request_id));
     if (it != id_by_request_.end()) {
       const JobRecord& existing = jobs_.at(it->second).record;
       if (JobConfigToJson(existing.config) != JobConfigToJson(config)) {
@@ -181,12 +187,14 @@ absl::StatusOr<JobRecord> JobManager::SubmitLocked(const std::string& request_id
   job.record.config = std::move(config);
   job.record.tenant = submit.tenant;
   job.record.priority = submit.priority;
+  job.record.labels = submit.labels;
+  job.seq = next_seq_++;
   job.record.memory_estimate_bytes = memory;
   job.record.create_time = options_.now();
   job.record.progress.eta = absl::InfiniteDuration();
   job.record.progress.message = "queued";
   order_.push_back(id);
-  if (!request_id.empty()) id_by_request_[request_id] = id;
+  if (!request_id.empty()) id_by_request_[RequestKey(submit.tenant, request_id)] = id;
   EnqueueLocked(job);
   if (deps_.metrics != nullptr) {
     deps_.metrics->jobs_submitted_total().Increment();

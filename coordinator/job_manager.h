@@ -14,8 +14,13 @@
 // again and RUNNING ones are queued again to resume from their checkpoint
 // (with a resumable_execution_factory) or else become FAILED/ABORTED.
 //
-// Submit is idempotent by request id: the same id with the same config
-// returns the first job; with another config it is AlreadyExists.
+// Submit is idempotent by request id, per tenant: the same id of the same
+// tenant with the same config returns the first job; with another config it
+// is AlreadyExists. Another tenant's id never matches (tenants cannot see or
+// collide with each other's keys).
+//
+// Delete removes a finished job: record, checkpoint and, on request, its
+// outputs (coordinator/job_manager_list.cc, with List's filters and pages).
 //
 // Watchers are called under the manager's lock, in event order, with a
 // snapshot of the record: first immediately, then after every change; the
@@ -37,6 +42,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,6 +135,25 @@ struct JobManagerOptions {
 struct SubmitOptions {
   std::string tenant;  // From the caller's credentials; empty: the default tenant.
   int priority = 0;    // Higher runs first.
+  std::map<std::string, std::string> labels;  // Validated by Submit (ValidateLabels).
+};
+
+// Which jobs List returns: filters combine with AND; empty ones match all.
+struct ListFilter {
+  std::vector<JobState> states;       // Any of these; empty: any state.
+  std::optional<std::string> tenant;  // Only this tenant's jobs.
+  std::map<std::string, std::string> labels;  // Every one of these, equal.
+  int page_size = 0;       // At most this many jobs; 0: all.
+  std::string page_token;  // ListPage::next_page_token of the previous page.
+};
+struct ListPage {
+  std::vector<JobRecord> jobs;  // Oldest first.
+  std::string next_page_token;  // "": the last page.
+};
+
+// What Delete removed (paths on the coordinator's file system).
+struct DeleteResult {
+  std::vector<std::string> removed_paths;
 };
 
 struct JobManagerDeps {
@@ -176,6 +201,17 @@ class JobManager {
   absl::StatusOr<JobRecord> Get(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   // Oldest first.
   std::vector<JobRecord> List() ABSL_LOCKS_EXCLUDED(mu_);
+  // The jobs matching `filter`, one page of them; InvalidArgument for a
+  // malformed page token or a negative page size. A page token stays valid
+  // when jobs are added or deleted meanwhile (it names a position in the
+  // submit order, not an index).
+  absl::StatusOr<ListPage> List(const ListFilter& filter) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes a finished job's record, its checkpoint and, with
+  // `delete_outputs`, the output directories it published. NotFound if
+  // unknown; FailedPrecondition for a queued or running job (cancel it
+  // first). Internal when a removal fails (the job is forgotten all the same).
+  absl::StatusOr<DeleteResult> Delete(const std::string& id, bool delete_outputs)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Queued: cancelled now. Running: the workers' calls in flight are aborted
   // and the job ends CANCELLED within seconds (the record
   // stays RUNNING until then). Finished: unchanged. NotFound if unknown.
@@ -192,6 +228,7 @@ class JobManager {
  private:
   struct Job {
     JobRecord record;
+    uint64_t seq = 0;  // Position in the submit order (page tokens).
     JobExecution* execution = nullptr;  // Owned by the running thread.
     bool cancel_requested = false;
   };
@@ -201,6 +238,8 @@ class JobManager {
   };
 
   JobManager(JobManagerOptions options, JobManagerDeps deps);
+  // The id_by_request_ key: request ids are scoped to their tenant.
+  static std::string RequestKey(const std::string& tenant, const std::string& request_id);
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
   // One record of the store: indexed, queued again or failed (see the file comment).
   void LoadLocked(JobRecord record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -247,7 +286,9 @@ class JobManager {
   absl::Mutex mu_;
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);  // Ids, oldest first.
+  // Job ids by RequestKey(tenant, request_id).
   std::map<std::string, std::string> id_by_request_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   JobScheduler scheduler_ ABSL_GUARDED_BY(mu_);
   // Wall times of the last succeeded jobs, for queued ETAs.
   std::deque<absl::Duration> recent_durations_ ABSL_GUARDED_BY(mu_);

@@ -8,6 +8,7 @@
 #define BAQ_COORDINATOR_JOB_RECORD_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -26,6 +27,12 @@ enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kFaile
 // "queued", "running", "succeeded", "failed", "cancelled", "failed_gate".
 absl::string_view JobStateName(JobState state);
 absl::StatusOr<JobState> ParseJobState(absl::string_view name);
+// Labels of a job: at most kMaxLabels; keys 1-63 characters of
+// [a-z0-9._/-] starting with a letter or digit; values at most 255 printable
+// ASCII characters. InvalidArgument naming the offending label.
+inline constexpr size_t kMaxLabels = 16;
+absl::Status ValidateLabels(const std::map<std::string, std::string>& labels);
+
 inline bool IsTerminal(JobState s) {
   return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled ||
          s == JobState::kFailedGate;
@@ -39,6 +46,8 @@ struct JobRecord {
   // caller's credentials (or the spec when the coordinator has no auth).
   std::string tenant;
   int priority = 0;  // Higher runs first.
+  // The submitter's labels (JobSpec.labels; ValidateLabels), for List's filter.
+  std::map<std::string, std::string> labels;
   // Estimated memory on one worker (coordinator/memory_estimate.h); 0: unknown.
   int64_t memory_estimate_bytes = 0;
   // While QUEUED: 0-based place in the start order (computed on Get/List,

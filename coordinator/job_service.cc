@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "coordinator/job_convert.h"
@@ -148,6 +149,15 @@ absl::StatusOr<Caller> JobService::Admit(grpc::CallbackServerContext* ctx, const
   return caller;
 }
 
+absl::StatusOr<JobRecord> JobService::Authorize(const Caller& caller, const std::string& job_id) {
+  absl::StatusOr<JobRecord> record = jobs_->Get(job_id);
+  if (record.ok() && !MayAccess(caller, record->tenant)) {
+    // The same answer as for an unknown id: ids do not leak across tenants.
+    return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  }
+  return record;
+}
+
 grpc::ServerUnaryReactor* JobService::Finish(grpc::CallbackServerContext* ctx, const char* method,
                                              const absl::Status& status) {
   if (metrics_ != nullptr) metrics_->RecordRpc(method, status);
@@ -174,6 +184,7 @@ grpc::ServerUnaryReactor* JobService::Submit(grpc::CallbackServerContext* ctx,
   submit.priority = request->spec().priority();
   // With authentication on, the token names the tenant; a spec cannot claim another's share.
   if (security_.tokens != nullptr) submit.tenant = caller->tenant;
+  submit.labels = {request->spec().labels().begin(), request->spec().labels().end()};
   absl::StatusOr<JobRecord> record =
       jobs_->Submit(request->request_id(), *std::move(config), submit);
   if (record.ok()) coordinator::ToProto(*record, job);
@@ -185,7 +196,7 @@ grpc::ServerUnaryReactor* JobService::Get(grpc::CallbackServerContext* ctx,
                                           const v1::GetJobRequest* request, v1::Job* job) {
   absl::StatusOr<Caller> caller = Admit(ctx, "get", request->id());
   if (!caller.ok()) return Finish(ctx, "Get", caller.status());
-  absl::StatusOr<JobRecord> record = jobs_->Get(request->id());
+  absl::StatusOr<JobRecord> record = Authorize(*caller, request->id());
   if (record.ok()) coordinator::ToProto(*record, job);
   Audit("get", *caller, request->id(), "", record.status());
   return Finish(ctx, "Get", record.status());
@@ -196,16 +207,42 @@ grpc::ServerUnaryReactor* JobService::List(grpc::CallbackServerContext* ctx,
                                            v1::ListJobsResponse* response) {
   absl::StatusOr<Caller> caller = Admit(ctx, "list", "");
   if (!caller.ok()) return Finish(ctx, "List", caller.status());
-  for (const JobRecord& record : jobs_->List()) coordinator::ToProto(record, response->add_jobs());
-  Audit("list", *caller, "", "", absl::OkStatus());
-  return Finish(ctx, "List", absl::OkStatus());
+  ListFilter filter;
+  filter.page_size = request->page_size();
+  filter.page_token = request->page_token();
+  absl::Status status;
+  for (int s : request->states()) {
+    absl::StatusOr<JobState> state = FromProto(static_cast<v1::JobState>(s));
+    if (state.ok()) filter.states.push_back(*state);
+    status.Update(state.status());
+  }
+  if (!request->tenant().empty()) filter.tenant = request->tenant();
+  filter.labels = {request->labels().begin(), request->labels().end()};
+  if (status.ok() && !caller->admin) {
+    if (filter.tenant.has_value() && *filter.tenant != caller->tenant) {
+      status = absl::PermissionDeniedError(absl::StrCat(
+          "tenant ", caller->tenant, " may not list the jobs of tenant ", *filter.tenant));
+    }
+    filter.tenant = caller->tenant;
+  }
+  if (status.ok()) {
+    absl::StatusOr<ListPage> page = jobs_->List(filter);
+    status = page.status();
+    if (page.ok()) {
+      for (const JobRecord& record : page->jobs) coordinator::ToProto(record, response->add_jobs());
+      response->set_next_page_token(page->next_page_token);
+    }
+  }
+  Audit("list", *caller, "", "", status);
+  return Finish(ctx, "List", status);
 }
 
 grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* ctx,
                                              const v1::CancelJobRequest* request, v1::Job* job) {
   absl::StatusOr<Caller> caller = Admit(ctx, "cancel", request->id());
   if (!caller.ok()) return Finish(ctx, "Cancel", caller.status());
-  absl::StatusOr<JobRecord> record = jobs_->Cancel(request->id());
+  absl::StatusOr<JobRecord> record = Authorize(*caller, request->id());
+  if (record.ok()) record = jobs_->Cancel(request->id());
   if (record.ok()) coordinator::ToProto(*record, job);
   Audit("cancel", *caller, request->id(), "", record.status());
   return Finish(ctx, "Cancel", record.status());
@@ -218,10 +255,34 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobService::Watch(grpc::CallbackServerCo
     if (metrics_ != nullptr) metrics_->RecordRpc("Watch", caller.status());
     return new RejectedWatch(caller.status());
   }
+  if (absl::StatusOr<JobRecord> record = Authorize(*caller, request->id()); !record.ok()) {
+    Audit("watch", *caller, request->id(), "", record.status());
+    if (metrics_ != nullptr) metrics_->RecordRpc("Watch", record.status());
+    return new RejectedWatch(record.status());
+  }
   return new EventWriter(jobs_, metrics_, request->id(),
                          [this, caller = *caller, id = request->id()](const absl::Status& s) {
                            Audit("watch", caller, id, "", s);
                          });
+}
+
+grpc::ServerUnaryReactor* JobService::Delete(grpc::CallbackServerContext* ctx,
+                                             const v1::DeleteJobRequest* request,
+                                             v1::DeleteJobResponse* response) {
+  absl::StatusOr<Caller> caller = Admit(ctx, "delete", request->id());
+  if (!caller.ok()) return Finish(ctx, "Delete", caller.status());
+  absl::Status status = Authorize(*caller, request->id()).status();
+  if (status.ok()) {
+    absl::StatusOr<DeleteResult> deleted = jobs_->Delete(request->id(), request->delete_outputs());
+    status = deleted.status();
+    if (deleted.ok()) {
+      response->set_id(request->id());
+      for (const std::string& path : deleted->removed_paths) response->add_removed_paths(path);
+    }
+  }
+  Audit(request->delete_outputs() ? "delete_with_outputs" : "delete", *caller, request->id(), "",
+        status);
+  return Finish(ctx, "Delete", status);
 }
 
 }  // namespace baq::coordinator

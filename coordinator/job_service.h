@@ -13,6 +13,13 @@
 // roots (PERMISSION_DENIED / INVALID_ARGUMENT naming the path), and every
 // action, allowed or not, is appended to the audit log.
 //
+// Tenancy (with tokens): a caller sees, watches, cancels and deletes only
+// its own tenant's jobs; another tenant's job is NOT_FOUND, exactly like an
+// unknown id, so job ids do not leak across tenants. List returns only the
+// caller's jobs (PERMISSION_DENIED when its tenant filter names another
+// tenant). An `admin` token acts on every job. Without tokens everyone is
+// an admin.
+//
 // Thread-safe. The manager and metrics are not owned and must outlive the
 // server that registers this service.
 #ifndef BAQ_COORDINATOR_JOB_SERVICE_H_
@@ -54,6 +61,9 @@ class JobService final : public v1::JobService::CallbackService {
                                    const v1::CancelJobRequest* request, v1::Job* job) override;
   grpc::ServerWriteReactor<v1::JobEvent>* Watch(grpc::CallbackServerContext* ctx,
                                                 const v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
+                                   const v1::DeleteJobRequest* request,
+                                   v1::DeleteJobResponse* response) override;
 
  private:
   grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const char* method,
@@ -65,6 +75,8 @@ class JobService final : public v1::JobService::CallbackService {
   // audited and the caller (peer only) returned with the error.
   absl::StatusOr<Caller> Admit(grpc::CallbackServerContext* ctx, const char* action,
                                const std::string& job_id);
+  // The job, if `caller` may act on it; NotFound otherwise (tenancy above).
+  absl::StatusOr<JobRecord> Authorize(const Caller& caller, const std::string& job_id);
 
   JobManager* const jobs_;             // Not owned.
   CoordinatorMetrics* const metrics_;  // Nullable; not owned.

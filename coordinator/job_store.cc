@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <system_error>
 
@@ -218,6 +219,7 @@ json JobRecordToJson(const JobRecord& r) {
             {"start_time_unix_ms", ToMillis(r.start_time)},
             {"end_time_unix_ms", ToMillis(r.end_time)}};
   if (r.summary.has_value()) j["summary"] = SummaryToJson(*r.summary);
+  if (!r.labels.empty()) j["labels"] = r.labels;  // Only when set: older records stay as they were.
   return j;
 }
 
@@ -243,6 +245,7 @@ absl::StatusOr<JobRecord> JobRecordFromJson(const json& j) {
     r.start_time = FromMillis(j.value("start_time_unix_ms", int64_t{0}));
     r.end_time = FromMillis(j.value("end_time_unix_ms", int64_t{0}));
     if (j.contains("summary")) r.summary = SummaryFromJson(j.at("summary"));
+    if (j.contains("labels")) r.labels = j.at("labels").get<std::map<std::string, std::string>>();
     return r;
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("job record json: ", e.what()));
@@ -255,6 +258,15 @@ absl::Status JobStore::Init() const {
   fs::create_directories(JobsDir(), ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", JobsDir(), ": ", ec.message()));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> JobStore::Remove(const std::string& id) const {
+  if (!enabled()) return std::string();
+  const std::string path = absl::StrCat(JobsDir(), "/", id, ".json");
+  std::error_code ec;
+  const bool removed = fs::remove(path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot remove ", path, ": ", ec.message()));
+  return removed ? path : std::string();
 }
 
 absl::Status JobStore::Save(const JobRecord& record) const {

@@ -42,6 +42,9 @@ class JobStore {
   // Every stored record, oldest first. A file that does not parse is
   // skipped with a log line rather than failing the coordinator's start.
   virtual absl::StatusOr<std::vector<JobRecord>> LoadAll() const;
+  // Removes the job's record file (DeleteJob); returns its path, or "" when
+  // there was none (or persistence is off). Internal if it cannot.
+  virtual absl::StatusOr<std::string> Remove(const std::string& id) const;
 
   bool enabled() const { return !data_dir_.empty(); }
 

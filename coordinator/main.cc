@@ -69,6 +69,17 @@ ABSL_FLAG(std::string, audit_log, "",
 ABSL_FLAG(std::string, trace_file, "",
           "Write a timeline of the jobs run (Chrome trace JSON: per-block engine calls incl. RPC "
           "waits, checkpoint writes, bit allocation) to this file at shutdown; empty: no trace.");
+ABSL_FLAG(int, max_queued_jobs, 1000,
+          "Submit fails RESOURCE_EXHAUSTED while this many jobs are queued.");
+ABSL_FLAG(int, max_message_bytes, 4 << 20,
+          "Largest gRPC request message accepted, bytes (RESOURCE_EXHAUSTED beyond).");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Minutes(2),
+          "Ping idle client and worker connections this often (HTTP/2 keepalive).");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "Close a connection whose keepalive ping is unanswered this long.");
+ABSL_FLAG(absl::Duration, keepalive_min_client_interval, absl::Seconds(10),
+          "Clients may send keepalive pings at most this often (faster: the connection is "
+          "closed with GOAWAY).");
 ABSL_FLAG(std::vector<std::string>, allowed_root, {},
           "Directories (comma-separated) a job's model, calibration, eval and output paths must "
           "resolve under; empty: any path.");
@@ -169,6 +180,12 @@ int main(int argc, char** argv) {
   baq::coordinator::JobManagerOptions job_options;
   job_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   job_options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
+  if (absl::GetFlag(FLAGS_max_queued_jobs) < 1 || absl::GetFlag(FLAGS_max_message_bytes) < 1024) {
+    std::cerr << "baq-coordinator: --max_queued_jobs must be >= 1 and --max_message_bytes >= "
+                 "1024\n";
+    return 2;
+  }
+  job_options.max_queued_jobs = static_cast<size_t>(absl::GetFlag(FLAGS_max_queued_jobs));
   job_options.retention.max_age = absl::GetFlag(FLAGS_retention_max_age);
   job_options.retention.max_bytes = absl::GetFlag(FLAGS_retention_max_bytes);
   baq::coordinator::JobManagerDeps job_deps;
@@ -198,6 +215,11 @@ int main(int argc, char** argv) {
   baq::coordinator::CoordinatorServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   server_options.tls = tls;
+  server_options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  server_options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  server_options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  server_options.keepalive_min_client_interval =
+      absl::GetFlag(FLAGS_keepalive_min_client_interval);
   auto server = baq::coordinator::CoordinatorServer::Start(
       server_options, {jobs->get(), &registry, &metrics, security});
   if (!server.ok()) {

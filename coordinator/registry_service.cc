@@ -3,13 +3,34 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
 #include "proto/convert.h"
 
 namespace baq::coordinator {
 
+absl::Status CheckWorkerVersion(const v1::RegisterWorkerRequest& request) {
+  if (request.protocol_version() == kWorkerProtocolVersion) return absl::OkStatus();
+  const std::string worker =
+      request.protocol_version() == 0
+          ? "no protocol version (a baq-worker older than the version handshake)"
+          : absl::StrCat("protocol ", request.protocol_version(), " (baq ",
+                         request.version().empty() ? "?" : request.version(), ")");
+  return absl::FailedPreconditionError(absl::StrCat(
+      "incompatible worker at ", request.address(), ": it speaks ", worker,
+      ", this coordinator speaks protocol ", kWorkerProtocolVersion, " (baq ", BaqVersion(),
+      "); run the same baq release on the coordinator and its workers"));
+}
+
 grpc::ServerUnaryReactor* RegistryService::RegisterWorker(grpc::CallbackServerContext* ctx,
                                                           const v1::RegisterWorkerRequest* request,
                                                           v1::RegisterWorkerResponse* response) {
+  if (absl::Status s = CheckWorkerVersion(*request); !s.ok()) {
+    if (metrics_ != nullptr) metrics_->RecordRpc("RegisterWorker", s);
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   absl::StatusOr<WorkerLease> lease = registry_->Register(
       request->address(), {request->devices().begin(), request->devices().end()},
       request->memory_bytes());

@@ -5,7 +5,9 @@
 // heartbeat. A thin callback-API adapter: the registry only takes its lock,
 // so methods finish inline. A heartbeat the registry rejects (unknown,
 // expired or stale epoch) is an OK response with reregister = true: the
-// worker's next step is a normal one, not an error.
+// worker's next step is a normal one, not an error. A worker whose wire
+// protocol version (common/version.h) differs from the coordinator's is
+// refused FAILED_PRECONDITION, the message naming both versions.
 //
 // Thread-safe. The registry and metrics are not owned.
 #ifndef BAQ_COORDINATOR_REGISTRY_SERVICE_H_
@@ -18,6 +20,10 @@
 #include "coordinator/worker_registry.h"
 
 namespace baq::coordinator {
+
+// OK when the registering worker speaks this coordinator's protocol;
+// FailedPrecondition naming the worker's and the coordinator's versions.
+absl::Status CheckWorkerVersion(const v1::RegisterWorkerRequest& request);
 
 class RegistryService final : public v1::CoordinatorService::CallbackService {
  public:

@@ -320,3 +320,27 @@ TEST_F(CoordinatorServerTest, SubmitOutsideTheAllowedRootsIsRejected) {
 
 }  // namespace
 }  // namespace baq::coordinator
+
+namespace baq::coordinator {
+namespace {
+
+// --max_message_bytes: a request over the limit is refused before it reaches
+// the JobService (the queue and keepalive flags are plain options).
+TEST_F(CoordinatorServerTest, RefusesRequestsOverTheMessageLimit) {
+  CoordinatorServerOptions options;
+  options.listen_address = "localhost:0";
+  options.max_receive_message_bytes = 64 << 10;
+  options.keepalive_time = absl::Seconds(30);
+  auto server = CoordinatorServer::Start(options, {jobs_.get(), &registry_, &metrics_});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::JobService::NewStub(grpc::CreateChannel(
+      absl::StrCat("localhost:", (*server)->port()), grpc::InsecureChannelCredentials()));
+  JobConfig big = Config();
+  big.model_dir = std::string(100 << 10, 'm');
+  v1::Job job;
+  EXPECT_EQ(Submit(*stub, "", big, &job).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(Submit(*stub, "", Config(), &job).ok());
+}
+
+}  // namespace
+}  // namespace baq::coordinator

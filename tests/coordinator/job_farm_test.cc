@@ -120,7 +120,7 @@ class JobFarmTest : public ::testing::Test {
 };
 
 TEST_F(JobFarmTest, SixJobsTwoTenantsThreeWorkersThenAFourthJoins) {
-  auto first = jobs_->Submit("", FakeJobConfig("first"), SubmitOptions{"alice", 0});
+  auto first = jobs_->Submit("", FakeJobConfig("first"), SubmitOptions{"alice", 0, {}});
   ASSERT_TRUE(first.ok());
   AwaitJobState(*jobs_, first->id, JobState::kRunning);
   struct Spec {
@@ -133,7 +133,7 @@ TEST_F(JobFarmTest, SixJobsTwoTenantsThreeWorkersThenAFourthJoins) {
   std::map<std::string, std::string> ids;
   for (const Spec& s : specs) {
     auto job = jobs_->Submit(absl::StrCat("req-", s.name), FakeJobConfig(s.name),
-                             SubmitOptions{s.tenant, s.priority});
+                             SubmitOptions{s.tenant, s.priority, {}});
     ASSERT_TRUE(job.ok()) << job.status();
     ids[s.name] = job->id;
   }

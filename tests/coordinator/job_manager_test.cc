@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -306,7 +307,7 @@ TEST_F(JobManagerTest, SixJobsFromTwoTenantsRunByPriorityThenRoundRobin) {
   for (const Spec& spec : specs) {
     JobConfig config = TestConfig();
     config.output_dir = spec.name;
-    auto job = jobs.Submit("", config, SubmitOptions{spec.tenant, spec.priority});
+    auto job = jobs.Submit("", config, SubmitOptions{spec.tenant, spec.priority, {}});
     ASSERT_TRUE(job.ok()) << job.status();
     EXPECT_EQ(job->tenant, spec.tenant);
     id_of[spec.name] = job->id;
@@ -461,6 +462,64 @@ TEST_F(JobManagerTest, SubmitRejectsAJobThatCanNeverFitAndAdmitsByMemory) {
   EXPECT_EQ(retry->id, a->id);
   EXPECT_EQ(jobs.Submit("", with_memory("d", 6)).status().code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace baq::coordinator
+
+namespace baq::coordinator {
+namespace {
+
+// Issue 21: labels and request ids survive a restart; Delete removes the
+// record, the checkpoint and (on request) the published output.
+TEST_F(JobManagerTest, DeleteRemovesRecordCheckpointAndOutputs) {
+  const std::string dir = ::testing::TempDir() + "/job-manager-delete";
+  std::filesystem::remove_all(dir);
+  const std::string out = dir + "/out";
+  std::string id;
+  {
+    auto jobs = Make(dir);
+    SubmitOptions submit;
+    submit.tenant = "alpha";
+    submit.labels = {{"run", "nightly-7"}};
+    auto job = jobs->Submit("req-del", baq::testing::FakeJobConfig(out), submit);
+    ASSERT_TRUE(job.ok()) << job.status();
+    id = job->id;
+    EXPECT_EQ(jobs->Delete(id, true).status().code(), absl::StatusCode::kFailedPrecondition);
+    gate_.Open(3);
+    AwaitJobState(*jobs, id, JobState::kSucceeded);
+  }
+  // A restarted manager: the same tenant's retry is the same job, labels kept.
+  auto jobs = Make(dir);
+  SubmitOptions submit;
+  submit.tenant = "alpha";
+  submit.labels = {{"run", "nightly-7"}};
+  auto retry = jobs->Submit("req-del", baq::testing::FakeJobConfig(out), submit);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->id, id);
+  EXPECT_EQ(retry->labels.at("run"), "nightly-7");
+  ListFilter nightly;
+  nightly.labels = {{"run", "nightly-7"}};
+  auto listed = jobs->List(nightly);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->jobs.size(), 1u);
+
+  // What the job left: its output, and a checkpoint dir as a resumable run keeps.
+  std::filesystem::create_directories(out);
+  std::ofstream(out + "/model.safetensors") << "x";
+  std::filesystem::create_directories(JobCheckpointDir(dir, id));
+  auto deleted = jobs->Delete(id, /*delete_outputs=*/true);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_THAT(deleted->removed_paths,
+              ::testing::UnorderedElementsAre(dir + "/jobs/" + id + ".json",
+                                              JobCheckpointDir(dir, id), out));
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_EQ(jobs->Get(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(jobs->List().empty());
+  // Gone for good: a restart does not bring it back.
+  jobs.reset();
+  EXPECT_TRUE(Make(dir)->List().empty());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "baq/v1/job.grpc.pb.h"
 #include "baq/v1/worker.grpc.pb.h"
+#include "common/version.h"
 #include "coordinator/coordinator_server.h"
 #include "proto/convert.h"
 #include "tests/fakes/fake_job_config.h"
@@ -26,6 +27,7 @@ namespace {
 
 using ::baq::testing::ExecutionGate;
 using ::baq::testing::FakeJobConfig;
+using ::testing::HasSubstr;
 
 class JobServiceTest : public ::testing::Test {
  protected:
@@ -190,6 +192,7 @@ TEST_F(JobServiceTest, WorkersRegisterAndHeartbeat) {
   v1::RegisterWorkerRequest reg;
   reg.set_address("localhost:7001");
   reg.add_devices("cpu");
+  reg.set_protocol_version(kWorkerProtocolVersion);
   v1::RegisterWorkerResponse lease;
   {
     grpc::ClientContext ctx;
@@ -221,6 +224,34 @@ TEST_F(JobServiceTest, WorkersRegisterAndHeartbeat) {
   reg.clear_devices();
   EXPECT_EQ(registry_stub_->RegisterWorker(&ctx, reg, &lease).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(JobServiceTest, RefusesAWorkerOfAnotherProtocolNamingBothVersions) {
+  v1::RegisterWorkerRequest reg;
+  reg.set_address("localhost:7002");
+  reg.add_devices("cpu");
+  reg.set_version("9.9.9");
+  reg.set_protocol_version(kWorkerProtocolVersion + 1);
+  v1::RegisterWorkerResponse lease;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx);
+  const grpc::Status s = registry_stub_->RegisterWorker(&ctx, reg, &lease);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr(absl::StrCat("protocol ", kWorkerProtocolVersion + 1,
+                                                        " (baq 9.9.9)")));
+  EXPECT_THAT(s.error_message(),
+              HasSubstr(absl::StrCat("protocol ", kWorkerProtocolVersion, " (baq ", BaqVersion())));
+  EXPECT_THAT(s.error_message(), HasSubstr("localhost:7002"));
+  EXPECT_TRUE(registry_.LiveWorkers().empty());
+
+  // A worker from before the handshake sends no version at all.
+  reg.clear_version();
+  reg.clear_protocol_version();
+  grpc::ClientContext ctx2;
+  SetDeadline(ctx2);
+  const grpc::Status old = registry_stub_->RegisterWorker(&ctx2, reg, &lease);
+  EXPECT_EQ(old.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(old.error_message(), HasSubstr("older than the version handshake"));
 }
 
 TEST_F(JobServiceTest, ServesTheStandardHealthService) {

@@ -60,7 +60,7 @@ class RemoteCommandsTest : public ::testing::Test {
     RemoteCommandOptions o;
     o.coordinator = address_;
     o.timeout = absl::Seconds(10);
-    o.watch_timeout = absl::Minutes(5);
+    o.watch_deadline = absl::Minutes(5);
     return o;
   }
 
@@ -176,7 +176,7 @@ TEST(SecuredRemoteCommandsTest, SubmitWaitOverMutualTlsWithAToken) {
   RemoteCommandOptions o;
   o.coordinator = address;
   o.timeout = absl::Seconds(10);
-  o.watch_timeout = absl::Minutes(5);
+  o.watch_deadline = absl::Minutes(5);
   absl::Status status;
   // Without the CA and a client certificate: no connection.
   Capture([&](std::FILE* f) { return RunList(o, f); }, &status);

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/job_config.h"
 #include "common/status_macros.h"
 #include "common/trace_recorder.h"
@@ -84,6 +85,12 @@ ABSL_FLAG(bool, wait, false, "submit: watch the job until it ends; exit code tel
 ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (retries with the same key return the same job)");
 ABSL_FLAG(int32_t, priority, 0, "submit: scheduling priority, higher runs first (docs/operations.md)");
 ABSL_FLAG(std::string, tenant, "", "submit: tenant for fair share when the coordinator has no auth (with auth, the token's tenant wins)");
+ABSL_FLAG(absl::Duration, watch_deadline, absl::Hours(72),
+          "watch, submit --wait: give up (exit 7) after this long, reconnects included; the job "
+          "goes on");
+ABSL_FLAG(absl::Duration, reconnect_deadline, absl::Hours(1),
+          "watch, submit --wait: keep reconnecting (exponential backoff, 0.5 s to 30 s) this long "
+          "after the last event while the coordinator is unreachable or restarting");
 ABSL_FLAG(int32_t, rpc_timeout_s, 30, "Deadline of each RPC to the coordinator, seconds");
 ABSL_FLAG(std::string, auth_token_file, "", "Service commands: file holding the coordinator's bearer token (else $BAQ_AUTH_TOKEN)");
 ABSL_FLAG(bool, tls, false, "Service commands: TLS to the coordinator, verified against the system roots");
@@ -329,6 +336,8 @@ int main(int argc, char** argv) {
   remote.priority = absl::GetFlag(FLAGS_priority);
   remote.tenant = absl::GetFlag(FLAGS_tenant);
   remote.timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
+  remote.watch_deadline = absl::GetFlag(FLAGS_watch_deadline);
+  remote.reconnect_deadline = absl::GetFlag(FLAGS_reconnect_deadline);
   remote.tls.force = absl::GetFlag(FLAGS_tls);
   remote.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   remote.tls.cert_file = absl::GetFlag(FLAGS_tls_client_cert);

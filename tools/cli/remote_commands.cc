@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -37,8 +38,17 @@ constexpr char kServiceConfig[] = R"json({
 })json";
 
 constexpr int kSubmitAttempts = 4;
-constexpr int kWatchReconnects = 5;
 constexpr absl::Duration kRetryPause = absl::Seconds(1);
+constexpr absl::Duration kMaxReconnectBackoff = absl::Seconds(30);
+
+// A Watch stream that ended this way may be opened again: the coordinator
+// went away (UNAVAILABLE: killed, restarting, unreachable; CANCELLED: it
+// shut down gracefully and cancelled its streams; OK before the terminal
+// event: it ended the stream early). Watch is a read, so it is always safe.
+bool Reconnectable(const grpc::Status& status) {
+  return status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::CANCELLED;
+}
 
 absl::StatusOr<std::unique_ptr<v1::JobService::Stub>> Connect(const RemoteCommandOptions& o) {
   grpc::ChannelArguments args;
@@ -217,10 +227,13 @@ absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
   BAQ_ASSIGN_OR_RETURN(auto stub, Connect(o));
   // Progress goes to stderr: stdout carries only the result (or JSON lines).
   ProgressBar bar(stderr, o.output.progress);
-  const absl::Time deadline = absl::Now() + o.watch_timeout;
+  const absl::Time deadline = absl::Now() + o.watch_deadline;
+  absl::Time last_heard = absl::Now();  // The reconnect window runs from here.
+  absl::Duration backoff = o.reconnect_backoff;
+  absl::BitGen jitter;
   v1::JobEvent last;
   grpc::Status status;
-  for (int reconnect = 0; reconnect <= kWatchReconnects; ++reconnect) {
+  while (true) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(deadline));
     Authorize(ctx, o);
@@ -232,11 +245,35 @@ absl::Status RunWatch(const RemoteCommandOptions& o, std::FILE* out) {
       bar.Update(coordinator::FromProto(event));
       if (o.output.json) PrintJson(out, JobEventJson(event));
       last = event;
+      last_heard = absl::Now();
+      backoff = o.reconnect_backoff;
     }
     status = reader->Finish();
-    // Watch is idempotent: after a coordinator restart, watch again.
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || IsTerminal(last.state())) break;
-    absl::SleepFor(kRetryPause * (reconnect + 1));
+    if (IsTerminal(last.state()) || !Reconnectable(status)) break;
+    // Watch again (the coordinator reloads its jobs when it restarts), with
+    // exponential backoff and jitter, until the job ends or a deadline passes.
+    const absl::Time now = absl::Now();
+    const absl::Time give_up = std::min(deadline, last_heard + o.reconnect_deadline);
+    if (now >= give_up) {
+      const bool whole = give_up == deadline;
+      status = grpc::Status(
+          whole ? grpc::StatusCode::DEADLINE_EXCEEDED : grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("watch of job ", o.job_id, " gave up: ",
+                       whole ? absl::StrCat("--watch_deadline ", absl::FormatDuration(o.watch_deadline),
+                                            " passed")
+                             : absl::StrCat("no event for --reconnect_deadline ",
+                                            absl::FormatDuration(o.reconnect_deadline)),
+                       status.ok() ? "" : absl::StrCat(" (last error: ", status.error_message(), ")")));
+      break;
+    }
+    const absl::Duration pause =
+        std::min(backoff * absl::Uniform(jitter, 0.5, 1.0), give_up - now);
+    std::fprintf(stderr, "baq: watch of job %s interrupted (%s); reconnecting in %s\n",
+                 o.job_id.c_str(),
+                 status.ok() ? "stream ended early" : status.error_message().c_str(),
+                 absl::FormatDuration(absl::Trunc(pause, absl::Milliseconds(1))).c_str());
+    absl::SleepFor(pause);
+    backoff = std::min(backoff * 2, kMaxReconnectBackoff);
   }
   bar.Finish();
   if (absl::Status s = Rpc(o, status); !s.ok()) return s;

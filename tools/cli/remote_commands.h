@@ -8,7 +8,7 @@
 // (with the coordinator's canonical code), or — for watch and submit
 // --wait — the job's own error when it ends FAILED, FAILED_GATE or
 // CANCELLED, carrying the exit code of that outcome (exit_codes.h). Every RPC has a deadline (`timeout`, or
-// `watch_timeout` for the Watch stream). Not thread-safe (called once from
+// `watch_deadline` for the whole watch, reconnects included). Not thread-safe (called once from
 // main).
 //
 // Example:
@@ -50,8 +50,16 @@ struct RemoteCommandOptions {
   std::string tenant;
   // Deadline of each unary RPC.
   absl::Duration timeout = absl::Seconds(30);
-  // Deadline of a whole Watch stream (a job may run for hours).
-  absl::Duration watch_timeout = absl::Hours(72);
+  // watch, submit --wait: deadline of the whole watch, reconnects included
+  // (a job may run for hours). When it passes the command fails
+  // DEADLINE_EXCEEDED (exit 7); the job itself goes on.
+  absl::Duration watch_deadline = absl::Hours(72);
+  // watch, submit --wait: how long to keep reconnecting while the
+  // coordinator is unreachable (a restart, a network partition), counted
+  // from the last event received. Reconnects back off exponentially from
+  // reconnect_backoff to 30 s.
+  absl::Duration reconnect_deadline = absl::Hours(1);
+  absl::Duration reconnect_backoff = absl::Milliseconds(500);
   // TLS to the coordinator: ca_file verifies it (empty with a client
   // certificate: the system roots), cert/key are the client certificate for
   // mutual TLS; nothing named: plaintext.

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/version.h"
 
 namespace baq::worker {
 namespace {
@@ -86,6 +87,8 @@ bool CoordinatorLink::Register() {
   req.set_address(options_.advertise_address);
   for (const std::string& d : options_.devices) req.add_devices(d);
   req.set_memory_bytes(options_.memory_bytes);
+  req.set_version(std::string(BaqVersion()));
+  req.set_protocol_version(kWorkerProtocolVersion);
   v1::RegisterWorkerResponse resp;
   const grpc::Status s = stub_->RegisterWorker(&ctx, req, &resp);
   absl::MutexLock lock(&mu_);

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/version.h"
 
 namespace baq::worker {
 namespace {
@@ -102,7 +103,10 @@ TEST_F(CoordinatorLinkTest, RegistersThenHeartbeats) {
   EXPECT_TRUE(registry_.Await([](const FakeRegistry& r) { return r.heartbeats_ >= 3; }));
   EXPECT_TRUE(registry_.Await([](const FakeRegistry& r) {
     return r.last_request_.address() == "worker-host:7001" && r.last_request_.devices_size() == 2 &&
-           r.last_request_.memory_bytes() == (1 << 30);
+           r.last_request_.memory_bytes() == (1 << 30) &&
+           // The version handshake (coordinator/registry_service.h).
+           r.last_request_.protocol_version() == kWorkerProtocolVersion &&
+           r.last_request_.version() == BaqVersion();
   }));
   EXPECT_EQ(link->registrations(), 1);
 }
