@@ -15,7 +15,7 @@
 // MetricsEndpoint owns the Exposer and the collectors it serves besides the
 // registry (the Exposer holds only weak references): a daemon adds its own
 // scrape-time collectors (the worker's GPU readings, the coordinator's data
-// dir) with Add(). Thread-safe as the Exposer is; Add() before serving.
+// dir) with Add(). Thread-safe as the Exposer is (it locks its collectables).
 //
 // Example:
 //   baq::daemon::StopSignals stop;
