@@ -91,6 +91,8 @@ struct JobRecovery {
   std::function<MoreEnginesFn(const std::string& job_id)> more_engines;
   int max_worker_failures = 3;
   absl::Duration replacement_wait = absl::Seconds(60);
+  // Per-job metrics (worker losses, wire bytes); nullable, not owned.
+  CoordinatorMetrics* metrics = nullptr;
 };
 ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery);
 // <data_dir>/jobs/<id> ("" without a data_dir), and its removal (best effort).

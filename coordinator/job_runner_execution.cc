@@ -83,6 +83,7 @@ ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery) {
     if (recovery.more_engines) options.more_engines = recovery.more_engines(job_id);
     options.max_worker_failures = recovery.max_worker_failures;
     options.replacement_wait = recovery.replacement_wait;
+    options.metrics = recovery.metrics;
     return std::make_unique<JobRunnerExecution>(config, std::move(engines), std::move(progress),
                                                 std::move(options));
   };

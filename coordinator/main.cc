@@ -16,6 +16,7 @@
 #include "coordinator/audit_log.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/data_dir_collector.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/memory_estimate.h"
 #include "coordinator/worker_pool.h"
@@ -97,6 +98,10 @@ int main(int argc, char** argv) {
     std::cerr << "baq-coordinator: " << exposer.status() << "\n";
     return 1;
   }
+  if (*exposer != nullptr) {
+    (*exposer)->Add(
+        std::make_shared<baq::coordinator::DataDirCollector>(absl::GetFlag(FLAGS_data_dir)));
+  }
 
   // Security: one TLS setup for the server and the channels to the workers.
   baq::net::TlsOptions tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
@@ -166,6 +171,7 @@ int main(int argc, char** argv) {
   recovery.more_engines = [&pool](const std::string& id) { return pool.MoreEnginesFor(id); };
   recovery.max_worker_failures = std::max(0, absl::GetFlag(FLAGS_max_worker_failures));
   recovery.replacement_wait = absl::GetFlag(FLAGS_worker_wait);
+  recovery.metrics = &metrics;
   job_deps.resumable_execution_factory =
       baq::coordinator::JobRunnerExecutionFactory(std::move(recovery));
   job_deps.metrics = &metrics;
