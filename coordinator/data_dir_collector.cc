@@ -47,8 +47,8 @@ std::vector<prometheus::MetricFamily> DataDirCollector::Collect() const {
                     "Bytes still available to the coordinator in its --data_dir file system");
     free_bytes.metric.push_back(GaugeMetric(static_cast<double>(fs_stats.f_bavail) *
                                             static_cast<double>(fs_stats.f_frsize)));
-    prometheus::MetricFamily capacity = GaugeFamily(
-        "baq_coordinator_data_dir_capacity_bytes", "Size of the --data_dir file system, bytes");
+    prometheus::MetricFamily capacity = GaugeFamily("baq_coordinator_data_dir_capacity_bytes",
+                                                    "Size of the --data_dir file system, bytes");
     capacity.metric.push_back(GaugeMetric(static_cast<double>(fs_stats.f_blocks) *
                                           static_cast<double>(fs_stats.f_frsize)));
     out.push_back(std::move(free_bytes));

@@ -54,8 +54,8 @@ std::optional<double> BootTimeSeconds() {
   return std::nullopt;
 }
 
-prometheus::MetricFamily OneValue(const char* name, const char* help,
-                                  prometheus::MetricType type, double value) {
+prometheus::MetricFamily OneValue(const char* name, const char* help, prometheus::MetricType type,
+                                  double value) {
   prometheus::ClientMetric metric;
   (type == prometheus::MetricType::Counter ? metric.counter.value : metric.gauge.value) = value;
   return prometheus::MetricFamily{name, help, type, {metric}};
@@ -74,7 +74,8 @@ prometheus::MetricFamily CounterValue(const char* name, const char* help, double
 
 void ParseProcStatus(absl::string_view status, ProcessStats& stats) {
   for (absl::string_view line : absl::StrSplit(status, '\n')) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(':', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(line, absl::MaxSplits(':', 1));
     if (kv.first == "VmRSS") stats.resident_bytes = ParseKilobytes(kv.second);
     if (kv.first == "VmHWM") stats.peak_resident_bytes = ParseKilobytes(kv.second);
     if (kv.first == "VmSize") stats.virtual_bytes = ParseKilobytes(kv.second);
@@ -117,29 +118,29 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   std::vector<prometheus::MetricFamily> out;
   if (s.resident_bytes) {
     out.push_back(GaugeValue("process_resident_memory_bytes", "Resident memory size in bytes",
-                              static_cast<double>(*s.resident_bytes)));
+                             static_cast<double>(*s.resident_bytes)));
   }
   if (s.virtual_bytes) {
     out.push_back(GaugeValue("process_virtual_memory_bytes", "Virtual memory size in bytes",
-                              static_cast<double>(*s.virtual_bytes)));
+                             static_cast<double>(*s.virtual_bytes)));
   }
   if (s.peak_resident_bytes) {
     out.push_back(GaugeValue("baq_process_peak_resident_memory_bytes",
-                              "Peak resident memory size since the process started (VmHWM), bytes",
-                              static_cast<double>(*s.peak_resident_bytes)));
+                             "Peak resident memory size since the process started (VmHWM), bytes",
+                             static_cast<double>(*s.peak_resident_bytes)));
   }
   if (s.cpu_seconds) {
     out.push_back(CounterValue("process_cpu_seconds_total",
-                                "Total user and system CPU time, seconds", *s.cpu_seconds));
+                               "Total user and system CPU time, seconds", *s.cpu_seconds));
   }
   if (s.open_fds) {
-    out.push_back(GaugeValue("process_open_fds", "Open file descriptors",
-                              static_cast<double>(*s.open_fds)));
+    out.push_back(
+        GaugeValue("process_open_fds", "Open file descriptors", static_cast<double>(*s.open_fds)));
   }
   if (s.start_time_seconds) {
     out.push_back(GaugeValue("process_start_time_seconds",
-                              "Start time of the process since the Unix epoch, seconds",
-                              *s.start_time_seconds));
+                             "Start time of the process since the Unix epoch, seconds",
+                             *s.start_time_seconds));
   }
   return out;
 }

@@ -10,7 +10,6 @@
 #include <map>
 #include <string>
 
-
 namespace baq::coordinator {
 namespace {
 

@@ -18,8 +18,8 @@ absl::StatusOr<NvmlLibrary::Device> Resolve(const NvmlLibrary& nvml, int ordinal
   std::vector<std::string> visible =
       absl::StrSplit(cuda_visible_devices, ',', absl::SkipWhitespace());
   if (ordinal >= static_cast<int>(visible.size())) {
-    return absl::NotFoundError(absl::StrCat("cuda:", ordinal, " is not in CUDA_VISIBLE_DEVICES=",
-                                            cuda_visible_devices));
+    return absl::NotFoundError(
+        absl::StrCat("cuda:", ordinal, " is not in CUDA_VISIBLE_DEVICES=", cuda_visible_devices));
   }
   const std::string entry(absl::StripAsciiWhitespace(visible[static_cast<size_t>(ordinal)]));
   unsigned int index = 0;

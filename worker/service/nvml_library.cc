@@ -10,14 +10,14 @@ namespace baq::worker {
 
 // Signatures from nvml.h; nvmlReturn_t is an int-sized enum (0: NVML_SUCCESS).
 struct NvmlLibrary::Api {
-  int (*init)() = nullptr;                                        // nvmlInit_v2
-  int (*shutdown)() = nullptr;                                    // nvmlShutdown
-  const char* (*error_string)(int) = nullptr;                     // nvmlErrorString
-  int (*device_count)(unsigned int*) = nullptr;                   // nvmlDeviceGetCount_v2
-  int (*by_index)(unsigned int, Device*) = nullptr;               // nvmlDeviceGetHandleByIndex_v2
-  int (*uuid)(Device, char*, unsigned int) = nullptr;             // nvmlDeviceGetUUID
-  int (*memory)(Device, Memory*) = nullptr;                       // nvmlDeviceGetMemoryInfo
-  int (*utilization)(Device, Utilization*) = nullptr;             // nvmlDeviceGetUtilizationRates
+  int (*init)() = nullptr;                             // nvmlInit_v2
+  int (*shutdown)() = nullptr;                         // nvmlShutdown
+  const char* (*error_string)(int) = nullptr;          // nvmlErrorString
+  int (*device_count)(unsigned int*) = nullptr;        // nvmlDeviceGetCount_v2
+  int (*by_index)(unsigned int, Device*) = nullptr;    // nvmlDeviceGetHandleByIndex_v2
+  int (*uuid)(Device, char*, unsigned int) = nullptr;  // nvmlDeviceGetUUID
+  int (*memory)(Device, Memory*) = nullptr;            // nvmlDeviceGetMemoryInfo
+  int (*utilization)(Device, Utilization*) = nullptr;  // nvmlDeviceGetUtilizationRates
 };
 
 namespace {
@@ -34,8 +34,8 @@ absl::StatusOr<std::unique_ptr<NvmlLibrary>> NvmlLibrary::Load(const std::string
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* error = dlerror();
-    return absl::UnavailableError(
-        absl::StrCat("cannot load NVML (", path, "): ", error != nullptr ? error : "dlopen failed"));
+    return absl::UnavailableError(absl::StrCat("cannot load NVML (", path,
+                                               "): ", error != nullptr ? error : "dlopen failed"));
   }
   auto api = std::make_unique<Api>();
   for (auto [name, ok] : {
@@ -87,7 +87,8 @@ absl::StatusOr<unsigned int> NvmlLibrary::DeviceCount() const {
 absl::StatusOr<NvmlLibrary::Device> NvmlLibrary::DeviceByIndex(unsigned int index) const {
   Device device = nullptr;
   absl::Status s = Check(api_->by_index(index, &device), "nvmlDeviceGetHandleByIndex");
-  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("NVML device ", index, ": ", s.message()));
+  if (!s.ok())
+    return absl::Status(s.code(), absl::StrCat("NVML device ", index, ": ", s.message()));
   return device;
 }
 
