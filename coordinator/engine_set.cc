@@ -140,6 +140,7 @@ BlockEngine* EngineSet::For(int64_t block) const {
 
 absl::Status EngineSet::CountLoss(absl::string_view what, const absl::Status& error) {
   ++failures_;
+  if (options_.on_loss) options_.on_loss();
   Log(absl::StrCat(what, " (failure ", failures_, " of at most ", options_.max_worker_failures,
                    "): ", error.ToString()));
   if (failures_ <= options_.max_worker_failures) return absl::OkStatus();

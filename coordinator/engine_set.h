@@ -64,6 +64,7 @@ class EngineSet {
     // Poll interval while waiting for a replacement.
     absl::Duration poll = absl::Milliseconds(500);
     std::function<void(const std::string&)> log;  // May be null.
+    std::function<void()> on_loss;  // Called for each worker loss counted; may be null.
     // Capabilities every engine must offer; StartAll() checks each engine
     // (replacements too) before starting it and fails with the check's
     // FailedPrecondition (coordinator/engine_requirements.h).

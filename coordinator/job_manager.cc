@@ -420,6 +420,7 @@ void JobManager::OnProgress(const std::string& id, const JobProgress& p) {
   if (deps_.metrics != nullptr) {
     deps_.metrics->job_progress_percent().Set(p.percent);
     deps_.metrics->achieved_bits().Set(p.achieved_bits);
+    deps_.metrics->SetJobProgress(id, p.blocks_done, p.num_blocks, p.eta);
   }
   NotifyLocked(job);
 }
@@ -441,6 +442,10 @@ void JobManager::TransitionLocked(Job& job, JobState state, absl::Status error) 
     if (IsTerminal(state) && old == JobState::kRunning) {
       deps_.metrics->job_seconds().Observe(
           absl::ToDoubleSeconds(job.record.end_time - job.record.start_time));
+      const JobProgress& p = job.record.progress;
+      deps_.metrics->SetJobProgress(job.record.id, p.blocks_done, p.num_blocks,
+                                    absl::ZeroDuration());
+      deps_.metrics->FinishJob(job.record.id);
     }
   }
   // A finished job's checkpoint (activations: large) has no further use: the

@@ -102,6 +102,8 @@ struct JobRecovery {
   // (JobRunnerOptions::shard_checkpoint_dir).
   std::string shard_checkpoint_dir;
   int shard_checkpoint_every = 4;  // Blocks; 0: never.
+  // Per-job metrics (worker losses, wire bytes); nullable, not owned.
+  CoordinatorMetrics* metrics = nullptr;
 };
 ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery);
 // <data_dir>/jobs/<id> ("" without a data_dir), and its removal (best effort).

@@ -104,6 +104,9 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
   set_options.survive_losses = recovery;
   if (recovery) set_options.more_engines = options_.more_engines;
   set_options.log = [this](const std::string& line) { Log(line); };
+  if (options_.metrics != nullptr) {
+    set_options.on_loss = [this] { options_.metrics->AddWorkerLoss(options_.job_id); };
+  }
   set_options.needs = NeedsOf(config_, recovery, engines_.size());
   EngineSet engines(engines_, set_options, &cancelled_);
   BAQ_RETURN_IF_ERROR(engines.StartAll(config_));

@@ -63,6 +63,7 @@
 #include "common/block_engine.h"
 #include "common/job_config.h"
 #include "common/model_config.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/engine_set.h"
 #include "coordinator/job_progress.h"
 #include "coordinator/resident_shards.h"
@@ -112,7 +113,7 @@ struct JobRunnerOptions {
   int max_worker_failures = 3;
   // How long to wait for a replacement when no worker is left.
   absl::Duration replacement_wait = absl::Seconds(60);
-  // Names the job in log lines.
+  // Names the job in log lines and in the per-job metrics.
   std::string job_id;
   // Resident shards (coordinator/resident_shards.h): where the workers
   // checkpoint their calibration shards' inputs (a directory every worker
@@ -122,6 +123,9 @@ struct JobRunnerOptions {
   // Every this many blocks (K); 0: never (a lost shard is re-embedded and
   // replayed from block 0).
   int shard_checkpoint_every = 4;
+  // Per-job metrics: worker losses, and the bytes each transfer moves
+  // (metrics->AddWireBytes(job_id, WireKind::kHessian, n)). Nullable, not owned.
+  CoordinatorMetrics* metrics = nullptr;
 
   // Whether worker losses are survived (sequential mode only).
   bool recovery() const { return !checkpoint_dir.empty() || more_engines != nullptr; }

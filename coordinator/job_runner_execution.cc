@@ -88,6 +88,7 @@ ResumableExecutionFactory JobRunnerExecutionFactory(JobRecovery recovery) {
           (std::filesystem::path(recovery.shard_checkpoint_dir) / job_id).string();
     }
     options.shard_checkpoint_every = recovery.shard_checkpoint_every;
+    options.metrics = recovery.metrics;
     return std::make_unique<JobRunnerExecution>(config, std::move(engines), std::move(progress),
                                                 std::move(options));
   };

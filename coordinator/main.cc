@@ -17,6 +17,7 @@
 #include "coordinator/audit_log.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/data_dir_collector.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/memory_estimate.h"
 #include "coordinator/worker_pool.h"
@@ -123,6 +124,10 @@ int main(int argc, char** argv) {
     std::cerr << "baq-coordinator: " << exposer.status() << "\n";
     return 1;
   }
+  if (*exposer != nullptr) {
+    (*exposer)->Add(
+        std::make_shared<baq::coordinator::DataDirCollector>(absl::GetFlag(FLAGS_data_dir)));
+  }
 
   // Security: one TLS setup for the server and the channels to the workers.
   baq::net::TlsOptions tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
@@ -200,6 +205,7 @@ int main(int argc, char** argv) {
   recovery.replacement_wait = absl::GetFlag(FLAGS_worker_wait);
   recovery.shard_checkpoint_dir = absl::GetFlag(FLAGS_shard_checkpoint_dir);
   recovery.shard_checkpoint_every = std::max(0, absl::GetFlag(FLAGS_shard_checkpoint_every));
+  recovery.metrics = &metrics;
   job_deps.resumable_execution_factory =
       baq::coordinator::JobRunnerExecutionFactory(std::move(recovery));
   job_deps.metrics = &metrics;

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/process_metrics.h"
 
 namespace baq::daemon {
 
@@ -21,12 +22,18 @@ int StopSignals::Wait() {
   return signal;
 }
 
-absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsEndpoint(
+void MetricsEndpoint::Add(std::shared_ptr<prometheus::Collectable> collectable) {
+  exposer_->RegisterCollectable(collectable);
+  owned_.push_back(std::move(collectable));
+}
+
+absl::StatusOr<std::unique_ptr<MetricsEndpoint>> StartMetricsEndpoint(
     const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
   try {  // civetweb reports a failed bind by throwing.
-    auto exposer = std::make_unique<prometheus::Exposer>(address);
-    exposer->RegisterCollectable(registry);
-    return exposer;
+    auto endpoint = std::make_unique<MetricsEndpoint>(std::make_unique<prometheus::Exposer>(address));
+    endpoint->Add(std::move(registry));
+    endpoint->Add(std::make_shared<ProcessCollector>());
+    return endpoint;
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));

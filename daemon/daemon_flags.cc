@@ -22,9 +22,9 @@ void ParseDaemonCommandLine(int argc, char** argv, absl::string_view usage,
   absl::ParseCommandLine(argc, argv);
 }
 
-absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsEndpointIfSet(
+absl::StatusOr<std::unique_ptr<MetricsEndpoint>> StartMetricsEndpointIfSet(
     const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
-  if (address.empty()) return std::unique_ptr<prometheus::Exposer>();
+  if (address.empty()) return std::unique_ptr<MetricsEndpoint>();
   return StartMetricsEndpoint(address, std::move(registry));
 }
 

@@ -30,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "daemon/daemon.h"
 
 namespace baq::daemon {
 
@@ -43,7 +44,7 @@ void ParseDaemonCommandLine(int argc, char** argv, absl::string_view usage,
 
 // nullptr when `address` is empty; else StartMetricsEndpoint(address,
 // registry), with its Unavailable error naming the address.
-absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsEndpointIfSet(
+absl::StatusOr<std::unique_ptr<MetricsEndpoint>> StartMetricsEndpointIfSet(
     const std::string& address, std::shared_ptr<prometheus::Registry> registry);
 
 }  // namespace baq::daemon

@@ -19,6 +19,8 @@
 #include "daemon/daemon_flags.h"
 #include "net/tls_credentials.h"
 #include "worker/service/coordinator_link.h"
+#include "worker/service/gpu_collector.h"
+#include "worker/torch_block_engine.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
 #include "worker/torch/trace_cuda_sync.h"
@@ -38,6 +40,9 @@ ABSL_FLAG(int, hessian_partials, 0,
           "depend on it, not on the device count.");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address, HOST:PORT; empty: no metrics endpoint.");
+ABSL_FLAG(std::string, nvml_library, "libnvidia-ml.so.1",
+          "NVML library loaded (dlopen) for the GPU memory and utilization metrics of the cuda "
+          "devices; empty: no GPU metrics. Missing: the worker runs without them.");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads for CPU work; 0: LibTorch's default.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Minutes(10),
           "On SIGTERM, how long in-flight RPCs may run before they are cancelled.");
@@ -115,6 +120,17 @@ int main(int argc, char** argv) {
       baq::daemon::StartMetricsEndpointIfSet(absl::GetFlag(FLAGS_metrics_listen), registry);
   if (!exposer.ok()) {
     std::cerr << "baq-worker: ERROR: " << exposer.status() << "; continuing without /metrics\n";
+  } else if (*exposer != nullptr) {
+    baq::worker::GpuCollectorOptions gpu_options;
+    gpu_options.devices = absl::GetFlag(FLAGS_devices);
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    gpu_options.cuda_visible_devices = visible != nullptr ? visible : "";
+    gpu_options.nvml_library = absl::GetFlag(FLAGS_nvml_library);
+    auto gpus = std::make_shared<baq::worker::GpuCollector>(gpu_options);
+    if (!gpus->status().ok()) {
+      std::cerr << "baq-worker: WARNING: GPU metrics: " << gpus->status() << "\n";
+    }
+    (*exposer)->Add(std::move(gpus));
   }
 
   const baq::net::TlsOptions tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),

@@ -82,6 +82,21 @@ TEST(EngineSetTest, PlansContiguousRangesAndReplansOverSurvivors) {
   for (int64_t i = 2; i < 6; ++i) EXPECT_EQ(set.For(i), want[i - 2]) << i;
 }
 
+TEST(EngineSetTest, EveryCountedLossIsReported) {
+  ScriptedEngine a, b;
+  std::atomic<bool> cancelled{false};
+  int losses = 0;
+  EngineSet::Options o = Options();
+  o.on_loss = [&losses] { ++losses; };  // JobRunner: baq_coordinator_job_worker_losses_total.
+  EngineSet set({&a, &b}, o, &cancelled);
+  ASSERT_TRUE(set.StartAll(JobConfig()).ok());
+  EXPECT_EQ(set.Fail(&a, absl::ResourceExhaustedError("OOM"), JobConfig()).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(losses, 0);
+  ASSERT_TRUE(set.Fail(&a, kCrash, JobConfig()).ok());
+  EXPECT_EQ(losses, 1);
+}
+
 TEST(EngineSetTest, OtherErrorsAreReturnedUnchanged) {
   ScriptedEngine a;
   std::atomic<bool> cancelled{false};

@@ -89,6 +89,11 @@ TEST_F(JobManagerTest, RunsAJobToSuccess) {
   EXPECT_EQ(Gauge(registry_, "baq_coordinator_jobs", "succeeded"), 1);
   EXPECT_EQ(Gauge(registry_, "baq_coordinator_jobs", "running"), 0);
   EXPECT_EQ(Gauge(registry_, "baq_coordinator_jobs_submitted_total", ""), 1);
+  // The per-job series (job_id label) end at the finished job's totals.
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_job_blocks_done", job->id), 3);
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_job_blocks_total", job->id), 3);
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_job_eta_seconds", job->id), 0);
+  EXPECT_EQ(Gauge(registry_, "baq_coordinator_job_worker_losses_total", job->id), 0);
 }
 
 TEST_F(JobManagerTest, SubmitIsIdempotentByRequestId) {

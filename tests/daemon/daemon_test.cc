@@ -5,7 +5,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
+#include <prometheus/metric_family.h>
 #include <signal.h>
 
 #include <thread>
@@ -26,6 +28,28 @@ TEST(DaemonTest, MetricsEndpointServesTheRegistry) {
   auto body = baq::testing::HttpGet((*exposer)->GetListeningPorts()[0], "/metrics");
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_THAT(*body, HasSubstr("baq_test_total 3"));
+  // Every daemon's endpoint carries the process metrics (daemon/process_metrics.h).
+  EXPECT_THAT(*body, HasSubstr("\nprocess_resident_memory_bytes "));
+  EXPECT_THAT(*body, HasSubstr("\nbaq_process_peak_resident_memory_bytes "));
+}
+
+// A collector added to the endpoint is served, and kept alive by it.
+class OneGauge : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::ClientMetric m;
+    m.gauge.value = 7;
+    return {prometheus::MetricFamily{"baq_test_added", "t", prometheus::MetricType::Gauge, {m}}};
+  }
+};
+
+TEST(DaemonTest, AddedCollectorsAreServed) {
+  auto endpoint = StartMetricsEndpoint("127.0.0.1:0", std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  (*endpoint)->Add(std::make_shared<OneGauge>());
+  auto body = baq::testing::HttpGet((*endpoint)->GetListeningPorts()[0], "/metrics");
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_THAT(*body, HasSubstr("baq_test_added 7"));
 }
 
 TEST(DaemonTest, MetricsEndpointOnATakenPortIsUnavailable) {

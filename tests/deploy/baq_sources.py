@@ -114,10 +114,18 @@ def _cc_sources(root, dirs, suffix=".cc"):
                     yield _strip_cpp_comments(read(os.path.join(dirpath, fn)))
 
 
-def _metric_literals(root, dirs):
-    """(source, match) for every "baq_..." string literal in the .cc files of `dirs`."""
-    for src in _cc_sources(root, dirs):
-        for m in re.finditer(r'"(baq_[a-z0-9_]+)"', src):
+# Metric names the daemons build: baq's own, and the standard process_*
+# family of daemon/process_metrics.cc.
+_METRIC_LITERAL = re.compile(r'"((?:baq|process)_[a-z0-9_]+)"')
+
+# Source dirs whose .cc files build metrics.
+METRIC_DIRS = ("coordinator", "worker", "common", "daemon")
+
+
+def _metric_literals(root, dirs, suffix=".cc"):
+    """(source, match) for every metric-name string literal in the files of `dirs`."""
+    for src in _cc_sources(root, dirs, suffix):
+        for m in _METRIC_LITERAL.finditer(src):
             yield src, m
 
 
@@ -125,7 +133,7 @@ _METRIC_KIND = re.compile(r"Build(Counter|Gauge|Histogram|Summary)\s*\(|"
                           r"\b\w*?(Counter|Gauge|Histogram|Summary)\w*\s*\(")
 
 
-def exported_metrics(root, dirs=("coordinator", "worker", "common")):
+def exported_metrics(root, dirs=METRIC_DIRS):
     """{name: type} of every baq_* metric built in the sources of `dirs`.
 
     A metric is a string literal "baq_..." passed to .Name(...) of a
@@ -142,28 +150,35 @@ def exported_metrics(root, dirs=("coordinator", "worker", "common")):
     return metrics
 
 
-def unlabelled_metrics(root, dirs=("coordinator", "worker", "common")):
+def unlabelled_metrics(root, dirs=METRIC_DIRS):
     """Metrics registered with an empty label set at construction (.Add({}) in
     the same statement, or through a helper such as SimpleGauge): a scrape
-    shows them from the start. Labelled families appear only once used."""
+    shows them from the start. Labelled families appear only once used.
+    Only the *_metrics.cc files count: the scrape-time collectors elsewhere
+    (gpu_collector.cc, data_dir_collector.cc) export what the host has."""
     out = set()
-    for src, m in _metric_literals(root, dirs):
+    for src, m in _metric_literals(root, dirs, "_metrics.cc"):
         # The statement, or the member initializer in a constructor's list.
         ends = [i for i in (src.find(";", m.end()), src.find("Build", m.end()),
                             src.find(".Name(", m.end())) if i >= 0]
         statement = src[m.end():min(ends) if ends else len(src)]
         via_name = re.search(r"\.Name\(\s*$", src[:m.start()]) is not None
-        if re.search(r"\.Add\(\s*\{\s*\}", statement) or not via_name:
+        # A helper named *Family(registry, "baq_...") registers a labelled family.
+        via_family = re.search(r"\w*Family\(\s*(?:\w+\s*,\s*)?$", src[:m.start()]) is not None
+        if re.search(r"\.Add\(\s*\{\s*\}", statement) or not (via_name or via_family):
             out.add(m.group(1))
     return out
 
 
-def exported_labels(root, dirs=("coordinator", "worker", "common")):
-    """Label names used in .Add({{"label", ...}}) calls of the metrics code."""
+def exported_labels(root, dirs=METRIC_DIRS):
+    """Label names used in .Add({{"label", ...}}) calls of the metrics code,
+    and in label.push_back({"label", ...}) of the scrape-time collectors."""
     labels = set()
     for src in _cc_sources(root, dirs, "_metrics.cc"):
         for add in re.finditer(r"\.Add\(", src):
             labels |= set(re.findall(r'\{\s*"(\w+)"\s*,', _balanced(src, add.end() - 1)))
+    for src in _cc_sources(root, dirs, "_collector.cc"):
+        labels |= set(re.findall(r'label\.push_back\(\s*\{\s*"(\w+)"\s*,', src))
     return labels
 
 

@@ -13,13 +13,13 @@ Fidelity: tests/deploy/helm_chart_test.py --compare-helm renders the chart
 with both this and real Helm (a `helm` binary, or the helm_python package)
 and compares the parsed manifests, so a divergence shows up there.
 
-Supported: {{ }} actions with `-` trimming, comments, pipelines, parenthesized
+Supported: {{ }} actions with `-` trimming, .Files.Get, comments, pipelines, parenthesized
 sub-pipelines, variables ($x := / $x =, $ for the root), if/else if/else,
 with/else, range (with one or two variables), define, and the functions in
 FUNCS below (Go's and, or, not, eq, ne, lt, le, gt, ge, len, index, printf, print;
 Sprig's default, trunc, trimSuffix, contains, replace, quote, join, until,
 list, append, int, add, sub, toString, empty, hasKey, fail; Helm's include,
-required, toYaml, nindent, indent).
+required, toYaml, fromYaml, nindent, indent).
 """
 
 import re
@@ -377,6 +377,7 @@ FUNCS = {
     "ge": lambda a, b: a >= b,
     "toYaml": to_yaml,
     "nindent": lambda n, s: "\n" + _indent(n, s),
+    "fromYaml": lambda s: yaml.safe_load(s) or {},
     "indent": _indent,
 }
 
@@ -476,9 +477,16 @@ class Renderer:
             if head[0] == "func":
                 v = self._call(head[1], cmd[1:], dot, scopes, where, v)
             else:
+                target = self._operand(head, dot, scopes, where)
+                if callable(target):  # A method, e.g. .Files.Get "path".
+                    args = [self._operand(o, dot, scopes, where) for o in cmd[1:]]
+                    if v is not _NOFINAL:
+                        args.append(v)
+                    v = target(*args)
+                    continue
                 if len(cmd) > 1 or v is not _NOFINAL:
                     raise TemplateError("%s: cannot call a non-function" % where)
-                v = self._operand(head, dot, scopes, where)
+                v = target
         if decls and op == "decl":
             scopes[-1][decls[0]] = v
         elif decls and op == "assign":
@@ -557,6 +565,15 @@ def merge_values(base, override):
     return out
 
 
+def _chart_file(chart_dir, path):
+    import os
+    full = os.path.join(chart_dir, path)
+    if path.startswith("templates/") or not os.path.isfile(full):
+        return ""
+    with open(full, encoding="utf-8") as f:
+        return f.read()
+
+
 def render_chart(chart_dir, overrides=None, release="baq", namespace="default", strict=True):
     """Returns {template path: rendered text} like `helm template`."""
     import os
@@ -578,6 +595,9 @@ def render_chart(chart_dir, overrides=None, release="baq", namespace="default", 
         "Release": {"Name": release, "Namespace": namespace, "Service": "Helm",
                     "IsInstall": True, "IsUpgrade": False, "Revision": 1},
         "Template": {"BasePath": chart["name"] + "/templates"},
+        # Helm's .Files.Get: a chart file's text ("" when absent), symbolic
+        # links followed as Helm's loader does.
+        "Files": {"Get": lambda path: _chart_file(chart_dir, path)},
     }
     out = {}
     for fname in files:

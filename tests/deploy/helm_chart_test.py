@@ -26,6 +26,7 @@ Usage: helm_chart_test.py [--source-dir REPO] [--compare-helm]
 """
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -68,6 +69,9 @@ ALL_ON = {
                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
                "affinity": {"nodeAffinity": {}}},
     "imagePullSecrets": [{"name": "regcred"}],
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+    "grafanaDashboard": {"namespace": "monitoring", "annotations": {"grafana_folder": "baq"}},
+    "scratch": {"enabled": True, "storageClassName": "nfs"},
 }
 # name -> (overrides, flags must all exist (no pending ones))
 VALUE_SETS = {
@@ -292,6 +296,8 @@ def check_manifests(set_name, docs, values, strict_flags, report, root):
                       values["coordinator"]["podDisruptionBudget"]["enabled"]),
                  "%s PDBs rendered iff enabled" % where)
 
+    check_monitoring(where, by_kind, values, workloads, report, root)
+
     monitors = by_kind.get("ServiceMonitor", [])
     report.check(bool(monitors) == bool(values["serviceMonitor"]["enabled"] and
                                         values["metrics"]["enabled"]),
@@ -311,6 +317,60 @@ def check_manifests(set_name, docs, values, strict_flags, report, root):
                 report.check(e["port"] in {p["name"] for p in s["spec"]["ports"]},
                              "%s Service %s has no port %s" % (where, s["metadata"]["name"],
                                                                e["port"]))
+
+
+def check_monitoring(where, by_kind, values, workloads, report, root):
+    """The dashboard ConfigMap, the PrometheusRule and the scratch volume."""
+    maps = [m for m in by_kind.get("ConfigMap", []) if m["metadata"]["name"].endswith("-dashboard")]
+    report.check(len(maps) == int(bool(values["grafanaDashboard"]["enabled"])),
+                 "%s dashboard ConfigMap rendered iff grafanaDashboard.enabled" % where)
+    with open(os.path.join(root, "deploy/grafana/baq-dashboard.json"), encoding="utf-8") as f:
+        dashboard = json.load(f)
+    for m in maps:
+        text = m.get("data", {}).get("baq-dashboard.json", "")
+        try:
+            same = json.loads(text) == dashboard
+        except ValueError as e:
+            same = False
+            report.check(False, "%s dashboard ConfigMap: not JSON: %s" % (where, e))
+        report.check(same, "%s dashboard ConfigMap differs from deploy/grafana/baq-dashboard.json"
+                     % where)
+        for k, v in values["grafanaDashboard"]["labels"].items():
+            report.check(m["metadata"]["labels"].get(k) == v,
+                         "%s dashboard ConfigMap lacks the sidecar label %s" % (where, k))
+        ns = values["grafanaDashboard"]["namespace"]
+        report.check(m["metadata"].get("namespace", "") == ns,
+                     "%s dashboard ConfigMap namespace %r, want %r"
+                     % (where, m["metadata"].get("namespace"), ns))
+    rules = by_kind.get("PrometheusRule", [])
+    report.check(len(rules) == int(bool(values["prometheusRule"]["enabled"])),
+                 "%s PrometheusRule rendered iff prometheusRule.enabled" % where)
+    with open(os.path.join(root, "deploy/prometheus/baq-rules.yaml"), encoding="utf-8") as f:
+        rule_file = yaml.safe_load(f)
+    for r in rules:
+        report.check(r["spec"] == rule_file, "%s PrometheusRule spec differs from "
+                     "deploy/prometheus/baq-rules.yaml" % where)
+    pvcs = {d["metadata"]["name"]: d for d in by_kind.get("PersistentVolumeClaim", [])}
+    scratch = values["scratch"]
+    for w in workloads:
+        pod_spec, containers = containers_of(w)
+        vol = {v["name"]: v for v in pod_spec.get("volumes", [])}.get("scratch")
+        report.check((vol is not None) == bool(scratch["enabled"]),
+                     "%s %s: scratch volume iff scratch.enabled" % (where, w["kind"]))
+        if vol is None:
+            continue
+        claim = vol["persistentVolumeClaim"]["claimName"]
+        report.check(claim in pvcs or claim == scratch["existingClaim"],
+                     "%s scratch claim %s is neither rendered nor existingClaim" % (where, claim))
+        if claim in pvcs:
+            report.check("ReadWriteMany" in pvcs[claim]["spec"]["accessModes"],
+                         "%s scratch PVC is not ReadWriteMany: every worker mounts it" % where)
+        for c in containers:
+            mounts = [m for m in c.get("volumeMounts", []) if m["name"] == "scratch"]
+            report.check(len(mounts) == 1 and not mounts[0].get("readOnly") and
+                         mounts[0]["mountPath"] == scratch["mountPath"],
+                         "%s %s: scratch not mounted read-write at %s"
+                         % (where, c["name"], scratch["mountPath"]))
 
 
 def port_of(address):
