@@ -179,6 +179,9 @@ absl::Status SequentialRun::RunBlock(int64_t b, BlockEngine* e, std::string& nex
       BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from,
                            RequireCapability<ActivationTransfer>(*holder_));
       BAQ_ASSIGN_OR_RETURN(std::string bytes, from->ExportInputs(b));
+      WireBytes moved;
+      moved.activations = 2 * static_cast<int64_t>(bytes.size());  // Out and in.
+      CountWireBytes(moved);
       BAQ_RETURN_IF_ERROR(to->ImportInputs(b, std::move(bytes)));
     }
   }
@@ -198,6 +201,11 @@ absl::Status SequentialRun::RunBlock(int64_t b, BlockEngine* e, std::string& nex
     BAQ_ASSIGN_OR_RETURN(ActivationTransfer * from, RequireCapability<ActivationTransfer>(*e));
     BAQ_ASSIGN_OR_RETURN(next_inputs, from->ExportInputs(b + 1));
   }
+  if (!next_inputs.empty()) {
+    WireBytes moved;  // The next block's inputs, to the checkpoint.
+    moved.activations = static_cast<int64_t>(next_inputs.size());
+    CountWireBytes(moved);
+  }
   return Commit(b, output, b + 1 < n ? &next_inputs : nullptr);
 }
 
@@ -216,6 +224,15 @@ absl::Status SequentialRun::Commit(int64_t b, const BlockOutput& output,
   return target_.AddBlock(output);
 }
 
+void SequentialRun::CountWireBytes(const WireBytes& block) {
+  CoordinatorMetrics* metrics = run_.options.metrics;
+  if (metrics == nullptr) return;
+  const std::string& job = run_.options.job_id;
+  metrics->AddWireBytes(job, WireKind::kHessian, block.hessian_partials + block.hessian_merged);
+  metrics->AddWireBytes(job, WireKind::kWeights, block.weights + block.outputs);
+  metrics->AddWireBytes(job, WireKind::kActivations, block.activations);
+}
+
 absl::Status SequentialRun::RunResidentBlock(int64_t b, bool& committed) {
   BitBudget& budget = target_.budget();
   resident_->Assign(run_.engines.Live());
@@ -230,7 +247,9 @@ absl::Status SequentialRun::RunResidentBlock(int64_t b, bool& committed) {
   BAQ_RETURN_IF_ERROR(Commit(b, output, nullptr));
   committed = true;
   const int64_t durable = resident_->durable();
-  BAQ_RETURN_IF_ERROR(resident_->Advance(b));
+  const absl::Status advanced = resident_->Advance(b);
+  CountWireBytes(resident_->block_wire());
+  BAQ_RETURN_IF_ERROR(advanced);
   if (resident_->durable() != durable) {
     // The workers' shard checkpoint of durable() is on their storage: record
     // it, then the weights before it are no longer needed for a replay.

@@ -64,6 +64,8 @@ class SequentialRun {
   // Block `b` on the resident shards; `committed` is set once the block's
   // output is recorded (a later error only concerns the engines' state).
   absl::Status RunResidentBlock(int64_t b, bool& committed);
+  // Adds a block's bytes to the job's wire-bytes metric (if metrics are on).
+  void CountWireBytes(const WireBytes& block);
   // Records block b's output: budget, checkpoint, publish.
   absl::Status Commit(int64_t b, const BlockOutput& output, const std::string* next_inputs);
   // After `error` in block `b` on `e`: drops the lost worker and re-plans

@@ -20,7 +20,6 @@
 #include "net/tls_credentials.h"
 #include "worker/service/coordinator_link.h"
 #include "worker/service/gpu_collector.h"
-#include "worker/torch_block_engine.h"
 #include "worker/service/worker_metrics.h"
 #include "worker/service/worker_server.h"
 #include "worker/torch/trace_cuda_sync.h"
