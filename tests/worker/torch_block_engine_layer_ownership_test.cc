@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/block_engine.h"
 #include "common/engine_capabilities.h"
+#include "common/file_contents.h"
 #include "common/job_config.h"
 #include "gtest/gtest.h"
 #include "tests/testing/layer_ownership_driver.h"
@@ -52,10 +53,11 @@ JobConfig SmallJob(int shards, QuantMethod method = QuantMethod::kGptq) {
   return c;
 }
 
-std::unique_ptr<BlockEngine> StartedEngine(const JobConfig& job) {
+std::unique_ptr<BlockEngine> StartedEngine(const JobConfig& job, bool async_checkpoints = false) {
   EngineOptions options;
   options.device = "cpu";
   options.num_threads = 1;
+  options.async_shard_checkpoints = async_checkpoints;
   absl::StatusOr<std::unique_ptr<BlockEngine>> engine = MakeTorchBlockEngine(options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   if (!engine.ok()) return nullptr;
@@ -222,6 +224,40 @@ TEST(TorchBlockEngineLayerOwnershipTest, ErrorPaths) {
   absl::StatusOr<std::vector<int32_t>> none = Owner(*e).CheckpointShards(3, dir);
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_TRUE(none->empty());
+}
+
+TEST(TorchBlockEngineLayerOwnershipTest, AsynchronousCheckpointsReportErrorsOnTheNextCall) {
+  const JobConfig job = SmallJob(2);
+  std::unique_ptr<BlockEngine> sync = StartedEngine(job);
+  std::unique_ptr<BlockEngine> async = StartedEngine(job, /*async_checkpoints=*/true);
+  ASSERT_NE(sync, nullptr);
+  ASSERT_NE(async, nullptr);
+  // The same files, read back by RestoreShard (which waits for the write).
+  const std::string a = testing::MakeScratchDir();
+  const std::string b = testing::MakeScratchDir();
+  std::map<int32_t, std::string> want = Checkpoint(*sync, 0, a);
+  ASSERT_EQ(want.size(), 2u);
+  absl::StatusOr<std::vector<int32_t>> shards = Owner(*async).CheckpointShards(0, b);
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  EXPECT_EQ(*shards, (std::vector<int32_t>{0, 1}));
+  ASSERT_TRUE(Owner(*async).RestoreShard(0, 1, b).ok());
+  EXPECT_TRUE(*ReadFileContents(b + "/shard-1.block-0.baqa") == want.at(1));
+  EXPECT_TRUE(*ReadFileContents(b + "/shard-0.block-0.baqa") == want.at(0));
+
+  // A write that fails in the background (the target name is a non-empty
+  // directory, so the rename fails) is reported by the next checkpoint call.
+  const std::string bad = testing::MakeScratchDir();
+  std::filesystem::create_directories(bad + "/shard-0.block-0.baqa/x");
+  ASSERT_TRUE(Owner(*async).CheckpointShards(0, bad).ok());
+  absl::StatusOr<std::vector<int32_t>> next = Owner(*async).CheckpointShards(0, b);
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(next.status().message().find("shard-0.block-0.baqa"), std::string::npos)
+      << next.status();
+  EXPECT_NE(next.status().message().find("earlier"), std::string::npos) << next.status();
+  // Reported once: the call after that writes again.
+  EXPECT_TRUE(Owner(*async).CheckpointShards(0, b).ok());
+  // Synchronous engines fail at once.
+  EXPECT_EQ(Owner(*sync).CheckpointShards(0, bad).status().code(), absl::StatusCode::kInternal);
 }
 
 }  // namespace
