@@ -42,10 +42,24 @@ double HessianSumView::At(int64_t index) const {
 }
 
 void HessianSumView::CopyTo(absl::Span<double> out) const {
-  if (!payload.empty()) std::memcpy(out.data(), payload.data(), payload.size());
+  if (!upper) {
+    if (!payload.empty()) std::memcpy(out.data(), payload.data(), payload.size());
+    return;
+  }
+  const size_t c = static_cast<size_t>(columns);
+  const char* src = payload.data();
+  for (size_t i = 0; i < c; ++i) {
+    // Row i of the triangle: S[i][i..c), into row i and column i.
+    std::memcpy(out.data() + i * c + i, src, (c - i) * sizeof(double));
+    for (size_t j = i + 1; j < c; ++j) out[j * c + i] = out[i * c + j];
+    src += (c - i) * sizeof(double);
+  }
 }
 
-std::string EncodeHessianSum(int64_t columns, int64_t rows, absl::Span<const double> sum) {
+namespace {
+
+std::string EncodeHeader(uint32_t version, int64_t columns, int64_t rows,
+                         absl::Span<const double> sum, size_t payload_elements) {
   if (columns < 1 || columns > kMaxHessianColumns || rows < 0 ||
       sum.size() != static_cast<size_t>(columns * columns)) {
     // A caller bug (STYLE R14): the accumulator's own state is inconsistent.
@@ -54,12 +68,29 @@ std::string EncodeHessianSum(int64_t columns, int64_t rows, absl::Span<const dou
     std::abort();
   }
   std::string out;
-  out.reserve(kHessianHeaderBytes + sum.size() * sizeof(double));
+  out.reserve(kHessianHeaderBytes + payload_elements * sizeof(double));
   out.append(kMagic, sizeof(kMagic));
-  Append(&out, kHessianFormatVersion);
+  Append(&out, version);
   Append(&out, columns);
   Append(&out, rows);
+  return out;
+}
+
+}  // namespace
+
+std::string EncodeHessianSum(int64_t columns, int64_t rows, absl::Span<const double> sum) {
+  std::string out = EncodeHeader(kHessianFormatVersion, columns, rows, sum, sum.size());
   out.append(reinterpret_cast<const char*>(sum.data()), sum.size() * sizeof(double));
+  return out;
+}
+
+std::string EncodeUpperHessianSum(int64_t columns, int64_t rows, absl::Span<const double> sum) {
+  const size_t c = static_cast<size_t>(columns < 0 ? 0 : columns);
+  std::string out = EncodeHeader(kHessianUpperFormatVersion, columns, rows, sum,
+                                 c * (c + 1) / 2);
+  for (size_t i = 0; i < c; ++i) {
+    out.append(reinterpret_cast<const char*>(sum.data() + i * c + i), (c - i) * sizeof(double));
+  }
   return out;
 }
 
@@ -75,12 +106,13 @@ absl::StatusOr<HessianSumView> ParseHessianSum(absl::string_view bytes) {
                                                    "\" (want \"BAQH\")"));
   }
   const uint32_t version = Load<uint32_t>(bytes.data() + kVersionOffset);
-  if (version != kHessianFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("Hessian sum format version ", version,
-                                                   " is not supported (want ",
-                                                   kHessianFormatVersion, ")"));
+  if (version != kHessianFormatVersion && version != kHessianUpperFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Hessian sum format version ", version, " is not supported (want ",
+        kHessianFormatVersion, " or ", kHessianUpperFormatVersion, ")"));
   }
   HessianSumView v;
+  v.upper = version == kHessianUpperFormatVersion;
   v.columns = Load<int64_t>(bytes.data() + kColumnsOffset);
   v.rows = Load<int64_t>(bytes.data() + kRowsOffset);
   if (v.columns < 1 || v.columns > kMaxHessianColumns) {
@@ -95,7 +127,9 @@ absl::StatusOr<HessianSumView> ParseHessianSum(absl::string_view bytes) {
   const size_t want = kHessianHeaderBytes + static_cast<size_t>(v.elements()) * sizeof(double);
   if (bytes.size() != want) {
     return absl::InvalidArgumentError(absl::StrCat("Hessian sum: ", bytes.size(), " bytes, a ",
-                                                   v.columns, "-column sum has ", want));
+                                                   v.columns, "-column ",
+                                                   v.upper ? "upper triangle" : "sum", " has ",
+                                                   want));
   }
   v.payload = bytes.substr(kHessianHeaderBytes);
   return v;
@@ -113,9 +147,16 @@ absl::Status CheckHessianSumFinite(const HessianSumView& sum) {
     ++(std::isnan(x) ? nan : inf);
   }
   if (first < 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "Hessian sum has non-finite values (", nan, " NaN, ", inf, " Inf; first at row ",
-      first / sum.columns, ", column ", first % sum.columns, ")"));
+  int64_t row = first / sum.columns;
+  int64_t column = first % sum.columns;
+  if (sum.upper) {  // Row i of the triangle holds columns i..C-1.
+    row = 0;
+    while (first >= sum.columns - row) first -= sum.columns - row++;
+    column = row + first;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("Hessian sum has non-finite values (", nan,
+                                                 " NaN, ", inf, " Inf; first at row ", row,
+                                                 ", column ", column, ")"));
 }
 
 absl::Status AddHessianSum(absl::string_view addend, std::string* sum) {
@@ -127,6 +168,11 @@ absl::Status AddHessianSum(absl::string_view addend, std::string* sum) {
     return absl::InvalidArgumentError(absl::StrCat("cannot add a ", from->columns,
                                                    "-column Hessian sum to a ", into->columns,
                                                    "-column one"));
+  }
+  if (from->upper != into->upper) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot add a Hessian sum of format version ", from->upper ? 2 : 1,
+        " to one of version ", into->upper ? 2 : 1, " (upper triangle and full)"));
   }
   if (from->rows > std::numeric_limits<int64_t>::max() - into->rows) {
     return absl::InvalidArgumentError(absl::StrCat("Hessian sums of ", into->rows, " and ",

@@ -108,7 +108,8 @@ constexpr char kWorkerServiceConfig[] = R"json({
   }]
 })json";
 
-// Reassembles a Quantize stream into a BlockOutput.
+// Reassembles a Quantize stream into a BlockOutput (and, for a layer subset,
+// the layers' quantized weights, streamed as tensors of format -1).
 class OutputAssembly {
  public:
   absl::Status Add(const v1::QuantizeResponseChunk& chunk) {
@@ -118,15 +119,22 @@ class OutputAssembly {
         absl::StatusOr<TensorBytes> t = FromProtoHeader(chunk.tensor());
         if (!t.ok()) return t.status();
         expected_bytes_ = chunk.tensor().total_bytes();
-        out_.tensors.push_back(*std::move(t));
-        out_.tensor_format.push_back(chunk.tensor().format());
+        // Format -1: a layer's quantized weight (QuantizeLayers).
+        if (chunk.tensor().format() == -1) {
+          out_.weights.push_back(*std::move(t));
+          current_ = &out_.weights.back();
+          return absl::OkStatus();
+        }
+        out_.output.tensors.push_back(*std::move(t));
+        out_.output.tensor_format.push_back(chunk.tensor().format());
+        current_ = &out_.output.tensors.back();
         return absl::OkStatus();
       }
       case v1::QuantizeResponseChunk::kData: {
-        if (out_.tensors.empty()) return absl::InternalError("tensor data before any header");
-        std::string& bytes = out_.tensors.back().bytes;
+        if (current_ == nullptr) return absl::InternalError("tensor data before any header");
+        std::string& bytes = current_->bytes;
         if (bytes.size() + chunk.data().size() > expected_bytes_) {
-          return absl::InternalError(absl::StrCat(out_.tensors.back().name, ": more than ",
+          return absl::InternalError(absl::StrCat(current_->name, ": more than ",
                                                   expected_bytes_, " bytes streamed"));
         }
         bytes.append(chunk.data());
@@ -135,12 +143,14 @@ class OutputAssembly {
       case v1::QuantizeResponseChunk::kReport: {
         if (absl::Status s = CheckTensorComplete(); !s.ok()) return s;
         const v1::QuantizeReport& r = chunk.report();
-        if (static_cast<size_t>(r.num_tensors()) != out_.tensors.size()) {
+        if (static_cast<size_t>(r.num_tensors()) != out_.output.tensors.size()) {
           return absl::InternalError(absl::StrCat("report names ", r.num_tensors(),
-                                                  " tensors, stream had ", out_.tensors.size()));
+                                                  " tensors, stream had ",
+                                                  out_.output.tensors.size()));
         }
-        out_.block = r.block();
-        for (const v1::LayerReport& l : r.layers()) out_.layers.push_back(FromProto(l));
+        out_.output.block = r.block();
+        for (const v1::LayerReport& l : r.layers()) out_.output.layers.push_back(FromProto(l));
+        out_.tensors_per_layer.assign(r.tensors_per_layer().begin(), r.tensors_per_layer().end());
         have_report_ = true;
         return absl::OkStatus();
       }
@@ -149,22 +159,24 @@ class OutputAssembly {
     }
   }
 
-  absl::StatusOr<BlockOutput> Finish() && {
+  absl::StatusOr<OwnedLayersOutput> Finish() && {
     if (!have_report_) return absl::InternalError("Quantize stream ended without a report");
     return std::move(out_);
   }
 
  private:
   absl::Status CheckTensorComplete() const {
-    if (out_.tensors.empty() || out_.tensors.back().bytes.size() == expected_bytes_) {
+    if (current_ == nullptr || current_->bytes.size() == expected_bytes_) {
       return absl::OkStatus();
     }
-    return absl::InternalError(absl::StrCat(out_.tensors.back().name, ": got ",
-                                            out_.tensors.back().bytes.size(), " of ",
-                                            expected_bytes_, " bytes"));
+    return absl::InternalError(absl::StrCat(current_->name, ": got ", current_->bytes.size(),
+                                            " of ", expected_bytes_, " bytes"));
   }
 
-  BlockOutput out_;
+  // out_.output for Quantize; the weights and tensors_per_layer too for
+  // QuantizeLayers.
+  OwnedLayersOutput out_;
+  TensorBytes* current_ = nullptr;  // The tensor whose data is streaming.
   uint64_t expected_bytes_ = 0;
   bool have_report_ = false;
 };
@@ -263,6 +275,11 @@ absl::Status RemoteBlockEngine::Start(const JobConfig& config) {
 }
 
 absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
+  return MeasureSome(block, nullptr);
+}
+
+absl::StatusOr<BlockMeasurement> RemoteBlockEngine::MeasureSome(
+    int64_t block, const std::vector<int32_t>* layers) {
   BAQ_TRACE_SCOPE("rpc_client", "Measure", {{"block", block}, {"worker", label_}});
   CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
@@ -272,6 +289,10 @@ absl::StatusOr<BlockMeasurement> RemoteBlockEngine::Measure(int64_t block) {
   req.set_block(block);
   req.set_target_bits(target_bits_);
   req.set_keep_measurement(keep_measurement_);
+  if (layers != nullptr) {
+    req.set_layer_subset(true);
+    req.mutable_layers()->Add(layers->begin(), layers->end());
+  }
   v1::BlockMeasurement resp;
   if (absl::Status s = Wrap(stub_->Measure(scope.ctx(), req, &resp)); !s.ok()) return s;
   return FromProto(resp);
@@ -295,6 +316,14 @@ absl::StatusOr<double> RemoteBlockEngine::Evaluate(const std::string& model_dir,
 
 absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
     int64_t block, const std::vector<LayerAllocation>& allocation) {
+  absl::StatusOr<OwnedLayersOutput> out = QuantizeSome(block, allocation, nullptr);
+  if (!out.ok()) return out.status();
+  return std::move(out->output);
+}
+
+absl::StatusOr<OwnedLayersOutput> RemoteBlockEngine::QuantizeSome(
+    int64_t block, const std::vector<LayerAllocation>& allocation,
+    const std::vector<int32_t>* layers) {
   BAQ_TRACE_SCOPE("rpc_client", "Quantize", {{"block", block}, {"worker", label_}});
   CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
   if (absl::Status s = scope.status(); !s.ok()) return s;
@@ -305,6 +334,11 @@ absl::StatusOr<BlockOutput> RemoteBlockEngine::Quantize(
   req.set_target_bits(target_bits_);
   req.set_keep_measurement(keep_measurement_);
   ToProto(allocation, req.mutable_allocation());
+  if (layers != nullptr) {
+    req.set_layer_subset(true);
+    req.mutable_layers()->Add(layers->begin(), layers->end());
+    req.set_return_weights(true);
+  }
   std::unique_ptr<grpc::ClientReader<v1::QuantizeResponseChunk>> reader =
       stub_->Quantize(scope.ctx(), req);
   OutputAssembly assembly;
@@ -455,6 +489,105 @@ absl::Status RemoteBlockEngine::ImportShardInputs(int64_t block, int32_t shard,
                                             " of ", bytes.size(), " bytes of shard ", shard));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<LayerShape>> RemoteBlockEngine::BlockLayers(int64_t block) {
+  CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::BlockLayersRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  v1::BlockLayersResponse resp;
+  if (absl::Status s = Wrap(stub_->BlockLayers(scope.ctx(), req, &resp)); !s.ok()) return s;
+  return FromProto(resp.layers());
+}
+
+absl::StatusOr<BlockMeasurement> RemoteBlockEngine::MeasureLayers(
+    int64_t block, const std::vector<int32_t>& layers) {
+  return MeasureSome(block, &layers);
+}
+
+absl::StatusOr<OwnedLayersOutput> RemoteBlockEngine::QuantizeLayers(
+    int64_t block, const std::vector<int32_t>& layers,
+    const std::vector<LayerAllocation>& allocation) {
+  absl::StatusOr<OwnedLayersOutput> out = QuantizeSome(block, allocation, &layers);
+  if (!out.ok()) return out.status();
+  if (out->weights.size() != layers.size() || out->tensors_per_layer.size() != layers.size()) {
+    return absl::InternalError(absl::StrCat(
+        "worker ", label_, " device ", device_index_, ": QuantizeLayers of ", layers.size(),
+        " layers returned ", out->weights.size(), " weights and ",
+        out->tensors_per_layer.size(), " tensor counts"));
+  }
+  return out;
+}
+
+absl::Status RemoteBlockEngine::AdvanceShards(int64_t block, std::vector<TensorBytes> weights) {
+  CallScope scope(options_.block_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::AdvanceShardsResponse resp;
+  std::unique_ptr<grpc::ClientWriter<v1::AdvanceShardsChunk>> writer =
+      stub_->AdvanceShards(scope.ctx(), &resp);
+  // The first message names the target (and carries nothing else); then per
+  // weight a header and its data in chunks of at most kMaxChunkBytes.
+  v1::AdvanceShardsChunk chunk;
+  chunk.set_job_id(job_id_);
+  chunk.set_device_index(device_index_);
+  chunk.set_block(block);
+  bool ok = writer->Write(chunk);
+  uint64_t sent = 0;
+  for (size_t i = 0; ok && i < weights.size(); ++i) {
+    TensorBytes& w = weights[i];
+    chunk.Clear();
+    ToProtoHeader(w, -1, chunk.mutable_tensor());
+    ok = writer->Write(chunk);
+    for (size_t offset = 0; ok && offset < w.bytes.size();) {
+      const size_t n = std::min(kMaxChunkBytes, w.bytes.size() - offset);
+      chunk.Clear();
+      chunk.set_data(w.bytes.data() + offset, n);
+      offset += n;
+      sent += n;
+      ok = writer->Write(chunk);  // Stream broken: Finish says why.
+    }
+    std::string().swap(w.bytes);
+  }
+  writer->WritesDone();
+  if (absl::Status s = Wrap(writer->Finish()); !s.ok()) return s;
+  if (resp.bytes_received() != sent || resp.weights() != static_cast<int>(weights.size())) {
+    return absl::InternalError(absl::StrCat("worker ", label_, " device ", device_index_,
+                                            " took ", resp.weights(), " of ", weights.size(),
+                                            " weights (", resp.bytes_received(), " of ", sent,
+                                            " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> RemoteBlockEngine::CheckpointShards(int64_t block,
+                                                                         const std::string& dir) {
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::CheckpointShardsRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  req.set_dir(dir);
+  v1::CheckpointShardsResponse resp;
+  if (absl::Status s = Wrap(stub_->CheckpointShards(scope.ctx(), req, &resp)); !s.ok()) return s;
+  return std::vector<int32_t>(resp.shards().begin(), resp.shards().end());
+}
+
+absl::Status RemoteBlockEngine::RestoreShard(int64_t block, int32_t shard,
+                                             const std::string& dir) {
+  CallScope scope(options_.transfer_timeout, canceller_.get(), fence_.get());
+  if (absl::Status s = scope.status(); !s.ok()) return s;
+  v1::RestoreShardRequest req;
+  req.set_job_id(job_id_);
+  req.set_device_index(device_index_);
+  req.set_block(block);
+  req.set_shard(shard);
+  req.set_dir(dir);
+  v1::RestoreShardResponse resp;
+  return Wrap(stub_->RestoreShard(scope.ctx(), req, &resp));
 }
 
 void RemoteBlockEngine::Reset() {

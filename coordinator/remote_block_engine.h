@@ -110,7 +110,8 @@ class RemoteBlockEngine : public BlockEngine,
                           public ActivationTransfer,
                           public ShardedCalibration,
                           public TargetSwitching,
-                          public CheckpointEvaluator {
+                          public CheckpointEvaluator,
+                          public LayerOwnership {
  public:
   // `label` names the worker in errors (its address, usually). `canceller`
   // and `fence` (the worker's lease, from WorkerPool)
@@ -127,6 +128,7 @@ class RemoteBlockEngine : public BlockEngine,
   ShardedCalibration* sharded_calibration() override { return this; }
   TargetSwitching* target_switching() override { return this; }
   CheckpointEvaluator* checkpoint_evaluator() override { return this; }
+  LayerOwnership* layer_ownership() override { return this; }
   absl::Status Start(const JobConfig& config) override;
   int64_t num_blocks() const override { return num_blocks_; }
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override;
@@ -145,6 +147,21 @@ class RemoteBlockEngine : public BlockEngine,
   absl::Status ImportHessians(int64_t block, std::vector<HessianPartial> merged) override;
   absl::StatusOr<std::string> ExportShardInputs(int64_t block, int32_t shard) override;
   absl::Status ImportShardInputs(int64_t block, int32_t shard, std::string bytes) override;
+  // LayerOwnership: BlockLayers, and Measure/Quantize with a layer subset
+  // (QuantizeLayers asks for the weights), AdvanceShards (the weights as a
+  // client stream of tensors) under block_timeout; CheckpointShards and
+  // RestoreShard (activations to or from the worker's disk) under
+  // transfer_timeout. `dir` is on the worker's file system.
+  absl::StatusOr<std::vector<LayerShape>> BlockLayers(int64_t block) override;
+  absl::StatusOr<BlockMeasurement> MeasureLayers(int64_t block,
+                                                 const std::vector<int32_t>& layers) override;
+  absl::StatusOr<OwnedLayersOutput> QuantizeLayers(
+      int64_t block, const std::vector<int32_t>& layers,
+      const std::vector<LayerAllocation>& allocation) override;
+  absl::Status AdvanceShards(int64_t block, std::vector<TensorBytes> weights) override;
+  absl::StatusOr<std::vector<int32_t>> CheckpointShards(int64_t block,
+                                                        const std::string& dir) override;
+  absl::Status RestoreShard(int64_t block, int32_t shard, const std::string& dir) override;
   // Remembered here and sent with every later Measure/Quantize request
   // (their target_bits/keep_measurement fields): no RPC of its own, so a
   // worker that restarts sees the target with the next call.
@@ -164,6 +181,13 @@ class RemoteBlockEngine : public BlockEngine,
 
  private:
   absl::Status Wrap(const grpc::Status& status) const;
+  // Measure, or MeasureLayers(block, *layers).
+  absl::StatusOr<BlockMeasurement> MeasureSome(int64_t block,
+                                               const std::vector<int32_t>* layers);
+  // Quantize, or QuantizeLayers(block, *layers, allocation) with the weights.
+  absl::StatusOr<OwnedLayersOutput> QuantizeSome(int64_t block,
+                                                 const std::vector<LayerAllocation>& allocation,
+                                                 const std::vector<int32_t>* layers);
 
   const std::unique_ptr<v1::WorkerService::Stub> stub_;
   const std::string label_;

@@ -336,4 +336,57 @@ absl::StatusOr<TensorBytes> FromProtoHeader(const v1::TensorHeader& header) {
   return tensor;
 }
 
+void ToProto(const std::vector<LayerShape>& layers,
+             google::protobuf::RepeatedPtrField<v1::LayerShape>* proto) {
+  for (const LayerShape& l : layers) {
+    v1::LayerShape* p = proto->Add();
+    p->set_name(l.name);
+    p->set_input_group(l.input_group);
+    p->set_rows(l.rows);
+    p->set_columns(l.columns);
+  }
+}
+
+std::vector<LayerShape> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::LayerShape>& proto) {
+  std::vector<LayerShape> out;
+  for (const v1::LayerShape& p : proto) {
+    out.push_back(LayerShape{p.name(), p.input_group(), p.rows(), p.columns()});
+  }
+  return out;
+}
+
+absl::Status TensorStreamAssembler::CheckComplete() const {
+  if (tensors_.empty() || tensors_.back().bytes.size() == expected_) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(tensors_.back().name, ": got ",
+                                                 tensors_.back().bytes.size(), " of ",
+                                                 expected_, " bytes"));
+}
+
+absl::Status TensorStreamAssembler::AddHeader(const v1::TensorHeader& header) {
+  if (absl::Status s = CheckComplete(); !s.ok()) return s;
+  absl::StatusOr<TensorBytes> t = FromProtoHeader(header);
+  if (!t.ok()) return t.status();
+  expected_ = header.total_bytes();
+  tensors_.push_back(*std::move(t));
+  return absl::OkStatus();
+}
+
+absl::Status TensorStreamAssembler::AddData(const std::string& data) {
+  if (tensors_.empty()) return absl::InvalidArgumentError("tensor data before any header");
+  std::string& bytes = tensors_.back().bytes;
+  if (bytes.size() + data.size() > expected_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tensors_.back().name, ": more than ", expected_, " bytes streamed"));
+  }
+  bytes.append(data);
+  bytes_received_ += data.size();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<TensorBytes>> TensorStreamAssembler::Finish() && {
+  if (absl::Status s = CheckComplete(); !s.ok()) return s;
+  return std::move(tensors_);
+}
+
 }  // namespace baq

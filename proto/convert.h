@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -63,6 +64,29 @@ void ToProtoHeader(const TensorBytes& tensor, int32_t format, v1::TensorHeader* 
 // InvalidArgument for an unknown dtype or a size that does not match the
 // shape. `bytes` is left empty (reserved to total_bytes).
 absl::StatusOr<TensorBytes> FromProtoHeader(const v1::TensorHeader& header);
+
+void ToProto(const std::vector<LayerShape>& layers,
+             google::protobuf::RepeatedPtrField<v1::LayerShape>* proto);
+std::vector<LayerShape> FromProto(const google::protobuf::RepeatedPtrField<v1::LayerShape>& proto);
+
+// Reassembles a stream of (TensorHeader, data*)* (AdvanceShards' weights):
+// AddHeader/AddData as the messages arrive, Finish at the end.
+// InvalidArgument for a bad header, data before any header, more or fewer
+// bytes than a header announced. Thread-compatible.
+class TensorStreamAssembler {
+ public:
+  absl::Status AddHeader(const v1::TensorHeader& header);
+  absl::Status AddData(const std::string& data);
+  uint64_t bytes_received() const { return bytes_received_; }
+  absl::StatusOr<std::vector<TensorBytes>> Finish() &&;
+
+ private:
+  absl::Status CheckComplete() const;
+
+  std::vector<TensorBytes> tensors_;
+  uint64_t expected_ = 0;  // Of tensors_.back().
+  uint64_t bytes_received_ = 0;
+};
 
 }  // namespace baq
 

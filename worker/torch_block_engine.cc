@@ -21,7 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/bpe_tokenizer.h"
-#include "common/durable_file.h"
 #include "common/engine_capabilities.h"
 #include "common/file_contents.h"
 #include "common/safetensors.h"
@@ -35,6 +34,7 @@
 #include "worker/engine/device_group.h"
 #include "worker/engine/engine_job.h"
 #include "worker/engine/measurement_cache.h"
+#include "worker/engine/shard_checkpoint_writer.h"
 #include "worker/engine/sharded_hessians.h"
 #include "worker/model/checkpoint_perplexity.h"
 #include "worker/model/model_head.h"
@@ -56,11 +56,12 @@ class TorchBlockEngine final : public BlockEngine,
                                public LayerOwnership {
  public:
   TorchBlockEngine(std::unique_ptr<DeviceGroup> group, int hessian_partials,
-                   ActivationSpillOptions spill)
+                   ActivationSpillOptions spill, bool async_checkpoints)
       : group_(std::move(group)),
         num_partials_(hessian_partials),
         activations_(std::move(spill)),
-        shards_(group_.get(), &activations_) {
+        shards_(group_.get(), &activations_),
+        checkpoints_(async_checkpoints) {
     activations_.set_device(group_->first());
   }
 
@@ -108,8 +109,12 @@ class TorchBlockEngine final : public BlockEngine,
   // quantized here (QuantizeLayers) or given (AdvanceShards) keeps its
   // quantized weight on the block until AdvanceShards drops the block; a
   // second QuantizeLayers of the layer is FailedPrecondition (its weight is
-  // the quantized one by then). CheckpointShards writes synchronously: the
-  // files are durable when it returns.
+  // the quantized one by then). CheckpointShards writes synchronously (the
+  // files are durable when it returns) or, with
+  // EngineOptions::async_shard_checkpoints, copies the shards to host memory
+  // and writes them on a background thread (ShardCheckpointWriter): they are
+  // durable once the next CheckpointShards returns OK, which reports an
+  // earlier batch's error; RestoreShard and Reset wait for the batch first.
   absl::StatusOr<std::vector<LayerShape>> BlockLayers(int64_t block) override;
   absl::StatusOr<BlockMeasurement> MeasureLayers(int64_t block,
                                                  const std::vector<int32_t>& layers) override;
@@ -162,6 +167,8 @@ class TorchBlockEngine final : public BlockEngine,
   MeasurementCache measurements_;
   ShardedHessians shards_;  // Uses group_ and activations_.
   std::atomic<bool> cancelled_{false};  // Set by Cancel(), from any thread.
+  // Declared last: destroyed first, joining a write in flight.
+  ShardCheckpointWriter checkpoints_;
 };
 
 absl::Status TorchBlockEngine::Start(const JobConfig& config) {
@@ -488,11 +495,16 @@ absl::StatusOr<std::vector<int32_t>> TorchBlockEngine::CheckpointShards(int64_t 
         absl::StrCat("CheckpointShards: cannot create ", dir, ": ", ec.message()));
   }
   std::vector<int32_t> written;
+  std::vector<ShardCheckpointWriter::File> files;
   for (const auto& [shard, x] : HeldShards(block)) {
-    BAQ_ASSIGN_OR_RETURN(std::string bytes, EncodeActivations(x));
-    BAQ_RETURN_IF_ERROR(WriteFileDurably(ShardCheckpointPath(dir, shard, block), {bytes}));
+    ShardCheckpointWriter::File f;
+    f.path = ShardCheckpointPath(dir, shard, block);
+    BAQ_ASSIGN_OR_RETURN(f.bytes, EncodeActivations(x));  // A host copy.
+    files.push_back(std::move(f));
     written.push_back(shard);
   }
+  // Reports an earlier asynchronous batch's error first.
+  BAQ_RETURN_IF_ERROR(checkpoints_.Write(std::move(files)));
   return written;
 }
 
@@ -520,6 +532,8 @@ absl::Status TorchBlockEngine::RestoreShard(int64_t block, int32_t shard,
     activations_.Set(0, std::move(kept));
     return absl::OkStatus();
   }
+  // The file may be one this engine is still writing.
+  checkpoints_.Join();
   const std::string path = ShardCheckpointPath(dir, shard, block);
   absl::StatusOr<std::string> bytes = ReadFileContents(path);
   if (!bytes.ok()) {
@@ -547,6 +561,8 @@ absl::Status TorchBlockEngine::SetTarget(double target_bits, bool keep_measureme
 }
 
 void TorchBlockEngine::Reset() {
+  // A write in flight finishes (its error has no one to go to now).
+  (void)checkpoints_.Wait();
   activations_.Clear();
   calibration_ids_ = at::Tensor();
   shards_.Clear();
@@ -622,7 +638,8 @@ absl::StatusOr<std::unique_ptr<BlockEngine>> MakeTorchBlockEngine(const EngineOp
   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<DeviceGroup> group, DeviceGroup::Create(devices));
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
   return std::unique_ptr<BlockEngine>(
-      new TorchBlockEngine(std::move(group), partials, options.activation_spill));
+      new TorchBlockEngine(std::move(group), partials, options.activation_spill,
+                           options.async_shard_checkpoints));
 }
 
 }  // namespace baq::worker

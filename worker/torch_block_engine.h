@@ -66,6 +66,12 @@ struct EngineOptions {
   // P = 2 is byte-identical to two devices (same GPU model). 0: one per
   // device. With several devices P must equal the device count.
   int hessian_partials = 0;
+  // LayerOwnership::CheckpointShards: false writes the files before it
+  // returns (durable then); true copies the shards to host memory and writes
+  // them on a background thread, so the next block starts at once: a batch
+  // is durable once the next CheckpointShards returns OK (which reports an
+  // earlier batch's failure). Costs one batch of host memory while writing.
+  bool async_shard_checkpoints = false;
 };
 
 // InvalidArgument for an unparsable device list, mixed CPU and CUDA devices,

@@ -101,8 +101,8 @@ TEST(HessianFormatTest, RejectsBadMagic) {
 }
 
 TEST(HessianFormatTest, RejectsOtherVersions) {
-  EXPECT_THAT(Message(WithField<uint32_t>(Pinned(), 4, 2)),
-              HasSubstr("Hessian sum format version 2 is not supported (want 1)"));
+  EXPECT_THAT(Message(WithField<uint32_t>(Pinned(), 4, 3)),
+              HasSubstr("Hessian sum format version 3 is not supported (want 1 or 2)"));
   EXPECT_THAT(Message(WithField<uint32_t>(Pinned(), 4, 0)), HasSubstr("version 0"));
 }
 
@@ -172,6 +172,79 @@ TEST(HessianFormatTest, AddRejectsMismatchAndLeavesTheSumAlone) {
 
   std::string not_a_sum = "garbage";
   EXPECT_THAT(AddHessianSum(Pinned(), &not_a_sum).message(), HasSubstr("not a Hessian sum"));
+}
+
+// The same sum as its upper triangle (version 2): [[1, 2], [2, 4]] over 3
+// rows is 1, 2, 4. A format change must change this string.
+constexpr char kPinnedUpperHex[] =
+    "42415148"          // "BAQH"
+    "02000000"          // version 2
+    "0200000000000000"  // columns 2
+    "0300000000000000"  // rows 3
+    "000000000000f03f"  // 1.0
+    "0000000000000040"  // 2.0
+    "0000000000001040";  // 4.0
+
+TEST(HessianFormatTest, UpperTriangleEncodesThePinnedBytesAndMirrors) {
+  // The lower triangle (here -0.5) is not sent: the reader mirrors the upper.
+  EXPECT_EQ(absl::BytesToHexString(EncodeUpperHessianSum(2, 3, kPinnedSum)), kPinnedUpperHex);
+  const std::string bytes = absl::HexStringToBytes(kPinnedUpperHex);
+  absl::StatusOr<HessianSumView> v = ParseHessianSum(bytes);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->upper);
+  EXPECT_EQ(v->columns, 2);
+  EXPECT_EQ(v->rows, 3);
+  EXPECT_EQ(v->elements(), 3);
+  std::vector<double> back(4);
+  v->CopyTo(absl::MakeSpan(back));
+  EXPECT_EQ(back, (std::vector<double>{1.0, 2.0, 2.0, 4.0}));
+  EXPECT_THAT(Message(bytes.substr(0, bytes.size() - 1)),
+              HasSubstr("47 bytes, a 2-column upper triangle has 48"));
+}
+
+TEST(HessianFormatTest, UpperTriangleRoundTripIsBitExactAndAddsLikeTheFullSum) {
+  // A symmetric 4 x 4 sum with values a lossy path would change.
+  std::vector<double> sum(16);
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i; j < 4; ++j) {
+      sum[i * 4 + j] = sum[j * 4 + i] = (i + 1) * 0.1 / (j + 3) - (j == 3 ? 1e-300 : 0.0);
+    }
+  }
+  const std::string bytes = EncodeUpperHessianSum(4, 9, sum);
+  EXPECT_EQ(bytes.size(), kHessianHeaderBytes + 10 * 8);
+  absl::StatusOr<HessianSumView> v = ParseHessianSum(bytes);
+  ASSERT_TRUE(v.ok()) << v.status();
+  std::vector<double> back(16);
+  v->CopyTo(absl::MakeSpan(back));
+  EXPECT_EQ(std::memcmp(back.data(), sum.data(), 16 * sizeof(double)), 0);
+  // Adding triangles makes the additions of adding the full sums.
+  std::string upper = bytes;
+  ASSERT_TRUE(AddHessianSum(EncodeUpperHessianSum(4, 2, sum), &upper).ok());
+  std::string full = EncodeHessianSum(4, 9, sum);
+  ASSERT_TRUE(AddHessianSum(EncodeHessianSum(4, 2, sum), &full).ok());
+  absl::StatusOr<HessianSumView> fv = ParseHessianSum(full);
+  ASSERT_TRUE(fv.ok());
+  std::vector<double> full_back(16);
+  fv->CopyTo(absl::MakeSpan(full_back));
+  v = ParseHessianSum(upper);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->rows, 11);
+  v->CopyTo(absl::MakeSpan(back));
+  EXPECT_EQ(std::memcmp(back.data(), full_back.data(), 16 * sizeof(double)), 0);
+  // Layouts do not mix.
+  absl::Status s = AddHessianSum(EncodeHessianSum(4, 2, sum), &upper);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("upper triangle and full"));
+}
+
+TEST(HessianFormatTest, UpperTriangleFinitenessCheckNamesRowAndColumn) {
+  std::vector<double> sum(9, 1.0);
+  sum[1 * 3 + 2] = std::numeric_limits<double>::infinity();  // Payload element 4.
+  const std::string bytes = EncodeUpperHessianSum(3, 1, sum);
+  absl::StatusOr<HessianSumView> v = ParseHessianSum(bytes);
+  ASSERT_TRUE(v.ok());
+  EXPECT_THAT(CheckHessianSumFinite(*v).message(),
+              HasSubstr("(0 NaN, 1 Inf; first at row 1, column 2)"));
 }
 
 TEST(HessianFormatDeathTest, EncodeAbortsOnInconsistentArguments) {

@@ -318,5 +318,53 @@ TEST(ConvertTensorHeaderTest, RejectsInconsistentHeadersNamingTheTensor) {
   EXPECT_THAT(message(h), HasSubstr("l.scales: shape overflows"));
 }
 
+TEST(ConvertLayerShapeTest, RoundTrips) {
+  const std::vector<LayerShape> layers = {{"model.layers.0.mlp.up_proj", 2, 1536, 384},
+                                          {"model.layers.0.mlp.down_proj", 3, 384, 1536}};
+  google::protobuf::RepeatedPtrField<v1::LayerShape> proto;
+  ToProto(layers, &proto);
+  ASSERT_EQ(proto.size(), 2);
+  EXPECT_EQ(proto[1].columns(), 1536);
+  const std::vector<LayerShape> back = FromProto(proto);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].name, layers[0].name);
+  EXPECT_EQ(back[0].input_group, 2);
+  EXPECT_EQ(back[0].rows, 1536);
+  EXPECT_EQ(back[1].columns, 1536);
+}
+
+TEST(TensorStreamAssemblerTest, ReassemblesTensorsAndChecksTheirSizes) {
+  v1::TensorHeader a;
+  ToProtoHeader(TensorBytes{"a", DType::kF16, {2, 2}, std::string(8, 'x')}, -1, &a);
+  v1::TensorHeader b;
+  ToProtoHeader(TensorBytes{"b", DType::kU8, {3}, "abc"}, -1, &b);
+  TensorStreamAssembler ok;
+  ASSERT_TRUE(ok.AddHeader(a).ok());
+  ASSERT_TRUE(ok.AddData("xxx").ok());
+  ASSERT_TRUE(ok.AddData("xxxxx").ok());
+  ASSERT_TRUE(ok.AddHeader(b).ok());
+  ASSERT_TRUE(ok.AddData("abc").ok());
+  EXPECT_EQ(ok.bytes_received(), 11u);
+  absl::StatusOr<std::vector<TensorBytes>> got = std::move(ok).Finish();
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].bytes, std::string(8, 'x'));
+  EXPECT_EQ((*got)[1].name, "b");
+  EXPECT_EQ((*got)[1].bytes, "abc");
+
+  TensorStreamAssembler early;
+  EXPECT_THAT(early.AddData("x").message(), HasSubstr("data before any header"));
+  TensorStreamAssembler too_much;
+  ASSERT_TRUE(too_much.AddHeader(b).ok());
+  EXPECT_THAT(too_much.AddData("abcd").message(), HasSubstr("b: more than 3 bytes"));
+  TensorStreamAssembler short_one;
+  ASSERT_TRUE(short_one.AddHeader(a).ok());
+  ASSERT_TRUE(short_one.AddData("x").ok());
+  EXPECT_THAT(short_one.AddHeader(b).message(), HasSubstr("a: got 1 of 8 bytes"));
+  TensorStreamAssembler unfinished;
+  ASSERT_TRUE(unfinished.AddHeader(b).ok());
+  EXPECT_EQ(std::move(unfinished).Finish().status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace baq

@@ -19,17 +19,21 @@
 #include "common/block_engine.h"
 #include "common/engine_capabilities.h"
 #include "common/file_contents.h"
-#include "common/hessian_format.h"
 #include "common/job_config.h"
 #include "gtest/gtest.h"
+#include "tests/testing/layer_ownership_driver.h"
 #include "tests/testing/test_paths.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::worker {
 namespace {
 
-ShardedCalibration& Shards(BlockEngine& e) { return *CapabilityOf<ShardedCalibration>(e); }
-LayerOwnership& Owner(BlockEngine& e) { return *CapabilityOf<LayerOwnership>(e); }
+using testing::BlockResult;
+using testing::Checkpoint;
+using testing::ExpectIdentical;
+using testing::Owner;
+using testing::Shards;
+using testing::ThreeBits;
 
 constexpr int kBlocks = 6;  // examples/opt-fixture.
 
@@ -49,10 +53,11 @@ JobConfig SmallJob(int shards, QuantMethod method = QuantMethod::kGptq) {
   return c;
 }
 
-std::unique_ptr<BlockEngine> StartedEngine(const JobConfig& job) {
+std::unique_ptr<BlockEngine> StartedEngine(const JobConfig& job, bool async_checkpoints = false) {
   EngineOptions options;
   options.device = "cpu";
   options.num_threads = 1;
+  options.async_shard_checkpoints = async_checkpoints;
   absl::StatusOr<std::unique_ptr<BlockEngine>> engine = MakeTorchBlockEngine(options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   if (!engine.ok()) return nullptr;
@@ -61,184 +66,21 @@ std::unique_ptr<BlockEngine> StartedEngine(const JobConfig& job) {
   return s.ok() ? *std::move(engine) : nullptr;
 }
 
-// 3 bits (8 levels) on every column for BAQ; GPTQ ignores the levels.
-std::vector<LayerAllocation> ThreeBits(const BlockMeasurement& m) {
-  std::vector<LayerAllocation> allocation;
-  for (const LayerMeasurement& l : m.layers) {
-    allocation.push_back(LayerAllocation{l.name, std::vector<int32_t>(l.column_loss.size(), 8), 0});
-  }
-  return allocation;
-}
-
-// The checkpoint files of `e` at `block`, by shard.
-std::map<int32_t, std::string> Checkpoint(BlockEngine& e, int64_t block, const std::string& dir) {
-  std::map<int32_t, std::string> out;
-  absl::StatusOr<std::vector<int32_t>> shards = Owner(e).CheckpointShards(block, dir);
-  EXPECT_TRUE(shards.ok()) << shards.status();
-  if (!shards.ok()) return out;
-  for (int32_t k : *shards) {
-    absl::StatusOr<std::string> bytes =
-        ReadFileContents(absl::StrCat(dir, "/shard-", k, ".block-", block, ".baqa"));
-    EXPECT_TRUE(bytes.ok()) << bytes.status();
-    if (bytes.ok()) out[k] = *std::move(bytes);
-  }
-  return out;
-}
-
-struct BlockResult {
-  BlockMeasurement measurement;
-  BlockOutput output;
-  std::map<int32_t, std::string> next_inputs;  // Shard -> inputs of block + 1.
-  std::vector<TensorBytes> weights;            // Every layer's (resident runs).
-};
-
 // One engine (all shards, or unsharded), Measure + Quantize.
 std::vector<BlockResult> RunPlain(const JobConfig& job, int64_t blocks) {
-  std::vector<BlockResult> out;
   std::unique_ptr<BlockEngine> e = StartedEngine(job);
-  if (e == nullptr) return out;
-  const std::string dir = testing::MakeScratchDir();
-  for (int64_t b = 0; b < blocks; ++b) {
-    BlockResult r;
-    absl::StatusOr<BlockMeasurement> m = e->Measure(b);
-    EXPECT_TRUE(m.ok()) << m.status();
-    if (!m.ok()) return out;
-    absl::StatusOr<BlockOutput> q = e->Quantize(b, ThreeBits(*m));
-    EXPECT_TRUE(q.ok()) << q.status();
-    if (!q.ok()) return out;
-    r.measurement = *std::move(m);
-    r.output = *std::move(q);
-    r.next_inputs = Checkpoint(*e, b + 1, dir);
-    out.push_back(std::move(r));
-  }
-  return out;
+  if (e == nullptr) return {};
+  return testing::RunPlain(e.get(), blocks);
 }
 
-// Merges the two engines' partials group by group in shard order.
-std::map<int32_t, HessianPartial> Merge(const std::vector<HessianPartial>& shard0,
-                                        const std::vector<HessianPartial>& shard1) {
-  std::map<int32_t, HessianPartial> merged;
-  for (const HessianPartial& p : shard0) {
-    HessianPartial m = p;
-    m.shard = -1;
-    merged[p.input_group] = std::move(m);
-  }
-  for (const HessianPartial& p : shard1) {
-    absl::Status s = AddHessianSum(p.bytes, &merged.at(p.input_group).bytes);
-    EXPECT_TRUE(s.ok()) << s;
-  }
-  return merged;
-}
-
-// Two engines, shard k on engine k; layer i owned by engine i % 2.
+// Two engines, one shard each.
 std::vector<BlockResult> RunResident(const JobConfig& job, int64_t blocks,
                                      const std::string& checkpoint_dir = "",
                                      int64_t checkpoint_block = -1) {
-  std::vector<BlockResult> out;
-  std::unique_ptr<BlockEngine> engines[2] = {StartedEngine(job), StartedEngine(job)};
-  if (engines[0] == nullptr || engines[1] == nullptr) return out;
-  const std::string dir = testing::MakeScratchDir();
-  for (int64_t b = 0; b < blocks; ++b) {
-    if (b == checkpoint_block) {
-      for (auto& e : engines) EXPECT_TRUE(Owner(*e).CheckpointShards(b, checkpoint_dir).ok());
-    }
-    std::vector<HessianPartial> partials[2];
-    for (int k = 0; k < 2; ++k) {
-      absl::StatusOr<std::vector<HessianPartial>> p =
-          Shards(*engines[k]).AccumulateHessians(b, {k});
-      EXPECT_TRUE(p.ok()) << p.status();
-      if (!p.ok()) return out;
-      partials[k] = *std::move(p);
-    }
-    std::map<int32_t, HessianPartial> merged = Merge(partials[0], partials[1]);
-    absl::StatusOr<std::vector<LayerShape>> layers = Owner(*engines[0]).BlockLayers(b);
-    EXPECT_TRUE(layers.ok()) << layers.status();
-    if (!layers.ok()) return out;
-    std::vector<int32_t> owned[2];
-    std::map<int32_t, bool> groups[2];
-    for (size_t i = 0; i < layers->size(); ++i) {
-      owned[i % 2].push_back(static_cast<int32_t>(i));
-      groups[i % 2][(*layers)[i].input_group] = true;
-    }
-    BlockMeasurement parts_m[2];
-    for (int k = 0; k < 2; ++k) {
-      std::vector<HessianPartial> mine;
-      for (const auto& [g, unused] : groups[k]) mine.push_back(merged.at(g));
-      absl::Status s = Shards(*engines[k]).ImportHessians(b, std::move(mine));
-      EXPECT_TRUE(s.ok()) << s;
-      absl::StatusOr<BlockMeasurement> m = Owner(*engines[k]).MeasureLayers(b, owned[k]);
-      EXPECT_TRUE(m.ok()) << m.status();
-      if (!m.ok()) return out;
-      EXPECT_EQ(m->layers.size(), owned[k].size());
-      parts_m[k] = *std::move(m);
-    }
-    OwnedLayersOutput parts_q[2];
-    for (int k = 0; k < 2; ++k) {
-      absl::StatusOr<OwnedLayersOutput> q =
-          Owner(*engines[k]).QuantizeLayers(b, owned[k], ThreeBits(parts_m[k]));
-      EXPECT_TRUE(q.ok()) << q.status();
-      if (!q.ok()) return out;
-      EXPECT_EQ(q->weights.size(), owned[k].size());
-      EXPECT_EQ(q->tensors_per_layer.size(), owned[k].size());
-      parts_q[k] = *std::move(q);
-    }
-    // Interleave the owners' pieces in the block's layer order.
-    BlockResult r;
-    r.measurement.block = b;
-    r.output.block = b;
-    size_t next_tensor[2] = {0, 0};
-    for (size_t i = 0; i < layers->size(); ++i) {
-      const int k = i % 2;
-      const size_t j = i / 2;
-      r.measurement.layers.push_back(parts_m[k].layers[j]);
-      r.output.layers.push_back(parts_q[k].output.layers[j]);
-      for (int32_t t = 0; t < parts_q[k].tensors_per_layer[j]; ++t) {
-        r.output.tensors.push_back(parts_q[k].output.tensors[next_tensor[k]]);
-        r.output.tensor_format.push_back(parts_q[k].output.tensor_format[next_tensor[k]]);
-        ++next_tensor[k];
-      }
-      r.weights.push_back(parts_q[k].weights[j]);
-      EXPECT_EQ(r.weights.back().name, (*layers)[i].name);
-    }
-    for (int k = 0; k < 2; ++k) {
-      absl::Status s = Owner(*engines[k]).AdvanceShards(b, parts_q[1 - k].weights);
-      EXPECT_TRUE(s.ok()) << s;
-      std::map<int32_t, std::string> next =
-          Checkpoint(*engines[k], b + 1, dir);
-      r.next_inputs.insert(next.begin(), next.end());
-    }
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-void ExpectIdentical(const std::vector<BlockResult>& a, const std::vector<BlockResult>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    SCOPED_TRACE(absl::StrCat("block ", i));
-    ASSERT_EQ(a[i].measurement.layers.size(), b[i].measurement.layers.size());
-    for (size_t l = 0; l < a[i].measurement.layers.size(); ++l) {
-      EXPECT_EQ(a[i].measurement.layers[l].name, b[i].measurement.layers[l].name);
-      EXPECT_EQ(a[i].measurement.layers[l].column_loss, b[i].measurement.layers[l].column_loss);
-    }
-    ASSERT_EQ(a[i].output.tensors.size(), b[i].output.tensors.size());
-    for (size_t t = 0; t < a[i].output.tensors.size(); ++t) {
-      EXPECT_EQ(a[i].output.tensors[t].name, b[i].output.tensors[t].name);
-      EXPECT_EQ(a[i].output.tensor_format[t], b[i].output.tensor_format[t]);
-      EXPECT_TRUE(a[i].output.tensors[t].bytes == b[i].output.tensors[t].bytes)
-          << a[i].output.tensors[t].name;
-    }
-    ASSERT_EQ(a[i].output.layers.size(), b[i].output.layers.size());
-    for (size_t l = 0; l < a[i].output.layers.size(); ++l) {
-      EXPECT_EQ(a[i].output.layers[l].proxy_loss, b[i].output.layers[l].proxy_loss);
-    }
-    ASSERT_EQ(a[i].next_inputs.size(), b[i].next_inputs.size());
-    for (const auto& [k, bytes] : a[i].next_inputs) {
-      ASSERT_EQ(b[i].next_inputs.count(k), 1u) << "shard " << k;
-      EXPECT_FALSE(bytes.empty());
-      EXPECT_TRUE(bytes == b[i].next_inputs.at(k)) << "shard " << k;
-    }
-  }
+  std::unique_ptr<BlockEngine> a = StartedEngine(job);
+  std::unique_ptr<BlockEngine> b = StartedEngine(job);
+  if (a == nullptr || b == nullptr) return {};
+  return testing::RunResident(a.get(), b.get(), blocks, checkpoint_dir, checkpoint_block);
 }
 
 TEST(TorchBlockEngineLayerOwnershipTest, TwoOwnersMatchOneEngineOverEveryBlock) {
@@ -382,6 +224,40 @@ TEST(TorchBlockEngineLayerOwnershipTest, ErrorPaths) {
   absl::StatusOr<std::vector<int32_t>> none = Owner(*e).CheckpointShards(3, dir);
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_TRUE(none->empty());
+}
+
+TEST(TorchBlockEngineLayerOwnershipTest, AsynchronousCheckpointsReportErrorsOnTheNextCall) {
+  const JobConfig job = SmallJob(2);
+  std::unique_ptr<BlockEngine> sync = StartedEngine(job);
+  std::unique_ptr<BlockEngine> async = StartedEngine(job, /*async_checkpoints=*/true);
+  ASSERT_NE(sync, nullptr);
+  ASSERT_NE(async, nullptr);
+  // The same files, read back by RestoreShard (which waits for the write).
+  const std::string a = testing::MakeScratchDir();
+  const std::string b = testing::MakeScratchDir();
+  std::map<int32_t, std::string> want = Checkpoint(*sync, 0, a);
+  ASSERT_EQ(want.size(), 2u);
+  absl::StatusOr<std::vector<int32_t>> shards = Owner(*async).CheckpointShards(0, b);
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  EXPECT_EQ(*shards, (std::vector<int32_t>{0, 1}));
+  ASSERT_TRUE(Owner(*async).RestoreShard(0, 1, b).ok());
+  EXPECT_TRUE(*ReadFileContents(b + "/shard-1.block-0.baqa") == want.at(1));
+  EXPECT_TRUE(*ReadFileContents(b + "/shard-0.block-0.baqa") == want.at(0));
+
+  // A write that fails in the background (the target name is a non-empty
+  // directory, so the rename fails) is reported by the next checkpoint call.
+  const std::string bad = testing::MakeScratchDir();
+  std::filesystem::create_directories(bad + "/shard-0.block-0.baqa/x");
+  ASSERT_TRUE(Owner(*async).CheckpointShards(0, bad).ok());
+  absl::StatusOr<std::vector<int32_t>> next = Owner(*async).CheckpointShards(0, b);
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(next.status().message().find("shard-0.block-0.baqa"), std::string::npos)
+      << next.status();
+  EXPECT_NE(next.status().message().find("earlier"), std::string::npos) << next.status();
+  // Reported once: the call after that writes again.
+  EXPECT_TRUE(Owner(*async).CheckpointShards(0, b).ok());
+  // Synchronous engines fail at once.
+  EXPECT_EQ(Owner(*sync).CheckpointShards(0, bad).status().code(), absl::StatusCode::kInternal);
 }
 
 }  // namespace

@@ -113,7 +113,9 @@ absl::StatusOr<std::vector<HessianPartial>> ShardedHessians::Accumulate(
         p.shard = shards[i];
         p.input_group = group;
         p.layer = FirstLayerOf(*b, group);
-        p.bytes = acc.Serialize();
+        // Half the bytes: the sum is symmetric and Finalize reads the upper
+        // triangle only.
+        p.bytes = acc.Serialize(HessianAccumulator::HessianLayout::kUpperTriangle);
         out.push_back(std::move(p));
       }
       partials[i].clear();  // Serialized: free it before the next shard's.

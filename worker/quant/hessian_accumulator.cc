@@ -60,15 +60,21 @@ absl::StatusOr<at::Tensor> HessianAccumulator::Finalize(at::ScalarType dtype) co
     return absl::InvalidArgumentError(
         absl::StrCat("Finalize dtype must be float32 or float64, got ", c10::toString(dtype)));
   }
-  return CallTorch("HessianAccumulator::Finalize",
-                   [&] { return (sum_ * (2.0 / static_cast<double>(rows_))).to(dtype); });
+  // From the upper triangle, mirrored: the sum's two triangles need not be
+  // bitwise equal (a GEMM's tiles, a SYRK that fills one), and a Hessian
+  // that crossed the wire as an upper triangle must finalize to the same bits.
+  return CallTorch("HessianAccumulator::Finalize", [&] {
+    at::Tensor h = (sum_ * (2.0 / static_cast<double>(rows_))).to(dtype).triu_();
+    return h.add_(h.triu(1).t());
+  });
 }
 
-std::string HessianAccumulator::Serialize() const {
+std::string HessianAccumulator::Serialize(HessianLayout layout) const {
   const at::Tensor cpu = sum_.to(at::kCPU).contiguous();
-  return EncodeHessianSum(num_columns_, rows_,
-                          absl::MakeConstSpan(cpu.data_ptr<double>(),
-                                              static_cast<size_t>(cpu.numel())));
+  const absl::Span<const double> sum =
+      absl::MakeConstSpan(cpu.data_ptr<double>(), static_cast<size_t>(cpu.numel()));
+  return layout == HessianLayout::kUpperTriangle ? EncodeUpperHessianSum(num_columns_, rows_, sum)
+                                                 : EncodeHessianSum(num_columns_, rows_, sum);
 }
 
 absl::StatusOr<HessianAccumulator> HessianAccumulator::Deserialize(absl::string_view bytes,
@@ -82,7 +88,7 @@ absl::StatusOr<HessianAccumulator> HessianAccumulator::Deserialize(absl::string_
     HessianAccumulator acc(wire.columns, device);
     // Decoded on the host: in place on CPU, through one host buffer otherwise.
     at::Tensor host = acc.sum_.is_cpu() ? acc.sum_ : at::empty_like(acc.sum_, at::kCPU);
-    wire.CopyTo(absl::MakeSpan(host.data_ptr<double>(), static_cast<size_t>(wire.elements())));
+    wire.CopyTo(absl::MakeSpan(host.data_ptr<double>(), static_cast<size_t>(host.numel())));
     if (!acc.sum_.is_cpu()) acc.sum_.copy_(host);
     acc.rows_ = wire.rows;
     return acc;

@@ -50,14 +50,19 @@ class HessianAccumulator {
   // Adds another accumulator's sum and rows. InvalidArgument on a width mismatch.
   absl::Status Merge(const HessianAccumulator& other);
 
-  // 2/rows * sum as float32 or float64 [num_columns, num_columns] on device().
+  // 2/rows * sum as float32 or float64 [num_columns, num_columns] on device(),
+  // built from the sum's upper triangle (mirrored onto the lower one), so it
+  // is exactly symmetric and equals what an upper-triangle round trip gives.
   // FailedPrecondition if no rows were added; InvalidArgument for other dtypes.
   absl::StatusOr<at::Tensor> Finalize(at::ScalarType dtype = at::kFloat) const;
 
   // The "BAQH" wire format of the sum and rows (common/hessian_format.h, the
-  // one implementation; docs/wire-formats.md).
-  std::string Serialize() const;
-  // InvalidArgument (naming the fault) on malformed bytes or a non-finite sum.
+  // one implementation; docs/wire-formats.md): the full sum (version 1) or
+  // its upper triangle (version 2, half the bytes; what Finalize reads).
+  enum class HessianLayout { kFull, kUpperTriangle };
+  std::string Serialize(HessianLayout layout = HessianLayout::kFull) const;
+  // Either layout. InvalidArgument (naming the fault) on malformed bytes or a
+  // non-finite sum.
   static absl::StatusOr<HessianAccumulator> Deserialize(absl::string_view bytes,
                                                         at::Device device = at::kCPU);
 

@@ -1,5 +1,8 @@
 // worker/service/job_stream_writer.h
 //
+// JobCallReactor is the unary reactor of WorkerService's calls that run a
+// job's work on a device (Measure, Evaluate, BlockLayers, ...); see below.
+//
 // JobStreamWriter<ChunkProto> is the base of WorkerService's server streams
 // that run one job's work on one device and then write its result
 // (Quantize, AccumulateHessians). It holds what they share:
@@ -36,7 +39,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/block_engine.h"
 #include "proto/convert.h"
 #include "worker/service/engine_byte_streams.h"
 #include "worker/service/engine_host.h"
@@ -86,6 +91,45 @@ class JobStreamWriter : public grpc::ServerWriteReactor<ChunkProto> {
   const int device_;
   const std::string method_;
 };
+
+// A unary reactor for calls that run a job's work on a device: when the
+// client cancels the call (job cancelled, coordinator gone, deadline passed),
+// the job's engine on that device is cancelled and dropped, so the work stops
+// within a layer or a few calibration windows and its memory is freed.
+// Done(status) records the outcome under `method` and finishes the call.
+// Owns itself: deleted in OnDone.
+class JobCallReactor final : public grpc::ServerUnaryReactor {
+ public:
+  JobCallReactor(EngineHost* host, WorkerMetrics* metrics, absl::string_view method,
+                 std::string job_id, int device)
+      : host_(host),
+        metrics_(metrics),
+        method_(method),
+        job_id_(std::move(job_id)),
+        device_(device) {}
+  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
+  void OnDone() override { delete this; }
+
+  void Done(const absl::Status& status) {
+    RecordRpc(metrics_, method_, status);
+    Finish(ToGrpcStatus(status));
+  }
+
+ private:
+  EngineHost* const host_;
+  WorkerMetrics* const metrics_;
+  const std::string method_;
+  const std::string job_id_;
+  const int device_;
+};
+
+// `engine`, or CANCELLED when the call was cancelled while its work waited
+// for the device's executor.
+inline absl::StatusOr<BlockEngine*> UnlessCancelled(absl::StatusOr<BlockEngine*> engine,
+                                                    grpc::CallbackServerContext* ctx) {
+  if (engine.ok() && ctx->IsCancelled()) return absl::CancelledError("cancelled");
+  return engine;
+}
 
 }  // namespace baq::worker
 

@@ -1,8 +1,10 @@
 #include "worker/service/worker_service.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -17,45 +19,6 @@
 namespace baq::worker {
 namespace {
 
-// A unary reactor for calls that run a job's work on a device: when the
-// client cancels the call (job cancelled, coordinator gone, deadline passed),
-// the job's engine on that device is cancelled and dropped, so the work stops
-// within a layer or a few calibration windows and its memory is freed.
-// Done(status) records the outcome under `method` and finishes the call.
-// Owns itself: deleted in OnDone.
-class JobCallReactor final : public grpc::ServerUnaryReactor {
- public:
-  JobCallReactor(EngineHost* host, WorkerMetrics* metrics, absl::string_view method,
-                 std::string job_id, int device)
-      : host_(host),
-        metrics_(metrics),
-        method_(method),
-        job_id_(std::move(job_id)),
-        device_(device) {}
-  void OnCancel() override { host_->ResetJob(job_id_, device_, [](absl::Status) {}); }
-  void OnDone() override { delete this; }
-
-  void Done(const absl::Status& status) {
-    RecordRpc(metrics_, method_, status);
-    Finish(ToGrpcStatus(status));
-  }
-
- private:
-  EngineHost* const host_;
-  WorkerMetrics* const metrics_;
-  const std::string method_;
-  const std::string job_id_;
-  const int device_;
-};
-
-// `engine`, or CANCELLED when the call was cancelled while its work waited
-// for the device's executor.
-absl::StatusOr<BlockEngine*> UnlessCancelled(absl::StatusOr<BlockEngine*> engine,
-                                             grpc::CallbackServerContext* ctx) {
-  if (engine.ok() && ctx->IsCancelled()) return absl::CancelledError("cancelled");
-  return engine;
-}
-
 // The bit target a Measure/Quantize request carries (several targets over
 // one measurement); target_bits 0: the job's, nothing to do.
 absl::Status ApplyTarget(BlockEngine& engine, double target_bits, bool keep_measurement) {
@@ -64,8 +27,18 @@ absl::Status ApplyTarget(BlockEngine& engine, double target_bits, bool keep_meas
   return targets->SetTarget(target_bits, keep_measurement);
 }
 
+// Measure(block), or LayerOwnership::MeasureLayers(block, *layers).
+absl::StatusOr<BlockMeasurement> MeasureSome(BlockEngine& engine, int64_t block,
+                                             const std::optional<std::vector<int32_t>>& layers) {
+  if (!layers.has_value()) return engine.Measure(block);
+  BAQ_ASSIGN_OR_RETURN(LayerOwnership * owner, RequireCapability<LayerOwnership>(engine));
+  return owner->MeasureLayers(block, *layers);
+}
+
 // Streams a Quantize result: per tensor a header then its bytes in chunks,
-// then the report. Owns itself: deleted in OnDone.
+// (with return_weights) each quantized layer's weight as a tensor of format
+// -1, then the report. A layer subset runs LayerOwnership::QuantizeLayers.
+// Owns itself: deleted in OnDone.
 class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
  public:
   QuantizeWriter(grpc::CallbackServerContext* ctx, const v1::QuantizeRequest& request,
@@ -76,7 +49,9 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
     host->WithEngine(
         request.job_id(), request.device_index(),
         [this, block, target = request.target_bits(), keep = request.keep_measurement(),
-         allocation = FromProto(request.allocation())](absl::StatusOr<BlockEngine*> engine) {
+         allocation = FromProto(request.allocation()), subset = request.layer_subset(),
+         layers = std::vector<int32_t>(request.layers().begin(), request.layers().end()),
+         return_weights = request.return_weights()](absl::StatusOr<BlockEngine*> engine) {
           BAQ_TRACE_SCOPE("rpc", "Quantize", {{"block", block}});
           engine = UnlessCancelled(engine, this->ctx());
           if (!engine.ok()) return Done(engine.status());
@@ -84,7 +59,17 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
           // Test hook: "worker.quantize=sleep(MS)" keeps the call in flight (fault tests).
           if (absl::Status s = failpoint::Eval("worker.quantize"); !s.ok()) return Done(s);
           const absl::Time start = absl::Now();
-          absl::StatusOr<BlockOutput> out = (*engine)->Quantize(block, allocation);
+          absl::StatusOr<BlockOutput> out;
+          if (subset) {
+            absl::StatusOr<OwnedLayersOutput> owned = QuantizeSubset(**engine, block, layers,
+                                                                     allocation);
+            if (!owned.ok()) return Done(owned.status());
+            out = std::move(owned->output);
+            tensors_per_layer_ = std::move(owned->tensors_per_layer);
+            if (return_weights) weights_ = std::move(owned->weights);
+          } else {
+            out = (*engine)->Quantize(block, allocation);
+          }
           if (!out.ok()) return Done(out.status());
           if (this->metrics() != nullptr) {
             this->metrics()->blocks_quantized_total().Increment();
@@ -96,13 +81,24 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
   }
 
  private:
+  static absl::StatusOr<OwnedLayersOutput> QuantizeSubset(
+      BlockEngine& engine, int64_t block, const std::vector<int32_t>& layers,
+      const std::vector<LayerAllocation>& allocation) {
+    BAQ_ASSIGN_OR_RETURN(LayerOwnership * owner, RequireCapability<LayerOwnership>(engine));
+    return owner->QuantizeLayers(block, layers, allocation);
+  }
+
   void WriteNext() override {
     chunk_.Clear();
-    if (tensor_ < output_.tensors.size()) {
-      TensorBytes& t = output_.tensors[tensor_];
+    const size_t outputs = output_.tensors.size();
+    if (tensor_ < outputs + weights_.size()) {
+      TensorBytes& t =
+          tensor_ < outputs ? output_.tensors[tensor_] : weights_[tensor_ - outputs];
       if (!header_sent_) {
-        const int32_t format =
-            tensor_ < output_.tensor_format.size() ? output_.tensor_format[tensor_] : 0;
+        int32_t format = -1;  // A layer's quantized weight.
+        if (tensor_ < outputs) {
+          format = tensor_ < output_.tensor_format.size() ? output_.tensor_format[tensor_] : 0;
+        }
         ToProtoHeader(t, format, chunk_.mutable_tensor());
         header_sent_ = true;
         offset_ = 0;
@@ -125,6 +121,8 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
       report->set_block(output_.block);
       report->set_num_tensors(static_cast<int32_t>(output_.tensors.size()));
       for (const LayerReport& r : output_.layers) ToProto(r, report->add_layers());
+      report->mutable_tensors_per_layer()->Add(tensors_per_layer_.begin(),
+                                               tensors_per_layer_.end());
       report_sent_ = true;
       return StartWrite(&chunk_);
     }
@@ -134,6 +132,8 @@ class QuantizeWriter final : public JobStreamWriter<v1::QuantizeResponseChunk> {
   // Touched by one thread at a time: the executor until the first
   // StartWrite, then the gRPC reaction that follows each write.
   BlockOutput output_;
+  std::vector<TensorBytes> weights_;  // Layer subsets with return_weights.
+  std::vector<int32_t> tensors_per_layer_;
   size_t tensor_ = 0;
   size_t offset_ = 0;
   bool header_sent_ = false;
@@ -175,9 +175,12 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
   const int64_t block = request->block();
   const double target = request->target_bits();
   const bool keep = request->keep_measurement();
+  // LayerOwnership::MeasureLayers when the request names a layer subset.
+  std::optional<std::vector<int32_t>> layers;
+  if (request->layer_subset()) layers.emplace(request->layers().begin(), request->layers().end());
   host_->WithEngine(request->job_id(), request->device_index(),
-                    [reactor, response, metrics, ctx, block, target,
-                     keep](absl::StatusOr<BlockEngine*> engine) {
+                    [reactor, response, metrics, ctx, block, target, keep,
+                     layers = std::move(layers)](absl::StatusOr<BlockEngine*> engine) {
                       BAQ_TRACE_SCOPE("rpc", "Measure", {{"block", block}});
                       engine = UnlessCancelled(engine, ctx);
                       absl::Status status = engine.status();
@@ -186,7 +189,7 @@ grpc::ServerUnaryReactor* WorkerService::Measure(grpc::CallbackServerContext* ct
                       if (status.ok()) status = failpoint::Eval("worker.measure");
                       if (status.ok()) {
                         const absl::Time start = absl::Now();
-                        absl::StatusOr<BlockMeasurement> m = (*engine)->Measure(block);
+                        absl::StatusOr<BlockMeasurement> m = MeasureSome(**engine, block, layers);
                         status = m.status();
                         if (m.ok()) {
                           ToProto(*m, response);

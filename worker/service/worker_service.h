@@ -59,6 +59,20 @@ class WorkerService final : public v1::WorkerService::CallbackService {
   grpc::ServerReadReactor<v1::ImportShardInputsChunk>* ImportShardInputs(
       grpc::CallbackServerContext* ctx, v1::ImportInputsResponse* response) override;
 
+  // Resident shards with one owner per layer (worker_service_ownership.cc;
+  // Measure and Quantize take layer subsets themselves).
+  grpc::ServerUnaryReactor* BlockLayers(grpc::CallbackServerContext* ctx,
+                                        const v1::BlockLayersRequest* request,
+                                        v1::BlockLayersResponse* response) override;
+  grpc::ServerReadReactor<v1::AdvanceShardsChunk>* AdvanceShards(
+      grpc::CallbackServerContext* ctx, v1::AdvanceShardsResponse* response) override;
+  grpc::ServerUnaryReactor* CheckpointShards(grpc::CallbackServerContext* ctx,
+                                             const v1::CheckpointShardsRequest* request,
+                                             v1::CheckpointShardsResponse* response) override;
+  grpc::ServerUnaryReactor* RestoreShard(grpc::CallbackServerContext* ctx,
+                                         const v1::RestoreShardRequest* request,
+                                         v1::RestoreShardResponse* response) override;
+
  private:
   EngineHost* const host_;        // Not owned.
   WorkerMetrics* const metrics_;  // Nullable; not owned.

@@ -88,6 +88,31 @@ TEST(HessianAccumulatorTest, SerializeWritesTheBaqhBytesRowMajor) {
             "000000000000f03f" "0000000000000040" "0000000000000040" "0000000000001040");
 }
 
+TEST(HessianAccumulatorTest, UpperTriangleRoundTripFinalizesToTheSameBits) {
+  at::manual_seed(3);
+  HessianAccumulator acc(7);
+  ASSERT_TRUE(acc.Add(at::randn({40, 7}, at::kFloat)).ok());
+  const std::string bytes = acc.Serialize(HessianAccumulator::HessianLayout::kUpperTriangle);
+  EXPECT_EQ(bytes.size(), 24 + 28 * 8u);
+  auto back = HessianAccumulator::Deserialize(bytes);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->rows(), 40);
+  EXPECT_TRUE(at::equal(back->sum().triu(), acc.sum().triu()));
+  EXPECT_TRUE(at::equal(*back->Finalize(at::kFloat), *acc.Finalize(at::kFloat)));
+  EXPECT_TRUE(at::equal(*back->Finalize(at::kDouble), *acc.Finalize(at::kDouble)));
+}
+
+TEST(HessianAccumulatorTest, FinalizeIsExactlySymmetricFromTheUpperTriangle) {
+  // A sum whose lower triangle disagrees (as a tiled GEMM's may): Finalize
+  // reads the upper one.
+  HessianAccumulator acc(2);
+  acc.mutable_sum().copy_(at::tensor({1.0, 2.0, -7.0, 4.0}, at::kDouble).view({2, 2}));
+  acc.set_rows(2);
+  absl::StatusOr<at::Tensor> h = acc.Finalize(at::kDouble);
+  ASSERT_TRUE(h.ok());
+  EXPECT_TRUE(at::equal(*h, at::tensor({1.0, 2.0, 2.0, 4.0}, at::kDouble).view({2, 2})));
+}
+
 TEST(HessianAccumulatorTest, DeserializeRejectsMalformedBytes) {
   HessianAccumulator acc(3);
   ASSERT_TRUE(acc.Add(at::ones({2, 3})).ok());
