@@ -31,6 +31,13 @@ enum class AllocationScope { kGlobal, kGlobalRaw, kSublayer };
 // blocks independent, measurement reusable).
 enum class ExecutionMode { kSequential, kParallel };
 enum class OutputFormat { kFakeQuant, kPacked, kGptq };
+// The dtype of the calibration forward (weights, matmuls, the activations
+// between blocks; norms and softmax run in float32 in every case, as in
+// transformers). kAuto: the checkpoint's dtype on CUDA (bf16/fp16 on tensor
+// cores, as transformers and the reference codes run it), float32 on CPU
+// (half-precision matmuls are slow there). A dtype narrower than the
+// checkpoint's rounds the weights the forward and the quantizer see.
+enum class ForwardDtype { kAuto, kFloat32, kBFloat16, kFloat16 };
 
 struct QuantizationConfig {
   QuantMethod method = QuantMethod::kBaq;
@@ -109,6 +116,8 @@ struct JobConfig {
   // need Hessians from the embedding and head stages): Validate() returns
   // Unimplemented when set. See docs/model-support.md, "OPT".
   bool quantize_projections = false;
+  // The calibration forward's dtype (see ForwardDtype).
+  ForwardDtype forward_dtype = ForwardDtype::kAuto;
 
   absl::Status Validate() const;
   // quant.target_bits, then extra_target_bits.
@@ -129,6 +138,9 @@ absl::string_view ExecutionModeName(ExecutionMode m);
 absl::StatusOr<ExecutionMode> ParseExecutionMode(absl::string_view name);
 absl::string_view AllocationScopeName(AllocationScope s);
 absl::StatusOr<AllocationScope> ParseAllocationScope(absl::string_view name);
+// "auto", "float32", "bfloat16", "float16".
+absl::string_view ForwardDtypeName(ForwardDtype d);
+absl::StatusOr<ForwardDtype> ParseForwardDtype(absl::string_view name);
 
 }  // namespace baq
 

@@ -113,6 +113,17 @@ TEST(JobConfigTest, EachTargetGetsItsOwnOutputDirOnlyWhenThereAreSeveral) {
 
 // OPT's project_in/project_out are never quantized yet; asking for it is a
 // clear Unimplemented, not a silent no-op.
+TEST(JobConfigTest, ForwardDtypeNamesRoundTrip) {
+  for (ForwardDtype d : {ForwardDtype::kAuto, ForwardDtype::kFloat32, ForwardDtype::kBFloat16,
+                         ForwardDtype::kFloat16}) {
+    auto parsed = ParseForwardDtype(ForwardDtypeName(d));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, d);
+  }
+  EXPECT_EQ(ParseForwardDtype("fp8").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(JobConfig().forward_dtype, ForwardDtype::kAuto);
+}
+
 TEST(JobConfigTest, QuantizeProjectionsIsUnimplemented) {
   JobConfig c = Valid();
   c.quantize_projections = true;

@@ -48,6 +48,7 @@ JobConfig FullConfig() {
   c.extra_target_bits = {3.0, 4.0};
   c.measurement_dir = "opt-measure";
   c.quantize_projections = true;  // Rejected by Validate(), but carried faithfully.
+  c.forward_dtype = ForwardDtype::kBFloat16;
   return c;
 }
 
@@ -80,6 +81,7 @@ void ExpectSameConfig(const JobConfig& a, const JobConfig& b) {
   EXPECT_EQ(a.extra_target_bits, b.extra_target_bits);
   EXPECT_EQ(a.measurement_dir, b.measurement_dir);
   EXPECT_EQ(a.quantize_projections, b.quantize_projections);
+  EXPECT_EQ(a.forward_dtype, b.forward_dtype);
 }
 
 absl::StatusOr<JobConfig> RoundTrip(const JobConfig& c) {

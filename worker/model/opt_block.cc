@@ -83,10 +83,21 @@ class OptBlock final : public DecoderBlock {
 
  private:
   at::Tensor AttnNorm(const at::Tensor& x) const {
-    return at::layer_norm(x, {x.size(-1)}, v_[kAttnNormWeight], v_[kAttnNormBias], eps_);
+    return LayerNorm(x, v_[kAttnNormWeight], v_[kAttnNormBias]);
   }
   at::Tensor FfnNorm(const at::Tensor& x) const {
-    return at::layer_norm(x, {x.size(-1)}, v_[kFfnNormWeight], v_[kFfnNormBias], eps_);
+    return LayerNorm(x, v_[kFfnNormWeight], v_[kFfnNormBias]);
+  }
+  // nn.LayerNorm in x's dtype: ATen computes the statistics in float32 for
+  // half inputs on CUDA; on the CPU half inputs go through float32 explicitly
+  // (decoder_block.h IsHalfOnCpu) with the same single rounding.
+  at::Tensor LayerNorm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
+    if (IsHalfOnCpu(x)) {
+      return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, w.to(at::kFloat), b.to(at::kFloat),
+                            eps_)
+          .to(x.scalar_type());
+    }
+    return at::layer_norm(x, {x.size(-1)}, w, b, eps_);
   }
 
   const int64_t heads_;
