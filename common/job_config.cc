@@ -46,6 +46,11 @@ constexpr std::pair<absl::string_view, AllocationScope> kScopes[] = {
     {"global", AllocationScope::kGlobal},
     {"global-raw", AllocationScope::kGlobalRaw},
     {"sublayer", AllocationScope::kSublayer}};
+constexpr std::pair<absl::string_view, ForwardDtype> kForwardDtypes[] = {
+    {"auto", ForwardDtype::kAuto},
+    {"float32", ForwardDtype::kFloat32},
+    {"bfloat16", ForwardDtype::kBFloat16},
+    {"float16", ForwardDtype::kFloat16}};
 
 }  // namespace
 
@@ -64,6 +69,10 @@ absl::StatusOr<ExecutionMode> ParseExecutionMode(absl::string_view n) {
 absl::string_view AllocationScopeName(AllocationScope s) { return EnumName(s, kScopes); }
 absl::StatusOr<AllocationScope> ParseAllocationScope(absl::string_view n) {
   return ParseEnum("allocation scope", n, kScopes);
+}
+absl::string_view ForwardDtypeName(ForwardDtype d) { return EnumName(d, kForwardDtypes); }
+absl::StatusOr<ForwardDtype> ParseForwardDtype(absl::string_view n) {
+  return ParseEnum("forward dtype", n, kForwardDtypes);
 }
 
 absl::Status JobConfig::Validate() const {

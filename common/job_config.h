@@ -31,6 +31,13 @@ enum class AllocationScope { kGlobal, kGlobalRaw, kSublayer };
 // blocks independent, measurement reusable).
 enum class ExecutionMode { kSequential, kParallel };
 enum class OutputFormat { kFakeQuant, kPacked, kGptq, kCompressedTensors };
+// The dtype of the calibration forward (weights, matmuls, the activations
+// between blocks; norms and softmax run in float32 in every case, as in
+// transformers). kAuto: the checkpoint's dtype on CUDA (bf16/fp16 on tensor
+// cores, as transformers and the reference codes run it), float32 on CPU
+// (half-precision matmuls are slow there). A dtype narrower than the
+// checkpoint's rounds the weights the forward and the quantizer see.
+enum class ForwardDtype { kAuto, kFloat32, kBFloat16, kFloat16 };
 
 struct QuantizationConfig {
   QuantMethod method = QuantMethod::kBaq;
@@ -122,6 +129,8 @@ struct JobConfig {
   // beyond one file they are model-0000i-of-0000N.safetensors with
   // model.safetensors.index.json, as transformers writes them. >= 1.
   int64_t max_shard_bytes = 5'000'000'000;
+  // The calibration forward's dtype (see ForwardDtype).
+  ForwardDtype forward_dtype = ForwardDtype::kAuto;
 
   absl::Status Validate() const;
   // quant.target_bits, then extra_target_bits.
@@ -142,6 +151,9 @@ absl::string_view ExecutionModeName(ExecutionMode m);
 absl::StatusOr<ExecutionMode> ParseExecutionMode(absl::string_view name);
 absl::string_view AllocationScopeName(AllocationScope s);
 absl::StatusOr<AllocationScope> ParseAllocationScope(absl::string_view name);
+// "auto", "float32", "bfloat16", "float16".
+absl::string_view ForwardDtypeName(ForwardDtype d);
+absl::StatusOr<ForwardDtype> ParseForwardDtype(absl::string_view name);
 
 }  // namespace baq
 

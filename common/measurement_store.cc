@@ -89,13 +89,19 @@ absl::StatusOr<json> MeasurementFingerprint(const JobConfig& config) {
     if (!id.ok()) return id.status();
     calibration_files.push_back(*std::move(id));
   }
-  return json{{"model_files", model_files},
-              {"calibration",
-               {{"files", calibration_files},
-                {"num_samples", config.calibration.num_samples},
-                {"seqlen", config.calibration.seqlen},
-                {"seed", config.calibration.seed}}},
-              {"mode", std::string(ExecutionModeName(config.mode))}};
+  json fingerprint = {{"model_files", model_files},
+                     {"calibration",
+                      {{"files", calibration_files},
+                       {"num_samples", config.calibration.num_samples},
+                       {"seqlen", config.calibration.seqlen},
+                       {"seed", config.calibration.seed}}},
+                     {"mode", std::string(ExecutionModeName(config.mode))}};
+  // Only a forced forward dtype is recorded, so measurements kept before the
+  // option existed (auto) still match.
+  if (config.forward_dtype != ForwardDtype::kAuto) {
+    fingerprint["forward_dtype"] = std::string(ForwardDtypeName(config.forward_dtype));
+  }
+  return fingerprint;
 }
 
 std::string MeasurementBlockPath(const std::string& dir, int64_t block) {

@@ -86,6 +86,36 @@ absl::StatusOr<ExecutionMode> FromProto(v1::ExecutionMode m) {
   return absl::InvalidArgumentError(absl::StrCat("unknown execution mode ", static_cast<int>(m)));
 }
 
+absl::StatusOr<ForwardDtype> FromProto(v1::ForwardDtype d) {
+  switch (d) {
+    case v1::FORWARD_DTYPE_AUTO:
+      return ForwardDtype::kAuto;
+    case v1::FORWARD_DTYPE_FLOAT32:
+      return ForwardDtype::kFloat32;
+    case v1::FORWARD_DTYPE_BFLOAT16:
+      return ForwardDtype::kBFloat16;
+    case v1::FORWARD_DTYPE_FLOAT16:
+      return ForwardDtype::kFloat16;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown forward dtype ", static_cast<int>(d)));
+}
+
+v1::ForwardDtype ToProto(ForwardDtype d) {
+  switch (d) {
+    case ForwardDtype::kFloat32:
+      return v1::FORWARD_DTYPE_FLOAT32;
+    case ForwardDtype::kBFloat16:
+      return v1::FORWARD_DTYPE_BFLOAT16;
+    case ForwardDtype::kFloat16:
+      return v1::FORWARD_DTYPE_FLOAT16;
+    case ForwardDtype::kAuto:
+      break;
+  }
+  return v1::FORWARD_DTYPE_AUTO;
+}
+
 absl::StatusOr<AllocationScope> FromProto(v1::AllocationScope s) {
   switch (s) {
     case v1::ALLOCATION_SCOPE_UNSPECIFIED:
@@ -149,6 +179,7 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   spec->set_measurement_dir(config.measurement_dir);
   spec->set_quantize_projections(config.quantize_projections);
   spec->set_max_shard_bytes(config.max_shard_bytes);
+  spec->set_forward_dtype(ToProto(config.forward_dtype));
   if (config.eval_gate.enabled()) {
     v1::EvalGateSpec* gate = spec->mutable_eval_gate();
     gate->set_text_file(config.eval_gate.text_file);
@@ -209,6 +240,9 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
   config.measurement_dir = spec.measurement_dir();
   config.quantize_projections = spec.quantize_projections();
   config.max_shard_bytes = OrDefault(spec.max_shard_bytes(), defaults.max_shard_bytes);
+  auto forward_dtype = FromProto(spec.forward_dtype());
+  if (!forward_dtype.ok()) return forward_dtype.status();
+  config.forward_dtype = *forward_dtype;
   if (spec.has_eval_gate()) {
     const v1::EvalGateSpec& gate = spec.eval_gate();
     config.eval_gate.text_file = gate.text_file();

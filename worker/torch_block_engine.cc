@@ -31,6 +31,7 @@
 #include "worker/calibration_inputs.h"
 #include "worker/engine/block_activations.h"
 #include "worker/engine/block_compute.h"
+#include "worker/engine/block_prefetcher.h"
 #include "worker/engine/device_group.h"
 #include "worker/engine/engine_job.h"
 #include "worker/engine/measurement_cache.h"
@@ -167,6 +168,8 @@ class TorchBlockEngine final : public BlockEngine,
   MeasurementCache measurements_;
   ShardedHessians shards_;  // Uses group_ and activations_.
   std::atomic<bool> cancelled_{false};  // Set by Cancel(), from any thread.
+  // Last: destroyed (its load waited for) before job_'s checkpoint.
+  BlockPrefetcher prefetcher_;
   // Declared last: destroyed first, joining a write in flight.
   ShardCheckpointWriter checkpoints_;
 };
@@ -186,7 +189,8 @@ absl::Status TorchBlockEngine::Start(const JobConfig& config) {
   BAQ_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibrationIds(config.calibration, tokenizer));
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   job_.block_options.device = group_->first();
-  job_.block_options.compute_dtype = at::kFloat;
+  job_.block_options.compute_dtype =
+      ResolveForwardDtype(config.forward_dtype, job_.model.dtype, group_->first());
   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<TokenEmbedding> embed,
                        TokenEmbedding::Load(job_.model, *job_.ckpt, job_.block_options));
   BAQ_ASSIGN_OR_RETURN(at::Tensor x, embed->Embed(ids.to(group_->first())));
@@ -240,13 +244,20 @@ absl::StatusOr<BlockState*> TorchBlockEngine::MeasureFresh(int64_t block) {
   if (!job_.sequential()) {
     BAQ_ASSIGN_OR_RETURN(next, activations_.AllocateLike(*x));
   }
-  BAQ_ASSIGN_OR_RETURN(BlockState state,
-                       AccumulateBlock(*group_, job_, block, *x, next, check()));
+  // One CUDA device: block + 1 loads on a side stream during this block's
+  // forward (block_prefetcher.h), and is waited for before returning.
+  BAQ_ASSIGN_OR_RETURN(std::unique_ptr<DecoderBlock> preloaded, prefetcher_.Take(block));
+  if (group_->world() == 1 && group_->first().is_cuda() && block + 1 < job_.model.num_layers) {
+    prefetcher_.Start(job_.model, job_.ckpt.get(), block + 1, job_.block_options);
+  }
+  BAQ_ASSIGN_OR_RETURN(BlockState state, AccumulateBlock(*group_, job_, block, *x, next, check(),
+                                                         std::move(preloaded)));
   if (!job_.sequential()) activations_.Set(block + 1, std::move(next));
   if (measurements_.use() == MeasurementCache::Use::kSave) {
     BAQ_RETURN_IF_ERROR(measurements_.Save(job_, block, state));
   }
   measurements_.Put(block, std::move(state));
+  prefetcher_.Wait();
   return measurements_.Find(block);
 }
 
@@ -256,6 +267,7 @@ absl::StatusOr<BlockOutput> TorchBlockEngine::Quantize(
   BAQ_RETURN_IF_ERROR(CheckCancelled());
   BAQ_RETURN_IF_ERROR(CheckBlock(block));
   activations_.ReleaseHandedOver();
+  prefetcher_.Wait();  // Nothing freed below may be in use by a load in flight.
   BlockState* state = measurements_.Find(block);
   if (state == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("block ", block, ": not measured"));
@@ -563,6 +575,7 @@ absl::Status TorchBlockEngine::SetTarget(double target_bits, bool keep_measureme
 void TorchBlockEngine::Reset() {
   // A write in flight finishes (its error has no one to go to now).
   (void)checkpoints_.Wait();
+  prefetcher_.Clear();  // Before the checkpoint it reads goes.
   activations_.Clear();
   calibration_ids_ = at::Tensor();
   shards_.Clear();

@@ -123,6 +123,17 @@ TEST(JobConfigTest, FormatNamesAndShardLimit) {
   ExpectInvalid(c, "max_shard_bytes");
 }
 
+TEST(JobConfigTest, ForwardDtypeNamesRoundTrip) {
+  for (ForwardDtype d : {ForwardDtype::kAuto, ForwardDtype::kFloat32, ForwardDtype::kBFloat16,
+                         ForwardDtype::kFloat16}) {
+    auto parsed = ParseForwardDtype(ForwardDtypeName(d));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, d);
+  }
+  EXPECT_EQ(ParseForwardDtype("fp8").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(JobConfig().forward_dtype, ForwardDtype::kAuto);
+}
+
 TEST(JobConfigTest, QuantizeProjectionsIsUnimplemented) {
   JobConfig c = Valid();
   c.quantize_projections = true;

@@ -50,6 +50,7 @@ JobConfig FullConfig() {
   c.measurement_dir = "opt-measure";
   c.quantize_projections = true;  // Rejected by Validate(), but carried faithfully.
   c.max_shard_bytes = 1'000'000;
+  c.forward_dtype = ForwardDtype::kBFloat16;
   return c;
 }
 
@@ -83,6 +84,7 @@ void ExpectSameConfig(const JobConfig& a, const JobConfig& b) {
   EXPECT_EQ(a.measurement_dir, b.measurement_dir);
   EXPECT_EQ(a.quantize_projections, b.quantize_projections);
   EXPECT_EQ(a.max_shard_bytes, b.max_shard_bytes);
+  EXPECT_EQ(a.forward_dtype, b.forward_dtype);
 }
 
 absl::StatusOr<JobConfig> RoundTrip(const JobConfig& c) {

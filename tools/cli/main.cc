@@ -64,6 +64,9 @@ ABSL_FLAG(int32_t, calibration_shards, 0,
           "worker the job starts on (1 in local mode)");
 ABSL_FLAG(bool, quantize_projections, false,
           "Also quantize OPT's project_in/project_out (opt-350m); not implemented yet: rejected");
+ABSL_FLAG(std::string, forward_dtype, "auto",
+          "quantize/submit: dtype of the calibration forward: auto (the checkpoint's dtype on "
+          "CUDA, float32 on CPU) | float32 | bfloat16 | float16");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for LibTorch (0: default)");
 ABSL_FLAG(int64_t, activation_memory_limit, 0,
           "quantize: calibration activations of a block boundary larger than this many bytes go "
@@ -201,6 +204,9 @@ absl::Status BuildJobConfig(baq::JobConfig& c) {
   BAQ_RETURN_IF_ERROR(FlagError(method));
   BAQ_RETURN_IF_ERROR(FlagError(mode));
   BAQ_RETURN_IF_ERROR(FlagError(scope));
+  auto forward_dtype = baq::ParseForwardDtype(absl::GetFlag(FLAGS_forward_dtype));
+  BAQ_RETURN_IF_ERROR(FlagError(forward_dtype));
+  c.forward_dtype = *forward_dtype;
   c.mode = *mode;
   baq::QuantizationConfig& q = c.quant;
   q.method = *method;

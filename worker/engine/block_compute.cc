@@ -13,6 +13,7 @@
 #include "worker/layer_quantizer.h"
 #include "worker/model/block_factory.h"
 #include "worker/model/moe_mlp.h"
+#include "worker/model/tensor_convert.h"
 #include "worker/quant/hessian_accumulator.h"
 
 namespace baq::worker {
@@ -93,6 +94,23 @@ absl::Status CheckLayerSubset(int64_t block, const std::vector<int32_t>& layers,
   return absl::OkStatus();
 }
 
+at::ScalarType ResolveForwardDtype(ForwardDtype requested, DType checkpoint,
+                                   const at::Device& device) {
+  switch (requested) {
+    case ForwardDtype::kFloat32:
+      return at::kFloat;
+    case ForwardDtype::kBFloat16:
+      return at::kBFloat16;
+    case ForwardDtype::kFloat16:
+      return at::kHalf;
+    case ForwardDtype::kAuto:
+      break;
+  }
+  if (!device.is_cuda()) return at::kFloat;
+  const at::ScalarType stored = ToScalarType(checkpoint);
+  return stored == at::kBFloat16 || stored == at::kHalf ? stored : at::kFloat;
+}
+
 absl::StatusOr<std::vector<std::unique_ptr<DecoderBlock>>> LoadReplicas(DeviceGroup& group,
                                                                         const EngineJob& job,
                                                                         int64_t block) {
@@ -108,10 +126,15 @@ absl::StatusOr<std::vector<std::unique_ptr<DecoderBlock>>> LoadReplicas(DeviceGr
 
 absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& job,
                                            int64_t block, const at::Tensor& x, at::Tensor next,
-                                           const CancelCheck& check) {
+                                           const CancelCheck& check,
+                                           std::unique_ptr<DecoderBlock> preloaded) {
   // replicas[r]: the block on device r (one per rank).
-  BAQ_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<DecoderBlock>> replicas,
-                       LoadReplicas(group, job, block));
+  std::vector<std::unique_ptr<DecoderBlock>> replicas;
+  if (preloaded != nullptr && group.world() == 1) {
+    replicas.push_back(std::move(preloaded));
+  } else {
+    BAQ_ASSIGN_OR_RETURN(replicas, LoadReplicas(group, job, block));
+  }
   const std::vector<LinearLayerSpec>& specs = replicas[0]->linear_layers();
   const int world = group.world();
   const int num_partials = job.num_partials;

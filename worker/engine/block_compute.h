@@ -17,10 +17,19 @@
 
 #include "absl/status/statusor.h"
 #include "common/block_protocol.h"
+#include "common/dtype.h"
+#include "common/job_config.h"
 #include "worker/engine/device_group.h"
 #include "worker/engine/engine_job.h"
 
 namespace baq::worker {
+
+// The calibration forward's dtype for `requested` (JobConfig::forward_dtype)
+// on `device` for a checkpoint stored as `checkpoint`: kAuto is the
+// checkpoint's dtype on CUDA and float32 on CPU (half-precision matmuls are
+// slow there, and the CPU reference numbers are float32).
+at::ScalarType ResolveForwardDtype(ForwardDtype requested, DType checkpoint,
+                                   const at::Device& device);
 
 // Block `block`'s weights on every rank's device (replicas[r] on rank r).
 absl::StatusOr<std::vector<std::unique_ptr<DecoderBlock>>> LoadReplicas(DeviceGroup& group,
@@ -31,10 +40,12 @@ absl::StatusOr<std::vector<std::unique_ptr<DecoderBlock>>> LoadReplicas(DeviceGr
 // Hessian in job.num_partials partials (reduced over the ranks), and
 // returns the block's state: each layer's finalized Hessian on rank
 // i % world. With `next` defined, the block's outputs are written into it
-// (parallel mode: the inputs of block + 1).
+// (parallel mode: the inputs of block + 1). A non-null `preloaded` is the
+// block already loaded on a one-device group (BlockPrefetcher).
 absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& job,
                                            int64_t block, const at::Tensor& x, at::Tensor next,
-                                           const CancelCheck& check);
+                                           const CancelCheck& check,
+                                           std::unique_ptr<DecoderBlock> preloaded = nullptr);
 
 // A subset of a block's layers (LayerOwnership): indices into
 // linear_layers(), distinct and increasing. Null: every layer.

@@ -31,7 +31,7 @@ struct EngineJob {
   JobConfig config;  // The current target's (TargetSwitching::SetTarget).
   ModelConfig model;
   std::unique_ptr<SafetensorsCheckpoint> ckpt;
-  BlockOptions block_options;  // On the first device, float32 compute.
+  BlockOptions block_options;  // On the first device, in the forward dtype.
   int64_t calibration_tokens = 0;
   // Partial Hessian sums per layer input (EngineOptions::hessian_partials).
   int num_partials = 1;

@@ -13,6 +13,15 @@
 #include "worker/model/tensor_convert.h"
 #include "worker/torch/torch_call.h"
 
+// LibTorch >= 2.0: the fused attention transformers uses by default on CUDA
+// (flash / memory-efficient kernels: no [chunk, seq] score tensor in memory).
+#if __has_include(<ATen/ops/scaled_dot_product_attention.h>)
+#include <ATen/ops/scaled_dot_product_attention.h>
+#define BAQ_HAVE_SDPA 1
+#else
+#define BAQ_HAVE_SDPA 0
+#endif
+
 namespace baq::worker {
 
 namespace {
@@ -167,9 +176,34 @@ absl::StatusOr<at::Tensor> DecoderBlock::ApplyLinear(int layer, const at::Tensor
 at::Tensor DecoderBlock::CausalAttention(const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, double scale,
                                          int64_t sliding_window, double softcap) const {
+  if (IsHalfOnCpu(q)) {
+    // The float32 path (oneDNN products), rounded to the forward dtype once:
+    // LibTorch 1.13 has no float16 CPU matmul, and its bfloat16 one is slow.
+    return CausalAttention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), scale,
+                           sliding_window, softcap)
+        .to(q.scalar_type());
+  }
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), head_dim = q.size(3);
   const int64_t kv_heads = k.size(1);
   const int64_t rep = heads / kv_heads;  // GQA: kv head j serves heads j*rep .. j*rep+rep-1.
+#if BAQ_HAVE_SDPA
+  if (q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
+      sliding_window == 0 && softcap == 0) {
+    // Half precision on CUDA (the forward_dtype auto path): transformers'
+    // default "sdpa" attention, softmax in float32 inside the kernel. The
+    // float32 forward keeps the chunked path below.
+    at::Tensor keys = k, values = v;
+    if (rep != 1) {  // transformers' repeat_kv.
+      keys = k.unsqueeze(2).expand({batch, kv_heads, rep, seq, head_dim})
+                 .reshape({batch, heads, seq, head_dim});
+      values = v.unsqueeze(2).expand({batch, kv_heads, rep, seq, head_dim})
+                   .reshape({batch, heads, seq, head_dim});
+    }
+    const at::Tensor out = at::scaled_dot_product_attention(
+        q, keys, values, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, scale);
+    return out.transpose(1, 2).reshape({batch, seq, heads * head_dim});
+  }
+#endif
   const at::Tensor scaled_q = q * scale;
   const at::Tensor keys = k.contiguous();
   const int64_t chunk = std::max<int64_t>(1, options_.attention_query_chunk);
@@ -229,11 +263,23 @@ at::Tensor DecoderBlock::CausalAttention(const at::Tensor& q, const at::Tensor& 
   return out.transpose(1, 2).reshape({batch, seq, heads * head_dim});
 }
 
+bool IsHalfOnCpu(const at::Tensor& x) {
+  return x.device().is_cpu() &&
+         (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf);
+}
+
 bool UsesOneDnnMatmul(const at::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == at::kFloat && at::hasMKLDNN();
 }
 
 at::Tensor LinearOp(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (IsHalfOnCpu(x)) {
+    // As a GPU GEMM in bf16/fp16 does it: float32 products and sums, one
+    // rounding of the result (and the float32 oneDNN path is fast on CPU).
+    return LinearOp(x.to(at::kFloat), weight.to(at::kFloat),
+                    bias.defined() ? bias.to(at::kFloat) : bias)
+        .to(x.scalar_type());
+  }
   if (!UsesOneDnnMatmul(x)) return at::linear(x, weight, bias);
   // oneDNN inner product: 20-25x faster than ATen's addmm over Debian's
   // reference BLAS, and as fast as MKL where LibTorch has it.

@@ -193,6 +193,11 @@ class DecoderBlock {
 at::Tensor LinearOp(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 // Whether LinearOp() takes the oneDNN path for `x`.
 bool UsesOneDnnMatmul(const at::Tensor& x);
+// Whether `x` is bfloat16 or float16 on the CPU: LinearOp(), CausalAttention()
+// and OPT's LayerNorm then compute in float32 and round the result to x's
+// dtype (LibTorch 1.13 has no float16 CPU matmul; on CUDA the same products
+// run in the half dtype on tensor cores, accumulating in float32).
+bool IsHalfOnCpu(const at::Tensor& x);
 
 // transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast
 // back to x's dtype, times `weight`. Shared with model_head.cc; may throw.

@@ -24,6 +24,13 @@ enum Vector { kAttnNorm, kMlpNorm };
 constexpr absl::string_view kVectors[] = {"input_layernorm.weight",
                                           "post_attention_layernorm.weight"};
 
+// silu in x's dtype; float16 on the CPU through float32 (LibTorch 1.13 has no
+// float16 CPU silu), rounded once as on CUDA.
+at::Tensor Silu(const at::Tensor& x) {
+  if (IsHalfOnCpu(x)) return at::silu(x.to(at::kFloat)).to(x.scalar_type());
+  return at::silu(x);
+}
+
 class LlamaBlock final : public DecoderBlock {
  public:
   static absl::StatusOr<std::unique_ptr<DecoderBlock>> Load(const ModelConfig& config,
@@ -133,11 +140,11 @@ class LlamaBlock final : public DecoderBlock {
     if (layer_[kGateUp] >= 0) {  // Phi-3: [gate | up] = chunk(2).
       BAQ_ASSIGN_OR_RETURN(at::Tensor gate_up, ApplyLinear(layer_[kGateUp], x));
       const int64_t f = gate_up.size(-1) / 2;
-      act = gate_up.narrow(-1, f, f) * at::silu(gate_up.narrow(-1, 0, f));
+      act = gate_up.narrow(-1, f, f) * Silu(gate_up.narrow(-1, 0, f));
     } else {
       BAQ_ASSIGN_OR_RETURN(at::Tensor gate, ApplyLinear(layer_[kGate], x));
       BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(layer_[kUp], x));
-      act = at::silu(gate) * up;
+      act = Silu(gate) * up;
     }
     BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(layer_[kDown], act));
     return h + down;

@@ -74,7 +74,7 @@ class OptBlock final : public DecoderBlock {
     // FFN branch.
     x = norm_before_ ? FfnNorm(h) : h;
     BAQ_ASSIGN_OR_RETURN(at::Tensor up, ApplyLinear(layer_[kFc1], x));
-    up = relu_ ? at::relu(up) : at::gelu(up);
+    up = Activation(up);
     BAQ_ASSIGN_OR_RETURN(at::Tensor down, ApplyLinear(layer_[kFc2], up));
     h = h + down;
     if (!norm_before_) h = FfnNorm(h);
@@ -83,10 +83,30 @@ class OptBlock final : public DecoderBlock {
 
  private:
   at::Tensor AttnNorm(const at::Tensor& x) const {
-    return at::layer_norm(x, {x.size(-1)}, v_[kAttnNormWeight], v_[kAttnNormBias], eps_);
+    return LayerNorm(x, v_[kAttnNormWeight], v_[kAttnNormBias]);
   }
   at::Tensor FfnNorm(const at::Tensor& x) const {
-    return at::layer_norm(x, {x.size(-1)}, v_[kFfnNormWeight], v_[kFfnNormBias], eps_);
+    return LayerNorm(x, v_[kFfnNormWeight], v_[kFfnNormBias]);
+  }
+  // ReLU or GELU; half inputs on the CPU through float32 (LibTorch 1.13 has
+  // no float16 CPU relu), rounded once as on CUDA.
+  at::Tensor Activation(const at::Tensor& x) const {
+    if (IsHalfOnCpu(x)) {
+      const at::Tensor xf = x.to(at::kFloat);
+      return (relu_ ? at::relu(xf) : at::gelu(xf)).to(x.scalar_type());
+    }
+    return relu_ ? at::relu(x) : at::gelu(x);
+  }
+  // nn.LayerNorm in x's dtype: ATen computes the statistics in float32 for
+  // half inputs on CUDA; on the CPU half inputs go through float32 explicitly
+  // (decoder_block.h IsHalfOnCpu) with the same single rounding.
+  at::Tensor LayerNorm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
+    if (IsHalfOnCpu(x)) {
+      return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, w.to(at::kFloat), b.to(at::kFloat),
+                            eps_)
+          .to(x.scalar_type());
+    }
+    return at::layer_norm(x, {x.size(-1)}, w, b, eps_);
   }
 
   const int64_t heads_;

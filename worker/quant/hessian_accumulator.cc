@@ -7,6 +7,7 @@
 #include "common/hessian_format.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "worker/cuda/syrk_cuda.h"
 #include "worker/quant/gptq_engine.h"
 #include "worker/quant/tensor_checks.h"
 #include "worker/torch/torch_call.h"
@@ -29,6 +30,19 @@ absl::Status HessianAccumulator::Add(const at::Tensor& activations) {
   if (activations.numel() == 0) return absl::OkStatus();
   return CallTorch("HessianAccumulator::Add", [&]() -> absl::Status {
     const at::Tensor x = activations.reshape({-1, num_columns_}).to(sum_.device(), at::kDouble);
+    if (sum_.is_cuda() && HasCudaSyrk()) {
+      // Only the upper triangle from here on: a full sum (merged or
+      // deserialized) keeps its upper half, which holds all of it.
+      if (!upper_only_) {
+        sum_.triu_();
+        upper_only_ = true;
+      }
+      const at::Tensor xc = x.contiguous();
+      BAQ_RETURN_IF_ERROR(SyrkUpperCuda(xc, sum_));
+      unchecked_ = true;
+      rows_ += x.size(0);
+      return absl::OkStatus();
+    }
     BAQ_RETURN_IF_ERROR(CheckFiniteMatrix(x, "activations"));
     // sum += x^T x, unnormalized (gptq.py keeps a running mean; see header),
     // by fixed column blocks on CPU so that a multi-threaded BLAS cannot make
@@ -49,9 +63,28 @@ absl::Status HessianAccumulator::Merge(const HessianAccumulator& other) {
                                                    "-column one"));
   }
   return CallTorch("HessianAccumulator::Merge", [&] {
-    sum_.add_(other.sum_.to(sum_.device()));
+    MirrorUpper();
+    sum_.add_(other.sum().to(sum_.device()));
+    unchecked_ = unchecked_ || other.unchecked_;
     rows_ += other.rows_;
   });
+}
+
+void HessianAccumulator::MirrorUpper() const {
+  if (!upper_only_) return;
+  // The lower triangle is zero: adding the transposed strict upper one fills it.
+  sum_.add_(sum_.triu(1).t());
+  upper_only_ = false;
+}
+
+const at::Tensor& HessianAccumulator::sum() const {
+  MirrorUpper();
+  return sum_;
+}
+
+at::Tensor& HessianAccumulator::mutable_sum() {
+  MirrorUpper();
+  return sum_;
 }
 
 absl::StatusOr<at::Tensor> HessianAccumulator::Finalize(at::ScalarType dtype) const {
@@ -60,21 +93,31 @@ absl::StatusOr<at::Tensor> HessianAccumulator::Finalize(at::ScalarType dtype) co
     return absl::InvalidArgumentError(
         absl::StrCat("Finalize dtype must be float32 or float64, got ", c10::toString(dtype)));
   }
-  // From the upper triangle, mirrored: the sum's two triangles need not be
-  // bitwise equal (a GEMM's tiles, a SYRK that fills one), and a Hessian
-  // that crossed the wire as an upper triangle must finalize to the same bits.
-  return CallTorch("HessianAccumulator::Finalize", [&] {
+  return CallTorch("HessianAccumulator::Finalize", [&]() -> absl::StatusOr<at::Tensor> {
+    if (unchecked_) {
+      // Add() skipped its per-batch check on this path: any NaN/Inf input
+      // left a non-finite diagonal entry (a sum of squares). One sync.
+      if (!at::isfinite(sum_.diagonal()).all().item<bool>()) {
+        return absl::InvalidArgumentError(
+            "activations had non-finite values (NaN/Inf on the Hessian diagonal)");
+      }
+      unchecked_ = false;
+    }
+    // From the upper triangle, mirrored: the sum's two triangles need not be
+    // bitwise equal (a GEMM's tiles), a SYRK fills only the upper one, and a
+    // Hessian that crossed the wire as an upper triangle must finalize to
+    // the same bits.
     at::Tensor h = (sum_ * (2.0 / static_cast<double>(rows_))).to(dtype).triu_();
     return h.add_(h.triu(1).t());
   });
 }
 
 std::string HessianAccumulator::Serialize(HessianLayout layout) const {
-  const at::Tensor cpu = sum_.to(at::kCPU).contiguous();
-  const absl::Span<const double> sum =
+  const at::Tensor cpu = sum().to(at::kCPU).contiguous();
+  const absl::Span<const double> values =
       absl::MakeConstSpan(cpu.data_ptr<double>(), static_cast<size_t>(cpu.numel()));
-  return layout == HessianLayout::kUpperTriangle ? EncodeUpperHessianSum(num_columns_, rows_, sum)
-                                                 : EncodeHessianSum(num_columns_, rows_, sum);
+  return layout == HessianLayout::kUpperTriangle ? EncodeUpperHessianSum(num_columns_, rows_, values)
+                                                 : EncodeHessianSum(num_columns_, rows_, values);
 }
 
 absl::StatusOr<HessianAccumulator> HessianAccumulator::Deserialize(absl::string_view bytes,

@@ -10,7 +10,17 @@
 // (IST-DASLab/gptq `add_batch` keeps a float32 running mean instead, whose
 // rescaling makes the result depend on the batch split.)
 //
-// Thread-compatible: one thread (the device executor) calls all methods.
+// On CUDA (BAQ_WITH_CUDA builds) Add() runs cuBLAS DSYRK on LibTorch's
+// current stream: only the upper triangle is accumulated (half the float64
+// multiply-adds), and the lower one is mirrored from it once, when the full
+// sum is first read (sum(), mutable_sum(), Merge(), Finalize(), Serialize()).
+// Add() then also skips its per-batch NaN/Inf check (a device sync each); a
+// non-finite input makes a diagonal entry non-finite, which Finalize()
+// reports as InvalidArgument. On CPU, Add() is the column-chunked GEMM, and
+// its bits do not depend on the thread count.
+//
+// Thread-compatible: one thread (the device executor) calls all methods,
+// const ones included (they may mirror the triangle in place).
 //
 // Example:
 //   HessianAccumulator acc(/*num_columns=*/4096, at::kCUDA);
@@ -69,15 +79,27 @@ class HessianAccumulator {
   int64_t num_columns() const { return num_columns_; }
   int64_t rows() const { return rows_; }
   at::Device device() const { return sum_.device(); }
-  // The raw float64 sum (for an all-reduce across ranks); rows() must be
-  // summed alongside it.
-  const at::Tensor& sum() const { return sum_; }
-  at::Tensor& mutable_sum() { return sum_; }
+  // The raw float64 sum, both triangles (for an all-reduce across ranks);
+  // rows() must be summed alongside it.
+  const at::Tensor& sum() const;
+  at::Tensor& mutable_sum();
   void set_rows(int64_t rows) { rows_ = rows; }
 
  private:
+  // Mirrors the upper triangle into the lower one if only the upper one is
+  // kept. May throw (callers are inside CallTorch or accept a throw).
+  void MirrorUpper() const;
+
   int64_t num_columns_;
-  at::Tensor sum_;  // [num_columns, num_columns], float64, on the device.
+  // [num_columns, num_columns], float64, on the device. Mutable: the lazy
+  // mirror of the upper triangle (upper_only_) happens in const readers.
+  mutable at::Tensor sum_;
+  // Whether sum_ holds the sum in its upper triangle only (the strictly lower
+  // one is zero): the CUDA DSYRK path.
+  mutable bool upper_only_ = false;
+  // Whether rows were added without the per-batch NaN/Inf check (CUDA);
+  // Finalize() checks the diagonal once and clears it.
+  mutable bool unchecked_ = false;
   int64_t rows_ = 0;
 };
 

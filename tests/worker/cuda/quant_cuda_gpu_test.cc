@@ -122,6 +122,41 @@ TEST_P(QuantCudaGpuTest, HessianMatchesCpu) {
   EXPECT_LT(((h - l.hessian).abs().max() / l.hessian.abs().max()).item<double>(), kHessianRtol);
 }
 
+// The CUDA path accumulates the upper triangle only (DSYRK) and mirrors it
+// when read: the sum is exactly symmetric, merges with full sums (a CPU
+// partial, a deserialized one) and round-trips through the wire format.
+TEST_P(QuantCudaGpuTest, HessianTriangleMirrorsMergesAndSerializes) {
+  const Layer l = MakeLayer(3);
+  HessianAccumulator acc(kCols, device());
+  ASSERT_TRUE(acc.Add(l.inputs.narrow(0, 0, 2048)).ok());
+  HessianAccumulator cpu_half(kCols);
+  ASSERT_TRUE(cpu_half.Add(l.inputs.narrow(0, 2048, 2048)).ok());
+  ASSERT_TRUE(acc.Merge(cpu_half).ok());
+  // Adding after a merge keeps the full sum's upper half.
+  HessianAccumulator again(kCols, device());
+  ASSERT_TRUE(again.Add(l.inputs.narrow(0, 0, 1024)).ok());
+  ASSERT_TRUE(again.Merge(*HessianAccumulator::Deserialize(cpu_half.Serialize(), device())).ok());
+  ASSERT_TRUE(again.Add(l.inputs.narrow(0, 1024, 1024)).ok());
+  for (HessianAccumulator* a : {&acc, &again}) {
+    const at::Tensor h = a->Finalize(at::kDouble)->cpu();
+    EXPECT_TRUE(at::equal(h, h.t()));
+    EXPECT_LT(((h - l.hessian).abs().max() / l.hessian.abs().max()).item<double>(), kHessianRtol);
+    auto wire = HessianAccumulator::Deserialize(a->Serialize());
+    ASSERT_TRUE(wire.ok()) << wire.status();
+    EXPECT_TRUE(at::equal(wire->sum(), a->sum().cpu()));
+  }
+}
+
+TEST_P(QuantCudaGpuTest, HessianNonFiniteInputIsReported) {
+  at::Tensor x = at::randn({16, 8});
+  x[3][5] = std::nan("");
+  HessianAccumulator acc(8, device());
+  const absl::Status added = acc.Add(x);
+  // CPU: at Add(); CUDA (no per-batch sync): at Finalize().
+  const absl::Status status = added.ok() ? acc.Finalize().status() : added;
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+}
+
 TEST_P(QuantCudaGpuTest, GptqMatchesCpuFloat64) {
   const Layer l = MakeLayer(2);
   for (const bool act_order : {false, true}) {
