@@ -46,7 +46,8 @@ namespace baq {
 // The default candidate widths: those GPTQ kernels (and vLLM's GPTQ and
 // compressed-tensors WNA16 paths) pack.
 inline const std::vector<int32_t>& DefaultCandidateBits() {
-  static const std::vector<int32_t>* const kBits = new std::vector<int32_t>{2, 3, 4, 8};
+  static const std::vector<int32_t>* const kBits =
+      new std::vector<int32_t>{2, 3, 4, 8};
   return *kBits;
 }
 
@@ -84,8 +85,9 @@ int64_t ModuleBitBudget(double target_bits, int64_t elements);
 // size, a NaN or negative loss, or no allowed candidate; OutOfRange when the
 // budget is below every group at its narrowest allowed width.
 absl::StatusOr<ModuleAllocation> SolveModuleAllocation(
-    absl::Span<const ModuleGroup> groups, absl::Span<const int32_t> candidate_bits,
-    int64_t budget_bit_elements, int64_t max_dp_cells = kDefaultMaxDpCells);
+    absl::Span<const ModuleGroup> groups,
+    absl::Span<const int32_t> candidate_bits, int64_t budget_bit_elements,
+    int64_t max_dp_cells = kDefaultMaxDpCells);
 
 }  // namespace baq
 

@@ -37,7 +37,8 @@ absl::StatusOr<BlockState> AccumulateBlock(DeviceGroup& group, const EngineJob& 
                                            const CancelCheck& check);
 
 // BAQ pass 1 of every layer of a measured block at the job's target (empty
-// losses for GPTQ/RTN): layer i on rank i % world.
+// losses for GPTQ/RTN), or with allocation module GPTQ's proxy loss at every
+// candidate width: layer i on rank i % world.
 absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJob& job,
                                                int64_t block, const BlockState& state,
                                                const CancelCheck& check);
