@@ -35,6 +35,10 @@ struct LayerMeasurement {
   std::string name;  // Full tensor prefix, e.g. "model.layers.3.mlp.up_proj".
   int64_t rows = 0;  // out_features: elements per column.
   std::vector<double> column_loss;
+  // Allocation module: tr((W - Q) H (W - Q)^T) of GPTQ at each of the job's
+  // candidate widths (QuantizationConfig::candidate_bits, same order);
+  // empty otherwise.
+  std::vector<double> candidate_loss;
 };
 
 struct BlockMeasurement {
@@ -49,6 +53,8 @@ struct LayerAllocation {
   std::vector<int32_t> levels;
   // Integer width of this layer in the `gptq` output format (the per-column
   // allocation projected to one width per module); 0 when not requested.
+  // Allocation module: the module's width (GPTQ at it is the quantizer),
+  // always set.
   int32_t gptq_bits = 0;
 };
 

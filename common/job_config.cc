@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace baq {
 namespace {
@@ -45,7 +46,8 @@ constexpr std::pair<absl::string_view, ExecutionMode> kModes[] = {
 constexpr std::pair<absl::string_view, AllocationScope> kScopes[] = {
     {"global", AllocationScope::kGlobal},
     {"global-raw", AllocationScope::kGlobalRaw},
-    {"sublayer", AllocationScope::kSublayer}};
+    {"sublayer", AllocationScope::kSublayer},
+    {"module", AllocationScope::kModule}};
 constexpr std::pair<absl::string_view, ForwardDtype> kForwardDtypes[] = {
     {"auto", ForwardDtype::kAuto},
     {"float32", ForwardDtype::kFloat32},
@@ -93,9 +95,12 @@ absl::Status JobConfig::Validate() const {
   if (!std::isfinite(q.target_bits) || q.target_bits < 1.0 || q.target_bits > 8.0) {
     return bad("target_bits", q.target_bits, "must be in [1, 8]");
   }
-  if (q.method != QuantMethod::kBaq && std::floor(q.target_bits) != q.target_bits) {
+  // Module allocation mixes integer widths, so any target in range works.
+  const bool fractional_ok = q.method == QuantMethod::kBaq || q.module_allocation();
+  if (!fractional_ok && std::floor(q.target_bits) != q.target_bits) {
     return bad("target_bits", q.target_bits, "fractional widths need method baq");
   }
+  BAQ_RETURN_IF_ERROR(ValidateModuleAllocation());
   if (extra_target_bits.size() > kMaxExtraTargets) {
     return bad("extra_target_bits", extra_target_bits.size(),
                absl::StrCat("at most ", kMaxExtraTargets, " more targets per job"));
@@ -105,7 +110,7 @@ absl::Status JobConfig::Validate() const {
     const double t = extra_target_bits[i];
     const std::string field = absl::StrCat("extra_target_bits[", i, "]");
     if (!std::isfinite(t) || t < 1.0 || t > 8.0) return bad(field, t, "must be in [1, 8]");
-    if (q.method != QuantMethod::kBaq && std::floor(t) != t) {
+    if (!fractional_ok && std::floor(t) != t) {
       return bad(field, t, "fractional widths need method baq");
     }
     if (std::count(all_targets.begin(), all_targets.end(), t) > 1) {
@@ -133,7 +138,7 @@ absl::Status JobConfig::Validate() const {
   if (q.block_size < 1) return bad("block_size", q.block_size, ">= 1");
   if (!(q.theta > 0.0) || !std::isfinite(q.theta)) return bad("theta", q.theta, "> 0");
   if (q.max_levels < 2 || q.max_levels > 256) return bad("max_levels", q.max_levels, "in [2, 256]");
-  if (q.method == QuantMethod::kBaq && q.group_size != -1) {
+  if (q.method == QuantMethod::kBaq && !q.module_allocation() && q.group_size != -1) {
     return bad("group_size", q.group_size, "BAQ allocates per column; use -1");
   }
   if (calibration_shards < 0 || calibration_shards > 64) {
@@ -174,6 +179,40 @@ absl::Status JobConfig::Validate() const {
   if (std::find(formats.begin(), formats.end(), OutputFormat::kFakeQuant) == formats.end()) {
     return absl::InvalidArgumentError(
         "job config: eval_gate evaluates the fake-quant output; add fake-quant to the formats");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobConfig::ValidateModuleAllocation() const {
+  const QuantizationConfig& q = quant;
+  if (!q.module_allocation()) return absl::OkStatus();
+  const std::string bits = absl::StrJoin(q.candidate_bits, ",");
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job config: allocation module, candidate_bits = ", bits, ": ", why));
+  };
+  if (q.method == QuantMethod::kRtn) {
+    return absl::InvalidArgumentError(
+        "job config: allocation module measures GPTQ losses; use method baq or gptq, not rtn");
+  }
+  if (q.candidate_bits.empty()) return bad("empty");
+  for (size_t i = 0; i < q.candidate_bits.size(); ++i) {
+    if (q.candidate_bits[i] < 1 || q.candidate_bits[i] > 8) return bad("each must be in [1, 8]");
+    if (i > 0 && q.candidate_bits[i] <= q.candidate_bits[i - 1]) {
+      return bad("must be strictly increasing");
+    }
+  }
+  for (double t : AllTargets()) {
+    if (t < q.candidate_bits.front()) {
+      return bad(absl::StrCat("target ", t, " is below the narrowest candidate"));
+    }
+  }
+  if (std::find(formats.begin(), formats.end(), OutputFormat::kGptq) != formats.end()) {
+    for (int32_t b : q.candidate_bits) {
+      if (b != 2 && b != 3 && b != 4 && b != 8) {
+        return bad("the gptq format packs only 2, 3, 4 or 8 bits");
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -24,7 +24,12 @@ enum class QuantMethod { kBaq, kGptq, kRtn };
 // kGlobalRaw: one reference loss over the raw losses of all layers (bits
 //   flow between layers by absolute proxy loss; may starve whole layers).
 // kSublayer: the BAQ paper's per-layer reference; average tracked, not held.
-enum class AllocationScope { kGlobal, kGlobalRaw, kSublayer };
+// kModule: one width per module (tie groups of fused layers share it) from
+//   QuantizationConfig::candidate_bits, chosen by an exact knapsack over the
+//   GPTQ proxy losses measured at every candidate (common/module_allocation.h);
+//   each layer is then quantized with GPTQ at its width, whatever the method
+//   (baq or gptq).
+enum class AllocationScope { kGlobal, kGlobalRaw, kSublayer, kModule };
 // kSequential: exact GPTQ protocol (block l sees the quantized blocks < l).
 // kParallel: every block sees the unquantized model's activations, so all
 // losses are known before any bits are chosen (exact global allocation,
@@ -51,6 +56,11 @@ struct QuantizationConfig {
   AllocationScope allocation_scope = AllocationScope::kGlobal;
   double theta = 1.95;       // Allocation exponent; 2 = continuous equal-loss form.
   int32_t max_levels = 256;  // Cap on levels per column.
+  // Allocation kModule: the widths a module may take, strictly increasing,
+  // each in [1, 8].
+  std::vector<int32_t> candidate_bits = {2, 3, 4, 8};
+
+  bool module_allocation() const { return allocation_scope == AllocationScope::kModule; }
 };
 
 // Calibration windows per forward call on a worker, and the unit by which
@@ -133,6 +143,8 @@ struct JobConfig {
   ForwardDtype forward_dtype = ForwardDtype::kAuto;
 
   absl::Status Validate() const;
+  // The kModule part of Validate() (OK for other scopes).
+  absl::Status ValidateModuleAllocation() const;
   // quant.target_bits, then extra_target_bits.
   std::vector<double> AllTargets() const;
   // output_dir for a single-target job; "<output_dir>/bits-<t>" (e.g.

@@ -91,6 +91,7 @@ LinearLayerSpec Linear(const ModelConfig& c, int64_t block, absl::string_view sh
   spec.out_features = out;
   spec.has_bias = bias;
   spec.input_group = group;
+  spec.tie_group = group;
   return spec;
 }
 
@@ -186,6 +187,7 @@ std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const
   const std::string moe = MoePrefix();
   const int64_t e_f = moe_intermediate_size;
   int group = 2;
+  const size_t first_expert_layer = layers.size();
   for (int64_t e = 0; e < num_experts; ++e, group += 2) {
     const std::string p = absl::StrCat(moe, ".experts.", e, ".");
     layers.push_back(Linear(*this, block, p + (mixtral ? "w1" : "gate_proj"), h, e_f, false, group));
@@ -193,6 +195,7 @@ std::vector<LinearLayerSpec> ModelConfig::BlockLinearLayers(int64_t block) const
     layers.push_back(
         Linear(*this, block, p + (mixtral ? "w2" : "down_proj"), e_f, h, false, group + 1));
   }
+  for (size_t i = first_expert_layer; i < layers.size(); ++i) layers[i].tie_group = 2;
   if (shared_expert_intermediate_size > 0) {
     const int64_t s_f = shared_expert_intermediate_size;
     layers.push_back(Linear(*this, block, "mlp.shared_expert.gate_proj", h, s_f, false, group));

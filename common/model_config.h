@@ -52,6 +52,12 @@ struct LinearLayerSpec {
   // Layers with the same group index read the same input (q/k/v; gate/up),
   // so they share one Hessian. Groups are numbered in forward order.
   int input_group = 0;
+  // Layers with the same tie group are fused by serving engines and must
+  // share one width (allocation module): the input group (q/k/v, gate/up),
+  // except that all routed experts of a MoE block form one tie group, as
+  // vLLM's FusedMoE takes one quantization scheme for all of them
+  // (compressed_tensors_moe.py get_moe_method: "multiple schemes found").
+  int tie_group = 0;
 };
 
 struct ModelConfig {

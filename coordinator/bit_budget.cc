@@ -2,14 +2,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/module_allocation.h"
 #include "common/status_macros.h"
 #include "common/trace_recorder.h"
+#include "common/status_util.h"
 
 namespace baq::coordinator {
 namespace {
+
+// A candidate width a module group may not take (SolveModuleAllocation).
+constexpr double kModuleExcluded = std::numeric_limits<double>::infinity();
 
 // With `normalize`, each layer's losses are divided by their geometric mean
 // (over positive losses): one reference loss over normalized losses is the
@@ -37,11 +44,74 @@ std::vector<LayerLosses> ToLosses(const BlockMeasurement& m, bool normalize) {
 }  // namespace
 
 BitBudget::BitBudget(const QuantizationConfig& quant, ExecutionMode mode, int64_t total_elements,
-                     bool project_gptq_widths)
+                     bool project_gptq_widths, BlockLayersFn block_layers)
     : quant_(quant),
       mode_(mode),
       total_elements_(total_elements),
-      project_gptq_widths_(project_gptq_widths) {}
+      project_gptq_widths_(project_gptq_widths),
+      block_layers_(std::move(block_layers)) {}
+
+absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateModules(
+    const std::vector<BlockMeasurement>& blocks, int64_t budget_bit_elements,
+    const std::string& scope) {
+  if (!block_layers_) {
+    return absl::FailedPreconditionError("allocation module needs the model's layer shapes");
+  }
+  const std::vector<int32_t>& cand = quant_.candidate_bits;
+  std::vector<ModuleGroup> groups;
+  // group_of[b][i]: the group of layer i of blocks[b].
+  std::vector<std::vector<size_t>> group_of(blocks.size());
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const BlockMeasurement& m = blocks[b];
+    const std::vector<LinearLayerSpec> specs = block_layers_(m.block);
+    if (specs.size() != m.layers.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", m.block, ": measurement has ",
+                                                     m.layers.size(), " layers, model has ",
+                                                     specs.size()));
+    }
+    std::map<int, size_t> group_index;  // tie group -> index into groups
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const LayerMeasurement& l = m.layers[i];
+      const LinearLayerSpec& s = specs[i];
+      if (l.name != s.name || l.candidate_loss.size() != cand.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "block ", m.block, ": measured layer ", i, " (", l.name, ", ",
+            l.candidate_loss.size(), " candidate losses) does not match ", s.name, " and ",
+            cand.size(), " candidate widths"));
+      }
+      auto [it, fresh] = group_index.emplace(s.tie_group, groups.size());
+      if (fresh) groups.push_back(ModuleGroup{s.name, 0, std::vector<double>(cand.size(), 0.0)});
+      ModuleGroup& g = groups[it->second];
+      g.elements += s.in_features * s.out_features;
+      for (size_t k = 0; k < cand.size(); ++k) {
+        // Widths the gptq format cannot pack for this shape (32-bit words
+        // along both dimensions) are excluded for the whole group.
+        const bool packs = (s.in_features * cand[k]) % 32 == 0 &&
+                           (s.out_features * cand[k]) % 32 == 0;
+        if (project_gptq_widths_ && !packs) g.loss[k] = kModuleExcluded;
+        if (std::isnan(l.candidate_loss[k]) || l.candidate_loss[k] < 0) {
+          return absl::InvalidArgumentError(absl::StrCat("layer ", l.name, ": candidate loss ",
+                                                         l.candidate_loss[k]));
+        }
+        g.loss[k] += l.candidate_loss[k];
+      }
+      group_of[b].push_back(it->second);
+    }
+  }
+  BAQ_ASSIGN_OR_RETURN(ModuleAllocation a,
+                       Annotate(SolveModuleAllocation(groups, cand, budget_bit_elements),
+                                absl::StrCat("allocation module (", scope, ")")));
+  module_solves_.push_back(ModuleSolve{scope, a.loss, a.bit_elements, a.elements, a.unit,
+                                       a.exact});
+  std::vector<std::vector<LayerAllocation>> out(blocks.size());
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    for (size_t i = 0; i < blocks[b].layers.size(); ++i) {
+      const int32_t bits = cand[static_cast<size_t>(a.choice[group_of[b][i]])];
+      out[b].push_back(LayerAllocation{blocks[b].layers[i].name, {}, bits});
+    }
+  }
+  return out;
+}
 
 AllocationOptions BitBudget::Options() const {
   AllocationOptions o;
@@ -57,6 +127,7 @@ bool BitBudget::Normalize() const {
 }
 
 std::string BitBudget::scope_name() const {
+  if (quant_.module_allocation()) return "module";
   if (quant_.method != QuantMethod::kBaq) return "uniform";
   return std::string(AllocationScopeName(quant_.allocation_scope));
 }
@@ -97,6 +168,19 @@ std::vector<LayerAllocation> BitBudget::Project(std::vector<LayerAllocation> lay
 absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
     const BlockMeasurement& m) {
   BAQ_TRACE_SCOPE("budget", "allocate_block", {{"block", m.block}});
+  if (quant_.module_allocation()) {
+    // Everything so far plus this block averages <= target (see the header).
+    int64_t block_elements = 0;
+    if (block_layers_) {
+      for (const LinearLayerSpec& s : block_layers_(m.block)) {
+        block_elements += s.in_features * s.out_features;
+      }
+    }
+    const int64_t budget = ModuleBitBudget(quant_.target_bits, elements_done_ + block_elements) -
+                           static_cast<int64_t>(std::llround(bits_done_));
+    BAQ_ASSIGN_OR_RETURN(auto a, AllocateModules({m}, budget, absl::StrCat("block ", m.block)));
+    return std::move(a.front());
+  }
   std::vector<LayerLosses> losses = ToLosses(m, Normalize());
   std::vector<LayerAllocation> out(losses.size());
   for (size_t i = 0; i < losses.size(); ++i) out[i].name = losses[i].name;
@@ -123,6 +207,9 @@ absl::StatusOr<std::vector<LayerAllocation>> BitBudget::AllocateBlock(
 absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateAll(
     const std::vector<BlockMeasurement>& blocks) {
   BAQ_TRACE_SCOPE("budget", "allocate_all", {{"blocks", blocks.size()}});
+  if (quant_.module_allocation()) {
+    return AllocateModules(blocks, ModuleBitBudget(quant_.target_bits, total_elements_), "model");
+  }
   const bool global_baq = quant_.method == QuantMethod::kBaq &&
                           quant_.allocation_scope != AllocationScope::kSublayer;
   if (!global_baq) {

@@ -21,6 +21,18 @@
 //     quantized as fixed bits: every prefix of the model, and so the finished
 //     model, averages the target (this supersedes the paper's exponential
 //     self-correction, which only steers towards it; see docs/numerics.md).
+//   - Scope `module` (either method): one width per tie group of layers
+//     (common/model_config.h LinearLayerSpec::tie_group) from the candidate
+//     set, minimizing the summed measured GPTQ proxy loss at average <=
+//     target (common/module_allocation.h, exact). Parallel mode: one solve
+//     over the whole model. Sequential mode: one exact solve per block as it
+//     arrives, with budget target * (elements so far incl. this block) minus
+//     the bits already spent, so every prefix, and the model, averages <=
+//     target and a block's unused budget carries to later blocks (later
+//     blocks' losses do not exist yet: their inputs depend on this block's
+//     quantization, so no whole-model solve is possible there). The width
+//     goes into LayerAllocation::gptq_bits (levels empty); with the gptq
+//     format, widths the layer's shape cannot pack are excluded.
 //   - `gptq` output format: each layer's allocation is projected to one
 //     integer width with error diffusion across layers, so the projected
 //     widths average the same as the per-column allocation.
@@ -30,6 +42,7 @@
 #define BAQ_COORDINATOR_BIT_BUDGET_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,14 +51,20 @@
 #include "common/bit_allocation.h"
 #include "common/block_protocol.h"
 #include "common/job_config.h"
+#include "common/model_config.h"
 
 namespace baq::coordinator {
+
+// The quantizable layers of a block, in the order its measurement lists them
+// (ModelConfig::BlockLinearLayers): shapes and tie groups for scope module.
+using BlockLayersFn = std::function<std::vector<LinearLayerSpec>(int64_t block)>;
 
 class BitBudget {
  public:
   // `total_elements`: weight elements of all quantizable layers of the model.
+  // `block_layers`: required for scope module (FailedPrecondition without).
   BitBudget(const QuantizationConfig& quant, ExecutionMode mode, int64_t total_elements,
-            bool project_gptq_widths);
+            bool project_gptq_widths, BlockLayersFn block_layers = nullptr);
 
   // Sequential mode: levels for one block's layers.
   absl::StatusOr<std::vector<LayerAllocation>> AllocateBlock(const BlockMeasurement& m);
@@ -88,6 +107,17 @@ class BitBudget {
   const std::vector<std::pair<std::string, double>>& reference_losses() const {
     return reference_losses_;
   }
+  // Scope module: each knapsack solve of this run ("model", or "block N" in
+  // sequential mode; a resumed job lists only its own), for the report.
+  struct ModuleSolve {
+    std::string scope;
+    double loss = 0;  // Summed measured proxy loss of the choice.
+    int64_t bit_elements = 0;
+    int64_t elements = 0;
+    int64_t unit = 1;  // DP unit, bit-elements.
+    bool exact = true;
+  };
+  const std::vector<ModuleSolve>& module_solves() const { return module_solves_; }
 
  private:
   AllocationOptions Options() const;
@@ -105,7 +135,14 @@ class BitBudget {
   double projection_exact_ = 0;
   double projection_assigned_ = 0;
   std::vector<std::pair<std::string, double>> reference_losses_;
+  const BlockLayersFn block_layers_;
+  std::vector<ModuleSolve> module_solves_;
 
+  // Scope module: the width of every layer of `blocks` from one exact solve
+  // with `budget_bit_elements` (bit-elements) for all of them.
+  absl::StatusOr<std::vector<std::vector<LayerAllocation>>> AllocateModules(
+      const std::vector<BlockMeasurement>& blocks, int64_t budget_bit_elements,
+      const std::string& scope);
   std::vector<LayerAllocation> Project(std::vector<LayerAllocation> layers,
                                         const std::vector<LayerLosses>& losses);
 };

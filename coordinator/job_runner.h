@@ -74,17 +74,25 @@ class TargetOutput;  // coordinator/target_output.h
 struct JobRun;       // coordinator/job_run.h
 
 // One bit target's output (a job has one per JobConfig::AllTargets()).
+// Allocation module: one module (a tie group of layers sharing one width).
+struct ModuleWidth {
+  std::string name;                 // Its first layer.
+  std::vector<std::string> layers;  // All its layers, in forward order.
+  int32_t bits = 0;
+};
+
 struct TargetSummary {
   std::string output_dir;
   double target_bits = 0;
   double achieved_bits = 0;  // Element-weighted over all quantized layers.
-  std::string allocation;    // "global" or "sublayer" (what was used).
+  std::string allocation;    // "global", "sublayer", "module"... (what was used).
   double total_proxy_loss = 0;
   int64_t quantized_elements = 0;
   double eval_gate_ppl = 0;       // 0: no gate.
   double eval_gate_base_ppl = 0;  // 0: not measured (max_ppl gate).
   bool published = false;
   absl::Status gate_status;  // GateFailedError when the gate kept it unpublished.
+  std::vector<ModuleWidth> modules;  // Allocation module only.
 };
 
 // The job's result: its first target's fields (output_dir is the job's,

@@ -141,6 +141,8 @@ json JobConfigToJson(const JobConfig& c) {
                       {"max_ppl", c.eval_gate.max_ppl},
                       {"max_ppl_ratio", c.eval_gate.max_ppl_ratio}};
   }
+  // Only for module allocation, so other jobs' fingerprints are unchanged.
+  if (q.module_allocation()) j["quant"]["candidate_bits"] = q.candidate_bits;
   // Only when set, so fingerprints of unsharded jobs are unchanged.
   if (c.calibration_shards != 1) j["calibration_shards"] = c.calibration_shards;
   if (!c.extra_target_bits.empty()) j["extra_target_bits"] = c.extra_target_bits;
@@ -183,6 +185,7 @@ absl::StatusOr<JobConfig> JobConfigFromJson(const json& j) {
     c.quant.allocation_scope = *scope;
     c.quant.theta = q.value("theta", d.quant.theta);
     c.quant.max_levels = q.value("max_levels", d.quant.max_levels);
+    c.quant.candidate_bits = q.value("candidate_bits", d.quant.candidate_bits);
     auto mode = ParseExecutionMode(j.value("mode", "sequential"));
     if (!mode.ok()) return mode.status();
     c.mode = *mode;

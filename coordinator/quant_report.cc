@@ -33,10 +33,14 @@ void QuantReport::AddReferenceLoss(std::string scope, double reference_loss) {
   reference_losses_.emplace_back(std::move(scope), reference_loss);
 }
 
-nlohmann::json QuantReport::Histogram(const std::string& layer, int64_t columns) const {
+nlohmann::json QuantReport::Histogram(const std::string& layer, int64_t columns,
+                                     int32_t module_bits) const {
   std::map<int32_t, int64_t> h;
   auto it = histograms_.find(layer);
-  if (it != histograms_.end() && !it->second.empty()) {
+  if (quant_.module_allocation()) {
+    if (module_bits <= 0) return nullptr;
+    h[static_cast<int32_t>(1) << module_bits] = columns;  // One width per module.
+  } else if (it != histograms_.end() && !it->second.empty()) {
     h = it->second;
   } else if (quant_.method != QuantMethod::kBaq) {
     h[static_cast<int32_t>(1) << std::lround(quant_.target_bits)] = columns;
@@ -58,7 +62,7 @@ void QuantReport::MergeInto(nlohmann::json& report) {
   nlohmann::json stages = nlohmann::json::object();
   for (const std::string& s : stage_order_) stages[s] = stage_seconds_.at(s);
   report["stage_seconds"] = stages;
-  if (quant_.method == QuantMethod::kBaq) {
+  if (quant_.method == QuantMethod::kBaq && !quant_.module_allocation()) {
     nlohmann::json refs = nlohmann::json::array();
     for (const auto& [scope, loss] : reference_losses_) {
       refs.push_back({{"scope", scope}, {"loss", loss}});
@@ -68,7 +72,8 @@ void QuantReport::MergeInto(nlohmann::json& report) {
   if (report.contains("layers")) {
     for (nlohmann::json& layer : report["layers"]) {
       nlohmann::json h =
-          Histogram(layer.value("name", std::string()), layer.value("columns", int64_t{0}));
+          Histogram(layer.value("name", std::string()), layer.value("columns", int64_t{0}),
+                    layer.value("gptq_bits", int32_t{0}));
       if (!h.is_null()) layer["bits_histogram"] = std::move(h);
     }
   }

@@ -58,7 +58,9 @@ class QuantReport {
   void MergeInto(nlohmann::json& report);
 
  private:
-  nlohmann::json Histogram(const std::string& layer, int64_t columns) const;
+  // `module_bits`: the layer's width under allocation module (its report's
+  // gptq_bits), else unused.
+  nlohmann::json Histogram(const std::string& layer, int64_t columns, int32_t module_bits) const;
 
   const QuantizationConfig quant_;
   std::string stage_;  // Empty before the first EnterStage().

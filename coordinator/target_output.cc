@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -27,15 +28,35 @@ nlohmann::json LayerJson(const LayerReport& l) {
 }  // namespace
 
 TargetOutput::TargetOutput(JobConfig config, const ModelConfig& model)
-    : config_(std::move(config)), extra_(config_.quant) {
+    : config_(std::move(config)), model_(model), extra_(config_.quant) {
   // Both formats store one width per module (BitBudget projects them).
   const bool want_gptq = std::find_if(config_.formats.begin(), config_.formats.end(),
                                       [](OutputFormat f) {
                                         return f == OutputFormat::kGptq ||
                                                f == OutputFormat::kCompressedTensors;
                                       }) != config_.formats.end();
-  budget_ = std::make_unique<BitBudget>(config_.quant, config_.mode, model.QuantizableElements(),
-                                        want_gptq);
+  budget_ = std::make_unique<BitBudget>(
+      config_.quant, config_.mode, model.QuantizableElements(), want_gptq,
+      [this](int64_t block) { return model_.BlockLinearLayers(block); });
+}
+
+std::vector<ModuleWidth> TargetOutput::ModuleWidths() const {
+  std::map<std::string, int32_t> bits;
+  for (const nlohmann::json& l : layers_) {
+    bits[l.at("name").get<std::string>()] = l.value("gptq_bits", 0);
+  }
+  std::vector<ModuleWidth> out;
+  for (int64_t b = 0; b < model_.num_layers; ++b) {
+    std::map<int, size_t> index;  // tie group -> index into out
+    for (const LinearLayerSpec& s : model_.BlockLinearLayers(b)) {
+      auto it = bits.find(s.name);
+      if (it == bits.end()) continue;
+      auto [g, fresh] = index.emplace(s.tie_group, out.size());
+      if (fresh) out.push_back(ModuleWidth{s.name, {}, it->second});
+      out[g->second].layers.push_back(s.name);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<TargetOutput>> TargetOutput::Create(JobConfig config,
@@ -80,6 +101,25 @@ nlohmann::json TargetOutput::ReportJson(const TargetSummary& summary,
   for (const auto& [scope, loss] : budget_->reference_losses()) {
     extra_.AddReferenceLoss(scope, loss);
   }
+  if (config.quant.module_allocation()) {
+    nlohmann::json modules = nlohmann::json::array(), solves = nlohmann::json::array();
+    for (const ModuleWidth& m : summary.modules) {
+      modules.push_back({{"name", m.name}, {"layers", m.layers}, {"bits", m.bits}});
+    }
+    for (const BitBudget::ModuleSolve& s : budget_->module_solves()) {
+      solves.push_back({{"scope", s.scope},
+                        {"proxy_loss", s.loss},
+                        {"bits", s.elements > 0 ? static_cast<double>(s.bit_elements) /
+                                                      static_cast<double>(s.elements)
+                                                : 0.0},
+                        {"unit_bit_elements", s.unit},
+                        {"exact", s.exact}});
+    }
+    rep["module_allocation"] = {{"candidate_bits", config.quant.candidate_bits},
+                                {"achieved_bits", summary.achieved_bits},
+                                {"solves", std::move(solves)},
+                                {"modules", std::move(modules)}};
+  }
   extra_.MergeInto(rep);
   return rep;
 }
@@ -97,6 +137,7 @@ absl::StatusOr<TargetSummary> TargetOutput::Finish(const FinishContext& job) {
   summary.allocation = budget.scope_name();
   summary.total_proxy_loss = total_proxy_loss_;
   summary.quantized_elements = budget.elements_done();
+  if (config.quant.module_allocation()) summary.modules = ModuleWidths();
   nlohmann::json rep = ReportJson(summary, *job.measurement_dir);
   BAQ_RETURN_IF_ERROR(out_->Stage(rep));
   if (config.eval_gate.enabled()) {  // Evaluate the staged output (coordinator/eval_gate.h).

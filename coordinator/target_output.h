@@ -70,8 +70,12 @@ class TargetOutput {
  private:
   TargetOutput(JobConfig config, const ModelConfig& model);
   nlohmann::json ReportJson(const TargetSummary& summary, const std::string& measurement_dir);
+  // Allocation module: every module (tie group) with its layers and width,
+  // in model order, from the layers reported so far.
+  std::vector<ModuleWidth> ModuleWidths() const;
 
   const JobConfig config_;  // The job narrowed to this target.
+  const ModelConfig model_;
   std::unique_ptr<OutputAssembler> out_;
   std::unique_ptr<BitBudget> budget_;
   QuantReport extra_;  // Stage times, bit histograms, reference losses.

@@ -125,6 +125,8 @@ absl::StatusOr<AllocationScope> FromProto(v1::AllocationScope s) {
       return AllocationScope::kSublayer;
     case v1::ALLOCATION_SCOPE_GLOBAL_RAW:
       return AllocationScope::kGlobalRaw;
+    case v1::ALLOCATION_SCOPE_MODULE:
+      return AllocationScope::kModule;
     default:
       break;
   }
@@ -166,7 +168,11 @@ void ToProto(const JobConfig& config, v1::JobSpec* spec) {
   opts->set_allocation_scope(
       q.allocation_scope == AllocationScope::kSublayer    ? v1::ALLOCATION_SCOPE_SUBLAYER
       : q.allocation_scope == AllocationScope::kGlobalRaw ? v1::ALLOCATION_SCOPE_GLOBAL_RAW
+      : q.allocation_scope == AllocationScope::kModule    ? v1::ALLOCATION_SCOPE_MODULE
                                                           : v1::ALLOCATION_SCOPE_GLOBAL);
+  if (q.module_allocation()) {
+    opts->mutable_candidate_bits()->Add(q.candidate_bits.begin(), q.candidate_bits.end());
+  }
   opts->set_allocation_form(v1::ALLOCATION_FORM_EXPONENTIAL);
   opts->set_theta(q.theta);
   opts->set_max_levels(q.max_levels);
@@ -228,6 +234,9 @@ absl::StatusOr<JobConfig> FromProto(const v1::JobSpec& spec) {
       opts.allocation_form() == v1::ALLOCATION_FORM_EQUAL_LOSS ? 2.0 : defaults.quant.theta;
   q.theta = OrDefault(opts.theta(), form_theta);
   q.max_levels = OrDefault(opts.max_levels(), defaults.quant.max_levels);
+  if (opts.candidate_bits_size() > 0) {
+    q.candidate_bits.assign(opts.candidate_bits().begin(), opts.candidate_bits().end());
+  }
 
   auto mode = FromProto(spec.mode());
   if (!mode.ok()) return mode.status();
@@ -262,6 +271,7 @@ void ToProto(const BlockMeasurement& m, v1::BlockMeasurement* proto) {
     l->set_name(layer.name);
     l->set_rows(layer.rows);
     l->mutable_column_loss()->Add(layer.column_loss.begin(), layer.column_loss.end());
+    l->mutable_candidate_loss()->Add(layer.candidate_loss.begin(), layer.candidate_loss.end());
   }
 }
 
@@ -274,6 +284,7 @@ BlockMeasurement FromProto(const v1::BlockMeasurement& proto) {
     layer.name = l.name();
     layer.rows = l.rows();
     layer.column_loss.assign(l.column_loss().begin(), l.column_loss().end());
+    layer.candidate_loss.assign(l.candidate_loss().begin(), l.candidate_loss().end());
   }
   return m;
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/compressed_tensors_format.h"
+#include "common/status_util.h"
 #include "worker/layer_formats.h"
 #include "worker/model/tensor_convert.h"
 #include "worker/quant/baq.h"
@@ -62,6 +63,19 @@ absl::StatusOr<std::vector<double>> LayerQuantizer::MeasureColumnLoss(
   });
 }
 
+absl::StatusOr<std::vector<double>> LayerQuantizer::MeasureCandidateLosses(
+    const at::Tensor& weight, const at::Tensor& hessian) const {
+  std::vector<double> losses;
+  for (int32_t bits : config_.candidate_bits) {
+    double loss = 0;
+    BAQ_RETURN_IF_ERROR(
+        Annotate(RunGptq("", weight, hessian, config_, bits, &loss).status(),
+                 absl::StrCat(bits, "-bit candidate")));
+    losses.push_back(loss);
+  }
+  return losses;
+}
+
 absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
     const std::string& name, const at::Tensor& weight, const at::Tensor& hessian,
     const LayerAllocation& allocation, const std::vector<OutputFormat>& formats,
@@ -78,8 +92,15 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
   result.report.name = name;
   result.report.rows = rows;
   result.report.columns = cols;
-  const bool baq = config_.method == QuantMethod::kBaq;
-  const int uniform_bits = static_cast<int>(std::lround(config_.target_bits));
+  const bool module = config_.module_allocation();
+  const bool baq = config_.method == QuantMethod::kBaq && !module;
+  // Module allocation: GPTQ at the module's width, exactly as measured.
+  const int uniform_bits =
+      module ? allocation.gptq_bits : static_cast<int>(std::lround(config_.target_bits));
+  if (module && (uniform_bits < 1 || uniform_bits > 8)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": module allocation needs a width in [1, 8] per layer, got ", uniform_bits));
+  }
   if (baq) {
     if (static_cast<int64_t>(allocation.levels.size()) != cols) {
       return absl::InvalidArgumentError(absl::StrCat("allocation has ", allocation.levels.size(),
@@ -99,7 +120,7 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
     double bits = 0;
     for (int32_t l : allocation.levels) bits += std::log2(static_cast<double>(l));
     result.report.bits_sum = bits * static_cast<double>(rows);
-  } else if (config_.method == QuantMethod::kGptq) {
+  } else if (module || config_.method == QuantMethod::kGptq) {
     BAQ_ASSIGN_OR_RETURN(layer, RunGptq(name, weight, hessian, config_, uniform_bits,
                                         &result.report.proxy_loss));
     result.report.bits_sum = static_cast<double>(uniform_bits * rows * cols);
@@ -116,6 +137,10 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
     }));
     BAQ_ASSIGN_OR_RETURN(result.report.proxy_loss, ProxyLoss(weight, r.weight, hessian));
     result.report.bits_sum = static_cast<double>(uniform_bits * rows * cols);
+  }
+  if (module) {  // One width per module, whichever formats are written.
+    result.report.gptq_bits = uniform_bits;
+    result.report.gptq_proxy_loss = result.report.proxy_loss;
   }
   const at::ScalarType stored_type = ToScalarType(checkpoint_dtype);
   BAQ_ASSIGN_OR_RETURN(result.stored_weight, CallTorch("round to checkpoint dtype", [&] {

@@ -7,6 +7,9 @@
 // For the `gptq` format of a BAQ job, the layer is re-quantized with GPTQ at
 // the projected integer width the allocation carries, and the proxy loss of
 // that projection is reported.
+// Allocation module: the measurement is GPTQ's proxy loss at every candidate
+// width, and Quantize() runs GPTQ at the width the allocation's gptq_bits
+// names (the same call, so its proxy loss equals the measured one).
 //
 // Stateless apart from the config; thread-compatible. LibTorch exceptions
 // are converted to Status.
@@ -34,6 +37,11 @@ class LayerQuantizer {
   // BAQ pass 1: loss_j of every input column. weight [out, in], hessian [in, in].
   absl::StatusOr<std::vector<double>> MeasureColumnLoss(const at::Tensor& weight,
                                                         const at::Tensor& hessian) const;
+
+  // Allocation module: tr((W - Q) H (W - Q)^T) of GPTQ at each of
+  // config.candidate_bits, in order.
+  absl::StatusOr<std::vector<double>> MeasureCandidateLosses(const at::Tensor& weight,
+                                                             const at::Tensor& hessian) const;
 
   struct Result {
     // The dequantized weight rounded to the checkpoint dtype (float32 values):

@@ -183,5 +183,34 @@ TEST(JobConfigTest, ZeroShardsMeansOnePerEngineWithinTheChunks) {
   EXPECT_EQ(ResolveCalibrationShards(c, 8), 2);  // Explicit counts stay.
 }
 
+TEST(JobConfigTest, ModuleAllocationRules) {
+  JobConfig c = Valid();
+  c.quant.allocation_scope = AllocationScope::kModule;
+  c.quant.method = QuantMethod::kGptq;
+  c.quant.target_bits = 2.5;  // Fractional: widths mix per module.
+  c.quant.group_size = 128;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  c.quant.method = QuantMethod::kBaq;  // BAQ's per-column group rule does not apply.
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  JobConfig rtn = c;
+  rtn.quant.method = QuantMethod::kRtn;
+  ExpectInvalid(rtn, "not rtn");
+  JobConfig order = c;
+  order.quant.candidate_bits = {2, 4, 3};
+  ExpectInvalid(order, "strictly increasing");
+  JobConfig range = c;
+  range.quant.candidate_bits = {0, 4};
+  ExpectInvalid(range, "[1, 8]");
+  JobConfig below = c;
+  below.quant.candidate_bits = {3, 4};
+  ExpectInvalid(below, "below the narrowest candidate");
+  JobConfig gptq = c;
+  gptq.quant.candidate_bits = {2, 5};
+  gptq.formats = {OutputFormat::kGptq};
+  ExpectInvalid(gptq, "2, 3, 4 or 8");
+  EXPECT_EQ(ParseAllocationScope("module").value(), AllocationScope::kModule);
+  EXPECT_EQ(AllocationScopeName(AllocationScope::kModule), "module");
+}
+
 }  // namespace
 }  // namespace baq

@@ -132,6 +132,7 @@ TEST(ModelConfigTest, LoadsLlamaFixtureWithRopeParameters) {
   for (size_t i = 0; i < layers.size(); ++i) {
     EXPECT_EQ(layers[i].name, std::string("model.layers.5.") + names[i]);
     EXPECT_EQ(layers[i].input_group, groups[i]);
+    EXPECT_EQ(layers[i].tie_group, groups[i]);  // q/k/v and gate/up share a width.
     EXPECT_EQ(layers[i].out_features, outs[i]) << names[i];
     EXPECT_FALSE(layers[i].has_bias);
   }
@@ -452,6 +453,9 @@ TEST(ModelConfigTest, ParsesMixtralExperts) {
   EXPECT_EQ(layers[4].input_group, 2);
   EXPECT_EQ(layers[6].input_group, 3);
   EXPECT_EQ(layers[27].input_group, 2 + 2 * 7 + 1);
+  // All routed experts (gate, up and down) share one width: vLLM's FusedMoE.
+  for (size_t i = 4; i < layers.size(); ++i) EXPECT_EQ(layers[i].tie_group, 2) << i;
+  EXPECT_EQ(layers[3].tie_group, 1);
   EXPECT_EQ(layers[6].in_features, 14336);
   // The budget counts every expert.
   EXPECT_EQ(cfg->QuantizableElements(),
@@ -478,6 +482,10 @@ TEST(ModelConfigTest, ParsesQwenMoeSharedExpertAndDenseLayers) {
   EXPECT_EQ(moe[16].short_name, "mlp.shared_expert.gate_proj");
   EXPECT_EQ(moe[16].input_group, 10);
   EXPECT_EQ(moe[18].input_group, 11);
+  EXPECT_EQ(moe[15].tie_group, 2);   // The last routed expert's down_proj.
+  EXPECT_EQ(moe[16].tie_group, 10);  // The shared expert is a plain MLP: gate/up tied.
+  EXPECT_EQ(moe[17].tie_group, 10);
+  EXPECT_EQ(moe[18].tie_group, 11);
   EXPECT_EQ(cfg->BlockLinearLayers(1).size(), 7u);  // Dense MLP.
   j["model_type"] = "qwen3_moe";
   j["norm_topk_prob"] = true;

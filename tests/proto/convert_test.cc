@@ -73,6 +73,7 @@ void ExpectSameConfig(const JobConfig& a, const JobConfig& b) {
   EXPECT_EQ(a.quant.allocation_scope, b.quant.allocation_scope);
   EXPECT_EQ(a.quant.theta, b.quant.theta);
   EXPECT_EQ(a.quant.max_levels, b.quant.max_levels);
+  EXPECT_EQ(a.quant.candidate_bits, b.quant.candidate_bits);
   EXPECT_EQ(a.mode, b.mode);
   EXPECT_EQ(a.eval_file, b.eval_file);
   EXPECT_EQ(a.eval_gate.text_file, b.eval_gate.text_file);
@@ -123,6 +124,13 @@ TEST(ConvertJobSpecTest, EveryFieldRoundTrips) {
   back = RoundTrip(d);
   ASSERT_TRUE(back.ok()) << back.status();
   ExpectSameConfig(*back, d);
+  // Module allocation and its candidate widths.
+  JobConfig e = c;
+  e.quant.allocation_scope = AllocationScope::kModule;
+  e.quant.candidate_bits = {2, 4};
+  back = RoundTrip(e);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameConfig(*back, e);
 }
 
 TEST(ConvertJobSpecTest, ZeroValuesMeanDefaults) {
@@ -206,7 +214,7 @@ TEST(ConvertBlockTest, MeasurementRoundTrips) {
   BlockMeasurement m;
   m.block = 5;
   m.calibration_tokens = 4096;
-  m.layers = {{"l.q", 768, {0.5, 1e-300, 7.25}}, {"l.down", 3072, {}}};
+  m.layers = {{"l.q", 768, {0.5, 1e-300, 7.25}, {}}, {"l.down", 3072, {}, {9.5, 2.25, 0.5, 0}}};
   v1::BlockMeasurement proto;
   proto.set_block(99);  // Replaced, not merged.
   proto.add_layers()->set_name("stale");
@@ -220,6 +228,8 @@ TEST(ConvertBlockTest, MeasurementRoundTrips) {
   EXPECT_EQ(back.layers[0].column_loss, m.layers[0].column_loss);
   EXPECT_EQ(back.layers[1].name, "l.down");
   EXPECT_TRUE(back.layers[1].column_loss.empty());
+  EXPECT_TRUE(back.layers[0].candidate_loss.empty());
+  EXPECT_EQ(back.layers[1].candidate_loss, m.layers[1].candidate_loss);
 }
 
 TEST(ConvertBlockTest, AllocationRoundTrips) {

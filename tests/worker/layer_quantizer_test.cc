@@ -212,6 +212,46 @@ TEST(LayerQuantizerTest, GptqMethodUsesTheUniformWidthForEveryFormat) {
   EXPECT_EQ(r->tensors[4].bytes, Bytes(g->g_idx));
 }
 
+TEST(LayerQuantizerTest, ModuleAllocationQuantizesAtTheMeasuredLossOfItsWidth) {
+  // The coordinator chooses widths by the measured candidate losses; the
+  // quantization at the chosen width must be exactly that measured GPTQ.
+  const Layer l = RandomLayer(8);
+  for (QuantMethod method : {QuantMethod::kBaq, QuantMethod::kGptq}) {
+    QuantizationConfig c = Config(method, 2.5);
+    c.allocation_scope = AllocationScope::kModule;
+    const LayerQuantizer q(c);
+    absl::StatusOr<std::vector<double>> losses = q.MeasureCandidateLosses(l.weight, l.hessian);
+    ASSERT_TRUE(losses.ok()) << losses.status();
+    ASSERT_EQ(losses->size(), c.candidate_bits.size());
+    for (size_t k = 0; k < c.candidate_bits.size(); ++k) {
+      const int32_t bits = c.candidate_bits[k];
+      if (k > 0) EXPECT_LT((*losses)[k], (*losses)[k - 1]) << bits << " bits";
+      absl::StatusOr<LayerQuantizer::Result> r =
+          q.Quantize(kName, l.weight, l.hessian, Allocation({}, bits),
+                     {OutputFormat::kFakeQuant, OutputFormat::kGptq}, DType::kF32);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->report.proxy_loss, (*losses)[k]) << bits << " bits";  // Exact.
+      EXPECT_EQ(r->report.gptq_bits, bits);
+      EXPECT_EQ(r->report.gptq_proxy_loss, (*losses)[k]);
+      EXPECT_EQ(r->report.bits_sum, static_cast<double>(bits) * kRows * kCols);
+      GptqOptions o;
+      o.grid = GridOptions{1 << bits, false};
+      o.percdamp = c.percdamp;
+      o.act_order = true;
+      o.block_size = 8;
+      absl::StatusOr<GptqResult> g = Gptq(l.weight, l.hessian, o);
+      ASSERT_TRUE(g.ok()) << g.status();
+      EXPECT_TRUE(at::equal(r->stored_weight, g->weight)) << bits << " bits";
+    }
+    // No width: the allocation is malformed.
+    EXPECT_EQ(q.Quantize(kName, l.weight, l.hessian, Allocation({}, 0),
+                         {OutputFormat::kFakeQuant}, DType::kF32)
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
 TEST(LayerQuantizerTest, RtnReportsTheProxyLossOfItsRounding) {
   const Layer l = RandomLayer(5);
   const QuantizationConfig c = Config(QuantMethod::kRtn, 3.0);

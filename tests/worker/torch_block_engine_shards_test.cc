@@ -5,7 +5,9 @@
 // unevenly, with the coordinator's driver (coordinator/calibration_shards.h)
 // merging the fp64 partials in between; and one engine with S = 3 must equal
 // the unsharded engine with hessian_partials = 3 (the same partials, the
-// same merge order). Plus the engine's failure paths.
+// same merge order). Allocation module's candidate losses (GPTQ at every
+// candidate width) are byte-identical the same way, so the coordinator's
+// deterministic solve gives the same widths. Plus the engine's failure paths.
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,11 +38,12 @@ constexpr int kShards = 3;
 struct Plan {
   QuantMethod method = QuantMethod::kGptq;
   int64_t blocks = 2;
+  bool module_allocation = false;
 };
 
 // 24 windows of 16 tokens = 3 chunks of 8 windows: one per shard; the
 // uneven two-engine split gives engine 0 chunks 0 and 2.
-JobConfig SmallJob(int shards, QuantMethod method = QuantMethod::kGptq) {
+JobConfig SmallJob(int shards, QuantMethod method = QuantMethod::kGptq, bool module = false) {
   JobConfig c;
   c.model_dir = testing::TinyLlamaDir();  // The subject is the split, not the model.
   c.output_dir = testing::MakeScratchDir() + "/unused";
@@ -52,6 +55,7 @@ JobConfig SmallJob(int shards, QuantMethod method = QuantMethod::kGptq) {
   c.quant.target_bits = 3;
   c.mode = ExecutionMode::kSequential;
   c.calibration_shards = shards;
+  if (module) c.quant.allocation_scope = AllocationScope::kModule;
   return c;
 }
 
@@ -65,11 +69,12 @@ std::unique_ptr<BlockEngine> MakeEngine(int hessian_partials = 0) {
   return engine.ok() ? *std::move(engine) : nullptr;
 }
 
-// 3 bits (8 levels) on every column for BAQ; GPTQ ignores the levels.
+// 3 bits (8 levels) on every column for BAQ; GPTQ ignores the levels;
+// allocation module reads the width (3).
 std::vector<LayerAllocation> ThreeBits(const BlockMeasurement& m) {
   std::vector<LayerAllocation> allocation;
   for (const LayerMeasurement& l : m.layers) {
-    allocation.push_back(LayerAllocation{l.name, std::vector<int32_t>(l.column_loss.size(), 8), 0});
+    allocation.push_back(LayerAllocation{l.name, std::vector<int32_t>(l.column_loss.size(), 8), 3});
   }
   return allocation;
 }
@@ -84,7 +89,8 @@ struct JobResult {
 absl::StatusOr<JobResult> RunOneEngine(int shards, int hessian_partials, Plan plan) {
   std::unique_ptr<BlockEngine> e = MakeEngine(hessian_partials);
   if (e == nullptr) return absl::InternalError("no engine");
-  if (absl::Status s = e->Start(SmallJob(shards, plan.method)); !s.ok()) return s;
+  const JobConfig job = SmallJob(shards, plan.method, plan.module_allocation);
+  if (absl::Status s = e->Start(job); !s.ok()) return s;
   JobResult r;
   for (int64_t b = 0; b < plan.blocks; ++b) {
     absl::StatusOr<BlockMeasurement> m = e->Measure(b);
@@ -111,7 +117,8 @@ absl::StatusOr<JobResult> RunSharded(int engines, Plan plan) {
   for (int i = 0; i < engines; ++i) {
     owned.push_back(MakeEngine());
     if (owned.back() == nullptr) return absl::InternalError("no engine");
-    if (absl::Status s = owned.back()->Start(SmallJob(kShards, plan.method)); !s.ok()) return s;
+    const JobConfig job = SmallJob(kShards, plan.method, plan.module_allocation);
+    if (absl::Status s = owned.back()->Start(job); !s.ok()) return s;
     live.push_back(owned.back().get());
   }
   coordinator::ShardedBlock run(kShards);
@@ -138,6 +145,7 @@ void ExpectIdentical(const JobResult& a, const JobResult& b, bool activations = 
     for (size_t l = 0; l < a.measurements[i].layers.size(); ++l) {
       const LayerMeasurement& x = a.measurements[i].layers[l];
       EXPECT_EQ(x.column_loss, b.measurements[i].layers[l].column_loss) << x.name;  // Exact.
+      EXPECT_EQ(x.candidate_loss, b.measurements[i].layers[l].candidate_loss) << x.name;
     }
   }
   ASSERT_EQ(a.outputs.size(), b.outputs.size());
@@ -177,6 +185,16 @@ TEST(TorchBlockEngineShardsTest, TwoEnginesOwningUnevenShardsMatchOneEngine) {
   absl::StatusOr<JobResult> two = RunSharded(2, Plan{});
   ASSERT_TRUE(two.ok()) << two.status();
   ExpectIdentical(*one, *two);
+}
+
+TEST(TorchBlockEngineShardsTest, ModuleAllocationLossesMatchAcrossEngines) {
+  const Plan module{QuantMethod::kGptq, 1, /*module_allocation=*/true};
+  absl::StatusOr<JobResult> one = RunOneEngine(kShards, 0, module);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->measurements[0].layers[0].candidate_loss.size(), 4u);  // 2, 3, 4, 8 bits.
+  absl::StatusOr<JobResult> three = RunSharded(3, module);
+  ASSERT_TRUE(three.ok()) << three.status();
+  ExpectIdentical(*one, *three);
 }
 
 TEST(TorchBlockEngineShardsTest, OneEngineWithShardsEqualsUnshardedPartials) {

@@ -30,7 +30,7 @@
 ABSL_FLAG(std::string, model, "", "Model dir (HF layout: config.json, *.safetensors, tokenizer.json)");
 ABSL_FLAG(std::string, calib, "", "Calibration text files, comma-separated (encoded separately, concatenated)");
 ABSL_FLAG(std::string, out, "", "Output dir; published atomically, must not exist");
-ABSL_FLAG(std::string, bits, "3", "Target average bits per weight, in [1, 8] (fractional needs --method baq); several comma-separated targets (2.5,3,4) share one measurement in --mode parallel and write <out>/bits-<t> each");
+ABSL_FLAG(std::string, bits, "3", "Target average bits per weight, in [1, 8] (fractional needs --method baq or --allocation module); several comma-separated targets (2.5,3,4) share one measurement in --mode parallel and write <out>/bits-<t> each");
 ABSL_FLAG(std::string, measurement, "", "--mode parallel: keep the measurement (every layer's Hessian) in this dir, or reuse the one there if it is of the same model and calibration; submit: a plain name is kept in the coordinator's <data-dir>/measurements/");
 ABSL_FLAG(std::string, method, "baq", "baq | gptq | rtn");
 ABSL_FLAG(std::string, format, "fake-quant",
@@ -41,7 +41,9 @@ ABSL_FLAG(int64_t, max_shard_size, 5'000'000'000,
           "sharded with model.safetensors.index.json");
 ABSL_FLAG(std::string, mode, "sequential", "sequential (exact GPTQ protocol) | parallel");
 ABSL_FLAG(std::string, allocation, "global",
-          "BAQ bit allocation: global (per-layer normalized, exact model average) | global-raw | sublayer (paper)");
+          "BAQ bit allocation: global (per-layer normalized, exact model average) | global-raw | sublayer (paper) | module (one GPTQ width per module from --candidate_bits, fused layers tied, chosen by measured proxy loss; servable)");
+ABSL_FLAG(std::string, candidate_bits, "2,3,4,8",
+          "--allocation module: the widths a module may take, comma-separated, increasing");
 ABSL_FLAG(double, theta, 1.95, "BAQ allocation exponent (2 = continuous equal-loss form)");
 ABSL_FLAG(int64_t, nsamples, 128, "Calibration windows");
 ABSL_FLAG(int64_t, seqlen, 2048, "Tokens per calibration / evaluation window");
@@ -223,6 +225,15 @@ absl::Status BuildJobConfig(baq::JobConfig& c) {
   q.target_bits = targets.front();
   c.extra_target_bits.assign(targets.begin() + 1, targets.end());
   c.measurement_dir = absl::GetFlag(FLAGS_measurement);
+  q.candidate_bits.clear();
+  for (absl::string_view b :
+       absl::StrSplit(absl::GetFlag(FLAGS_candidate_bits), ',', absl::SkipEmpty())) {
+    int32_t bits = 0;
+    if (!absl::SimpleAtoi(b, &bits)) {
+      return baq::cli::UsageError(absl::StrCat("--candidate_bits: \"", b, "\" is not an integer"));
+    }
+    q.candidate_bits.push_back(bits);
+  }
   q.theta = absl::GetFlag(FLAGS_theta);
   q.group_size = absl::GetFlag(FLAGS_group_size);
   q.act_order = absl::GetFlag(FLAGS_act_order);

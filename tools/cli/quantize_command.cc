@@ -1,6 +1,7 @@
 // `baq quantize`: embedded local mode — the coordinator's JobRunner driving
 // one in-process TorchBlockEngine, the same code paths as the service.
 #include <cstdio>
+#include <map>
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -15,13 +16,39 @@
 namespace baq::cli {
 namespace {
 
+nlohmann::json ModulesJson(const std::vector<coordinator::ModuleWidth>& modules) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const coordinator::ModuleWidth& m : modules) {
+    out.push_back({{"name", m.name}, {"layers", m.layers}, {"bits", m.bits}});
+  }
+  return out;
+}
+
 nlohmann::json TargetJson(const coordinator::TargetSummary& t) {
-  return {{"target_bits", t.target_bits},
-          {"achieved_bits", t.achieved_bits},
-          {"proxy_loss", t.total_proxy_loss},
-          {"quantized_elements", t.quantized_elements},
-          {"output_dir", t.output_dir},
-          {"published", t.published}};
+  nlohmann::json j = {{"target_bits", t.target_bits},
+                      {"achieved_bits", t.achieved_bits},
+                      {"proxy_loss", t.total_proxy_loss},
+                      {"quantized_elements", t.quantized_elements},
+                      {"output_dir", t.output_dir},
+                      {"published", t.published}};
+  if (!t.modules.empty()) j["modules"] = ModulesJson(t.modules);
+  return j;
+}
+
+// Allocation module: how many modules took each width, then one line per
+// module (its first layer, the count of layers tied to it, its width).
+void PrintModules(const coordinator::TargetSummary& t) {
+  if (t.modules.empty()) return;
+  std::map<int32_t, int> count;
+  for (const coordinator::ModuleWidth& m : t.modules) ++count[m.bits];
+  std::printf("module widths:  ");
+  for (const auto& [bits, n] : count) std::printf(" %d bits x %d", bits, n);
+  std::printf(" (of %zu modules, target %.4g)\n", t.modules.size(), t.target_bits);
+  for (const coordinator::ModuleWidth& m : t.modules) {
+    std::printf("  %d  %s%s\n", m.bits, m.name.c_str(),
+                m.layers.size() > 1 ? absl::StrFormat(" (+%zu tied)", m.layers.size() - 1).c_str()
+                                    : "");
+  }
 }
 
 nlohmann::json SummaryJson(const JobConfig& config, const coordinator::JobSummary& summary) {
@@ -29,7 +56,7 @@ nlohmann::json SummaryJson(const JobConfig& config, const coordinator::JobSummar
   for (OutputFormat f : config.formats) formats.push_back(std::string(OutputFormatName(f)));
   nlohmann::json targets = nlohmann::json::array();
   for (const coordinator::TargetSummary& t : summary.targets) targets.push_back(TargetJson(t));
-  return {{"ok", true},
+  nlohmann::json j = {{"ok", true},
           {"output_dir", summary.output_dir},
           {"method", std::string(QuantMethodName(config.quant.method))},
           {"allocation", summary.allocation},
@@ -40,6 +67,8 @@ nlohmann::json SummaryJson(const JobConfig& config, const coordinator::JobSummar
           {"seconds", absl::ToDoubleSeconds(summary.wall_time)},
           {"formats", std::move(formats)},
           {"targets", std::move(targets)}};
+  if (!summary.modules.empty()) j["modules"] = ModulesJson(summary.modules);
+  return j;
 }
 
 }  // namespace
@@ -96,6 +125,7 @@ absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& e
                   t.achieved_bits, t.total_proxy_loss, t.output_dir.c_str());
     }
   }
+  for (const coordinator::TargetSummary& t : summary->targets) PrintModules(t);
   std::printf("wall time:       %.1f s\n", absl::ToDoubleSeconds(summary->wall_time));
   return absl::OkStatus();
 }

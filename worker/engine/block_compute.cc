@@ -208,7 +208,12 @@ absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJ
                       {{"block", block}, {"layer", specs[i].short_name}});
       lm.name = specs[i].name;
       lm.rows = specs[i].out_features;
-      if (job.config.quant.method == QuantMethod::kBaq) {
+      if (job.config.quant.module_allocation()) {
+        BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[r]->LinearWeight(specs[i].short_name));
+        BAQ_ASSIGN_OR_RETURN(
+            lm.candidate_loss,
+            Annotate(quantizer.MeasureCandidateLosses(w, state.hessians[i]), specs[i].name));
+      } else if (job.config.quant.method == QuantMethod::kBaq) {
         BAQ_ASSIGN_OR_RETURN(at::Tensor w, replicas[r]->LinearWeight(specs[i].short_name));
         BAQ_ASSIGN_OR_RETURN(
             lm.column_loss,

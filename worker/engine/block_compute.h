@@ -57,7 +57,8 @@ absl::Status CheckLayerSubset(int64_t block, const std::vector<int32_t>& layers,
                               size_t num_layers);
 
 // BAQ pass 1 of the layers of a measured block (every layer, or `layers`)
-// at the job's target (empty losses for GPTQ/RTN): layer i on rank
+// at the job's target (empty losses for GPTQ/RTN), or with allocation
+// module GPTQ's proxy loss at every candidate width: layer i on rank
 // i % world. The result lists those layers in order. FailedPrecondition
 // naming the layer if its Hessian is undefined (not imported here).
 absl::StatusOr<BlockMeasurement> MeasureLosses(DeviceGroup& group, const EngineJob& job,

@@ -1,0 +1,94 @@
+// common/module_allocation.h
+//
+// Module-level bit allocation (`--allocation module`): every tie group of
+// linear layers (the layers a serving engine fuses into one kernel, which
+// must share one width: q/k/v, gate/up, all routed experts of a MoE block)
+// gets one width from a candidate set, so that the summed proxy loss
+// tr((W - Q) H (W - Q)^T) of the model is minimal while the
+// parameter-weighted average width stays <= the target.
+//
+// This is a multiple-choice knapsack: group g with e_g weight elements picks
+// candidate k at weight e_g * bits_k (bit-elements) and cost loss_gk (the
+// proxy loss the worker measured by running GPTQ at bits_k on the group's
+// layers). SolveModuleAllocation solves it exactly by dynamic programming
+// over the budget in units of u = gcd of all weight increments over each
+// group's narrowest candidate: the increments are integers, so every
+// feasible choice is a DP state and the minimum is the true optimum (no
+// rounding of weights or budget). Only when the table would exceed
+// `max_dp_cells` are the increments rounded up to a coarser unit (still
+// feasible, no longer proven optimal: `exact` false).
+//
+// Ties: among equal-loss optima the one using the most budget wins (as close
+// to the target as the candidates allow); within the DP a group prefers the
+// narrower candidate on equal partial loss. Same inputs in the same order give
+// the same choice bitwise (sequential float sums in group order).
+//
+// Functions only; stateless and thread-safe.
+//
+// Example (a 2.5-bit target over three groups):
+//   std::vector<ModuleGroup> groups = ...;   // loss[k] for candidate_bits[k]
+//   BAQ_ASSIGN_OR_RETURN(ModuleAllocation a,
+//       SolveModuleAllocation(groups, {2, 3, 4, 8},
+//                             ModuleBitBudget(2.5, TotalElements(groups))));
+//   // a.choice[g]: index into candidate_bits for groups[g].
+#ifndef BAQ_COMMON_MODULE_ALLOCATION_H_
+#define BAQ_COMMON_MODULE_ALLOCATION_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace baq {
+
+// The default candidate widths: those GPTQ kernels (and vLLM's GPTQ and
+// compressed-tensors WNA16 paths) pack.
+inline const std::vector<int32_t>& DefaultCandidateBits() {
+  static const std::vector<int32_t>* const kBits =
+      new std::vector<int32_t>{2, 3, 4, 8};
+  return *kBits;
+}
+
+// One tie group: layers that share one width.
+struct ModuleGroup {
+  std::string name;      // For messages (e.g. the group's first layer).
+  int64_t elements = 0;  // Weight elements of all its layers; > 0.
+  // Proxy loss of the group at each candidate width (parallel to
+  // candidate_bits); +infinity marks a width the group cannot take.
+  std::vector<double> loss;
+};
+
+struct ModuleAllocation {
+  std::vector<int32_t> choice;  // Index into candidate_bits, per group.
+  double loss = 0;              // Summed loss of the choice.
+  int64_t bit_elements = 0;     // Sum of elements * bits of the choice.
+  int64_t elements = 0;         // Sum of elements.
+  // The DP's budget unit in bit-elements, and whether the result is proven
+  // optimal (false only after coarsening, see above).
+  int64_t unit = 1;
+  bool exact = true;
+};
+
+// Default bound on the DP table (groups x budget states, one byte each).
+inline constexpr int64_t kDefaultMaxDpCells = int64_t{1} << 26;
+
+// floor(target_bits * elements), with a relative slack of 1e-12 so that a
+// target like 2.3 (not a double) over elements whose product is an integer
+// is not one bit-element short. REQUIRES: target_bits >= 0, elements >= 0.
+int64_t ModuleBitBudget(double target_bits, int64_t elements);
+
+// The minimum-loss choice with sum elements * bits <= budget_bit_elements.
+// InvalidArgument for an empty or unsorted/duplicate candidate set, widths
+// outside [1, 16], a group with elements <= 0, a loss vector of the wrong
+// size, a NaN or negative loss, or no allowed candidate; OutOfRange when the
+// budget is below every group at its narrowest allowed width.
+absl::StatusOr<ModuleAllocation> SolveModuleAllocation(
+    absl::Span<const ModuleGroup> groups,
+    absl::Span<const int32_t> candidate_bits, int64_t budget_bit_elements,
+    int64_t max_dp_cells = kDefaultMaxDpCells);
+
+}  // namespace baq
+
+#endif  // BAQ_COMMON_MODULE_ALLOCATION_H_
