@@ -22,13 +22,13 @@ namespace baq::worker {
 namespace {
 
 // A half-precision forward changes each layer's inputs by about one rounding
-// of the forward dtype (bf16: 2^-8 relative), so its Hessians, and through
-// GPTQ's rounding decisions its quantized weights, move a little. Measured on
-// these fixtures (16 x 64 calibration, GPTQ 4 bits, CPU; docs/performance.md
-// "Forward dtype"): the total proxy loss moved by at most 1.2 %; a flipped code
-// moves a weight by one grid step, and < 3 % of the codes flipped.
-constexpr double kTotalProxyLossRtol = 0.05;
-constexpr double kChangedWeightsMax = 0.10;
+// of the forward dtype, so its Hessians move a little; GPTQ's error feedback
+// then carries any flipped code along its row, so many codes differ (CPU,
+// 16 x 64 calibration, GPTQ 4 bits: 13 % of the LLaMA weights with bf16, 17 %
+// of the OPT ones with fp16, 71 % with bf16, whose forward also rounds the
+// fp16 weights), while the total proxy loss tr((W-Q) H (W-Q)^T) moved by
+// 0.07-0.14 % (docs/performance.md "Forward dtype"). The bound is on the loss.
+constexpr double kTotalProxyLossRtol = 0.01;
 
 struct JobRun {
   std::vector<std::string> tensors;  // "name:bytes", every output tensor in order.
@@ -126,7 +126,6 @@ TEST_P(ForwardDtypeTest, HalfForwardRunsAndStaysCloseToFloat32) {
     }
     const double changed_fraction = static_cast<double>(changed) / static_cast<double>(total);
     EXPECT_LE(rel, kTotalProxyLossRtol) << ForwardDtypeName(half);
-    EXPECT_LE(changed_fraction, kChangedWeightsMax) << ForwardDtypeName(half);
     RecordProperty(std::string(ForwardDtypeName(half)) + "_proxy_loss_rel", std::to_string(rel));
     RecordProperty(std::string(ForwardDtypeName(half)) + "_changed_weights",
                    std::to_string(changed_fraction));
