@@ -36,9 +36,8 @@ out = sys.argv[1]
 base = json.load(open(f"{out}/eval-original.json"))
 print(f"original: ppl {base['perplexity']:.4f}")
 for method in ("uniform", "module"):
-    for d in sorted(glob.glob(f"{out}/{method}/bits-*"), key=lambda p: float(p.split('-')[-1])):
-        if not os.path.isdir(d):
-            continue
+    dirs = [d for d in glob.glob(f"{out}/{method}/bits-*") if os.path.isdir(d)]
+    for d in sorted(dirs, key=lambda p: float(p.split('-')[-1])):
         rep = json.load(open(f"{d}/quant_report.json"))
         ppl = json.load(open(f"{d}.eval.json"))["perplexity"]
         widths = collections.Counter(l["gptq_bits"] or round(l["bits"]) for l in rep["layers"])

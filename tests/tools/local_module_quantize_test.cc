@@ -7,6 +7,8 @@
 // mode keeps the same promises per block and writes the gptq format with
 // one width per module.
 #include <cmath>
+#include <cstdio>
+#include <memory>
 #include <map>
 #include <string>
 

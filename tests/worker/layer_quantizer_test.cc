@@ -225,7 +225,9 @@ TEST(LayerQuantizerTest, ModuleAllocationQuantizesAtTheMeasuredLossOfItsWidth) {
     ASSERT_EQ(losses->size(), c.candidate_bits.size());
     for (size_t k = 0; k < c.candidate_bits.size(); ++k) {
       const int32_t bits = c.candidate_bits[k];
-      if (k > 0) EXPECT_LT((*losses)[k], (*losses)[k - 1]) << bits << " bits";
+      if (k > 0) {
+        EXPECT_LT((*losses)[k], (*losses)[k - 1]) << bits << " bits";
+      }
       absl::StatusOr<LayerQuantizer::Result> r =
           q.Quantize(kName, l.weight, l.hessian, Allocation({}, bits),
                      {OutputFormat::kFakeQuant, OutputFormat::kGptq}, DType::kF32);
