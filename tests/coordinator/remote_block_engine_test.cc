@@ -101,18 +101,19 @@ TEST_F(RemoteBlockEngineTest, TracesEachCallWithItsBlockAndWorker) {
   trace::TraceRecorder& recorder = trace::GlobalTraceRecorder();
   recorder.Start("coordinator");
   ASSERT_TRUE(engine->Start(FakeJobConfig()).ok());
-  ASSERT_TRUE(engine->Measure(1).ok());
-  ASSERT_TRUE(engine->ExportInputs(1).ok());
+  ASSERT_TRUE(engine->Measure(0).ok());
+  EXPECT_FALSE(engine->Measure(5).ok());  // Failed calls are traced too.
   recorder.Stop();
   std::vector<std::string> spans;
-  for (const nlohmann::json& e : nlohmann::json::parse(recorder.ToJson())["traceEvents"]) {
+  const nlohmann::json doc = nlohmann::json::parse(recorder.ToJson());
+  for (const nlohmann::json& e : doc["traceEvents"]) {
     if (e["ph"] != "X") continue;
     EXPECT_EQ(e["cat"], "rpc_client");
     EXPECT_EQ(e["args"]["worker"], "w001@test");
     spans.push_back(absl::StrCat(e["name"].get<std::string>(), " ",
                                  e["args"].value("block", int64_t{-1})));
   }
-  EXPECT_THAT(spans, ::testing::ElementsAre("StartJob -1", "Measure 1", "ExportInputs 1"));
+  EXPECT_THAT(spans, ::testing::ElementsAre("StartJob -1", "Measure 0", "Measure 5"));
 }
 
 TEST_F(RemoteBlockEngineTest, EvaluatesACheckpointOnTheJobsEngine) {
