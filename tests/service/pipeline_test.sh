@@ -16,8 +16,9 @@
 #      {"ok": true, "job": {"state": "succeeded", ...}};
 #   5. status --json reads the output dir; eval --json computes a perplexity
 #      of the result (a finite number, exit 0);
-#   6. status of an unknown job exits 3; status with the coordinator stopped
-#      exits 7; watch with a short --reconnect_deadline against it exits 7.
+#   6. list --state --label finds the job; delete --delete_outputs removes it
+#      and its output; status of it then exits 3; status with the coordinator
+#      stopped exits 7; watch with a short --reconnect_deadline exits 7.
 #
 # The job is the OPT fixture (examples/opt-fixture), RTN 4 bits, 4 windows of
 # 64 tokens: seconds on one core.
@@ -77,7 +78,8 @@ PIPELINE_RUN_ID=${CI_PIPELINE_ID:-local-$$-$RANDOM}
 REQUEST_ID="quantize-opt-$PIPELINE_RUN_ID"
 OUT="$TMP/out"
 JOB_FLAGS=(--model="$MODEL" --calib="$TMP/calib.txt" --bits=4 --method=rtn --mode=sequential
-           --nsamples=4 --seqlen=64 --format=fake-quant --out="$OUT")
+           --nsamples=4 --seqlen=64 --format=fake-quant --out="$OUT"
+           --label=pipeline="$PIPELINE_RUN_ID")
 
 start_coordinator
 
@@ -140,11 +142,19 @@ python3 -c "import math,sys; v=float(sys.argv[1]); sys.exit(not (math.isfinite(v
   "$PPL" || fail "eval: perplexity $PPL"
 echo "ok: status succeeded, eval perplexity $PPL"
 
-# 6. Exit codes a pipeline branches on.
-"$BAQ" status "$C" --json no-such-job >"$TMP/status-unknown.json" 2>>"$TMP/cli.log"
+# 6. Clean up, and the exit codes a pipeline branches on.
+"$BAQ" list "$C" --json --state=succeeded --label=pipeline="$PIPELINE_RUN_ID" \
+  >"$TMP/list.json" 2>>"$TMP/cli.log" || fail "list exited $?"
+[[ $(jq -c '[.jobs[].id]' "$TMP/list.json") == "[\"$JOB\"]" ]] || fail "list by label: not [$JOB]"
+"$BAQ" delete "$C" --json --delete_outputs "$JOB" >"$TMP/delete.json" 2>>"$TMP/cli.log" ||
+  fail "delete exited $?"
+jq -e --arg out "$OUTPUT_DIR" '.ok and (.removed_paths | index($out))' "$TMP/delete.json" \
+  >/dev/null || fail "delete did not remove the output"
+[[ ! -e $OUTPUT_DIR ]] || fail "output dir still there after delete --delete_outputs"
+"$BAQ" status "$C" --json "$JOB" >"$TMP/status-unknown.json" 2>>"$TMP/cli.log"
 rc=$?
 [[ $rc == 3 && $(jq -r .error.code "$TMP/status-unknown.json") == NOT_FOUND ]] ||
-  fail "status of an unknown job: exit $rc, want 3 (NOT_FOUND)"
+  fail "status of a deleted job: exit $rc, want 3 (NOT_FOUND)"
 kill -9 "$COORDINATOR_PID"
 wait "$COORDINATOR_PID" 2>/dev/null
 "$BAQ" status "$C" --json --rpc_timeout_s=2 "$JOB" >"$TMP/status-down.json" 2>>"$TMP/cli.log"
@@ -154,5 +164,5 @@ rc=$?
   2>>"$TMP/cli.log"
 rc=$?
 [[ $rc == 7 ]] || fail "watch with the coordinator down: exit $rc, want 7"
-echo "ok: exit codes 3 (unknown job) and 7 (coordinator down, status and watch)"
+echo "ok: list, delete; exit codes 3 (deleted job) and 7 (coordinator down, status and watch)"
 echo "pipeline_test: passed"

@@ -189,7 +189,7 @@ TEST_F(CliJsonTest, FailedJobExitsFourAndCancelledJobSix) {
   EXPECT_EQ(job.value("state", ""), "failed");
   EXPECT_FALSE(job.value("error", "").empty()) << job;
   for (const char* field : {"progress", "error_code", "model_dir", "output_dir", "target_bits",
-                            "tenant", "priority", "queue_position", "summary",
+                            "tenant", "priority", "labels", "queue_position", "summary",
                             "create_time_unix_ms", "end_time_unix_ms"}) {
     EXPECT_TRUE(job.contains(field)) << field << " missing: " << job;
   }

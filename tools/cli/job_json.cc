@@ -58,6 +58,9 @@ nlohmann::json JobJson(const v1::Job& job) {
                       {"create_time_unix_ms", job.create_time_unix_ms()},
                       {"start_time_unix_ms", job.start_time_unix_ms()},
                       {"end_time_unix_ms", job.end_time_unix_ms()}};
+  nlohmann::json labels = nlohmann::json::object();
+  for (const auto& [key, value] : spec.labels()) labels[key] = value;
+  j["labels"] = std::move(labels);
   if (job.has_summary()) {
     const v1::JobSummary& s = job.summary();
     nlohmann::json outputs = nlohmann::json::array();

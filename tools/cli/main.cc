@@ -89,7 +89,13 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000", "submit/status/watch/cance
 ABSL_FLAG(bool, wait, false, "submit: watch the job until it ends; exit code tells success");
 ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (retries with the same key return the same job)");
 ABSL_FLAG(int32_t, priority, 0, "submit: scheduling priority, higher runs first (docs/operations.md)");
-ABSL_FLAG(std::string, tenant, "", "submit: tenant for fair share when the coordinator has no auth (with auth, the token's tenant wins)");
+ABSL_FLAG(std::string, tenant, "", "submit: tenant for fair share when the coordinator has no auth (with auth, the token's tenant wins); list: only this tenant's jobs");
+ABSL_FLAG(std::vector<std::string>, label, {},
+          "submit: labels of the job, KEY=VALUE, comma-separated; list: only jobs with all of them");
+ABSL_FLAG(std::vector<std::string>, state, {},
+          "list: only jobs in these states, comma-separated (queued, running, succeeded, failed, "
+          "cancelled, failed_gate)");
+ABSL_FLAG(bool, delete_outputs, false, "delete: also remove the outputs the job published");
 ABSL_FLAG(absl::Duration, watch_deadline, absl::Hours(72),
           "watch, submit --wait: give up (exit 7) after this long, reconnects included; the job "
           "goes on");
@@ -136,7 +142,7 @@ Commands (local, embedded mode):
 
 Commands (service, talking to a baq-coordinator):
   submit     Submit a job (same flags as quantize; paths as the workers see them).
-  status JOB | watch JOB | cancel JOB | list
+  status JOB | watch JOB | cancel JOB | delete JOB | list
 
 Examples:
   baq quantize --model examples/opt-fixture --calib examples/calibration.txt \
@@ -354,6 +360,17 @@ int main(int argc, char** argv) {
   remote.tenant = absl::GetFlag(FLAGS_tenant);
   remote.timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
   remote.watch_deadline = absl::GetFlag(FLAGS_watch_deadline);
+  for (const std::string& label : absl::GetFlag(FLAGS_label)) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Finish(baq::cli::UsageError(
+          absl::StrCat("--label: \"", label, "\" is not KEY=VALUE")));
+    }
+    remote.labels[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  remote.list_states = absl::GetFlag(FLAGS_state);
+  remote.list_tenant = absl::GetFlag(FLAGS_tenant);
+  remote.delete_outputs = absl::GetFlag(FLAGS_delete_outputs);
   remote.reconnect_deadline = absl::GetFlag(FLAGS_reconnect_deadline);
   remote.tls.force = absl::GetFlag(FLAGS_tls);
   remote.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
@@ -376,7 +393,7 @@ int main(int argc, char** argv) {
     return Finish(baq::cli::RunSubmit(remote));
   }
   if (command == "list") return Finish(baq::cli::RunList(remote));
-  if (command == "status" || command == "watch" || command == "cancel") {
+  if (command == "status" || command == "watch" || command == "cancel" || command == "delete") {
     if (args.size() != 3) {
       return Finish(baq::cli::UsageError(
           absl::StrCat("usage: baq ", command, " --coordinator HOST:PORT JOB_ID")));
@@ -384,6 +401,7 @@ int main(int argc, char** argv) {
     remote.job_id = args[2];
     if (command == "status") return Finish(baq::cli::RunStatus(remote));
     if (command == "watch") return Finish(baq::cli::RunWatch(remote));
+    if (command == "delete") return Finish(baq::cli::RunDelete(remote));
     return Finish(baq::cli::RunCancel(remote));
   }
   std::fprintf(stderr, "%s\n\n", kUsage);

@@ -38,6 +38,7 @@ constexpr char kServiceConfig[] = R"json({
 })json";
 
 constexpr int kSubmitAttempts = 4;
+constexpr int kListPageSize = 500;
 constexpr absl::Duration kRetryPause = absl::Seconds(1);
 constexpr absl::Duration kMaxReconnectBackoff = absl::Seconds(30);
 
@@ -178,6 +179,7 @@ absl::Status RunSubmit(const RemoteCommandOptions& o, std::FILE* out) {
   ToProto(o.config, req.mutable_spec());
   req.mutable_spec()->set_priority(o.priority);
   req.mutable_spec()->set_tenant(o.tenant);
+  req.mutable_spec()->mutable_labels()->insert(o.labels.begin(), o.labels.end());
   v1::Job job;
   absl::Status status;
   for (int attempt = 1; attempt <= kSubmitAttempts; ++attempt) {
@@ -320,10 +322,30 @@ absl::Status RunCancel(const RemoteCommandOptions& o, std::FILE* out) {
 
 absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
   BAQ_ASSIGN_OR_RETURN(auto stub, Connect(o));
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, o, o.timeout);
+  v1::ListJobsRequest req;
+  req.set_page_size(kListPageSize);
+  for (const std::string& name : o.list_states) {
+    absl::StatusOr<coordinator::JobState> state = coordinator::ParseJobState(name);
+    if (!state.ok()) {
+      return WithExitCode(absl::InvalidArgumentError(absl::StrCat(
+                              "--state: \"", name, "\" is not a job state (queued, running, "
+                              "succeeded, failed, cancelled, failed_gate)")),
+                          kExitUsage);
+    }
+    req.add_states(coordinator::ToProto(*state));
+  }
+  req.set_tenant(o.list_tenant);
+  req.mutable_labels()->insert(o.labels.begin(), o.labels.end());
+  // Every page: the output is the whole list, as before paging existed.
   v1::ListJobsResponse resp;
-  if (absl::Status s = Rpc(o, stub->List(&ctx, v1::ListJobsRequest(), &resp)); !s.ok()) return s;
+  do {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, o, o.timeout);
+    v1::ListJobsResponse page;
+    if (absl::Status s = Rpc(o, stub->List(&ctx, req, &page)); !s.ok()) return s;
+    for (v1::Job& job : *page.mutable_jobs()) *resp.add_jobs() = std::move(job);
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (o.output.json) {
     nlohmann::json jobs = nlohmann::json::array();
     for (const v1::Job& job : resp.jobs()) jobs.push_back(JobJson(job));
@@ -357,6 +379,29 @@ absl::Status RunList(const RemoteCommandOptions& o, std::FILE* out) {
                  eta.c_str(), created.c_str(), job.spec().model_dir().c_str());
   }
   if (resp.jobs().empty()) std::fprintf(out, "(no jobs)\n");
+  return absl::OkStatus();
+}
+
+absl::Status RunDelete(const RemoteCommandOptions& o, std::FILE* out) {
+  if (o.job_id.empty()) return absl::InvalidArgumentError("delete: which job? (JOB_ID)");
+  BAQ_ASSIGN_OR_RETURN(auto stub, Connect(o));
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, o, o.timeout);
+  v1::DeleteJobRequest req;
+  req.set_id(o.job_id);
+  req.set_delete_outputs(o.delete_outputs);
+  v1::DeleteJobResponse resp;
+  if (absl::Status s = Rpc(o, stub->Delete(&ctx, req, &resp)); !s.ok()) return s;
+  if (o.output.json) {
+    nlohmann::json removed = nlohmann::json::array();
+    for (const std::string& path : resp.removed_paths()) removed.push_back(path);
+    PrintJson(out, {{"ok", true}, {"id", resp.id()}, {"removed_paths", std::move(removed)}});
+    return absl::OkStatus();
+  }
+  std::fprintf(out, "job %s deleted\n", resp.id().c_str());
+  for (const std::string& path : resp.removed_paths()) {
+    std::fprintf(out, "  removed %s\n", path.c_str());
+  }
   return absl::OkStatus();
 }
 

@@ -1,7 +1,7 @@
 // tools/cli/remote_commands.h
 //
 // The subcommands that talk to a coordinator daemon (baq.v1.JobService):
-// submit, status, watch, cancel, list. Each prints its results to `out` —
+// submit, status, watch, cancel, list, delete. Each prints its results to `out` —
 // text for people, or with output.json one JSON object (JSON lines for
 // watch and submit --wait; docs/cli.md) — progress bars to stderr when
 // output.progress, and returns the command's status: OK, the RPC's error
@@ -21,7 +21,9 @@
 #define BAQ_TOOLS_CLI_REMOTE_COMMANDS_H_
 
 #include <cstdio>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -48,6 +50,15 @@ struct RemoteCommandOptions {
   // coordinator authenticates no caller).
   int priority = 0;
   std::string tenant;
+  // submit: the job's labels (docs/api.md, JobSpec.labels); list: only jobs
+  // carrying all of them.
+  std::map<std::string, std::string> labels;
+  // list: only jobs in one of these states (JSON names: queued, running, ...)
+  // and, when list_tenant is set, of that tenant.
+  std::vector<std::string> list_states;
+  std::string list_tenant;
+  // delete: also remove the outputs the job published.
+  bool delete_outputs = false;
   // Deadline of each unary RPC.
   absl::Duration timeout = absl::Seconds(30);
   // watch, submit --wait: deadline of the whole watch, reconnects included
@@ -75,6 +86,7 @@ absl::Status RunStatus(const RemoteCommandOptions& options, std::FILE* out = std
 absl::Status RunWatch(const RemoteCommandOptions& options, std::FILE* out = stdout);
 absl::Status RunCancel(const RemoteCommandOptions& options, std::FILE* out = stdout);
 absl::Status RunList(const RemoteCommandOptions& options, std::FILE* out = stdout);
+absl::Status RunDelete(const RemoteCommandOptions& options, std::FILE* out = stdout);
 
 }  // namespace baq::cli
 
