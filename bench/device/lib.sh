@@ -31,7 +31,7 @@ timed() {
 digest() {
   (cd "$1" && find . -type f ! -name quant_report.json -print0 | sort -z | xargs -0 sha256sum)
   find "$1" -name quant_report.json | sort | while read -r f; do
-    python3 - "$f" <<'EOF'
+    python3 - "$f" "${f#"$1"/}" <<'EOF'
 import hashlib, json, sys
 def strip(x):
     if isinstance(x, dict):
@@ -40,7 +40,8 @@ def strip(x):
         return [strip(v) for v in x]
     return x
 d = strip(json.load(open(sys.argv[1])))
-print(hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest(), "report", sys.argv[1].split("/")[-2])
+# Named by its path inside the output dir, so two output dirs compare equal.
+print(hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest(), "report", sys.argv[2])
 EOF
   done
 }
