@@ -60,7 +60,8 @@ stop_service() {
   done
   note "-- $name peak RSS (coordinator first): $line"
   for ((i = 1; i < ${#PIDS[@]}; i++)); do
-    curl -s "http://127.0.0.1:$port/metrics" | grep -E '^baq_worker_bytes_(sent|received)_total' |
+    python3 -c "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
+      "http://127.0.0.1:$port/metrics" 2>/dev/null | grep -E '^baq_worker_bytes_(sent|received)_total' |
       sed "s/^/   worker$i /" | tee -a "$log"
     port=$((port + 1))
   done
