@@ -361,8 +361,8 @@ absl::StatusOr<BlockOutput> ResidentShards::Quantize(
     weights.push_back(std::move(p.weights[j]));
   }
   block_wire_.weights += BytesOf(weights);
-  block_weights_ = weights;
-  BAQ_RETURN_IF_ERROR(KeepWeights(b, std::move(weights)));
+  block_weights_ = std::make_shared<const std::vector<TensorBytes>>(std::move(weights));
+  BAQ_RETURN_IF_ERROR(KeepWeights(b, block_weights_));
   return out;
 }
 
@@ -377,7 +377,7 @@ absl::Status ResidentShards::Advance(int64_t b) {
     if (!holds && !owns) continue;
     std::vector<TensorBytes> others;
     for (size_t l = 0; l < layers_.size(); ++l) {
-      if (owners_[l] != i) others.push_back(block_weights_[l]);
+      if (owners_[l] != i) others.push_back((*block_weights_)[l]);
     }
     block_wire_.weights += BytesOf(others);
     calls[i] = [e, b, others = std::move(others)]() mutable {
@@ -396,7 +396,6 @@ absl::Status ResidentShards::Advance(int64_t b) {
     }
     return advanced;
   }
-  block_weights_.clear();
   return Checkpoint(b + 1);
 }
 
@@ -434,8 +433,9 @@ absl::Status ResidentShards::Checkpoint(int64_t block) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<TensorBytes>> ResidentShards::WeightsOf(int64_t block) const {
+absl::StatusOr<std::vector<TensorBytes>> ResidentShards::WeightsOf(int64_t block) {
   if (weight_store_ != nullptr) {
+    BAQ_RETURN_IF_ERROR(FlushWeights());
     return Annotate(weight_store_->LoadWeights(block),
                     absl::StrCat("the quantized weights of block ", block, " for a replay"));
   }
@@ -447,17 +447,36 @@ absl::StatusOr<std::vector<TensorBytes>> ResidentShards::WeightsOf(int64_t block
   return it->second;
 }
 
-absl::Status ResidentShards::KeepWeights(int64_t block, std::vector<TensorBytes> weights) {
+absl::Status ResidentShards::KeepWeights(int64_t block,
+                                         std::shared_ptr<const std::vector<TensorBytes>> weights) {
   if (!options_.keep_weights) return absl::OkStatus();
-  if (weight_store_ != nullptr) {
-    return Annotate(weight_store_->SaveWeights(block, weights),
-                    absl::StrCat("keeping the quantized weights of block ", block));
+  if (weight_store_ == nullptr) {
+    memory_weights_[block] = *weights;
+    return absl::OkStatus();
   }
-  memory_weights_[block] = std::move(weights);
+  BAQ_RETURN_IF_ERROR(FlushWeights());
+  // Written while the engines run the block forward; durable before the job
+  // checkpoint records the block (FlushWeights).
+  weight_writer_ = std::thread([this, block, weights = std::move(weights)] {
+    weight_write_status_ = Annotate(weight_store_->SaveWeights(block, *weights),
+                                    absl::StrCat("keeping the quantized weights of block ", block));
+  });
   return absl::OkStatus();
 }
 
+absl::Status ResidentShards::FlushWeights() {
+  if (weight_writer_.joinable()) weight_writer_.join();
+  absl::Status s = weight_write_status_;
+  weight_write_status_ = absl::OkStatus();
+  return s;
+}
+
+ResidentShards::~ResidentShards() {
+  if (weight_writer_.joinable()) weight_writer_.join();
+}
+
 void ResidentShards::ReleaseWeightsBefore(int64_t block) {
+  (void)FlushWeights();  // Reported by the Flush before the checkpoint.
   if (weight_store_ != nullptr) weight_store_->DropWeightsBefore(block);
   memory_weights_.erase(memory_weights_.begin(), memory_weights_.lower_bound(block));
 }

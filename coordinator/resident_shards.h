@@ -33,7 +33,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -74,6 +76,9 @@ struct ResidentOptions {
 class ResidentShards {
  public:
   explicit ResidentShards(ResidentOptions options);
+  ~ResidentShards();
+  ResidentShards(const ResidentShards&) = delete;
+  ResidentShards& operator=(const ResidentShards&) = delete;
 
   // Where kept weights go (the job checkpoint, not owned); null: memory.
   void set_weight_store(JobCheckpoint* store) { weight_store_ = store; }
@@ -105,6 +110,11 @@ class ResidentShards {
   // the quantized block; then, when due, the engines checkpoint their shards
   // of block b + 1 (durable() moves) and older weights are dropped.
   absl::Status Advance(int64_t b);
+
+  // Waits for the store write of the last quantized block's weights: its
+  // error, if any. Call before the job checkpoint records that block, so a
+  // restarted coordinator always finds the weights a replay needs.
+  absl::Status FlushWeights();
 
   // Drops the kept weights of the blocks before `block` (call once the job
   // checkpoint records durable() = block, so a restart never needs them).
@@ -138,8 +148,10 @@ class ResidentShards {
   absl::Status OnEngines(const std::vector<std::function<absl::Status()>>& calls);
   absl::Status Sync(int64_t b);
   absl::Status Restore(int64_t b);
-  absl::StatusOr<std::vector<TensorBytes>> WeightsOf(int64_t block) const;
-  absl::Status KeepWeights(int64_t block, std::vector<TensorBytes> weights);
+  absl::StatusOr<std::vector<TensorBytes>> WeightsOf(int64_t block);
+  // Starts writing the weights to the store on a background thread (the
+  // write of the previous block is joined first); in memory without one.
+  absl::Status KeepWeights(int64_t block, std::shared_ptr<const std::vector<TensorBytes>> weights);
   absl::Status Checkpoint(int64_t block);
 
   const ResidentOptions options_;
@@ -149,7 +161,10 @@ class ResidentShards {
   // The block in progress: its layers and owners (index into engines_).
   std::vector<LayerShape> layers_;
   std::vector<int> owners_;
-  std::vector<TensorBytes> block_weights_;  // By layer, of the block quantized last.
+  // By layer, of the block quantized last (shared with its store write).
+  std::shared_ptr<const std::vector<TensorBytes>> block_weights_;
+  std::thread weight_writer_;      // The store write in flight, if joinable.
+  absl::Status weight_write_status_;  // Its result, read after the join.
   JobCheckpoint* weight_store_ = nullptr;
   std::map<int64_t, std::vector<TensorBytes>> memory_weights_;  // No weight store.
   BlockEngine* failed_ = nullptr;

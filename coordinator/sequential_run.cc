@@ -244,24 +244,20 @@ absl::Status SequentialRun::RunResidentBlock(int64_t b, bool& committed) {
   run_.progress.Report(JobStage::kQuantizing, b, b, budget.achieved_bits(),
                        absl::StrCat("block ", b));
   BAQ_ASSIGN_OR_RETURN(BlockOutput output, resident_->Quantize(b, alloc));
-  BAQ_RETURN_IF_ERROR(Commit(b, output, nullptr));
-  committed = true;
+  // The engines run their shards through the quantized block (and, when
+  // due, checkpoint them) while the weights are written for replays. The
+  // block is decided either way: it is committed even when an engine is
+  // lost in Advance, whose shards are then replayed before the next block.
   const int64_t durable = resident_->durable();
   const absl::Status advanced = resident_->Advance(b);
   CountWireBytes(resident_->block_wire());
-  BAQ_RETURN_IF_ERROR(advanced);
-  if (resident_->durable() != durable) {
-    // The workers' shard checkpoint of durable() is on their storage: record
-    // it, then the weights before it are no longer needed for a replay.
-    if (checkpoint_ != nullptr) {
-      state_.shard_checkpoint_block = resident_->durable();
-      BAQ_RETURN_IF_ERROR(Annotate(checkpoint_->SaveState(state_),
-                                   absl::StrCat("recording the shard checkpoint of block ",
-                                                resident_->durable())));
-    }
-    resident_->ReleaseWeightsBefore(resident_->durable());
-  }
-  return absl::OkStatus();
+  BAQ_RETURN_IF_ERROR(resident_->FlushWeights());
+  BAQ_RETURN_IF_ERROR(Commit(b, output, nullptr));  // Records durable() too.
+  committed = true;
+  // A newer shard checkpoint is recorded: the weights before it are not
+  // needed for a replay any more.
+  if (resident_->durable() != durable) resident_->ReleaseWeightsBefore(resident_->durable());
+  return advanced;
 }
 
 absl::Status SequentialRun::Recover(int64_t b, BlockEngine* e, const absl::Status& error) {
