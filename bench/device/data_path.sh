@@ -12,6 +12,8 @@
 # For each: wall time, peak RSS of every process (VmHWM), peak GPU memory, and for the service the
 # coordinator's "resident shards: ... over the wire" line and the workers' byte counters.
 # svc1 must be byte-identical to local and svc2 to local_s2. Log: $OUT/data_path_$NAME.log.
+# CONFIGS (comma-separated; default local,svc1,local_s2,svc2) picks the configurations. TRACE=1:
+# the daemons write --trace_file timelines, summarized per stage (tools/trace/summarize_trace.py).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 B=${BUILD_DIR:-build-gpu}
@@ -40,14 +42,18 @@ PY
 PIDS=()
 start_service() {  # start_service DEVICES... (one worker per argument)
   rm -rf /tmp/cdata && mkdir -p /tmp/cdata
+  rm -f /tmp/dp_trace_*.json
+  local trace=()
+  [[ ${TRACE:-0} == 1 ]] && trace=(--trace_file=/tmp/dp_trace_coordinator.json)
   "$B/coordinator/baq-coordinator" --listen=127.0.0.1:7300 --data_dir=/tmp/cdata \
-    --min_workers=$# >/tmp/coordinator.log 2>&1 &
+    --min_workers=$# "${trace[@]}" >/tmp/coordinator.log 2>&1 &
   PIDS=($!)
   sleep 1
   local port=7301
   for d in "$@"; do
+    [[ ${TRACE:-0} == 1 ]] && trace=(--trace_file=/tmp/dp_trace_worker_$port.json)
     "$B/worker/baq-worker" --coordinator=127.0.0.1:7300 --listen=127.0.0.1:$port --devices="$d" \
-      --metrics_listen=127.0.0.1:$((port + 100)) >"/tmp/worker_$port.log" 2>&1 &
+      --metrics_listen=127.0.0.1:$((port + 100)) "${trace[@]}" >"/tmp/worker_$port.log" 2>&1 &
     PIDS+=($!)
     port=$((port + 1))
   done
@@ -68,21 +74,30 @@ stop_service() {
   grep -E 'resident shards|calibration shards|worker lost' /tmp/coordinator.log | tee -a "$log"
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [[ ${TRACE:-0} == 1 ]]; then
+    python3 tools/trace/summarize_trace.py /tmp/dp_trace_*.json --top 12 2>&1 | tee -a "$log"
+  fi
   grep -iE 'error|fail' /tmp/coordinator.log /tmp/worker_*.log | head -5 | tee -a "$log"
   rm -f /tmp/worker_*.log
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$log"
+CONFIGS=${CONFIGS:-local,svc1,local_s2,svc2}
+want() { [[ ,$CONFIGS, == *,$1,* ]]; }
 rm -rf /tmp/dp_*
-timed "${NAME}_local" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --out /tmp/dp_local
+want local && timed "${NAME}_local" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --out /tmp/dp_local
+if want svc1; then
 start_service cuda:0
 timed "${NAME}_svc1" "$BAQ" submit --coordinator=127.0.0.1:7300 "${JOB[@]}" --out /tmp/dp_svc1 --wait
 stop_service "${NAME}_svc1"
 same /tmp/dp_local /tmp/dp_svc1
-timed "${NAME}_local_s2" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --calibration_shards 2 \
+fi
+want local_s2 && timed "${NAME}_local_s2" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --calibration_shards 2 \
   --out /tmp/dp_local_s2
+if want svc2; then
 start_service cuda:0 cuda:0
 timed "${NAME}_svc2" "$BAQ" submit --coordinator=127.0.0.1:7300 "${JOB[@]}" --out /tmp/dp_svc2 --wait
 stop_service "${NAME}_svc2"
 same /tmp/dp_local_s2 /tmp/dp_svc2
+fi
 rm -rf /tmp/dp_*
