@@ -9,11 +9,16 @@ One coordinator and three worker processes on 127.0.0.1; the OPT fixture job
      coordinator code merges their fp64 Hessian partials), and
   2. `baq submit --wait` to the cluster: each worker accumulates one shard's
      partials per block (AccumulateHessians), the coordinator merges them in
-     shard order and every worker imports the sum (ImportHessians);
+     shard order, each layer's owner imports the sums it needs (ImportHessians)
+     and quantizes its layers, and every worker runs its own shard through the
+     quantized block with the others' weights (AdvanceShards): the resident
+     data path, where no activations move;
 
 and the two outputs must be byte-identical (quant_report.json modulo wall
 times). Each worker's /metrics must show one successful AccumulateHessians
-per block, so the split really happened. A submit with more shards than
+per block, so the split really happened, no shard-input RPC, one AdvanceShards
+per block, and the coordinator's wire-bytes counter must show no activations
+and Hessian and weight bytes within the bound the model's shape gives. A submit with more shards than
 calibration chunks must be refused with a message naming calibration_shards.
 
 Helpers (process handling, output comparison) come from cluster_test.py.
@@ -49,6 +54,41 @@ def rpc_count(metrics_text, method, code="OK"):
         if 'method="%s"' % method in line and 'code="%s"' % code in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def rpc_count_any(metrics_text, method):
+    """baq_worker_rpcs_total{method=...} over every code."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("baq_worker_rpcs_total{") and 'method="%s"' % method in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wire_bytes(metrics_text):
+    """baq_coordinator_job_wire_bytes_total summed over jobs, by kind."""
+    out = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith("baq_coordinator_job_wire_bytes_total{"):
+            continue
+        kind = re.search(r'kind="([a-z]+)"', line).group(1)
+        out[kind] = out.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def wire_bound(model_dir, blocks, shards, engines):
+    """Most the resident path may move for an OPT model: per block S partials and at most E
+    merged sums per input group (fp64 upper triangles, with headers), the float32 weights up
+    once and down to the E-1 other engines, and the outputs (fake-quant float32 + packed, at
+    most 2 x the weights)."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = json.load(f)
+    h, ffn = c["hidden_size"], c["ffn_dim"]
+    triangle = lambda n: n * (n + 1) // 2 * 8 + 64
+    groups = 3 * triangle(h) + triangle(ffn)  # q/k/v, out_proj, fc1 read h; fc2 reads ffn.
+    weights = (4 * h * h + 2 * h * ffn) * 4
+    return {"hessian": blocks * (shards + engines) * groups,
+            "weights": blocks * (engines * weights + 2 * weights)}
 
 
 def main():
@@ -140,6 +180,29 @@ def main():
                      "AccumulateHessians/ImportHessians OK per worker %s, expected %d each"
                      % (per_worker, num_blocks))
         report.note("per worker (AccumulateHessians, ImportHessians): %s" % per_worker)
+
+        # The resident data path: no activations moved (no shard input RPCs, the wire-bytes
+        # counter's activations kind stays 0); each worker advanced its own shard every block;
+        # what did cross is bounded by the Hessian partials and sums (upper triangles) and the
+        # layer weights and outputs.
+        moves = []
+        for mport in wmports:
+            text = ct.http_get("http://127.0.0.1:%d/metrics" % mport)
+            moves.append((rpc_count_any(text, "ExportShardInputs") +
+                          rpc_count_any(text, "ImportShardInputs") +
+                          rpc_count_any(text, "ExportInputs") + rpc_count_any(text, "ImportInputs"),
+                          rpc_count(text, "AdvanceShards")))
+        report.check(all(m == 0 and a == num_blocks for m, a in moves),
+                     "per worker (activation RPCs, AdvanceShards OK) %s, expected (0, %d)"
+                     % (moves, num_blocks))
+        wire = wire_bytes(ct.http_get("http://127.0.0.1:%d/metrics" % cmport))
+        report.note("coordinator wire bytes by kind: %s" % wire)
+        bound = wire_bound(model, num_blocks, SHARDS, len(wmports))
+        report.check(wire.get("activations", -1) == 0 and wire.get("hessian", 0) > 0,
+                     "wire bytes %s: expected activations 0 and Hessians > 0" % wire)
+        report.check(wire.get("hessian", 0) <= bound["hessian"] and
+                     wire.get("weights", 0) <= bound["weights"],
+                     "wire bytes %s over the bound %s" % (wire, bound))
 
         for p in daemons[1:] + daemons[:1]:
             p.send_signal(signal.SIGTERM)
