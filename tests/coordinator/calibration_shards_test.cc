@@ -164,7 +164,7 @@ class FakeShardEngine final : public BlockEngine, public ShardedCalibration {
   absl::StatusOr<BlockMeasurement> Measure(int64_t block) override {
     BlockMeasurement m;
     m.block = block;
-    m.layers.push_back(LayerMeasurement{"layer0", 2, {1.0, 2.0}});
+    m.layers.push_back(LayerMeasurement{"layer0", 2, {1.0, 2.0}, {}});
     return m;
   }
   absl::StatusOr<BlockOutput> Quantize(int64_t block, const std::vector<LayerAllocation>&) override {
