@@ -86,8 +86,10 @@ absl::StatusOr<JobSummary> JobRunner::Run() {
     config_.calibration_shards = checkpointed > 0
                                      ? checkpointed
                                      : ResolveCalibrationShards(config_, engines_.size());
-    Log(absl::StrCat("calibration shards: ", config_.calibration_shards,
-                     checkpointed > 0 ? " (from the checkpoint)" : " (one per worker device)"));
+    if (engines_.size() > 1 || checkpointed > 0) {  // Local mode: one shard, nothing to say.
+      Log(absl::StrCat("calibration shards: ", config_.calibration_shards,
+                       checkpointed > 0 ? " (from the checkpoint)" : " (one per worker device)"));
+    }
   }
   BAQ_ASSIGN_OR_RETURN(ModelConfig model, LoadModelConfig(config_.model_dir));
   ProgressReporter progress(progress_);
