@@ -320,10 +320,16 @@ def run(args, root, pool):
         log("6 outputs equal their local `baq quantize` runs")
 
         # 4. Tenants from the tokens.
+        # A tenant's `baq list` shows its own jobs only (docs/api.md, tenants).
+        own = {t: farm.cli(t, "list") for _, t, _ in JOBS}
         for name, tenant, _ in JOBS:
             assert done[name]["tenant"] == tenant, (name, done[name]["tenant"])
             assert re.search(r"%s\s+\S+\s+\S+\s+\S+\s+%s\b" % (re.escape(ids[name]), tenant),
-                             listing), "baq list does not show %s as %s's" % (ids[name], tenant)
+                             own[tenant]), "baq list does not show %s as %s's" % (ids[name], tenant)
+            for other, text in own.items():
+                if other != tenant:
+                    assert ids[name] not in text, "%s's list shows %s's job %s" % (
+                        other, tenant, ids[name])
 
         # 2. Fair order.
         jobs = [{"name": n, "tenant": t, "submit": done[n]["create_time_unix_ms"],
