@@ -1,6 +1,8 @@
 #include "coordinator/worker_pool.h"
 
+#include <algorithm>
 #include <iostream>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +89,22 @@ absl::StatusOr<std::vector<std::unique_ptr<BlockEngine>>> WorkerPool::EnginesFor
                                                absl::FormatDuration(options_.worker_wait),
                                                "; need ", options_.min_workers,
                                                " (start baq-worker --coordinator ...)"));
+  }
+  // Least busy first: a job whose calibration set is one shard runs on its
+  // first engine (coordinator/resident_shards.h), so concurrent small jobs
+  // spread over the workers, and a worker that just joined takes the next job.
+  {
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, int> jobs_on;
+    for (const auto& [job, given] : handed_out_) {
+      auto c = cancellers_.find(job);
+      if (c == cancellers_.end() || c->second.expired()) continue;
+      for (const auto& [worker_id, epoch] : given) ++jobs_on[worker_id];
+    }
+    std::stable_sort(workers.begin(), workers.end(),
+                     [&jobs_on](const WorkerInfo& a, const WorkerInfo& b) {
+                       return jobs_on[a.worker_id] < jobs_on[b.worker_id];
+                     });
   }
   return MakeEngines(job_id, workers, /*first=*/true);
 }
