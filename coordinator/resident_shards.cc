@@ -89,8 +89,11 @@ std::vector<int32_t> ResidentShards::ShardsOf(const BlockEngine* engine) const {
   return out;
 }
 
-absl::Status ResidentShards::OnEngines(const std::vector<std::function<absl::Status()>>& calls) {
-  std::vector<absl::Status> status(calls.size());
+absl::Status ResidentShards::OnEngines(const std::vector<std::function<absl::Status()>>& calls,
+                                       std::vector<absl::Status>* each) {
+  std::vector<absl::Status> local;
+  std::vector<absl::Status>& status = each != nullptr ? *each : local;
+  status.assign(calls.size(), absl::OkStatus());
   std::vector<std::thread> threads;
   size_t active = 0;
   for (const auto& c : calls) active += c != nullptr;
@@ -384,18 +387,15 @@ absl::Status ResidentShards::Advance(int64_t b) {
       return Owner(e).AdvanceShards(b, std::move(others));
     };
   }
-  const absl::Status advanced = OnEngines(calls);
-  // Engines whose call succeeded hold their shards of b + 1 now.
+  std::vector<absl::Status> each;
+  const absl::Status advanced = OnEngines(calls, &each);
+  // Shards advance with their engine's call: an engine whose call failed
+  // (not only the first one reported) still holds them at b.
   for (Shard& s : shards_) {
-    if (s.at == b && (!advanced.ok() ? s.holder != failed_ : true)) s.at = b + 1;
+    const size_t i = std::find(engines_.begin(), engines_.end(), s.holder) - engines_.begin();
+    if (s.at == b && i < each.size() && each[i].ok()) s.at = b + 1;
   }
-  if (!advanced.ok()) {
-    // The failed engine's shards are still at b (or lost with it).
-    for (Shard& s : shards_) {
-      if (s.holder == failed_) s.at = b;
-    }
-    return advanced;
-  }
+  BAQ_RETURN_IF_ERROR(advanced);
   return Checkpoint(b + 1);
 }
 

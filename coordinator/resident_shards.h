@@ -144,8 +144,10 @@ class ResidentShards {
   // The shards `engine` holds, increasing.
   std::vector<int32_t> ShardsOf(const BlockEngine* engine) const;
   // Runs calls[i] on engines_[i] concurrently; the first error in engine
-  // order is returned and its engine remembered as failed().
-  absl::Status OnEngines(const std::vector<std::function<absl::Status()>>& calls);
+  // order is returned and its engine remembered as failed(). `each`, if
+  // given, gets every call's status (OK for engines without a call).
+  absl::Status OnEngines(const std::vector<std::function<absl::Status()>>& calls,
+                         std::vector<absl::Status>* each = nullptr);
   absl::Status Sync(int64_t b);
   absl::Status Restore(int64_t b);
   absl::StatusOr<std::vector<TensorBytes>> WeightsOf(int64_t block);
