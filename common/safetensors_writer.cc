@@ -81,9 +81,11 @@ bool IsValidUtf8(absl::string_view s) {
   }
 }
 
+}  // namespace
+
 // 8-byte little-endian length, then the JSON header padded with spaces to a
 // multiple of 8 so the data section starts aligned (as HF safetensors does).
-std::string SerializeHeader(const std::vector<TensorInfo>& tensors,
+std::string SafetensorsHeader(const std::vector<TensorInfo>& tensors,
                             const std::map<std::string, std::string>& metadata) {
   Json header = Json::object();  // std::map-backed: keys come out sorted
   for (const TensorInfo& t : tensors) {
@@ -98,8 +100,6 @@ std::string SerializeHeader(const std::vector<TensorInfo>& tensors,
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((uint64_t{json.size()} >> (8 * i)) & 0xFF);
   return out + json;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(std::string path) {
   std::unique_ptr<SafetensorsWriter> writer(new SafetensorsWriter(std::move(path)));
@@ -172,7 +172,7 @@ absl::Status SafetensorsWriter::Finish() {
           absl::StrCat(path_, ": metadata key or value is not valid UTF-8"));
     }
   }
-  const std::string header = SerializeHeader(tensors_, metadata_);
+  const std::string header = SafetensorsHeader(tensors_, metadata_);
   if (header.size() - 8 > kMaxSafetensorsHeaderBytes) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": header of ", header.size() - 8,
                                                    " bytes exceeds the readers' limit"));

@@ -32,6 +32,14 @@
 
 namespace baq {
 
+// The start of a safetensors image holding `tensors` (their data_begin and
+// data_end set, in data order): the 8-byte little-endian header length, then
+// the JSON header with sorted keys, padded with spaces to a multiple of 8 so
+// the data starts aligned (as HF safetensors does). Append the data to get
+// the image; SafetensorsFile::FromBytes reads it back.
+std::string SafetensorsHeader(const std::vector<TensorInfo>& tensors,
+                              const std::map<std::string, std::string>& metadata);
+
 class SafetensorsWriter {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Create(std::string path);

@@ -1,7 +1,6 @@
 #include "worker/layer_formats.h"
 
 #include <cstring>
-#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -10,6 +9,7 @@
 #include "common/status_util.h"
 #include "worker/compressed_tensors_format.h"
 #include "worker/model/tensor_convert.h"
+#include "worker/packed_dequantize.h"
 #include "worker/quant/quant_grid.h"
 #include "worker/torch/torch_call.h"
 
@@ -135,62 +135,18 @@ absl::StatusOr<std::vector<TensorBytes>> GptqTensors(const QuantizedLayer& layer
 
 absl::StatusOr<at::Tensor> DequantizePacked(const SafetensorsCheckpoint& ckpt,
                                             const std::string& name) {
-  auto load = [&](const char* suffix) -> absl::StatusOr<at::Tensor> {
-    BAQ_ASSIGN_OR_RETURN(TensorView v, ckpt.Get(name + suffix));
-    return CopyTensorFromView(v, at::kCPU, ToScalarType(v.dtype));
-  };
-  BAQ_ASSIGN_OR_RETURN(at::Tensor levels, load(".levels"));
-  BAQ_ASSIGN_OR_RETURN(TensorView qcodes, ckpt.Get(name + ".qcodes"));
-  const bool baq_kind = ckpt.Contains(name + ".row_min");
-  at::Tensor row_min, row_max, scales, zeros, g_idx;
-  if (baq_kind) {
-    BAQ_ASSIGN_OR_RETURN(row_min, load(".row_min"));
-    BAQ_ASSIGN_OR_RETURN(row_max, load(".row_max"));
+  PackedLayerViews v;
+  BAQ_ASSIGN_OR_RETURN(v.levels, ckpt.Get(name + ".levels"));
+  BAQ_ASSIGN_OR_RETURN(v.qcodes, ckpt.Get(name + ".qcodes"));
+  if (ckpt.Contains(name + ".row_min")) {
+    BAQ_ASSIGN_OR_RETURN(v.row_min, ckpt.Get(name + ".row_min"));
+    BAQ_ASSIGN_OR_RETURN(v.row_max, ckpt.Get(name + ".row_max"));
   } else {
-    BAQ_ASSIGN_OR_RETURN(scales, load(".scales"));
-    BAQ_ASSIGN_OR_RETURN(zeros, load(".zeros"));
-    BAQ_ASSIGN_OR_RETURN(g_idx, load(".g_idx"));
+    BAQ_ASSIGN_OR_RETURN(v.scales, ckpt.Get(name + ".scales"));
+    BAQ_ASSIGN_OR_RETURN(v.zeros, ckpt.Get(name + ".zeros"));
+    BAQ_ASSIGN_OR_RETURN(v.g_idx, ckpt.Get(name + ".g_idx"));
   }
-  return CallTorch(absl::StrCat("dequantize ", name), [&]() -> absl::StatusOr<at::Tensor> {
-    const int64_t in = levels.numel();
-    const int64_t out = baq_kind ? row_min.numel() : scales.size(0);
-    const int32_t* lv = levels.data_ptr<int32_t>();
-    at::Tensor codes = at::empty({in, out}, at::kByte);
-    size_t offset = 0;
-    for (int64_t j = 0; j < in; ++j) {
-      BAQ_ASSIGN_OR_RETURN(MixedRadixLayout layout, MixedRadixLayoutFor(lv[j]));
-      const size_t bytes = static_cast<size_t>(MixedRadixPackedWords(layout, out)) * 8;
-      if (offset + bytes > qcodes.bytes.size()) {
-        return absl::DataLossError(absl::StrCat(name, ".qcodes: truncated at column ", j));
-      }
-      std::vector<uint64_t> words(bytes / 8);
-      std::memcpy(words.data(), qcodes.bytes.data() + offset, bytes);
-      offset += bytes;
-      BAQ_ASSIGN_OR_RETURN(std::vector<uint8_t> col, UnpackMixedRadix(words, lv[j], out));
-      std::memcpy(codes[j].data_ptr<uint8_t>(), col.data(), col.size());
-    }
-    if (offset != qcodes.bytes.size()) {
-      return absl::DataLossError(absl::StrCat(name, ".qcodes: ", qcodes.bytes.size() - offset,
-                                              " trailing bytes"));
-    }
-    at::Tensor c = codes.t().to(at::kFloat);  // [out, in]
-    at::Tensor w = at::empty({out, in}, at::kFloat);
-    if (baq_kind) {
-      RowRange range{row_min, row_max};
-      std::map<int32_t, QuantGrid> grids;
-      for (int64_t j = 0; j < in; ++j) {
-        auto it = grids.find(lv[j]);
-        if (it == grids.end()) {
-          it = grids.emplace(lv[j], GridFromRangeUnchecked(range, GridOptions{lv[j], false})).first;
-        }
-        w.select(1, j).copy_(DequantizeCodes(c.select(1, j), it->second.scale, it->second.zero));
-      }
-    } else {
-      at::Tensor gi = g_idx.to(at::kLong);
-      w = DequantizeCodes(c, scales.index_select(1, gi), zeros.index_select(1, gi));
-    }
-    return w;
-  });
+  return DequantizePackedViews(name, v, at::kCPU);
 }
 
 absl::StatusOr<at::Tensor> DequantizeGptq(const SafetensorsCheckpoint& ckpt,

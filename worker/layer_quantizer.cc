@@ -1,5 +1,6 @@
 #include "worker/layer_quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +9,7 @@
 #include "common/status_util.h"
 #include "worker/layer_formats.h"
 #include "worker/model/tensor_convert.h"
+#include "worker/packed_dequantize.h"
 #include "worker/quant/baq.h"
 #include "worker/quant/gptq.h"
 #include "worker/quant/quant_grid.h"
@@ -76,10 +78,38 @@ absl::StatusOr<std::vector<double>> LayerQuantizer::MeasureCandidateLosses(
   return losses;
 }
 
+namespace {
+
+// Result::packed_weight of `layer` (see layer_quantizer.h).
+absl::StatusOr<std::vector<TensorBytes>> PackedWeight(const QuantizedLayer& layer,
+                                                      const LayerQuantizer::Result& result,
+                                                      const std::vector<OutputFormat>& formats,
+                                                      at::ScalarType stored_type) {
+  BAQ_ASSIGN_OR_RETURN(const bool same, CallTorch("check packed weight", [&] {
+    const at::Tensor rebuilt =
+        layer.row_min.defined()
+            ? DequantizeRowRangeCodes(layer.codes, layer.levels.to(at::kCPU, at::kInt),
+                                      layer.row_min, layer.row_max)
+            : DequantizeCodes(layer.codes, layer.scales.index_select(1, layer.g_idx.to(at::kLong)),
+                              layer.zeros.index_select(1, layer.g_idx.to(at::kLong)));
+    return at::equal(rebuilt.to(stored_type).to(at::kFloat), result.stored_weight);
+  }));
+  if (!same) return std::vector<TensorBytes>();
+  const auto written = std::find(formats.begin(), formats.end(), OutputFormat::kPacked);
+  if (written == formats.end()) return PackedTensors(layer);
+  std::vector<TensorBytes> out;
+  for (size_t t = 0; t < result.tensors.size(); ++t) {
+    if (result.tensor_format[t] == written - formats.begin()) out.push_back(result.tensors[t]);
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
     const std::string& name, const at::Tensor& weight, const at::Tensor& hessian,
     const LayerAllocation& allocation, const std::vector<OutputFormat>& formats,
-    DType checkpoint_dtype) const {
+    DType checkpoint_dtype, bool packed_weight) const {
   // size(1) of a 1-D tensor throws; everything else is checked by the numerics.
   if (!weight.defined() || weight.dim() != 2) {
     return absl::InvalidArgumentError(
@@ -198,6 +228,10 @@ absl::StatusOr<LayerQuantizer::Result> LayerQuantizer::Quantize(
       result.tensors.push_back(std::move(t));
       result.tensor_format.push_back(static_cast<int32_t>(f));
     }
+  }
+  if (packed_weight) {
+    BAQ_ASSIGN_OR_RETURN(result.packed_weight,
+                         PackedWeight(layer, result, formats, stored_type));
   }
   return result;
 }

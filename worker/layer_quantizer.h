@@ -50,11 +50,17 @@ class LayerQuantizer {
     std::vector<TensorBytes> tensors;
     std::vector<int32_t> tensor_format;  // Index into `formats`, per tensor.
     LayerReport report;
+    // With `packed_weight`: the layer in the packed format (layer_formats.h;
+    // the packed output's own tensors when the job writes that format),
+    // checked here to rebuild stored_weight bit for bit
+    // (packed_dequantize.h). Empty when it does not: the dense stored_weight
+    // must travel then.
+    std::vector<TensorBytes> packed_weight;
   };
   absl::StatusOr<Result> Quantize(const std::string& name, const at::Tensor& weight,
                                   const at::Tensor& hessian, const LayerAllocation& allocation,
                                   const std::vector<OutputFormat>& formats,
-                                  DType checkpoint_dtype) const;
+                                  DType checkpoint_dtype, bool packed_weight = false) const;
 
  private:
   const QuantizationConfig config_;

@@ -31,6 +31,7 @@
 #include "worker/calibration_inputs.h"
 #include "worker/engine/block_activations.h"
 #include "worker/engine/block_compute.h"
+#include "worker/engine/compact_weight.h"
 #include "worker/engine/block_prefetcher.h"
 #include "worker/engine/device_group.h"
 #include "worker/engine/engine_job.h"
@@ -388,13 +389,21 @@ absl::StatusOr<OwnedLayersOutput> TorchBlockEngine::QuantizeLayers(
   out.tensors_per_layer = std::move(weights.tensors_per_layer);
   const std::vector<LinearLayerSpec>& specs = state->block->linear_layers();
   for (size_t j = 0; j < layers.size(); ++j) {
+    const LinearLayerSpec& s = specs[layers[j]];
     TensorBytes w;
-    w.name = specs[layers[j]].name;
-    w.dtype = job_.model.dtype;
-    w.shape = {specs[layers[j]].out_features, specs[layers[j]].in_features};
-    // Lossless: the values are rounded to the checkpoint dtype already.
-    BAQ_ASSIGN_OR_RETURN(w.bytes, TensorToBytes(weights.stored_weights[j], w.dtype));
+    if (!weights.packed_weights[j].empty()) {
+      // About 5x smaller at 3 bits; checked to rebuild the dense weight.
+      BAQ_ASSIGN_OR_RETURN(w, EncodeCompactWeight(s.name, s.out_features, s.in_features,
+                                                  job_.model.dtype, weights.packed_weights[j]));
+    } else {
+      w.name = s.name;
+      w.dtype = job_.model.dtype;
+      w.shape = {s.out_features, s.in_features};
+      // Lossless: the values are rounded to the checkpoint dtype already.
+      BAQ_ASSIGN_OR_RETURN(w.bytes, TensorToBytes(weights.stored_weights[j], w.dtype));
+    }
     weights.stored_weights[j] = at::Tensor();
+    std::vector<TensorBytes>().swap(weights.packed_weights[j]);
     out.weights.push_back(std::move(w));
     // Quantized: its Hessian is not needed any more (sequential mode).
     if (job_.sequential()) state->hessians[layers[j]] = at::Tensor();
@@ -429,13 +438,11 @@ absl::Status TorchBlockEngine::AdvanceShards(int64_t block, std::vector<TensorBy
         absl::StrCat("AdvanceShards: block ", block, ": the job runs in parallel mode"));
   }
   activations_.ReleaseHandedOver();
-  // Check the weights against the block's layers before touching its state,
-  // so that a bad call leaves a retry possible.
   const std::vector<LinearLayerSpec> specs = job_.model.BlockLinearLayers(block);
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < specs.size(); ++i) index.emplace(specs[i].name, i);
-  std::vector<const TensorBytes*> given(specs.size(), nullptr);
-  for (const TensorBytes& w : weights) {
+  std::vector<TensorBytes*> given(specs.size(), nullptr);
+  for (TensorBytes& w : weights) {
     auto it = index.find(w.name);
     if (it == index.end()) {
       return absl::InvalidArgumentError(
@@ -445,16 +452,18 @@ absl::Status TorchBlockEngine::AdvanceShards(int64_t block, std::vector<TensorBy
       return absl::InvalidArgumentError(
           absl::StrCat("AdvanceShards: block ", block, ": ", w.name, " given twice"));
     }
-    const LinearLayerSpec& s = specs[it->second];
-    if (w.shape != std::vector<int64_t>{s.out_features, s.in_features} ||
-        w.bytes.size() != static_cast<size_t>(s.out_features * s.in_features) *
-                              DTypeSize(w.dtype)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "AdvanceShards: block ", block, ": the weight of ", w.name, " is not [",
-          s.out_features, ", ", s.in_features, "] of ", DTypeName(w.dtype), " (",
-          w.bytes.size(), " bytes)"));
-    }
     given[it->second] = &w;
+  }
+  // Decoded (and so checked) before the block's state is taken, so that a
+  // bad call leaves a retry possible.
+  std::vector<at::Tensor> decoded(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (given[i] == nullptr) continue;
+    BAQ_ASSIGN_OR_RETURN(decoded[i],
+                         Annotate(DecodeLayerWeight(std::move(*given[i]), specs[i].out_features,
+                                                    specs[i].in_features, job_.model.dtype,
+                                                    group_->first()),
+                                  absl::StrCat("AdvanceShards: block ", block)));
   }
   BlockState* measured = measurements_.Find(block);
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -468,16 +477,9 @@ absl::Status TorchBlockEngine::AdvanceShards(int64_t block, std::vector<TensorBy
   }
   BAQ_ASSIGN_OR_RETURN(BlockState state, TakeBlockToAdvance(block));
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (given[i] == nullptr) continue;
-    const TensorBytes& w = *given[i];
-    TensorView view{w.dtype, w.shape,
-                    absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(w.bytes.data()),
-                                        w.bytes.size())};
-    BAQ_ASSIGN_OR_RETURN(at::Tensor t, Annotate(CopyTensorFromView(view, group_->first(),
-                                                                   at::kFloat),
-                                                w.name));
+    if (!decoded[i].defined()) continue;
     for (DecoderBlock* replica : state.AllReplicas()) {
-      BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, t));
+      BAQ_RETURN_IF_ERROR(replica->SetLinearWeight(specs[i].short_name, decoded[i]));
     }
   }
   std::vector<TensorBytes>().swap(weights);

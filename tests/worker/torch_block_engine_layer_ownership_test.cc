@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/layer_ownership_driver.h"
 #include "tests/testing/test_paths.h"
+#include "worker/engine/compact_weight.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::worker {
@@ -188,8 +189,10 @@ TEST(TorchBlockEngineLayerOwnershipTest, ErrorPaths) {
   ASSERT_TRUE(q.ok()) << q.status();
   ASSERT_EQ(q->weights.size(), 1u);
   EXPECT_EQ(q->weights[0].name, (*layers)[4].name);
-  EXPECT_EQ(q->weights[0].dtype, DType::kF16);
-  EXPECT_EQ(q->weights[0].bytes.size(), 1536u * 384u * 2u);
+  // The compact encoding (engine/compact_weight.h): a 3-bit layer in well
+  // under a third of its float16 bytes.
+  EXPECT_TRUE(IsCompactWeight(q->weights[0]));
+  EXPECT_LT(q->weights[0].bytes.size() * 3, 1536u * 384u * 2u);
   // Quantized once: its weight is the quantized one now.
   EXPECT_EQ(Owner(*e).QuantizeLayers(0, {4}, ThreeBits(*m)).status().code(),
             absl::StatusCode::kFailedPrecondition);

@@ -260,7 +260,8 @@ absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& j
       BAQ_ASSIGN_OR_RETURN(
           results[i],
           Annotate(quantizer.Quantize(specs[i].name, w, state.hessians[i], allocation[j],
-                                      job.config.formats, job.model.dtype),
+                                      job.config.formats, job.model.dtype,
+                                      /*packed_weight=*/weights != nullptr),
                    specs[i].name));
       results[i]->report.seconds = absl::ToDoubleSeconds(absl::Now() - start);
     }
@@ -282,6 +283,7 @@ absl::StatusOr<BlockOutput> QuantizeBlock(DeviceGroup& group, const EngineJob& j
     }
     if (weights != nullptr) {
       weights->stored_weights.push_back(r.stored_weight);
+      weights->packed_weights.push_back(std::move(r.packed_weight));
       weights->tensors_per_layer.push_back(static_cast<int32_t>(r.tensors.size()));
     }
     for (size_t t = 0; t < r.tensors.size(); ++t) {

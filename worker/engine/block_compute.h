@@ -72,6 +72,9 @@ struct QuantizedWeights {
   // LayerQuantizer::Result::stored_weight: float32 values already rounded to
   // the checkpoint dtype.
   std::vector<at::Tensor> stored_weights;
+  // Per layer, LayerQuantizer::Result::packed_weight: the packed tensors that
+  // rebuild stored_weights bit for bit, or empty (then only the dense one).
+  std::vector<std::vector<TensorBytes>> packed_weights;
   std::vector<int32_t> tensors_per_layer;
 };
 
