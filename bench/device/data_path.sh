@@ -85,7 +85,17 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$log"
 CONFIGS=${CONFIGS:-local,svc1,local_s2,svc2}
 want() { [[ ,$CONFIGS, == *,$1,* ]]; }
 rm -rf /tmp/dp_*
-want local && timed "${NAME}_local" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --out /tmp/dp_local
+# TRACE=1: local runs write their own timeline, summarized like the daemons'.
+local_trace() {  # local_trace NAME
+  [[ ${TRACE:-0} == 1 ]] && echo "--trace_file=/tmp/dp_trace_$1.json"
+}
+summarize_local() {  # summarize_local NAME
+  [[ ${TRACE:-0} == 1 && -f /tmp/dp_trace_$1.json ]] &&
+    python3 tools/trace/summarize_trace.py "/tmp/dp_trace_$1.json" --top 12 2>&1 | tee -a "$log"
+  return 0
+}
+want local && timed "${NAME}_local" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --out /tmp/dp_local \
+  $(local_trace local) && summarize_local local
 if want svc1; then
 start_service cuda:0
 timed "${NAME}_svc1" "$BAQ" submit --coordinator=127.0.0.1:7300 "${JOB[@]}" --out /tmp/dp_svc1 --wait
@@ -93,7 +103,7 @@ stop_service "${NAME}_svc1"
 same /tmp/dp_local /tmp/dp_svc1
 fi
 want local_s2 && timed "${NAME}_local_s2" rss "$BAQ" quantize "${JOB[@]}" --device cuda:0 --calibration_shards 2 \
-  --out /tmp/dp_local_s2
+  --out /tmp/dp_local_s2 $(local_trace local_s2) && summarize_local local_s2
 if want svc2; then
 start_service cuda:0 cuda:0
 timed "${NAME}_svc2" "$BAQ" submit --coordinator=127.0.0.1:7300 "${JOB[@]}" --out /tmp/dp_svc2 --wait
