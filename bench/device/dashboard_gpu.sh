@@ -9,6 +9,9 @@
 #      only the wire-bytes panels may be empty until the runner feeds them, and
 #      the two "RPC errors" panels in a run where nothing fails.
 # DEVICE=cpu BUILD_DIR=build NSAMPLES=8 SEQLEN=64: the same on a CPU build (no NVML check).
+# MODEL (default examples/opt-fixture), FORMAT (fake-quant), NSAMPLES (32), SEQLEN (256) pick the
+# job; REFERENCE=<dir> also checks the output byte for byte against that directory (a local run
+# of the same job, e.g. bench/device/data_path.sh with KEEP_OUTPUTS=1).
 # Runs ON the device after tools/device/build.sh built the daemons and the CLI:
 #   TARGETS="baq_coordinator_main baq_worker_main baq_cli_main" SKIP_CTEST=1 \
 #     bash tools/device/build.sh && bash bench/device/dashboard_gpu.sh
@@ -47,10 +50,22 @@ YAML
 fi
 t0=$(date +%s)
 "$build/tools/cli/baq" submit --coordinator=127.0.0.1:$cp --wait --request_id=dash-gpu \
-  --out="$work/out" --model=examples/opt-fixture --calib=examples/calibration.txt --bits=3 \
-  --method=baq --mode=sequential --nsamples="${NSAMPLES:-32}" --seqlen="${SEQLEN:-256}" \
-  --format=fake-quant >"$work/submit.log" 2>&1 || { echo "FAIL job:"; tail -5 "$work/submit.log"; fail=1; }
+  --out="$work/out" --model="${MODEL:-examples/opt-fixture}" --calib=examples/calibration.txt \
+  --bits=3 --method=baq --mode=sequential --nsamples="${NSAMPLES:-32}" --seqlen="${SEQLEN:-256}" \
+  --format="${FORMAT:-fake-quant}" >"$work/submit.log" 2>&1 ||
+  { echo "FAIL job:"; tail -5 "$work/submit.log"; fail=1; }
 tail -1 "$work/submit.log"
+echo "job wall: $(( $(date +%s) - t0 )) s"
+if [[ -n "${REFERENCE:-}" ]]; then  # the same job's local output, e.g. data_path.sh KEEP_OUTPUTS=1
+  log=$work/same.log
+  note() { echo "$*" | tee -a "$log"; }
+  source "$(dirname "$0")/lib.sh"
+  if same "$REFERENCE" "$work/out" | grep -q '^IDENTICAL'; then
+    echo "PASS output byte-identical to $REFERENCE"
+  else
+    echo "FAIL output differs from $REFERENCE:"; cat "$log"; fail=1
+  fi
+fi
 curl -s 127.0.0.1:$wm/metrics >"$work/worker.metrics"
 curl -s 127.0.0.1:$cm/metrics >"$work/coordinator.metrics"
 grep -E '^(baq_worker_nvml_up|baq_worker_gpu_|process_resident|baq_process_peak)' "$work/worker.metrics"

@@ -13,7 +13,8 @@
 # coordinator's "resident shards: ... over the wire" line and the workers' byte counters.
 # svc1 must be byte-identical to local and svc2 to local_s2. Log: $OUT/data_path_$NAME.log.
 # CONFIGS (comma-separated; default local,svc1,local_s2,svc2) picks the configurations. TRACE=1:
-# the daemons write --trace_file timelines, summarized per stage (tools/trace/summarize_trace.py).
+# the daemons write --trace_file timelines, summarized per stage (tools/trace/summarize_trace.py);
+# TRACE_LOCAL=1 traces the local runs too. KEEP_OUTPUTS=1 keeps the outputs in /tmp/dp_<config>.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 B=${BUILD_DIR:-build-gpu}
@@ -85,12 +86,14 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$log"
 CONFIGS=${CONFIGS:-local,svc1,local_s2,svc2}
 want() { [[ ,$CONFIGS, == *,$1,* ]]; }
 rm -rf /tmp/dp_*
-# TRACE=1: local runs write their own timeline, summarized like the daemons'.
+# TRACE_LOCAL=1: local runs write their own timeline too, summarized like the daemons' (a
+# traced `baq quantize` on CUDA synchronizes at every span's end, so its wall time is not the
+# untraced one).
 local_trace() {  # local_trace NAME
-  [[ ${TRACE:-0} == 1 ]] && echo "--trace_file=/tmp/dp_trace_$1.json"
+  [[ ${TRACE_LOCAL:-0} == 1 ]] && echo "--trace_file=/tmp/dp_trace_$1.json"
 }
 summarize_local() {  # summarize_local NAME
-  [[ ${TRACE:-0} == 1 && -f /tmp/dp_trace_$1.json ]] &&
+  [[ ${TRACE_LOCAL:-0} == 1 && -f /tmp/dp_trace_$1.json ]] &&
     python3 tools/trace/summarize_trace.py "/tmp/dp_trace_$1.json" --top 12 2>&1 | tee -a "$log"
   return 0
 }
@@ -110,4 +113,5 @@ timed "${NAME}_svc2" "$BAQ" submit --coordinator=127.0.0.1:7300 "${JOB[@]}" --ou
 stop_service "${NAME}_svc2"
 same /tmp/dp_local_s2 /tmp/dp_svc2
 fi
-rm -rf /tmp/dp_*
+# KEEP_OUTPUTS=1 keeps /tmp/dp_<config> (e.g. as REFERENCE for dashboard_gpu.sh).
+[[ ${KEEP_OUTPUTS:-0} == 1 ]] || rm -rf /tmp/dp_*
