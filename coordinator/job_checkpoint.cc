@@ -127,6 +127,7 @@ absl::StatusOr<CheckpointState> JobCheckpoint::Load() const {
     s.worker_failures = j.at("worker_failures").get<int64_t>();
     s.resumes = j.value("resumes", int64_t{0});
     s.shard_checkpoint_block = j.value("shard_checkpoint_block", int64_t{-1});
+    s.shard_checkpoint_previous = j.value("shard_checkpoint_previous", int64_t{-1});
     if (s.blocks_done < 0 || s.blocks_done > s.num_blocks) {
       return absl::DataLossError(absl::StrCat(path, ": blocks_done ", s.blocks_done,
                                               " is outside [0, ", s.num_blocks, "]"));
@@ -232,6 +233,7 @@ absl::Status JobCheckpoint::WriteManifest(const CheckpointState& s) {
                   {"worker_failures", s.worker_failures},
                   {"resumes", s.resumes},
                   {"shard_checkpoint_block", s.shard_checkpoint_block},
+                  {"shard_checkpoint_previous", s.shard_checkpoint_previous},
                   {"config", config_}};
   const std::string text = j.dump(1) + "\n";
   return WriteFileDurably(dir_ + "/manifest.json", {text});

@@ -56,6 +56,11 @@ struct CheckpointState {
   // every shard has durably checkpointed on the workers' storage; -1: none
   // (recovery re-embeds and replays from block 0).
   int64_t shard_checkpoint_block = -1;
+  // The shard checkpoint before it (-1: the embeddings). Workers may still
+  // be writing the latest one when they are lost (asynchronous checkpoints);
+  // then the shards come back from this one, whose files and replay weights
+  // are kept until a newer checkpoint supersedes the latest.
+  int64_t shard_checkpoint_previous = -1;
 };
 
 class JobCheckpoint {

@@ -50,8 +50,9 @@ absl::Status ResidentShards::Supports(const std::vector<BlockEngine*>& engines, 
   return absl::OkStatus();
 }
 
-void ResidentShards::Begin(int64_t first_block, int64_t durable) {
+void ResidentShards::Begin(int64_t first_block, int64_t durable, int64_t previous) {
   durable_ = durable;
+  previous_ = durable >= 0 ? std::min(previous, durable - 1) : -1;
   for (Shard& s : shards_) s.at = first_block == 0 ? 0 : -1;
 }
 
@@ -117,10 +118,12 @@ absl::Status ResidentShards::OnEngines(const std::vector<std::function<absl::Sta
 
 absl::Status ResidentShards::Restore(int64_t b) {
   // Orphaned shards come back on their holders from the latest checkpoint
-  // (or the embeddings), all engines at once.
-  const int64_t from = durable_ >= 0 ? durable_ : 0;
-  const std::string dir = durable_ >= 0 ? options_.shard_dir : "";
+  // (or the embeddings), all engines at once. A checkpoint file the lost
+  // worker had not finished (asynchronous checkpoints: missing, or damaged)
+  // sends its shard back one checkpoint further (previous_), whose replay
+  // weights are kept for this.
   std::vector<std::function<absl::Status()>> calls(engines_.size());
+  std::vector<int64_t> from(shards_.size(), -1);
   bool any = false;
   for (size_t i = 0; i < engines_.size(); ++i) {
     std::vector<int32_t> lost;
@@ -130,23 +133,36 @@ absl::Status ResidentShards::Restore(int64_t b) {
     if (lost.empty()) continue;
     any = true;
     BlockEngine* e = engines_[i];
-    calls[i] = [e, lost, from, dir, b]() -> absl::Status {
+    calls[i] = [this, e, lost, b, &from]() -> absl::Status {
       for (int32_t k : lost) {
-        BAQ_RETURN_IF_ERROR(Annotate(
-            Owner(e).RestoreShard(from, k, dir),
-            absl::StrCat(e->name(), ": restoring shard ", k, " of block ", from,
-                         dir.empty() ? " from the embeddings" : absl::StrCat(" from ", dir),
-                         " to redo block ", b)));
+        int64_t at = durable_;
+        absl::Status s = RestoreShardFrom(e, k, at, b);
+        if ((absl::IsNotFound(s) || absl::IsDataLoss(s)) && durable_ >= 0) {
+          at = previous_;
+          s = RestoreShardFrom(e, k, at, b);
+        }
+        BAQ_RETURN_IF_ERROR(s);
+        from[k] = std::max<int64_t>(at, 0);
       }
       return absl::OkStatus();
     };
   }
   if (!any) return absl::OkStatus();
   BAQ_RETURN_IF_ERROR(OnEngines(calls));
-  for (Shard& s : shards_) {
-    if (s.at < 0) s.at = from;
+  for (size_t k = 0; k < shards_.size(); ++k) {
+    if (shards_[k].at < 0) shards_[k].at = from[k];
   }
   return absl::OkStatus();
+}
+
+absl::Status ResidentShards::RestoreShardFrom(BlockEngine* e, int32_t shard, int64_t checkpoint,
+                                              int64_t b) {
+  const int64_t from = checkpoint >= 0 ? checkpoint : 0;
+  const std::string dir = checkpoint >= 0 ? options_.shard_dir : "";
+  return Annotate(Owner(e).RestoreShard(from, shard, dir),
+                  absl::StrCat(e->name(), ": restoring shard ", shard, " of block ", from,
+                               dir.empty() ? " from the embeddings" : absl::StrCat(" from ", dir),
+                               " to redo block ", b));
 }
 
 absl::Status ResidentShards::Sync(int64_t b) {
@@ -429,6 +445,7 @@ absl::Status ResidentShards::Checkpoint(int64_t block) {
                                               shards_[s].holder->name()));
     }
   }
+  if (durable_ != block) previous_ = durable_;
   durable_ = block;
   return absl::OkStatus();
 }

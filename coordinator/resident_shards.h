@@ -90,8 +90,9 @@ class ResidentShards {
   // Where the shards stand before the first block to run. first_block 0:
   // every engine holds every shard's block-0 inputs (Start embedded them).
   // Later (a resumed job): every shard is restored from the checkpoint of
-  // block `durable` (-1: re-embedded) and replayed when the next block runs.
-  void Begin(int64_t first_block, int64_t durable);
+  // block `durable` (-1: re-embedded), or of `previous` where that one's
+  // file is missing or damaged, and replayed when the next block runs.
+  void Begin(int64_t first_block, int64_t durable, int64_t previous = -1);
 
   // (Re)deals the shards over `live`: a shard stays with its engine while it
   // lives; an orphaned shard goes to the survivor holding the fewest (ties:
@@ -121,7 +122,11 @@ class ResidentShards {
   void ReleaseWeightsBefore(int64_t block);
 
   // The block of the latest shard checkpoint every shard has; -1: none.
+  // Workers may still be writing it (asynchronous checkpoints): a shard whose
+  // file is missing or damaged is restored from previous() instead (-1: the
+  // embeddings), so replay weights are kept from previous() on.
   int64_t durable() const { return durable_; }
+  int64_t previous() const { return previous_; }
   // The engine whose call failed in the last failed method, or null when
   // the failure was not one engine's.
   BlockEngine* failed() const { return failed_; }
@@ -150,6 +155,9 @@ class ResidentShards {
                          std::vector<absl::Status>* each = nullptr);
   absl::Status Sync(int64_t b);
   absl::Status Restore(int64_t b);
+  // RestoreShard of `shard` on `e` from the shard checkpoint of block
+  // `checkpoint` (-1: the embeddings), annotated for redoing block `b`.
+  absl::Status RestoreShardFrom(BlockEngine* e, int32_t shard, int64_t checkpoint, int64_t b);
   absl::StatusOr<std::vector<TensorBytes>> WeightsOf(int64_t block);
   // Starts writing the weights to the store on a background thread (the
   // write of the previous block is joined first); in memory without one.
@@ -160,6 +168,7 @@ class ResidentShards {
   std::vector<BlockEngine*> engines_;  // The live engines, in order.
   std::vector<Shard> shards_;
   int64_t durable_ = -1;
+  int64_t previous_ = -1;
   // The block in progress: its layers and owners (index into engines_).
   std::vector<LayerShape> layers_;
   std::vector<int> owners_;

@@ -112,7 +112,7 @@ absl::Status SequentialRun::Run() {
   if (resident_ != nullptr) {
     // Weights are stored next to the outputs when there is a checkpoint.
     resident_->set_weight_store(checkpoint_.get());
-    resident_->Begin(first_, state_.shard_checkpoint_block);
+    resident_->Begin(first_, state_.shard_checkpoint_block, state_.shard_checkpoint_previous);
   }
   BitBudget& budget = target_.budget();
   for (int64_t b = first_; b < run_.num_blocks;) {
@@ -217,7 +217,10 @@ absl::Status SequentialRun::Commit(int64_t b, const BlockOutput& output,
     state_.blocks_done = b + 1;
     state_.budget = budget.state();
     state_.worker_failures = run_.engines.failures();
-    if (resident_ != nullptr) state_.shard_checkpoint_block = resident_->durable();
+    if (resident_ != nullptr) {
+      state_.shard_checkpoint_block = resident_->durable();
+      state_.shard_checkpoint_previous = resident_->previous();
+    }
     BAQ_RETURN_IF_ERROR(Annotate(checkpoint_->SaveBlock(output, next_inputs, state_),
                                  absl::StrCat("checkpointing block ", b)));
   }
@@ -254,9 +257,12 @@ absl::Status SequentialRun::RunResidentBlock(int64_t b, bool& committed) {
   BAQ_RETURN_IF_ERROR(resident_->FlushWeights());
   BAQ_RETURN_IF_ERROR(Commit(b, output, nullptr));  // Records durable() too.
   committed = true;
-  // A newer shard checkpoint is recorded: the weights before it are not
+  // A newer shard checkpoint is recorded: the weights before the one before
+  // it (the fallback while workers may still be writing the newest) are not
   // needed for a replay any more.
-  if (resident_->durable() != durable) resident_->ReleaseWeightsBefore(resident_->durable());
+  if (resident_->durable() != durable && resident_->previous() >= 0) {
+    resident_->ReleaseWeightsBefore(resident_->previous());
+  }
   return advanced;
 }
 

@@ -34,6 +34,10 @@ ABSL_FLAG(std::vector<std::string>, devices, {"cpu"},
           "Devices to serve, one executor thread each: cpu or cuda:N, comma-separated; "
           "cuda:0+cuda:1 is one executor spanning both GPUs (calibration split, Hessians "
           "all-reduced over NCCL).");
+ABSL_FLAG(bool, async_shard_checkpoints, true,
+          "Write shard checkpoints (resident data path) on a background thread while the job "
+          "goes on; the coordinator falls back to the checkpoint before when a lost worker's "
+          "newest file is incomplete. false: each checkpoint is on disk before the call returns.");
 ABSL_FLAG(int, hessian_partials, 0,
           "Hessian partial sums per executor (0: one per device of the executor); output bits "
           "depend on it, not on the device count.");
@@ -153,11 +157,14 @@ int main(int argc, char** argv) {
   const int hessian_partials = absl::GetFlag(FLAGS_hessian_partials);
   baq::worker::WorkerDeps deps;
   deps.metrics = &metrics;
-  deps.engine_factory = [threads, hessian_partials](const std::string& device) {
+  const bool async_checkpoints = absl::GetFlag(FLAGS_async_shard_checkpoints);
+  deps.engine_factory = [threads, hessian_partials,
+                         async_checkpoints](const std::string& device) {
     baq::worker::EngineOptions engine;
     engine.device = device;
     engine.num_threads = threads;
     engine.hessian_partials = hessian_partials;
+    engine.async_shard_checkpoints = async_checkpoints;
     return baq::worker::MakeTorchBlockEngine(engine);
   };
   // Fail fast on a device this build or machine cannot serve.

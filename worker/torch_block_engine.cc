@@ -45,11 +45,6 @@
 namespace baq::worker {
 namespace {
 
-// LayerOwnership::CheckpointShards' file of `shard` at `block`.
-std::string ShardCheckpointPath(const std::string& dir, int32_t shard, int64_t block) {
-  return absl::StrCat(dir, "/shard-", shard, ".block-", block, ".baqa");
-}
-
 class TorchBlockEngine final : public BlockEngine,
                                public ActivationTransfer,
                                public ShardedCalibration,
@@ -512,7 +507,8 @@ absl::StatusOr<std::vector<int32_t>> TorchBlockEngine::CheckpointShards(int64_t 
   std::vector<ShardCheckpointWriter::File> files;
   for (const auto& [shard, x] : HeldShards(block)) {
     ShardCheckpointWriter::File f;
-    f.path = ShardCheckpointPath(dir, shard, block);
+    f.path = ShardCheckpointWriter::Path(dir, shard, block);
+    f.superseded = ShardCheckpointWriter::Superseded(dir, shard, block);
     BAQ_ASSIGN_OR_RETURN(f.bytes, EncodeActivations(x));  // A host copy.
     files.push_back(std::move(f));
     written.push_back(shard);
@@ -548,7 +544,7 @@ absl::Status TorchBlockEngine::RestoreShard(int64_t block, int32_t shard,
   }
   // The file may be one this engine is still writing.
   checkpoints_.Join();
-  const std::string path = ShardCheckpointPath(dir, shard, block);
+  const std::string path = ShardCheckpointWriter::Path(dir, shard, block);
   absl::StatusOr<std::string> bytes = ReadFileContents(path);
   if (!bytes.ok()) {
     if (absl::IsNotFound(bytes.status())) return bytes.status();

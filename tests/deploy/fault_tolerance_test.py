@@ -437,8 +437,11 @@ def scenario_worker_sigterm(c, flags):
     # from checkpointed inputs with a non-empty bit budget.
     await_checkpoint(c, job, 1)
     await_block_work(c, job)
-    first = c.busy_worker(exclude=("w3",))
-    sigterm(c, job, first, graces[first], drained=True)
+    # Whichever worker holds the job's shard (a one-shard job runs on one worker, and which one
+    # depends on the order the workers registered in): excluding w3 here waited forever when w3
+    # held it.
+    first = c.busy_worker()
+    sigterm(c, job, first, graces[first], drained=graces[first] > 0)
     # Then the survivor that took over the calibration shard (the resident data path deals an
     # orphaned shard to the survivor holding the fewest): w3 has no grace, so its call in flight
     # is interrupted and handed back; w2 drains.

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/test_paths.h"
 #include "tests/testing/tiny_model.h"
+#include "worker/engine/shard_checkpoint_writer.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq {
@@ -115,7 +116,12 @@ class LosingEngine final : public BlockEngine, public ShardedCalibration, public
   absl::StatusOr<std::vector<int32_t>> CheckpointShards(int64_t b,
                                                         const std::string& dir) override {
     BAQ_RETURN_IF_ERROR(Touch(b));
-    return owner_->CheckpointShards(b, dir);
+    absl::StatusOr<std::vector<int32_t>> written = owner_->CheckpointShards(b, dir);
+    if (written.ok() && b == unfinished_checkpoint) {
+      // As if an asynchronous write was still running when the worker died.
+      for (int32_t k : *written) fs::remove(worker::ShardCheckpointWriter::Path(dir, k, b));
+    }
+    return written;
   }
   absl::Status RestoreShard(int64_t b, int32_t s, const std::string& dir) override {
     BAQ_RETURN_IF_ERROR(Touch(b));
@@ -124,6 +130,8 @@ class LosingEngine final : public BlockEngine, public ShardedCalibration, public
 
   int activation_moves = 0;
   int quantize_layer_calls = 0;
+  // The shard checkpoint of this block never reaches the disk (-1: all do).
+  int64_t unfinished_checkpoint = -1;
 
  private:
   absl::Status Touch(int64_t b) {
@@ -237,6 +245,25 @@ TEST(ResidentShardsTest, LostWorkerIsReplayedFromTheShardCheckpoint) {
   EXPECT_EQ(a.activation_moves + b.activation_moves, 0);
   // The weights before the last shard checkpoint are not kept.
   EXPECT_FALSE(fs::exists(fs::path(dir) / "checkpoint" / "weights-0.bin"));
+}
+
+TEST(ResidentShardsTest, AnUnfinishedShardCheckpointFallsBackToTheOneBefore) {
+  const std::string dir = testing::MakeScratchDir();
+  const coordinator::JobSummary want = Local(dir + "/local", 2);
+  std::unique_ptr<BlockEngine> a_inner = MakeEngine(), b_inner = MakeEngine();
+  // Checkpoints after every block (K = 1); b's block-2 files never land
+  // (an asynchronous write cut short) and b is lost at the block-3
+  // checkpoint: its shard comes back from block 1 on a, and blocks 1 and 2
+  // are replayed.
+  LosingEngine a(a_inner.get(), -1), b(b_inner.get(), /*fail_block=*/3);
+  b.unfinished_checkpoint = 2;
+  coordinator::JobRunner run(Job(dir + "/resident", 2), {&a, &b}, nullptr, Recovery(dir, 1));
+  absl::StatusOr<coordinator::JobSummary> got = run.Run();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->total_proxy_loss, want.total_proxy_loss);
+  ExpectSameOutput(dir + "/local", dir + "/resident");
+  EXPECT_EQ(got->replayed_blocks, 2);
+  EXPECT_EQ(got->wire.activations, 0);
 }
 
 TEST(ResidentShardsTest, WithoutShardCheckpointsALostShardIsReplayedFromTheEmbeddings) {

@@ -3,7 +3,8 @@
 // ShardCheckpointWriter: writes a TorchBlockEngine's shard checkpoint files
 // (LayerOwnership::CheckpointShards: `dir`/shard-<k>.block-<b>.baqa), each
 // durably (common/durable_file.h: temporary name, fsync, rename, fsync of
-// the directory), either at once or on a background thread.
+// the directory), either at once or on a background thread, and removes the
+// shard's older checkpoints once the new one is durable (two stay per shard).
 //
 // Asynchronous mode (EngineOptions::async_shard_checkpoints): Write() waits
 // for the previous batch, returns that batch's error if it failed, and
@@ -21,6 +22,7 @@
 #ifndef BAQ_WORKER_ENGINE_SHARD_CHECKPOINT_WRITER_H_
 #define BAQ_WORKER_ENGINE_SHARD_CHECKPOINT_WRITER_H_
 
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,7 +36,19 @@ class ShardCheckpointWriter {
   struct File {
     std::string path;
     std::string bytes;
+    // Removed once `path` is durable: older checkpoints of the same shard
+    // (Superseded), so a long job keeps at most two per shard on disk.
+    std::vector<std::string> superseded;
   };
+
+  // `dir`/shard-<shard>.block-<block>.baqa.
+  static std::string Path(const std::string& dir, int32_t shard, int64_t block);
+  // The files of `shard` in `dir` that a new checkpoint at `block` makes
+  // unnecessary: every one older than the newest one before `block` (that
+  // one stays, in case the new one is lost before it is durable). Files of
+  // other shards, later blocks and other names are never listed.
+  static std::vector<std::string> Superseded(const std::string& dir, int32_t shard,
+                                             int64_t block);
 
   explicit ShardCheckpointWriter(bool async) : async_(async) {}
   ShardCheckpointWriter(const ShardCheckpointWriter&) = delete;
