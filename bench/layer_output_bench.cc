@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/code_packing.h"
+#include "common/matrix_packing.h"
 #include "worker/compressed_tensors_format.h"
 #include "worker/layer_formats.h"
 
@@ -291,6 +292,19 @@ void BM_Packed(benchmark::State& state) {
   const QuantizedLayer& l = BaqLayer(state.range(0));
   Run(state, "Packed", [&] { return OrDie(PackedTensors(l)); }, [&] { return RefPacked(l); });
 }
+// PackMixedRadixColumns alone: Packed minus this is the small tensors and
+// the LibTorch calls around it.
+void BM_PackedColumnsOnly(benchmark::State& state) {
+  const QuantizedLayer& l = BaqLayer(state.range(0));
+  const at::Tensor levels = l.levels.contiguous();
+  Run(state, "PackedColumnsOnly", [&] {
+    std::vector<TensorBytes> r(1);
+    r[0].bytes = *PackMixedRadixColumns(
+        absl::MakeConstSpan(l.codes.data_ptr<uint8_t>(), l.codes.numel()), l.codes.size(0),
+        absl::MakeConstSpan(levels.data_ptr<int32_t>(), levels.numel()), at::get_num_threads());
+    return r;
+  });
+}
 void BM_PackedReference(benchmark::State& state) {
   const QuantizedLayer& l = BaqLayer(state.range(0));
   Run(state, "PackedReference", [&] { return RefPacked(l); });
@@ -322,6 +336,7 @@ void BM_CompressedTensorsReference(benchmark::State& state) {
       ->UseManualTime()                                                                 \
       ->Unit(benchmark::kMillisecond)
 BAQ_OUTPUT_BENCH(BM_Packed);
+BAQ_OUTPUT_BENCH(BM_PackedColumnsOnly);
 BAQ_OUTPUT_BENCH(BM_PackedReference);
 BAQ_OUTPUT_BENCH(BM_Gptq);
 BAQ_OUTPUT_BENCH(BM_GptqReference);
