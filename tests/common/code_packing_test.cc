@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -218,34 +219,48 @@ std::vector<uint8_t> AsBytes(const std::vector<Word>& words) {
   return std::vector<uint8_t>(p, p + words.size() * sizeof(Word));
 }
 
-TEST(CodePackingTest, FixedWidthBytesEqualTheBitAtATimeEncoder) {
-  std::mt19937_64 rng(6);
-  for (int bits = 1; bits <= 8; ++bits) {
-    for (int64_t n : {0, 1, 31, 32, 33, 63, 64, 65, 1000}) {
-      const std::vector<uint8_t> codes = RandomCodes(rng, n, 1 << bits);
-      const std::vector<uint8_t> want = ReferenceFixedWidth(codes, bits);
-      ASSERT_EQ(AsBytes(*PackFixedWidth(codes, bits)), want) << bits << " bits, " << n;
-      std::vector<uint8_t> into(want.size(), 0xFF);
-      ASSERT_TRUE(PackFixedWidthInto(codes, bits, absl::MakeSpan(into)).ok());
-      ASSERT_EQ(into, want) << bits << " bits, " << n;
-    }
-  }
+// log2(levels) rounded down.
+int BitWidth(int32_t levels) {
+  int bits = 0;
+  while ((2 << bits) <= levels) ++bits;
+  return bits;
 }
 
-TEST(CodePackingTest, MixedRadixBytesEqualTheBitAtATimeEncoder) {
-  std::mt19937_64 rng(7);
+// The allocating packer's words and the ...Into packer's bytes both equal
+// `want`.
+template <typename Words, typename Into>
+void ExpectBytes(const absl::StatusOr<Words>& words, const Into& into,
+                 const std::vector<uint8_t>& want, const std::string& what) {
+  ASSERT_TRUE(words.ok()) << words.status();
+  EXPECT_EQ(AsBytes(*words), want) << what;
+  std::vector<uint8_t> out(want.size(), 0xFF);
+  ASSERT_TRUE(into(absl::MakeSpan(out)).ok()) << what;
+  EXPECT_EQ(out, want) << what;
+}
+
+// Every level count, mixed radix; the powers of two also fixed width.
+TEST(CodePackingTest, BytesEqualTheBitAtATimeEncoders) {
+  std::mt19937_64 rng(6);
   for (int32_t levels = 1; levels <= 256; ++levels) {
     const MixedRadixLayout layout = *MixedRadixLayoutFor(levels);
     const int64_t t = layout.codes_per_group;
-    for (int64_t n : {int64_t{0}, int64_t{1}, t - 1, t, t + 1, 3 * t + 2, int64_t{63},
-                      int64_t{64}, int64_t{65}, int64_t{1000}}) {
+    const int bits = BitWidth(levels);
+    for (int64_t n : {int64_t{0}, int64_t{1}, t - 1, t, t + 1, 3 * t + 2, int64_t{31},
+                      int64_t{32}, int64_t{33}, int64_t{63}, int64_t{64}, int64_t{65},
+                      int64_t{1000}}) {
       if (n < 0) continue;
       const std::vector<uint8_t> codes = RandomCodes(rng, n, levels);
-      const std::vector<uint8_t> want = ReferenceMixedRadix(codes, layout);
-      ASSERT_EQ(AsBytes(*PackMixedRadix(codes, levels)), want) << levels << " levels, " << n;
-      std::vector<uint8_t> into(want.size(), 0xFF);
-      ASSERT_TRUE(PackMixedRadixInto(codes, layout, absl::MakeSpan(into)).ok());
-      ASSERT_EQ(into, want) << levels << " levels, " << n;
+      const std::string what = absl::StrCat(levels, " levels, ", n, " codes");
+      ExpectBytes(
+          PackMixedRadix(codes, levels),
+          [&](absl::Span<uint8_t> out) { return PackMixedRadixInto(codes, layout, out); },
+          ReferenceMixedRadix(codes, layout), what);
+      if (levels == 1 << bits && bits >= 1) {
+        ExpectBytes(
+            PackFixedWidth(codes, bits),
+            [&](absl::Span<uint8_t> out) { return PackFixedWidthInto(codes, bits, out); },
+            ReferenceFixedWidth(codes, bits), what);
+      }
     }
   }
 }
