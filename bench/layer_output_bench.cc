@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "common/code_packing.h"
 #include "common/matrix_packing.h"
 #include "worker/compressed_tensors_format.h"
@@ -370,10 +371,5 @@ void PrintRatios() {
 }  // namespace baq::worker
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  baq::worker::PrintRatios();
-  return 0;
+  return baq::RunBenchmarks(argc, argv, baq::worker::PrintRatios);
 }
