@@ -8,11 +8,14 @@
 //                      allocation), random row_min/row_max
 //   Gptq               GptqTensors of a 4-bit grid layer, groups of 128
 //   CompressedTensors  CompressedTensorsTensors of the same layer, asymmetric
+//   PackedColumnsOnly  PackMixedRadixColumns alone (no reference of its own)
 // each against a serial reference: the implementation before the packers were
 // rewritten (one std::vector per column or row, appended to a std::string;
 // the bit-at-a-time BitWriter), copied here verbatim in spirit (same loops,
-// same LibTorch calls). Every "ours" run is checked byte for byte against the
-// reference's output once per shape.
+// same LibTorch calls, run with the same LibTorch threads). Every "ours" run
+// is checked byte for byte against the reference's output once per shape.
+// On a GPU, PackedTensors starts with a device-to-host copy of the uint8
+// codes that these CPU-tensor runs do not have (nor had the old code here).
 //
 // Arguments: /<out features>/<threads>; threads goes to at::set_num_threads,
 // which is what the packers use. Prints ns per code and ours / reference.
