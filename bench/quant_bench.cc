@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "worker/quant/baq.h"
 #include "worker/quant/gptq.h"
 #include "worker/quant/hessian_accumulator.h"
@@ -195,10 +196,5 @@ int main(int argc, char** argv) {
     }
   }
   argc = kept;
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  baq::worker::PrintRatios();
-  return 0;
+  return baq::RunBenchmarks(argc, argv, baq::worker::PrintRatios);
 }

@@ -1,9 +1,13 @@
 #include "common/code_packing.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/code_packing_internal.h"
+#include "common/parallel_for.h"
 
 namespace baq {
 namespace {
@@ -13,32 +17,6 @@ __extension__ typedef unsigned __int128 Uint128;
 constexpr uint64_t LowMask(int bits) {
   return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
 }
-
-// Little-endian bit stream over words of type Word: stream bit k is bit
-// k % W of word k / W. Fields of up to 64 bits may straddle words.
-template <typename Word>
-class BitWriter {
- public:
-  static constexpr int kWordBits = 8 * sizeof(Word);
-  explicit BitWriter(std::vector<Word>& words) : words_(words) {}
-
-  // REQUIRES: value < 2^width, width <= 64, room in `words`.
-  void Write(uint64_t value, int width) {
-    while (width > 0) {
-      const int offset = static_cast<int>(position_ % kWordBits);
-      const int take = std::min(width, kWordBits - offset);
-      words_[position_ / kWordBits] |=
-          static_cast<Word>((value & LowMask(take)) << offset);
-      value = take >= 64 ? 0 : value >> take;
-      width -= take;
-      position_ += take;
-    }
-  }
-
- private:
-  std::vector<Word>& words_;
-  int64_t position_ = 0;
-};
 
 template <typename Word>
 class BitReader {
@@ -104,7 +82,68 @@ absl::Status CheckWordCount(size_t got, int64_t want) {
   return absl::OkStatus();
 }
 
+absl::Status CheckByteCount(size_t got, int64_t want) {
+  if (static_cast<int64_t>(got) != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", want, " bytes for the packed words, got ", got));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckGptqShape(size_t codes, int64_t out_features,
+                            int64_t in_features, int bits) {
+  if (out_features < 0 || in_features < 0 ||
+      static_cast<int64_t>(codes) != out_features * in_features ||
+      in_features * bits % 32 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        codes, " codes for [", out_features, ", ", in_features, "] at ", bits,
+        " bits (in_features * bits must be a multiple of 32)"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Word>
+absl::Span<uint8_t> AsBytes(std::vector<Word>& words) {
+  return absl::MakeSpan(reinterpret_cast<uint8_t*>(words.data()),
+                        words.size() * sizeof(Word));
+}
+
 int BitLength(uint64_t v) { return v == 0 ? 0 : 64 - __builtin_clzll(v); }
+
+// Outputs [begin, end) of a GPTQ qweight (code_packing.h): per 32 input
+// codes (kBits qweight rows), the outputs' words side by side, so each row
+// gets a run of end - begin words, while each output's codes are read in
+// order (a few streams, which hardware prefetchers follow). Returns the
+// codes' OR.
+template <int kBits>
+uint32_t PackGptqOutputs(const uint8_t* codes, int64_t out_features,
+                         int64_t in_features, int64_t begin, int64_t end,
+                         uint8_t* qweight) {
+  const auto store = [&](int64_t row, int64_t o, uint32_t word) {
+    std::memcpy(qweight + (row * out_features + o) * 4, &word, 4);
+  };
+  uint32_t seen = 0;
+  uint32_t words[kBits];
+  int64_t i = 0;
+  for (; i + 32 <= in_features; i += 32) {
+    for (int64_t o = begin; o < end; ++o) {
+      seen |= code_packing_internal::Pack32<kBits>(codes + o * in_features + i,
+                                                   words);
+      for (int b = 0; b < kBits; ++b) store(i / 32 * kBits + b, o, words[b]);
+    }
+  }
+  if (i < in_features) {  // < 32 codes left, a whole number of words
+    for (int64_t o = begin; o < end; ++o) {
+      seen |= code_packing_internal::PackFixedWidthTail(
+          codes + o * in_features + i, in_features - i, kBits,
+          reinterpret_cast<uint8_t*>(words));
+      for (int64_t b = 0; b < (in_features - i) * kBits / 32; ++b) {
+        store(i / 32 * kBits + b, o, words[b]);
+      }
+    }
+  }
+  return seen;
+}
 
 }  // namespace
 
@@ -112,13 +151,31 @@ int64_t FixedWidthPackedWords(int64_t count, int bits) {
   return (count * bits + 31) / 32;
 }
 
+absl::Status PackFixedWidthInto(absl::Span<const uint8_t> codes, int bits,
+                                absl::Span<uint8_t> out) {
+  if (absl::Status s = CheckBits(bits); !s.ok()) return s;
+  const int64_t n = static_cast<int64_t>(codes.size());
+  if (absl::Status s =
+          CheckByteCount(out.size(), FixedWidthPackedWords(n, bits) * 4);
+      !s.ok()) {
+    return s;
+  }
+  const uint32_t seen = code_packing_internal::WithBits(bits, [&](auto b) {
+    return code_packing_internal::PackFixedWidthStream<decltype(b)::value>(
+        codes.data(), n, out.data());
+  });
+  if ((seen >> bits) != 0) return CheckCodes(codes, 1 << bits);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<uint32_t>> PackFixedWidth(
     absl::Span<const uint8_t> codes, int bits) {
   if (absl::Status s = CheckBits(bits); !s.ok()) return s;
-  if (absl::Status s = CheckCodes(codes, 1 << bits); !s.ok()) return s;
-  std::vector<uint32_t> words(FixedWidthPackedWords(codes.size(), bits), 0);
-  BitWriter<uint32_t> writer(words);
-  for (uint8_t c : codes) writer.Write(c, bits);
+  std::vector<uint32_t> words(FixedWidthPackedWords(codes.size(), bits));
+  if (absl::Status s = PackFixedWidthInto(codes, bits, AsBytes(words));
+      !s.ok()) {
+    return s;
+  }
   return words;
 }
 
@@ -140,25 +197,50 @@ absl::StatusOr<std::vector<uint8_t>> UnpackFixedWidth(
   return codes;
 }
 
+absl::Status PackGptqQweightInto(absl::Span<const uint8_t> codes,
+                                 int64_t out_features, int64_t in_features,
+                                 int bits, int threads,
+                                 absl::Span<uint8_t> out) {
+  if (absl::Status s = CheckBits(bits); !s.ok()) return s;
+  if (absl::Status s =
+          CheckGptqShape(codes.size(), out_features, in_features, bits);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckByteCount(
+          out.size(), in_features * bits / 32 * out_features * 4);
+      !s.ok()) {
+    return s;
+  }
+  std::atomic<uint32_t> seen{0};
+  code_packing_internal::WithBits(bits, [&](auto b) {
+    // 32 outputs a chunk: runs of 128 bytes in each qweight row.
+    ParallelFor(out_features, 32, threads, [&](int64_t begin, int64_t end) {
+      seen.fetch_or(PackGptqOutputs<decltype(b)::value>(
+                        codes.data(), out_features, in_features, begin, end,
+                        out.data()),
+                    std::memory_order_relaxed);
+    });
+  });
+  if ((seen.load() >> bits) != 0) return CheckCodes(codes, 1 << bits);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<uint32_t>> PackGptqQweight(
     absl::Span<const uint8_t> codes, int64_t out_features, int64_t in_features,
     int bits) {
   if (absl::Status s = CheckBits(bits); !s.ok()) return s;
-  if (out_features < 0 || in_features < 0 ||
-      static_cast<int64_t>(codes.size()) != out_features * in_features ||
-      in_features * bits % 32 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        codes.size(), " codes for [", out_features, ", ", in_features, "] at ",
-        bits, " bits (in_features * bits must be a multiple of 32)"));
+  if (absl::Status s =
+          CheckGptqShape(codes.size(), out_features, in_features, bits);
+      !s.ok()) {
+    return s;
   }
-  const int64_t rows = in_features * bits / 32;
-  std::vector<uint32_t> qweight(rows * out_features, 0);
-  for (int64_t o = 0; o < out_features; ++o) {
-    absl::StatusOr<std::vector<uint32_t>> column =
-        PackFixedWidth(codes.subspan(o * in_features, in_features), bits);
-    if (!column.ok()) return column.status();
-    for (int64_t r = 0; r < rows; ++r)
-      qweight[r * out_features + o] = (*column)[r];
+  std::vector<uint32_t> qweight(in_features * bits / 32 * out_features);
+  if (absl::Status s = PackGptqQweightInto(codes, out_features, in_features,
+                                           bits, /*threads=*/1,
+                                           AsBytes(qweight));
+      !s.ok()) {
+    return s;
   }
   return qweight;
 }
@@ -221,22 +303,54 @@ int64_t MixedRadixPackedWords(const MixedRadixLayout& layout, int64_t count) {
   return (MixedRadixPackedBits(layout, count) + 63) / 64;
 }
 
+absl::Status PackMixedRadixInto(absl::Span<const uint8_t> codes,
+                                const MixedRadixLayout& layout,
+                                absl::Span<uint8_t> out) {
+  const int32_t levels = layout.levels;
+  const int t = layout.codes_per_group, w = layout.bits_per_group;
+  if (levels < 1 || levels > 256 || t < 1 || t > 64 || w < 0 || w > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a MixedRadixLayoutFor layout: ", levels, " levels, ",
+                     t, " codes in ", w, " bits"));
+  }
+  const int64_t n = static_cast<int64_t>(codes.size());
+  if (absl::Status s =
+          CheckByteCount(out.size(), MixedRadixPackedWords(layout, n) * 8);
+      !s.ok()) {
+    return s;
+  }
+  if (w == 0) return CheckCodes(codes, levels);  // one level: no words
+  if (t == 1 && (levels & (levels - 1)) == 0) {
+    // 2^w levels pack one code per group (t = 1): the fixed-width stream,
+    // whose uint32 words are these uint64 words, plus a zero uint32 to end
+    // on a whole uint64.
+    const uint32_t seen = code_packing_internal::WithBits(w, [&](auto b) {
+      return code_packing_internal::PackFixedWidthStream<decltype(b)::value>(
+          codes.data(), n, out.data());
+    });
+    std::fill(out.begin() + FixedWidthPackedWords(n, w) * 4, out.end(), 0);
+    if ((seen >> w) != 0) return CheckCodes(codes, levels);
+    return absl::OkStatus();
+  }
+  if (!code_packing_internal::CodesBelow(codes.data(), n, levels)) {
+    return CheckCodes(codes, levels);
+  }
+  uint64_t powers[64];  // L^i for i < t; L^(t-1) < L^t <= 2^64
+  powers[0] = 1;
+  for (int i = 1; i < t; ++i) powers[i] = powers[i - 1] * levels;
+  code_packing_internal::PackMixedRadixStream(codes.data(), n, t, w, powers,
+                                              out.data());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<uint64_t>> PackMixedRadix(
     absl::Span<const uint8_t> codes, int32_t levels) {
   absl::StatusOr<MixedRadixLayout> layout = MixedRadixLayoutFor(levels);
   if (!layout.ok()) return layout.status();
-  if (absl::Status s = CheckCodes(codes, levels); !s.ok()) return s;
-  const int64_t n = static_cast<int64_t>(codes.size());
-  const int64_t t = layout->codes_per_group;
-  std::vector<uint64_t> words(MixedRadixPackedWords(*layout, n), 0);
-  if (layout->bits_per_group == 0) return words;
-  BitWriter<uint64_t> writer(words);
-  for (int64_t start = 0; start < n; start += t) {
-    uint64_t value = 0;  // Horner from the top; missing codes are zeros
-    for (int64_t i = std::min(n, start + t) - 1; i >= start; --i) {
-      value = value * static_cast<uint64_t>(levels) + codes[i];
-    }
-    writer.Write(value, layout->bits_per_group);
+  std::vector<uint64_t> words(MixedRadixPackedWords(*layout, codes.size()));
+  if (absl::Status s = PackMixedRadixInto(codes, *layout, AsBytes(words));
+      !s.ok()) {
+    return s;
   }
   return words;
 }

@@ -23,6 +23,11 @@
 //     padded with zero codes. L = 1 packs to no words. No big integers: every
 //     group fits a uint64.
 //
+// The ...Into variants write the same words, little-endian, into caller
+// memory of exactly the packed size (InvalidArgument otherwise), without
+// allocating: for payloads of many streams laid out in one buffer
+// (common/matrix_packing.h). On an error the bytes written are unspecified.
+//
 // Unpack rejects a word count that does not match (InvalidArgument) and
 // content that no Pack produces (DataLoss): group values >= L^t, non-zero
 // padding.
@@ -49,6 +54,9 @@ int64_t FixedWidthPackedWords(int64_t count, int bits);
 // InvalidArgument unless 1 <= bits <= 8 and every code < 2^bits.
 absl::StatusOr<std::vector<uint32_t>> PackFixedWidth(
     absl::Span<const uint8_t> codes, int bits);
+// out: FixedWidthPackedWords(codes.size(), bits) * 4 bytes.
+absl::Status PackFixedWidthInto(absl::Span<const uint8_t> codes, int bits,
+                                absl::Span<uint8_t> out);
 absl::StatusOr<std::vector<uint8_t>> UnpackFixedWidth(
     absl::Span<const uint32_t> words, int bits, int64_t count);
 
@@ -59,6 +67,13 @@ absl::StatusOr<std::vector<uint8_t>> UnpackFixedWidth(
 absl::StatusOr<std::vector<uint32_t>> PackGptqQweight(
     absl::Span<const uint8_t> codes, int64_t out_features, int64_t in_features,
     int bits);
+// out: in_features * bits / 32 * out_features * 4 bytes. Output features are
+// packed in chunks on up to `threads` threads (common/parallel_for.h); the
+// bytes do not depend on `threads`.
+absl::Status PackGptqQweightInto(absl::Span<const uint8_t> codes,
+                                 int64_t out_features, int64_t in_features,
+                                 int bits, int threads,
+                                 absl::Span<uint8_t> out);
 absl::StatusOr<std::vector<uint8_t>> UnpackGptqQweight(
     absl::Span<const uint32_t> qweight, int64_t out_features,
     int64_t in_features, int bits);
@@ -78,6 +93,13 @@ int64_t MixedRadixPackedWords(const MixedRadixLayout& layout, int64_t count);
 
 absl::StatusOr<std::vector<uint64_t>> PackMixedRadix(
     absl::Span<const uint8_t> codes, int32_t levels);
+// out: MixedRadixPackedWords(layout, codes.size()) * 8 bytes. Takes the
+// layout so callers packing many streams compute it once per level count.
+// REQUIRES: `layout` == MixedRadixLayoutFor(layout.levels) (a layout that is
+// not even plausible is InvalidArgument).
+absl::Status PackMixedRadixInto(absl::Span<const uint8_t> codes,
+                                const MixedRadixLayout& layout,
+                                absl::Span<uint8_t> out);
 absl::StatusOr<std::vector<uint8_t>> UnpackMixedRadix(
     absl::Span<const uint64_t> words, int32_t levels, int64_t count);
 

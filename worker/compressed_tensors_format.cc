@@ -1,9 +1,12 @@
 #include "worker/compressed_tensors_format.h"
 
+#include <ATen/Parallel.h>
+
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/code_packing.h"
+#include "common/matrix_packing.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "worker/model/tensor_convert.h"
@@ -15,20 +18,6 @@ namespace {
 template <typename T>
 std::string BytesOf(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
-}
-
-// Packs each row of the row-major uint8 [rows, cols] `codes` into its own
-// fixed-width stream: [rows, ceil(cols*bits/32)] words.
-absl::StatusOr<std::vector<uint32_t>> PackRows(const uint8_t* codes, int64_t rows, int64_t cols,
-                                               int bits) {
-  const int64_t words = FixedWidthPackedWords(cols, bits);
-  std::vector<uint32_t> out(static_cast<size_t>(rows * words));
-  for (int64_t r = 0; r < rows; ++r) {
-    BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> row,
-                         PackFixedWidth(absl::MakeConstSpan(codes + r * cols, cols), bits));
-    std::copy(row.begin(), row.end(), out.begin() + r * words);
-  }
-  return out;
 }
 
 absl::StatusOr<std::vector<uint8_t>> UnpackRows(const std::vector<uint32_t>& words, int64_t rows,
@@ -75,8 +64,14 @@ absl::StatusOr<std::vector<TensorBytes>> CompressedTensorsTensors(const Quantize
     if (!at::equal(layer.g_idx.to(at::kCPU, at::kLong), expected_g_idx)) {
       return bad("has no g_idx: groups must be contiguous (with act_order, use static_groups)");
     }
-    if (codes.max().item<int64_t>() >= (int64_t{1} << bits)) {
-      return bad(absl::StrCat("got a code >= 2^", bits));
+    // The packer checks every code as it goes (a LibTorch max() over the
+    // codes cost more than the packing).
+    const int threads = at::get_num_threads();
+    absl::StatusOr<std::string> packed =
+        PackFixedWidthRows(absl::MakeConstSpan(codes.data_ptr<uint8_t>(), codes.numel()), out, in,
+                           bits, threads);
+    if (!packed.ok()) {
+      return bad(absl::StrCat("got a code >= 2^", bits, " (", packed.status().message(), ")"));
     }
     const at::Tensor zero_codes = zeros.round();
     const int half = 1 << (bits - 1);
@@ -87,11 +82,9 @@ absl::StatusOr<std::vector<TensorBytes>> CompressedTensorsTensors(const Quantize
     if (symmetric && !at::equal(zeros, at::full_like(zeros, half))) {
       return bad(absl::StrCat("symmetric grid needs every zero point = ", half));
     }
-    BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> packed,
-                         PackRows(codes.data_ptr<uint8_t>(), out, in, bits));
     std::vector<TensorBytes> result;
     result.push_back({layer.name + ".weight_packed", DType::kI32,
-                      {out, FixedWidthPackedWords(in, bits)}, BytesOf(packed)});
+                      {out, FixedWidthPackedWords(in, bits)}, *std::move(packed)});
     BAQ_ASSIGN_OR_RETURN(TensorBytes scale,
                          ToTensorBytes(layer.name + ".weight_scale",
                                        layer.scales.to(at::kCPU, at::kFloat).contiguous()));
@@ -99,15 +92,15 @@ absl::StatusOr<std::vector<TensorBytes>> CompressedTensorsTensors(const Quantize
     if (!symmetric) {
       // Packed along the output dim: one stream per group, stored [words, groups].
       const at::Tensor zt = zero_codes.t().to(at::kByte).contiguous();  // [groups, out]
-      BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> zp,
-                           PackRows(zt.data_ptr<uint8_t>(), groups, out, bits));
-      const int64_t zwords = FixedWidthPackedWords(out, bits);
-      std::vector<uint32_t> zp_t(zp.size());
-      for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t w = 0; w < zwords; ++w) zp_t[w * groups + g] = zp[g * zwords + w];
-      }
-      result.push_back(
-          {layer.name + ".weight_zero_point", DType::kI32, {zwords, groups}, BytesOf(zp_t)});
+      BAQ_ASSIGN_OR_RETURN(
+          std::string zp,
+          PackFixedWidthRows(absl::MakeConstSpan(zt.data_ptr<uint8_t>(), zt.numel()), groups,
+                             out, bits, threads));
+      const at::Tensor zp_words =
+          at::from_blob(zp.data(), {groups, FixedWidthPackedWords(out, bits)}, at::kInt);
+      BAQ_ASSIGN_OR_RETURN(TensorBytes zero_point,
+                           ToTensorBytes(layer.name + ".weight_zero_point", zp_words.t()));
+      result.push_back(std::move(zero_point));
     }
     const std::vector<int64_t> shape = {out, in};
     result.push_back({layer.name + ".weight_shape", DType::kI64, {2}, BytesOf(shape)});

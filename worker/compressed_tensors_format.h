@@ -23,7 +23,9 @@
 // the checkpoint dtype). Groups must be contiguous (g_idx[i] = i / group):
 // compressed-tensors 0.20 has no g_idx (act_order needs --static_groups).
 //
-// Stateless functions; thread-safe. LibTorch exceptions are converted.
+// Stateless functions; thread-safe. LibTorch exceptions are converted. The
+// packers run on at::get_num_threads() threads (common/matrix_packing.h);
+// the bytes do not depend on how many.
 #ifndef BAQ_WORKER_COMPRESSED_TENSORS_FORMAT_H_
 #define BAQ_WORKER_COMPRESSED_TENSORS_FORMAT_H_
 

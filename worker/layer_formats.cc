@@ -1,10 +1,13 @@
 #include "worker/layer_formats.h"
 
+#include <ATen/Parallel.h>
+
 #include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/code_packing.h"
+#include "common/matrix_packing.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "worker/compressed_tensors_format.h"
@@ -16,29 +19,8 @@
 namespace baq::worker {
 namespace {
 
-template <typename T>
-std::string BytesOf(const std::vector<T>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
-}
-
 at::Tensor Cpu(const at::Tensor& t, at::ScalarType dtype) {
   return t.to(at::kCPU, dtype).contiguous();
-}
-
-absl::StatusOr<std::string> PackColumns(const at::Tensor& codes_cpu,
-                                        const at::Tensor& levels_cpu) {
-  const int64_t out = codes_cpu.size(0);
-  const int64_t in = codes_cpu.size(1);
-  at::Tensor cols = codes_cpu.t().contiguous();  // [in, out]
-  const uint8_t* c = cols.data_ptr<uint8_t>();
-  const int32_t* lv = levels_cpu.data_ptr<int32_t>();
-  std::string bytes;
-  for (int64_t j = 0; j < in; ++j) {
-    BAQ_ASSIGN_OR_RETURN(std::vector<uint64_t> words,
-                         PackMixedRadix(absl::MakeConstSpan(c + j * out, out), lv[j]));
-    bytes += BytesOf(words);
-  }
-  return bytes;
 }
 
 }  // namespace
@@ -65,10 +47,17 @@ absl::StatusOr<TensorBytes> FakeQuantTensor(const QuantizedLayer& layer, DType d
 absl::StatusOr<std::vector<TensorBytes>> PackedTensors(const QuantizedLayer& layer) {
   return CallTorch(absl::StrCat("pack ", layer.name),
                    [&]() -> absl::StatusOr<std::vector<TensorBytes>> {
-    at::Tensor codes = Cpu(layer.codes, at::kByte);
-    at::Tensor levels = Cpu(layer.levels, at::kInt);
+    // Packed from the [out, in] rows as copied (uint8): the column streams
+    // are gathered in chunks by the packing threads, no transpose pass.
+    const at::Tensor codes = Cpu(layer.codes, at::kByte);
+    const at::Tensor levels = Cpu(layer.levels, at::kInt);
     std::vector<TensorBytes> out;
-    BAQ_ASSIGN_OR_RETURN(std::string packed, PackColumns(codes, levels));
+    BAQ_ASSIGN_OR_RETURN(
+        std::string packed,
+        PackMixedRadixColumns(absl::MakeConstSpan(codes.data_ptr<uint8_t>(), codes.numel()),
+                              codes.size(0),
+                              absl::MakeConstSpan(levels.data_ptr<int32_t>(), levels.numel()),
+                              at::get_num_threads()));
     TensorBytes q{layer.name + ".qcodes", DType::kU8,
                   {static_cast<int64_t>(packed.size())}, std::move(packed)};
     out.push_back(std::move(q));
@@ -99,31 +88,34 @@ absl::StatusOr<std::vector<TensorBytes>> GptqTensors(const QuantizedLayer& layer
   }
   return CallTorch(absl::StrCat("gptq pack ", layer.name),
                    [&]() -> absl::StatusOr<std::vector<TensorBytes>> {
-    at::Tensor codes = Cpu(layer.codes, at::kByte);
+    const at::Tensor codes = Cpu(layer.codes, at::kByte);  // [out, in]
     const int64_t out = codes.size(0), in = codes.size(1);
-    BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> qweight,
-                         PackGptqQweight(absl::MakeConstSpan(codes.data_ptr<uint8_t>(),
-                                                             codes.numel()),
-                                         out, in, bits));
-    // qzeros: per group, the `out` zero points minus one, packed along out.
+    if (out * bits % 32 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          layer.name, ": gptq format needs out_features * bits to be a multiple of 32, got ",
+          out, " * ", bits));
+    }
+    const int threads = at::get_num_threads();
+    std::string qweight(static_cast<size_t>(in * bits / 32 * out * 4), '\0');
+    BAQ_RETURN_IF_ERROR(PackGptqQweightInto(
+        absl::MakeConstSpan(codes.data_ptr<uint8_t>(), codes.numel()), out, in, bits, threads,
+        absl::MakeSpan(reinterpret_cast<uint8_t*>(qweight.data()), qweight.size())));
+    // qzeros [groups][out*bits/32]: per group, the `out` zero points minus
+    // one as one stream along out.
     at::Tensor zeros = Cpu(layer.zeros, at::kFloat).t().contiguous();  // [groups, out]
     const int64_t groups = zeros.size(0);
     const int mask = (1 << bits) - 1;
-    at::Tensor zcodes = ((zeros.round().to(at::kInt) - 1).bitwise_and(mask)).to(at::kByte);
-    BAQ_ASSIGN_OR_RETURN(std::vector<uint32_t> qzeros,
-                         PackGptqQweight(absl::MakeConstSpan(zcodes.data_ptr<uint8_t>(),
-                                                             zcodes.numel()),
-                                         groups, out, bits));
-    // PackGptqQweight packs along its second dim and returns [out*bits/32][groups]
-    // row-major; qzeros is [groups][out*bits/32].
-    const int64_t zwords = out * bits / 32;
-    std::vector<uint32_t> qz(static_cast<size_t>(groups * zwords));
-    for (int64_t r = 0; r < zwords; ++r) {
-      for (int64_t g = 0; g < groups; ++g) qz[g * zwords + r] = qzeros[r * groups + g];
-    }
+    at::Tensor zcodes =
+        ((zeros.round().to(at::kInt) - 1).bitwise_and(mask)).to(at::kByte).contiguous();
+    BAQ_ASSIGN_OR_RETURN(
+        std::string qzeros,
+        PackFixedWidthRows(absl::MakeConstSpan(zcodes.data_ptr<uint8_t>(), zcodes.numel()),
+                           groups, out, bits, threads));
     std::vector<TensorBytes> result;
-    result.push_back({layer.name + ".qweight", DType::kI32, {in * bits / 32, out}, BytesOf(qweight)});
-    result.push_back({layer.name + ".qzeros", DType::kI32, {groups, zwords}, BytesOf(qz)});
+    result.push_back(
+        {layer.name + ".qweight", DType::kI32, {in * bits / 32, out}, std::move(qweight)});
+    result.push_back(
+        {layer.name + ".qzeros", DType::kI32, {groups, out * bits / 32}, std::move(qzeros)});
     BAQ_ASSIGN_OR_RETURN(TensorBytes s, ToTensorBytes(layer.name + ".scales",
                                                       Cpu(layer.scales, at::kHalf).t().contiguous()));
     result.push_back(std::move(s));

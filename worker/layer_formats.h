@@ -21,7 +21,9 @@
 //   [groups, out*bits/32] holding (zero - 1) mod 2^bits, "<name>.scales"
 //   F16 [groups, out], "<name>.g_idx" I32 [in].
 //
-// Stateless functions; thread-safe. LibTorch exceptions are converted.
+// Stateless functions; thread-safe. LibTorch exceptions are converted. The
+// packers run on at::get_num_threads() threads (common/matrix_packing.h);
+// the bytes do not depend on how many.
 #ifndef BAQ_WORKER_LAYER_FORMATS_H_
 #define BAQ_WORKER_LAYER_FORMATS_H_
 

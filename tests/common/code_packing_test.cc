@@ -1,10 +1,15 @@
 #include "common/code_packing.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace baq {
@@ -175,6 +180,156 @@ TEST(CodePackingTest, RejectsBadInputAndCorruptWords) {
   padded[0] += 3;  // code 1 of the group := 1
   EXPECT_EQ(UnpackMixedRadix(padded, 3, 1).status().code(),
             absl::StatusCode::kDataLoss);
+}
+
+// The bit-at-a-time encoders of the layouts in code_packing.h, written from
+// its description: the packers' bytes must equal these exactly.
+void PutBits(std::vector<uint8_t>& bytes, int64_t& bit, uint64_t value, int width) {
+  for (int k = 0; k < width; ++k, ++bit) {
+    if ((value >> k) & 1) bytes[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+  }
+}
+
+std::vector<uint8_t> ReferenceFixedWidth(const std::vector<uint8_t>& codes, int bits) {
+  std::vector<uint8_t> bytes(FixedWidthPackedWords(codes.size(), bits) * 4, 0);
+  int64_t bit = 0;
+  for (uint8_t c : codes) PutBits(bytes, bit, c, bits);
+  return bytes;
+}
+
+std::vector<uint8_t> ReferenceMixedRadix(const std::vector<uint8_t>& codes,
+                                         const MixedRadixLayout& layout) {
+  const int64_t n = static_cast<int64_t>(codes.size());
+  std::vector<uint8_t> bytes(MixedRadixPackedWords(layout, n) * 8, 0);
+  int64_t bit = 0;
+  for (int64_t start = 0; layout.bits_per_group > 0 && start < n;
+       start += layout.codes_per_group) {
+    uint64_t value = 0;
+    for (int64_t i = std::min(n, start + layout.codes_per_group) - 1; i >= start; --i) {
+      value = value * layout.levels + codes[i];
+    }
+    PutBits(bytes, bit, value, layout.bits_per_group);
+  }
+  return bytes;
+}
+
+template <typename Word>
+std::vector<uint8_t> AsBytes(const std::vector<Word>& words) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(words.data());
+  return std::vector<uint8_t>(p, p + words.size() * sizeof(Word));
+}
+
+// log2(levels) rounded down.
+int BitWidth(int32_t levels) {
+  int bits = 0;
+  while ((2 << bits) <= levels) ++bits;
+  return bits;
+}
+
+// The allocating packer's words and the ...Into packer's bytes both equal
+// `want`.
+template <typename Words, typename Into>
+void ExpectBytes(const absl::StatusOr<Words>& words, const Into& into,
+                 const std::vector<uint8_t>& want, const std::string& what) {
+  ASSERT_TRUE(words.ok()) << words.status();
+  EXPECT_EQ(AsBytes(*words), want) << what;
+  std::vector<uint8_t> out(want.size(), 0xFF);
+  ASSERT_TRUE(into(absl::MakeSpan(out)).ok()) << what;
+  EXPECT_EQ(out, want) << what;
+}
+
+// Every level count, mixed radix; the powers of two also fixed width.
+TEST(CodePackingTest, BytesEqualTheBitAtATimeEncoders) {
+  std::mt19937_64 rng(6);
+  for (int32_t levels = 1; levels <= 256; ++levels) {
+    const MixedRadixLayout layout = *MixedRadixLayoutFor(levels);
+    const int64_t t = layout.codes_per_group;
+    const int bits = BitWidth(levels);
+    for (int64_t n : {int64_t{0}, int64_t{1}, t - 1, t, t + 1, 3 * t + 2, int64_t{31},
+                      int64_t{32}, int64_t{33}, int64_t{63}, int64_t{64}, int64_t{65},
+                      int64_t{1000}}) {
+      if (n < 0) continue;
+      const std::vector<uint8_t> codes = RandomCodes(rng, n, levels);
+      const std::string what = absl::StrCat(levels, " levels, ", n, " codes");
+      ExpectBytes(
+          PackMixedRadix(codes, levels),
+          [&](absl::Span<uint8_t> out) { return PackMixedRadixInto(codes, layout, out); },
+          ReferenceMixedRadix(codes, layout), what);
+      if (levels == 1 << bits && bits >= 1) {
+        ExpectBytes(
+            PackFixedWidth(codes, bits),
+            [&](absl::Span<uint8_t> out) { return PackFixedWidthInto(codes, bits, out); },
+            ReferenceFixedWidth(codes, bits), what);
+      }
+    }
+  }
+}
+
+TEST(CodePackingTest, IntoRejectsWrongSizesLayoutsAndCodes) {
+  const std::vector<uint8_t> codes(10, 1);
+  std::vector<uint8_t> out(100);
+  EXPECT_EQ(PackFixedWidthInto(codes, 3, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kInvalidArgument);
+  const MixedRadixLayout layout = *MixedRadixLayoutFor(5);
+  EXPECT_EQ(PackMixedRadixInto(codes, layout, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kInvalidArgument);
+  MixedRadixLayout bogus = layout;
+  bogus.codes_per_group = 100;
+  EXPECT_EQ(PackMixedRadixInto(codes, bogus, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<uint8_t> fits(MixedRadixPackedWords(layout, 10) * 8);
+  std::vector<uint8_t> bad = codes;
+  bad[9] = 5;
+  EXPECT_EQ(PackMixedRadixInto(bad, layout, absl::MakeSpan(fits)).message(),
+            "code 5 at 9 >= 5");
+  std::vector<uint8_t> four(FixedWidthPackedWords(10, 2) * 4);
+  bad[9] = 4;
+  EXPECT_EQ(PackFixedWidthInto(bad, 2, absl::MakeSpan(four)).message(), "code 4 at 9 >= 4");
+}
+
+// One code == levels, early (in the eight-at-a-time check) or in the tail,
+// for every level count, so each check of `code < levels` is exercised.
+TEST(CodePackingTest, MixedRadixFindsEveryOutOfRangeCode) {
+  std::mt19937_64 rng(9);
+  for (int32_t levels = 1; levels <= 255; ++levels) {
+    for (int64_t at : {0, 13, 99}) {
+      std::vector<uint8_t> codes = RandomCodes(rng, 100, levels);
+      codes[at] = static_cast<uint8_t>(levels);
+      EXPECT_EQ(PackMixedRadix(codes, levels).status().message(),
+                absl::StrCat("code ", levels, " at ", at, " >= ", levels));
+    }
+  }
+}
+
+TEST(CodePackingTest, GptqQweightIsTheSameForAnyThreadCountAndShape) {
+  std::mt19937_64 rng(8);
+  // in_features past a multiple of 32 (the last words of each output come
+  // from fewer than 32 codes) and output counts around the 32-output chunks.
+  for (const auto& [bits, in] : {std::pair{2, 48}, std::pair{3, 96}, std::pair{4, 40},
+                                 std::pair{8, 36}, std::pair{4, 128}}) {
+    for (int64_t out : {1, 31, 33, 100}) {
+      const std::vector<uint8_t> codes = RandomCodes(rng, out * in, 1 << bits);
+      const int64_t rows = in * bits / 32;
+      std::vector<uint32_t> want(rows * out);
+      for (int64_t o = 0; o < out; ++o) {
+        const std::vector<uint8_t> stream(codes.begin() + o * in, codes.begin() + (o + 1) * in);
+        const std::vector<uint8_t> b = ReferenceFixedWidth(stream, bits);
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(&want[r * out + o], &b[r * 4], 4);
+      }
+      ASSERT_EQ(*PackGptqQweight(codes, out, in, bits), want) << bits << " bits, " << out;
+      for (int threads : {1, 2, 5}) {
+        std::vector<uint8_t> into(rows * out * 4, 0xFF);
+        ASSERT_TRUE(
+            PackGptqQweightInto(codes, out, in, bits, threads, absl::MakeSpan(into)).ok());
+        ASSERT_EQ(into, AsBytes(want)) << bits << " bits, " << out << ", " << threads;
+      }
+    }
+  }
+  std::vector<uint8_t> bad(4 * 32, 0);
+  bad[3 * 32 + 5] = 16;
+  std::vector<uint8_t> out(4 * 32 / 8 * 4);
+  EXPECT_EQ(PackGptqQweightInto(bad, 4, 32, 4, 2, absl::MakeSpan(out)).message(),
+            "code 16 at 101 >= 16");
 }
 
 }  // namespace

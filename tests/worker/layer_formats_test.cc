@@ -6,6 +6,7 @@
 #include "worker/layer_formats.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -221,6 +222,37 @@ TEST(QuantizedWeightLoaderTest, DispatchesOnTheTensorsPresentAndRoundsToCheckpoi
   EXPECT_TRUE(at::equal(*cw, plain));
   spec.name = "d";
   EXPECT_EQ(load(spec).status().code(), absl::StatusCode::kNotFound);
+}
+
+// The packers run on at::get_num_threads() threads; the bytes must not
+// depend on how many.
+TEST(LayerFormatsTest, PackedAndGptqBytesDoNotDependOnTheThreadCount) {
+  at::manual_seed(52);
+  const int64_t out = 96, in = 160;
+  QuantizedLayer baq_kind;
+  baq_kind.name = kName;
+  baq_kind.levels = at::randint(1, 17, {in}, at::kInt);
+  baq_kind.codes = (at::rand({out, in}) * baq_kind.levels.to(at::kFloat)).floor().to(at::kByte);
+  baq_kind.row_min = -at::rand({out});
+  baq_kind.row_max = at::rand({out});
+  const QuantizedLayer grid = RandomLayer(out, in, 32, 4);
+  const int threads = at::get_num_threads();
+  std::vector<std::vector<TensorBytes>> runs;
+  for (int n : {1, 3}) {
+    at::set_num_threads(n);
+    absl::StatusOr<std::vector<TensorBytes>> packed = PackedTensors(baq_kind);
+    absl::StatusOr<std::vector<TensorBytes>> gptq = GptqTensors(grid, 4);
+    ASSERT_TRUE(packed.ok()) << packed.status();
+    ASSERT_TRUE(gptq.ok()) << gptq.status();
+    runs.push_back(*packed);
+    for (TensorBytes& t : *gptq) runs.back().push_back(std::move(t));
+  }
+  at::set_num_threads(threads);
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  for (size_t i = 0; i < runs[0].size(); ++i) {
+    EXPECT_EQ(runs[0][i].name, runs[1][i].name);
+    EXPECT_TRUE(runs[0][i].bytes == runs[1][i].bytes) << runs[0][i].name;
+  }
 }
 
 }  // namespace
