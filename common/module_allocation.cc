@@ -56,6 +56,59 @@ absl::Status ValidateGroups(absl::Span<const ModuleGroup> groups,
 
 }  // namespace
 
+absl::string_view ModuleObjectiveName(ModuleObjective objective) {
+  return objective == ModuleObjective::kRaw ? "raw" : "normalized";
+}
+
+absl::StatusOr<ModuleObjective> ParseModuleObjective(absl::string_view name) {
+  if (name == "normalized") return ModuleObjective::kNormalized;
+  if (name == "raw") return ModuleObjective::kRaw;
+  return absl::InvalidArgumentError(
+      absl::StrCat("module objective \"", name, "\" (want normalized or raw)"));
+}
+
+double ModuleReferenceLoss(absl::Span<const double> loss,
+                           absl::Span<const int32_t> candidate_bits,
+                           double target_bits) {
+  // The nearest allowed candidates at or below and at or above the target.
+  int lo = -1, hi = -1;
+  for (size_t k = 0; k < loss.size(); ++k) {
+    if (!std::isfinite(loss[k])) continue;
+    if (candidate_bits[k] <= target_bits) lo = static_cast<int>(k);
+    if (candidate_bits[k] >= target_bits && hi < 0) hi = static_cast<int>(k);
+  }
+  double ref = 0;
+  if (lo < 0 || hi < 0 || lo == hi) {
+    ref = loss[static_cast<size_t>(lo < 0 ? hi : lo)];
+  } else if (loss[static_cast<size_t>(lo)] > 0 &&
+             loss[static_cast<size_t>(hi)] > 0) {
+    const double a = (target_bits - candidate_bits[static_cast<size_t>(lo)]) /
+                     (candidate_bits[static_cast<size_t>(hi)] -
+                      candidate_bits[static_cast<size_t>(lo)]);
+    ref = std::exp2((1 - a) * std::log2(loss[static_cast<size_t>(lo)]) +
+                    a * std::log2(loss[static_cast<size_t>(hi)]));
+  }
+  if (ref > 0) return ref;
+  double smallest = kInf;
+  for (double l : loss) {
+    if (l > 0 && l < smallest) smallest = l;
+  }
+  return std::isfinite(smallest) ? smallest : 1.0;
+}
+
+std::vector<double> NormalizeModuleLosses(
+    absl::Span<const double> loss, absl::Span<const int32_t> candidate_bits,
+    double target_bits, int64_t elements) {
+  const double ref = ModuleReferenceLoss(loss, candidate_bits, target_bits);
+  std::vector<double> out(loss.begin(), loss.end());
+  // Divide first: l / ref is exactly 1 at the reference, so uniform GPTQ at a
+  // candidate target sums to exactly the element count.
+  for (double& l : out) {
+    if (std::isfinite(l)) l = static_cast<double>(elements) * (l / ref);
+  }
+  return out;
+}
+
 int64_t ModuleBitBudget(double target_bits, int64_t elements) {
   const long double exact = static_cast<long double>(target_bits) * elements;
   return static_cast<int64_t>(std::floor(exact * (1.0L + 1e-12L)));

@@ -3,9 +3,21 @@
 // Module-level bit allocation (`--allocation module`): every tie group of
 // linear layers (the layers a serving engine fuses into one kernel, which
 // must share one width: q/k/v, gate/up, all routed experts of a MoE block)
-// gets one width from a candidate set, so that the summed proxy loss
-// tr((W - Q) H (W - Q)^T) of the model is minimal while the
-// parameter-weighted average width stays <= the target.
+// gets one width from a candidate set, so that the summed cost of the
+// model is minimal while the parameter-weighted average width stays <= the
+// target.
+//
+// The cost (ModuleObjective) is built from each layer's measured proxy loss
+// tr((W - Q) H (W - Q)^T) at every candidate. Raw losses of different layers
+// are not on one scale (an out_proj with small outputs has a small absolute
+// loss however much it matters), so by default each layer's losses are
+// divided by its own loss at the target width and weighted by its element
+// count (NormalizeModuleLosses): the cost of a width is the layer's loss
+// relative to uniform GPTQ at the target. This is what `--allocation global`
+// does for BAQ's per-column losses (each layer relative to its own geometric
+// mean). The raw sum moves bits by absolute loss, as `global-raw`; on the
+// OPT fixture it loses to uniform GPTQ in perplexity at 3 and 4 bits, where
+// the normalized objective picks uniform (docs/module-allocation.md).
 //
 // This is a multiple-choice knapsack: group g with e_g weight elements picks
 // candidate k at weight e_g * bits_k (bit-elements) and cost loss_gk (the
@@ -39,6 +51,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace baq {
@@ -70,6 +83,39 @@ struct ModuleAllocation {
   int64_t unit = 1;
   bool exact = true;
 };
+
+// What a module allocation minimizes.
+enum class ModuleObjective {
+  // Sum over layers of elements * loss / (the layer's loss at the target):
+  // uniform GPTQ at a candidate target scores exactly the element count.
+  kNormalized,
+  // Sum of the raw proxy losses.
+  kRaw,
+};
+
+// "normalized" | "raw".
+absl::string_view ModuleObjectiveName(ModuleObjective objective);
+// InvalidArgument for any other name.
+absl::StatusOr<ModuleObjective> ParseModuleObjective(absl::string_view name);
+
+// A layer's proxy loss at `target_bits`: its loss at that candidate if
+// allowed, else log-linearly interpolated between the nearest allowed
+// candidates below and above (exact for GPTQ's loss ~ c * 4^-bits), or the
+// nearest allowed one when the target lies outside them. If that is 0 (a
+// zero-loss end of the interpolation), the smallest positive allowed loss;
+// if the layer has none (all zero), 1. `loss` is parallel to
+// `candidate_bits`, +infinity marks a width the layer cannot take.
+// REQUIRES: losses >= 0 or +infinity, at least one finite; candidate_bits
+// strictly increasing.
+double ModuleReferenceLoss(absl::Span<const double> loss,
+                           absl::Span<const int32_t> candidate_bits,
+                           double target_bits);
+
+// elements * loss[k] / ModuleReferenceLoss(loss, candidate_bits,
+// target_bits) for every k; +infinity stays +infinity. Same REQUIRES.
+std::vector<double> NormalizeModuleLosses(
+    absl::Span<const double> loss, absl::Span<const int32_t> candidate_bits,
+    double target_bits, int64_t elements);
 
 // Default bound on the DP table (groups x budget states, one byte each).
 inline constexpr int64_t kDefaultMaxDpCells = int64_t{1} << 26;

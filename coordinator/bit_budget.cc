@@ -44,11 +44,13 @@ std::vector<LayerLosses> ToLosses(const BlockMeasurement& m, bool normalize) {
 }  // namespace
 
 BitBudget::BitBudget(const QuantizationConfig& quant, ExecutionMode mode, int64_t total_elements,
-                     bool project_gptq_widths, BlockLayersFn block_layers)
+                     bool project_gptq_widths, BlockLayersFn block_layers,
+                     ModuleObjective module_objective)
     : quant_(quant),
       mode_(mode),
       total_elements_(total_elements),
       project_gptq_widths_(project_gptq_widths),
+      module_objective_(module_objective),
       block_layers_(std::move(block_layers)) {}
 
 absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateModules(
@@ -58,51 +60,91 @@ absl::StatusOr<std::vector<std::vector<LayerAllocation>>> BitBudget::AllocateMod
     return absl::FailedPreconditionError("allocation module needs the model's layer shapes");
   }
   const std::vector<int32_t>& cand = quant_.candidate_bits;
+  // Pass 1: tie groups, their elements and the widths they cannot take.
   std::vector<ModuleGroup> groups;
-  // group_of[b][i]: the group of layer i of blocks[b].
+  std::vector<std::vector<bool>> excluded;  // [group][k]
+  // group_of[b][i]: the group of layer i of blocks[b]; specs[b]: its shapes.
   std::vector<std::vector<size_t>> group_of(blocks.size());
+  std::vector<std::vector<LinearLayerSpec>> specs(blocks.size());
   for (size_t b = 0; b < blocks.size(); ++b) {
     const BlockMeasurement& m = blocks[b];
-    const std::vector<LinearLayerSpec> specs = block_layers_(m.block);
-    if (specs.size() != m.layers.size()) {
+    specs[b] = block_layers_(m.block);
+    if (specs[b].size() != m.layers.size()) {
       return absl::InvalidArgumentError(absl::StrCat("block ", m.block, ": measurement has ",
                                                      m.layers.size(), " layers, model has ",
-                                                     specs.size()));
+                                                     specs[b].size()));
     }
     std::map<int, size_t> group_index;  // tie group -> index into groups
-    for (size_t i = 0; i < specs.size(); ++i) {
+    for (size_t i = 0; i < specs[b].size(); ++i) {
       const LayerMeasurement& l = m.layers[i];
-      const LinearLayerSpec& s = specs[i];
+      const LinearLayerSpec& s = specs[b][i];
       if (l.name != s.name || l.candidate_loss.size() != cand.size()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "block ", m.block, ": measured layer ", i, " (", l.name, ", ",
             l.candidate_loss.size(), " candidate losses) does not match ", s.name, " and ",
             cand.size(), " candidate widths"));
       }
+      for (double x : l.candidate_loss) {
+        if (std::isnan(x) || x < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("layer ", l.name, ": candidate loss ", x));
+        }
+      }
       auto [it, fresh] = group_index.emplace(s.tie_group, groups.size());
-      if (fresh) groups.push_back(ModuleGroup{s.name, 0, std::vector<double>(cand.size(), 0.0)});
-      ModuleGroup& g = groups[it->second];
-      g.elements += s.in_features * s.out_features;
+      if (fresh) {
+        groups.push_back(ModuleGroup{s.name, 0, std::vector<double>(cand.size(), 0.0)});
+        excluded.emplace_back(cand.size(), false);
+      }
+      groups[it->second].elements += s.in_features * s.out_features;
       for (size_t k = 0; k < cand.size(); ++k) {
         // Widths the gptq format cannot pack for this shape (32-bit words
         // along both dimensions) are excluded for the whole group.
         const bool packs = (s.in_features * cand[k]) % 32 == 0 &&
                            (s.out_features * cand[k]) % 32 == 0;
-        if (project_gptq_widths_ && !packs) g.loss[k] = kModuleExcluded;
-        if (std::isnan(l.candidate_loss[k]) || l.candidate_loss[k] < 0) {
-          return absl::InvalidArgumentError(absl::StrCat("layer ", l.name, ": candidate loss ",
-                                                         l.candidate_loss[k]));
-        }
-        g.loss[k] += l.candidate_loss[k];
+        if (project_gptq_widths_ && !packs) excluded[it->second][k] = true;
       }
       group_of[b].push_back(it->second);
     }
   }
+  // Pass 2: each group's cost per width, raw and normalized (the layer's
+  // reference skips the widths its group cannot take).
+  std::vector<std::vector<double>> raw(groups.size(), std::vector<double>(cand.size(), 0.0));
+  std::vector<std::vector<double>> normalized = raw;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    for (size_t i = 0; i < blocks[b].layers.size(); ++i) {
+      const size_t g = group_of[b][i];
+      std::vector<double> loss = blocks[b].layers[i].candidate_loss;
+      for (size_t k = 0; k < cand.size(); ++k) {
+        if (excluded[g][k]) loss[k] = kModuleExcluded;
+      }
+      if (std::none_of(loss.begin(), loss.end(), [](double x) { return std::isfinite(x); })) {
+        continue;  // No width for the group: SolveModuleAllocation says so.
+      }
+      const std::vector<double> norm = NormalizeModuleLosses(
+          loss, cand, quant_.target_bits, specs[b][i].in_features * specs[b][i].out_features);
+      for (size_t k = 0; k < cand.size(); ++k) {
+        raw[g][k] += loss[k];
+        normalized[g][k] += norm[k];
+      }
+    }
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (size_t k = 0; k < cand.size(); ++k) {
+      if (excluded[g][k]) raw[g][k] = normalized[g][k] = kModuleExcluded;
+    }
+    groups[g].loss = module_objective_ == ModuleObjective::kRaw ? raw[g] : normalized[g];
+  }
   BAQ_ASSIGN_OR_RETURN(ModuleAllocation a,
                        Annotate(SolveModuleAllocation(groups, cand, budget_bit_elements),
                                 absl::StrCat("allocation module (", scope, ")")));
-  module_solves_.push_back(ModuleSolve{scope, a.loss, a.bit_elements, a.elements, a.unit,
-                                       a.exact});
+  ModuleSolve solve{scope, 0, 0, a.bit_elements, a.elements, a.unit, a.exact};
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const size_t k = static_cast<size_t>(a.choice[g]);
+    solve.loss += raw[g][k];
+    solve.relative_loss += normalized[g][k];
+  }
+  solve.relative_loss /= static_cast<double>(a.elements);
+  module_solves_.push_back(std::move(solve));
   std::vector<std::vector<LayerAllocation>> out(blocks.size());
   for (size_t b = 0; b < blocks.size(); ++b) {
     for (size_t i = 0; i < blocks[b].layers.size(); ++i) {

@@ -24,7 +24,9 @@
 //   - Scope `module` (either method): one width per tie group of layers
 //     (common/model_config.h LinearLayerSpec::tie_group) from the candidate
 //     set, minimizing the summed measured GPTQ proxy loss at average <=
-//     target (common/module_allocation.h, exact). Parallel mode: one solve
+//     target (common/module_allocation.h, exact), each layer's losses
+//     relative to its own loss at the target (ModuleObjective::kNormalized,
+//     the default; the analogue of `global`) or raw (kRaw, as `global-raw`). Parallel mode: one solve
 //     over the whole model. Sequential mode: one exact solve per block as it
 //     arrives, with budget target * (elements so far incl. this block) minus
 //     the bits already spent, so every prefix, and the model, averages <=
@@ -52,6 +54,7 @@
 #include "common/block_protocol.h"
 #include "common/job_config.h"
 #include "common/model_config.h"
+#include "common/module_allocation.h"
 
 namespace baq::coordinator {
 
@@ -63,8 +66,10 @@ class BitBudget {
  public:
   // `total_elements`: weight elements of all quantizable layers of the model.
   // `block_layers`: required for scope module (FailedPrecondition without).
+  // `module_objective`: what scope module minimizes.
   BitBudget(const QuantizationConfig& quant, ExecutionMode mode, int64_t total_elements,
-            bool project_gptq_widths, BlockLayersFn block_layers = nullptr);
+            bool project_gptq_widths, BlockLayersFn block_layers = nullptr,
+            ModuleObjective module_objective = ModuleObjective::kNormalized);
 
   // Sequential mode: levels for one block's layers.
   absl::StatusOr<std::vector<LayerAllocation>> AllocateBlock(const BlockMeasurement& m);
@@ -100,6 +105,7 @@ class BitBudget {
   int64_t elements_done() const { return elements_done_; }
   // "global", "sublayer" or "uniform": what was used.
   std::string scope_name() const;
+  ModuleObjective module_objective() const { return module_objective_; }
   // The reference losses L* the BAQ allocations so far solved for, in order,
   // each with what it covered: "model" (parallel, global), "block N"
   // (sequential, global; over per-layer normalized losses for scope global)
@@ -112,6 +118,10 @@ class BitBudget {
   struct ModuleSolve {
     std::string scope;
     double loss = 0;  // Summed measured proxy loss of the choice.
+    // Element-weighted mean of each layer's loss relative to its loss at the
+    // target (the normalized objective over the elements): 1 for uniform
+    // GPTQ at a candidate target, whichever objective was minimized.
+    double relative_loss = 0;
     int64_t bit_elements = 0;
     int64_t elements = 0;
     int64_t unit = 1;  // DP unit, bit-elements.
@@ -128,6 +138,7 @@ class BitBudget {
   const ExecutionMode mode_;
   const int64_t total_elements_;
   const bool project_gptq_widths_;
+  const ModuleObjective module_objective_;
   double bits_done_ = 0;
   int64_t elements_done_ = 0;
   // Error diffusion state of the gptq-format projection: exact and

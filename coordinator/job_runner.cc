@@ -47,7 +47,8 @@ absl::StatusOr<std::vector<std::unique_ptr<TargetOutput>>> JobRunner::CreateTarg
   std::vector<std::unique_ptr<TargetOutput>> targets;
   for (double t : all_targets) {
     BAQ_ASSIGN_OR_RETURN(std::unique_ptr<TargetOutput> target,
-                         TargetOutput::Create(config_.ForTarget(t), model));
+                         TargetOutput::Create(config_.ForTarget(t), model,
+                                              options_.module_objective));
     targets.push_back(std::move(target));
   }
   return targets;

@@ -63,6 +63,7 @@
 #include "common/block_engine.h"
 #include "common/job_config.h"
 #include "common/model_config.h"
+#include "common/module_allocation.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/engine_set.h"
 #include "coordinator/job_progress.h"
@@ -134,6 +135,10 @@ struct JobRunnerOptions {
   // Per-job metrics: worker losses, and the bytes each transfer moves
   // (metrics->AddWireBytes(job_id, WireKind::kHessian, n)). Nullable, not owned.
   CoordinatorMetrics* metrics = nullptr;
+  // Scope module: what the knapsack minimizes (common/module_allocation.h).
+  // Not part of the job spec: the service runs the default; `baq quantize
+  // --module_objective raw` runs the raw objective locally, for comparison.
+  ModuleObjective module_objective = ModuleObjective::kNormalized;
 
   // Whether worker losses are survived (sequential mode only).
   bool recovery() const { return !checkpoint_dir.empty() || more_engines != nullptr; }

@@ -27,7 +27,8 @@ nlohmann::json LayerJson(const LayerReport& l) {
 
 }  // namespace
 
-TargetOutput::TargetOutput(JobConfig config, const ModelConfig& model)
+TargetOutput::TargetOutput(JobConfig config, const ModelConfig& model,
+                           ModuleObjective module_objective)
     : config_(std::move(config)), model_(model), extra_(config_.quant) {
   // Both formats store one width per module (BitBudget projects them).
   const bool want_gptq = std::find_if(config_.formats.begin(), config_.formats.end(),
@@ -37,7 +38,7 @@ TargetOutput::TargetOutput(JobConfig config, const ModelConfig& model)
                                       }) != config_.formats.end();
   budget_ = std::make_unique<BitBudget>(
       config_.quant, config_.mode, model.QuantizableElements(), want_gptq,
-      [this](int64_t block) { return model_.BlockLinearLayers(block); });
+      [this](int64_t block) { return model_.BlockLinearLayers(block); }, module_objective);
 }
 
 std::vector<ModuleWidth> TargetOutput::ModuleWidths() const {
@@ -59,9 +60,10 @@ std::vector<ModuleWidth> TargetOutput::ModuleWidths() const {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<TargetOutput>> TargetOutput::Create(JobConfig config,
-                                                                   const ModelConfig& model) {
-  std::unique_ptr<TargetOutput> target(new TargetOutput(std::move(config), model));
+absl::StatusOr<std::unique_ptr<TargetOutput>> TargetOutput::Create(
+    JobConfig config, const ModelConfig& model, ModuleObjective module_objective) {
+  std::unique_ptr<TargetOutput> target(
+      new TargetOutput(std::move(config), model, module_objective));
   BAQ_ASSIGN_OR_RETURN(target->out_, OutputAssembler::Create(target->config_));
   return target;
 }
@@ -109,6 +111,7 @@ nlohmann::json TargetOutput::ReportJson(const TargetSummary& summary,
     for (const BitBudget::ModuleSolve& s : budget_->module_solves()) {
       solves.push_back({{"scope", s.scope},
                         {"proxy_loss", s.loss},
+                        {"relative_loss", s.relative_loss},
                         {"bits", s.elements > 0 ? static_cast<double>(s.bit_elements) /
                                                       static_cast<double>(s.elements)
                                                 : 0.0},
@@ -116,6 +119,7 @@ nlohmann::json TargetOutput::ReportJson(const TargetSummary& summary,
                         {"exact", s.exact}});
     }
     rep["module_allocation"] = {{"candidate_bits", config.quant.candidate_bits},
+                                {"objective", ModuleObjectiveName(budget_->module_objective())},
                                 {"achieved_bits", summary.achieved_bits},
                                 {"solves", std::move(solves)},
                                 {"modules", std::move(modules)}};

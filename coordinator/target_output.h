@@ -49,9 +49,11 @@ class TargetOutput {
   };
 
   // Creates the budget and the output (OutputAssembler::Create: an existing
-  // output fails here, before any work).
-  static absl::StatusOr<std::unique_ptr<TargetOutput>> Create(JobConfig config,
-                                                              const ModelConfig& model);
+  // output fails here, before any work). `module_objective`: what scope
+  // module minimizes (BitBudget).
+  static absl::StatusOr<std::unique_ptr<TargetOutput>> Create(
+      JobConfig config, const ModelConfig& model,
+      ModuleObjective module_objective = ModuleObjective::kNormalized);
 
   // Hands a quantized block to the report and the assembler (the budget has
   // recorded it already).
@@ -68,7 +70,7 @@ class TargetOutput {
   QuantReport& report() { return extra_; }
 
  private:
-  TargetOutput(JobConfig config, const ModelConfig& model);
+  TargetOutput(JobConfig config, const ModelConfig& model, ModuleObjective module_objective);
   nlohmann::json ReportJson(const TargetSummary& summary, const std::string& measurement_dir);
   // Allocation module: every module (tie group) with its layers and width,
   // in model order, from the layers reported so far.

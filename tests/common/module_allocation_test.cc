@@ -145,6 +145,72 @@ TEST(ModuleAllocationTest, BudgetHelperToleratesDecimalTargets) {
   EXPECT_EQ(ModuleBitBudget(3, 0), 0);
 }
 
+TEST(ModuleAllocationTest, ReferenceLossIsTheLossAtTheTargetWidth) {
+  // GPTQ-like losses at 2, 3, 4, 8 bits; the references are written out in
+  // float64 here: the loss at a candidate target, the geometric
+  // interpolation L_lo^(1-a) * L_hi^a between the neighbours otherwise.
+  const std::vector<int32_t> cand = {2, 3, 4, 8};
+  const std::vector<double> loss = {21.693, 3.998, 0.870, 0.003};
+  EXPECT_EQ(ModuleReferenceLoss(loss, cand, 3), 3.998);
+  EXPECT_EQ(ModuleReferenceLoss(loss, cand, 4), 0.870);
+  EXPECT_NEAR(ModuleReferenceLoss(loss, cand, 2.5), std::sqrt(21.693 * 3.998),
+              kLossRtol * 9.3);
+  EXPECT_NEAR(ModuleReferenceLoss(loss, cand, 3.7),
+              std::pow(3.998, 0.3) * std::pow(0.870, 0.7), kLossRtol * 1.4);
+  EXPECT_NEAR(ModuleReferenceLoss(loss, cand, 5),
+              std::pow(0.870, 0.75) * std::pow(0.003, 0.25), kLossRtol * 0.21);
+  // Outside the candidates: the nearest one.
+  EXPECT_EQ(ModuleReferenceLoss(loss, cand, 1.5), 21.693);
+  EXPECT_EQ(ModuleReferenceLoss(loss, cand, 9), 0.003);
+}
+
+TEST(ModuleAllocationTest, ReferenceLossSkipsExcludedWidthsAndZeros) {
+  const std::vector<int32_t> cand = {2, 3, 4, 8};
+  // 3 bits excluded (a shape the gptq format cannot pack): between 2 and 4.
+  EXPECT_NEAR(ModuleReferenceLoss({16, kInf, 1, 0.01}, cand, 3),
+              std::sqrt(16.0 * 1.0), kLossRtol * 4);
+  EXPECT_EQ(ModuleReferenceLoss({kInf, kInf, 1, 0.01}, cand, 3), 1);
+  // A zero loss at 8 bits would make the reference at 6 bits zero: the
+  // smallest positive loss stands in; a layer of zero losses keeps them.
+  EXPECT_EQ(ModuleReferenceLoss({16, 4, 1, 0}, cand, 6), 1);
+  EXPECT_EQ(ModuleReferenceLoss({0, 0, 0, 0}, cand, 3), 1);
+}
+
+TEST(ModuleAllocationTest, NormalizedLossesAreElementsTimesRelativeLoss) {
+  const std::vector<int32_t> cand = {2, 3, 4, 8};
+  const std::vector<double> loss = {105.498, 19.391, 4.214, kInf};
+  const int64_t elements = 384 * 1536;
+  const std::vector<double> at3 =
+      NormalizeModuleLosses(loss, cand, 3, elements);
+  ASSERT_EQ(at3.size(), 4u);
+  for (size_t k = 0; k < 3; ++k) {
+    const double want = static_cast<double>(elements) * loss[k] / 19.391;
+    EXPECT_NEAR(at3[k], want, kLossRtol * want) << "k " << k;
+  }
+  // Exactly the element count at the target: uniform sums to the model's.
+  EXPECT_EQ(at3[1], static_cast<double>(elements));
+  EXPECT_EQ(at3[3], kInf);
+  const std::vector<double> at25 =
+      NormalizeModuleLosses(loss, cand, 2.5, elements);
+  const double ref = std::sqrt(105.498 * 19.391);
+  for (size_t k = 0; k < 3; ++k) {
+    const double want = static_cast<double>(elements) * loss[k] / ref;
+    EXPECT_NEAR(at25[k], want, kLossRtol * want) << "k " << k;
+  }
+}
+
+TEST(ModuleAllocationTest, ObjectiveNamesRoundTrip) {
+  for (ModuleObjective o :
+       {ModuleObjective::kNormalized, ModuleObjective::kRaw}) {
+    absl::StatusOr<ModuleObjective> parsed =
+        ParseModuleObjective(ModuleObjectiveName(o));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, o);
+  }
+  EXPECT_EQ(ParseModuleObjective("geomean").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ModuleAllocationTest, RejectsBadInput) {
   ModuleGroup g{"q", 10, {1, 0.5}};
   EXPECT_EQ(SolveModuleAllocation({g}, {3, 2}, 100).status().code(),

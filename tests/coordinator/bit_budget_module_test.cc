@@ -1,8 +1,9 @@
 // Tests of coordinator::BitBudget with allocation scope `module`: tie groups
 // get one width, the average stays <= target in both execution modes (every
 // prefix in sequential mode), the parallel solve is the brute-force optimum
-// and never loses to uniform GPTQ, and widths the gptq format cannot pack are
-// excluded.
+// of its objective (normalized: each layer's loss relative to its loss at
+// the target, weighted by elements; or raw) and never loses to uniform GPTQ
+// in it, and widths the gptq format cannot pack are excluded.
 //
 // Workers are simulated: a block's measurement is a random, width-decreasing
 // proxy loss per layer and candidate; its "quantized" report counts exactly
@@ -69,6 +70,31 @@ BlockMeasurement RandomMeasurement(int64_t block, std::mt19937_64& rng,
   return m;
 }
 
+// A layer's loss at `target` in float64, written out: at a candidate, or
+// L_lo^(1-a) * L_hi^a between its neighbours (the targets used here lie
+// inside the candidates).
+double ReferenceLoss(const std::vector<double>& loss, double target) {
+  for (size_t k = 0; k + 1 < kCandidates.size(); ++k) {
+    const double lo = kCandidates[k], hi = kCandidates[k + 1];
+    if (target == lo) return loss[k];
+    if (target < hi) {
+      const double a = (target - lo) / (hi - lo);
+      return std::pow(loss[k], 1 - a) * std::pow(loss[k + 1], a);
+    }
+  }
+  return loss.back();
+}
+
+// The cost of layer i of `m` at candidate k under `objective`.
+double Cost(const BlockMeasurement& m, size_t i, size_t k, double target,
+            ModuleObjective objective) {
+  const std::vector<double>& loss = m.layers[i].candidate_loss;
+  if (objective == ModuleObjective::kRaw) return loss[k];
+  const LinearLayerSpec s = BlockLayers(m.block)[i];
+  return static_cast<double>(s.in_features * s.out_features) * loss[k] /
+         ReferenceLoss(loss, target);
+}
+
 QuantizationConfig ModuleConfig(double target) {
   QuantizationConfig q;
   q.allocation_scope = AllocationScope::kModule;
@@ -101,9 +127,12 @@ size_t Candidate(int32_t bits) {
   return 0;
 }
 
-// Summed loss of the allocation; checks every tie group has one width.
+// Summed cost of the allocation (raw loss by default); checks every tie
+// group has one width.
 double CheckedLoss(const std::vector<BlockMeasurement>& blocks,
-                   const std::vector<std::vector<LayerAllocation>>& alloc) {
+                   const std::vector<std::vector<LayerAllocation>>& alloc,
+                   double target = 0,
+                   ModuleObjective objective = ModuleObjective::kRaw) {
   double loss = 0;
   for (size_t b = 0; b < blocks.size(); ++b) {
     const std::vector<LinearLayerSpec> specs = BlockLayers(blocks[b].block);
@@ -115,8 +144,8 @@ double CheckedLoss(const std::vector<BlockMeasurement>& blocks,
           width.emplace(specs[i].tie_group, alloc[b][i].gptq_bits);
       EXPECT_EQ(it->second, alloc[b][i].gptq_bits)
           << specs[i].name << ": tied layers differ";
-      loss +=
-          blocks[b].layers[i].candidate_loss[Candidate(alloc[b][i].gptq_bits)];
+      loss += Cost(blocks[b], i, Candidate(alloc[b][i].gptq_bits), target,
+                   objective);
     }
   }
   return loss;
@@ -136,8 +165,9 @@ double AverageBits(const std::vector<std::vector<LayerAllocation>>& alloc) {
   return bits / static_cast<double>(elements);
 }
 
-// Minimum loss over all 4^(4 * blocks) group choices with average <= target.
-double BruteForce(const std::vector<BlockMeasurement>& blocks, double target) {
+// Minimum cost over all 4^(4 * blocks) group choices with average <= target.
+double BruteForce(const std::vector<BlockMeasurement>& blocks, double target,
+                  ModuleObjective objective) {
   struct Group {
     int64_t elements;
     std::vector<double> loss;
@@ -153,7 +183,7 @@ double BruteForce(const std::vector<BlockMeasurement>& blocks, double target) {
       groups[it->second].elements +=
           specs[i].in_features * specs[i].out_features;
       for (size_t k = 0; k < kCandidates.size(); ++k) {
-        groups[it->second].loss[k] += m.layers[i].candidate_loss[k];
+        groups[it->second].loss[k] += Cost(m, i, k, target, objective);
       }
     }
   }
@@ -175,34 +205,97 @@ double BruteForce(const std::vector<BlockMeasurement>& blocks, double target) {
 }
 
 TEST(BitBudgetModuleTest, ParallelSolveIsTheBruteForceOptimumAndBeatsUniform) {
-  std::mt19937_64 rng(5);
-  for (double target : {2.0, 2.5, 3.0, 3.7, 4.0}) {
-    std::vector<BlockMeasurement> blocks = {RandomMeasurement(0, rng),
-                                            RandomMeasurement(1, rng)};
-    BitBudget budget(ModuleConfig(target), ExecutionMode::kParallel,
-                     Elements(2),
-                     /*project_gptq_widths=*/false,
-                     [](int64_t b) { return BlockLayers(b); });
+  for (ModuleObjective objective :
+       {ModuleObjective::kNormalized, ModuleObjective::kRaw}) {
+    SCOPED_TRACE(ModuleObjectiveName(objective));
+    std::mt19937_64 rng(5);
+    for (double target : {2.0, 2.5, 3.0, 3.7, 4.0}) {
+      std::vector<BlockMeasurement> blocks = {RandomMeasurement(0, rng),
+                                              RandomMeasurement(1, rng)};
+      BitBudget budget(
+          ModuleConfig(target), ExecutionMode::kParallel, Elements(2),
+          /*project_gptq_widths=*/false,
+          [](int64_t b) { return BlockLayers(b); }, objective);
+      absl::StatusOr<std::vector<std::vector<LayerAllocation>>> alloc =
+          budget.AllocateAll(blocks);
+      ASSERT_TRUE(alloc.ok()) << alloc.status();
+      const double cost = CheckedLoss(blocks, *alloc, target, objective);
+      EXPECT_LE(AverageBits(*alloc), target);
+      const double best = BruteForce(blocks, target, objective);
+      EXPECT_NEAR(cost, best, kLossRtol * best) << "target " << target;
+      // Uniform GPTQ's cost: the element count when normalized (every
+      // layer's loss at the target is its reference).
+      double uniform = 0;
+      if (std::floor(target) == target) {
+        const size_t k = Candidate(static_cast<int32_t>(target));
+        for (const BlockMeasurement& m : blocks) {
+          for (size_t i = 0; i < m.layers.size(); ++i) {
+            uniform += Cost(m, i, k, target, objective);
+          }
+        }
+        EXPECT_LE(cost, uniform * (1 + kLossRtol)) << "target " << target;
+        if (objective == ModuleObjective::kNormalized) {
+          EXPECT_EQ(uniform, static_cast<double>(Elements(2)));
+        }
+      }
+      ASSERT_EQ(budget.module_solves().size(), 1u);
+      const BitBudget::ModuleSolve& solve = budget.module_solves()[0];
+      EXPECT_EQ(solve.scope, "model");
+      EXPECT_TRUE(solve.exact);
+      // The report's losses whichever objective was minimized: the raw sum
+      // and the normalized cost per element.
+      const double raw = CheckedLoss(blocks, *alloc);
+      EXPECT_NEAR(solve.loss, raw, kLossRtol * raw);
+      const double relative =
+          CheckedLoss(blocks, *alloc, target, ModuleObjective::kNormalized) /
+          static_cast<double>(Elements(2));
+      EXPECT_NEAR(solve.relative_loss, relative, kLossRtol * relative);
+      EXPECT_EQ(budget.scope_name(), "module");
+      EXPECT_EQ(budget.module_objective(), objective);
+    }
+  }
+}
+
+TEST(BitBudgetModuleTest, NormalizedObjectiveIgnoresEachLayersLossScale) {
+  // Layers whose losses differ only by a per-layer factor (same shape over
+  // the widths): the normalized objective sees identical layers and keeps
+  // every module at the integer target, while the raw one takes bits from
+  // the layers with small absolute losses (out_proj here).
+  const double scale[] = {30, 30, 30, 0.01, 100, 3};  // q, k, v, o, fc1, fc2
+  std::vector<BlockMeasurement> blocks;
+  for (int64_t b = 0; b < 2; ++b) {
+    BlockMeasurement m;
+    m.block = b;
+    const std::vector<LinearLayerSpec> specs = BlockLayers(b);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      LayerMeasurement l;
+      l.name = specs[i].name;
+      l.rows = specs[i].out_features;
+      for (double x : {16.0, 4.0, 1.0, 0.004})
+        l.candidate_loss.push_back(scale[i] * x);
+      m.layers.push_back(std::move(l));
+    }
+    blocks.push_back(std::move(m));
+  }
+  for (ModuleObjective objective :
+       {ModuleObjective::kNormalized, ModuleObjective::kRaw}) {
+    BitBudget budget(
+        ModuleConfig(3), ExecutionMode::kParallel, Elements(2), false,
+        [](int64_t b) { return BlockLayers(b); }, objective);
     absl::StatusOr<std::vector<std::vector<LayerAllocation>>> alloc =
         budget.AllocateAll(blocks);
     ASSERT_TRUE(alloc.ok()) << alloc.status();
-    const double loss = CheckedLoss(blocks, *alloc);
-    EXPECT_LE(AverageBits(*alloc), target);
-    const double best = BruteForce(blocks, target);
-    EXPECT_NEAR(loss, best, kLossRtol * best) << "target " << target;
-    if (std::floor(target) == target) {
-      double uniform = 0;
-      for (const BlockMeasurement& m : blocks) {
-        for (const LayerMeasurement& l : m.layers) {
-          uniform += l.candidate_loss[Candidate(static_cast<int32_t>(target))];
-        }
+    const int32_t out_proj_bits = (*alloc)[0][3].gptq_bits;
+    if (objective == ModuleObjective::kNormalized) {
+      for (const auto& block : *alloc) {
+        for (const LayerAllocation& a : block)
+          EXPECT_EQ(a.gptq_bits, 3) << a.name;
       }
-      EXPECT_LE(loss, uniform * (1 + kLossRtol));
+      EXPECT_EQ(budget.module_solves()[0].relative_loss, 1.0);
+    } else {
+      EXPECT_EQ(out_proj_bits, 2);
+      EXPECT_GT(budget.module_solves()[0].relative_loss, 1.0);
     }
-    ASSERT_EQ(budget.module_solves().size(), 1u);
-    EXPECT_EQ(budget.module_solves()[0].scope, "model");
-    EXPECT_TRUE(budget.module_solves()[0].exact);
-    EXPECT_EQ(budget.scope_name(), "module");
   }
 }
 

@@ -106,6 +106,24 @@ class CliJsonTest : public ::testing::Test {
   }
 };
 
+// --module_objective: checked before any work; the service does not take it.
+TEST_F(CliJsonTest, ModuleObjectiveIsRefusedWhereItDoesNotApply) {
+  const std::string out = baq::testing::MakeScratchDir() + "/out";
+  const std::vector<std::string> job = {"--json", "--model=" + Fixture(), "--calib=" + Calib(),
+                                        "--out=" + out, "--allocation=module"};
+  std::vector<std::string> args = {"quantize", "--module_objective=geomean"};
+  args.insert(args.end(), job.begin(), job.end());
+  CliRun r = RunBaq(args);
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  ExpectError(OneObject(r), kExitUsage, "INVALID_ARGUMENT");
+  args = {"submit", "--module_objective=raw", "--coordinator=127.0.0.1:1"};
+  args.insert(args.end(), job.begin(), job.end());
+  r = RunBaq(args);
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.err;
+  ExpectError(OneObject(r), kExitUsage, "INVALID_ARGUMENT");
+  EXPECT_FALSE(fs::exists(out));
+}
+
 // 0, with --version's JSON; 2, 3 and 7 cost no model load.
 TEST_F(CliJsonTest, VersionUsageInputRefusedAndUnreachable) {
   CliRun r = RunBaq({"--version", "--output=json"});

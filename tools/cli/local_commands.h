@@ -15,13 +15,17 @@
 
 #include "absl/status/status.h"
 #include "common/job_config.h"
+#include "common/module_allocation.h"
 #include "tools/cli/cli_output.h"
 #include "worker/torch_block_engine.h"
 
 namespace baq::cli {
 
+// `module_objective`: what --allocation module minimizes (a local-mode knob,
+// not part of the job spec; common/module_allocation.h).
 absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine,
-                         const OutputOptions& output = {});
+                         const OutputOptions& output = {},
+                         ModuleObjective module_objective = ModuleObjective::kNormalized);
 
 struct EvalOptions {
   std::string model_dir;

@@ -44,6 +44,10 @@ ABSL_FLAG(std::string, allocation, "global",
           "BAQ bit allocation: global (per-layer normalized, exact model average) | global-raw | sublayer (paper) | module (one GPTQ width per module from --candidate_bits, fused layers tied, chosen by measured proxy loss; servable)");
 ABSL_FLAG(std::string, candidate_bits, "2,3,4,8",
           "--allocation module: the widths a module may take, comma-separated, increasing");
+ABSL_FLAG(std::string, module_objective, "normalized",
+          "quantize --allocation module: what the width choice minimizes: normalized (each "
+          "layer's proxy loss relative to its own loss at the target, weighted by its size) | raw "
+          "(summed proxy loss; for comparison, local mode only)");
 ABSL_FLAG(double, theta, 1.95, "BAQ allocation exponent (2 = continuous equal-loss form)");
 ABSL_FLAG(int64_t, nsamples, 128, "Calibration windows");
 ABSL_FLAG(int64_t, seqlen, 2048, "Tokens per calibration / evaluation window");
@@ -311,7 +315,9 @@ int main(int argc, char** argv) {
         return Finish(baq::cli::UsageError(s.message()));
       }
     }
-    absl::Status status = baq::cli::RunQuantize(config, engine, output);
+    auto objective = baq::ParseModuleObjective(absl::GetFlag(FLAGS_module_objective));
+    if (!objective.ok()) return Finish(baq::cli::UsageError(objective.status().message()));
+    absl::Status status = baq::cli::RunQuantize(config, engine, output, *objective);
     // Written on failure too: a timeline of a failed run is still a timeline.
     if (absl::Status t = baq::trace::FinishGlobalTrace(trace_file); !t.ok()) {
       std::fprintf(stderr, "baq: warning: %s\n", std::string(t.message()).c_str());
@@ -390,6 +396,10 @@ int main(int argc, char** argv) {
   }
   if (command == "submit") {
     if (absl::Status s = BuildJobConfig(remote.config); !s.ok()) return Finish(s);
+    if (absl::GetFlag(FLAGS_module_objective) != "normalized") {
+      // Not part of the job spec: the coordinator always normalizes.
+      return Finish(baq::cli::UsageError("--module_objective is local mode only (baq quantize)"));
+    }
     return Finish(baq::cli::RunSubmit(remote));
   }
   if (command == "list") return Finish(baq::cli::RunList(remote));

@@ -74,7 +74,7 @@ nlohmann::json SummaryJson(const JobConfig& config, const coordinator::JobSummar
 }  // namespace
 
 absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& engine_options,
-                         const OutputOptions& output) {
+                         const OutputOptions& output, ModuleObjective module_objective) {
   BAQ_RETURN_IF_ERROR(config.Validate());
   // Ctrl-C cancels the job cleanly (nothing published, temp dirs removed).
   // First, before LibTorch starts threads: they inherit the signal mask.
@@ -87,8 +87,11 @@ absl::Status RunQuantize(const JobConfig& config, const worker::EngineOptions& e
   BAQ_ASSIGN_OR_RETURN(std::unique_ptr<BlockEngine> engine,
                        worker::MakeTorchBlockEngine(engine_options));
   ProgressBar bar(stderr, output.progress);
-  coordinator::JobRunner runner(config, {engine.get()},
-                                [&bar](const coordinator::JobProgress& p) { bar.Update(p); });
+  coordinator::JobRunnerOptions runner_options;
+  runner_options.module_objective = module_objective;
+  coordinator::JobRunner runner(
+      config, {engine.get()}, [&bar](const coordinator::JobProgress& p) { bar.Update(p); },
+      runner_options);
   {
     absl::MutexLock lock(&runner_mu);
     running = &runner;
