@@ -163,7 +163,8 @@ class ResidentShards {
   // The block in progress: its layers and owners (index into engines_).
   std::vector<LayerShape> layers_;
   std::vector<int> owners_;
-  // By layer, of the block quantized last (shared with its store write).
+  // By layer, of the block quantized last (shared with its store write),
+  // from Quantize to Advance.
   std::shared_ptr<const std::vector<TensorBytes>> block_weights_;
   std::thread weight_writer_;      // The store write in flight, if joinable.
   absl::Status weight_write_status_;  // Its result, read after the join.
