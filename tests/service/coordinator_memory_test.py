@@ -10,7 +10,7 @@ workers; only fp64 Hessian partials, quantized weights and layer outputs pass th
 The bound is tools/deploy/memory_table.py's coordinator formula for this shape, S Hessian
 partials per input group plus one block's weights, with the measured peak RSS of this
 coordinator while idle (workers registered) in place of the formula's BASE_RSS_BYTES, plus
-SLACK_BYTES for what a running job adds that does not depend on the model (measured 6 MiB).
+SLACK_BYTES for what a running job adds that does not depend on the model (measured 6.5 MiB).
 Checks:
 
   1. the job succeeds, and its output is byte-identical to `baq quantize` (local mode) with the
@@ -62,7 +62,7 @@ JOB_TIMEOUT_S = 150
 HIDDEN, FFN, HEADS, BLOCKS = 64, 172, 2, 2
 WINDOWS, SEQLEN, SHARDS = 2304, 256, 2
 # What a running job adds to the idle coordinator, whatever the model: gRPC streams to the
-# workers, the job's threads, the output writer. Measured 6 MiB (docs/operations.md "Sizing").
+# workers, the job's threads, the output writer. Measured 6.5 MiB (docs/operations.md "Sizing").
 SLACK_BYTES = 16 << 20
 # The activations must dwarf the bound.
 MIN_ACTIVATIONS_OVER_BOUND = 4

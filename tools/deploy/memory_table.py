@@ -23,7 +23,8 @@ Coordinator, per block (S calibration shards, JobConfig::calibration_shards;
     tensors, its weights and the copies streamed to the other engines
     (about 3 x the fp16 weights) fit under the Hessian term plus these;
   * plus the process itself (gRPC, job records): BASE_RSS_BYTES.
-Measured (docs/operations.md "Sizing") the peak stays under this sum.
+Measured (docs/operations.md "Sizing", tests/service/coordinator_memory_test.py) the peak
+stays under this sum.
 Coordinator disk (--data_dir): the job checkpoint, i.e. every published
 block's output so far (the whole model's quantized blocks at the end) plus
 the last K blocks' quantized weights (what a recovering worker replays),
@@ -50,11 +51,12 @@ import sys
 
 GiB = 1 << 30
 
-# The coordinator process itself. Measured on a 2-core x86 CPU, Debian 12, RelWithDebInfo
-# (docs/operations.md "Sizing"): an idle coordinator with two workers registered peaks at
-# 18 MiB (VmHWM, most of it the mapped binary and libraries), and running a job on them adds
-# 6 MiB that do not depend on the model (gRPC streams, threads, the output writer). Rounded up
-# to leave room for more workers' connections and allocator slack.
+# The coordinator process itself. Measured on a 2-core x86 CPU, Debian 12, RelWithDebInfo,
+# commit e672f8c (`ctest -R service_coordinator_memory_test -V`; docs/operations.md "Sizing"):
+# an idle coordinator with two workers registered peaks at 18 MiB (VmHWM, most of it the mapped
+# binary and libraries), and running a job on them adds about 6.5 MiB that do not depend on the
+# model (gRPC streams, threads, the output writer). Rounded up to leave room for more workers'
+# connections and allocator slack.
 BASE_RSS_BYTES = 64 << 20
 
 # (name, hidden, ffn, blocks, heads, kv_heads): LLaMA-family shapes.
