@@ -25,9 +25,9 @@ Checks:
      coordinator aborts with std::bad_alloc, so holding even one shard's activations would fail
      the job. RLIMIT_DATA counts private writable mappings (heap, arenas, mmap'd buffers, thread
      stacks), not the mapped binary or address space reserved but inaccessible, on which
-     RLIMIT_AS trips; cgroup v2 memory.max needs a delegated cgroup, which CI
-     containers (and this one: cgroup v1, no controllers in the unified hierarchy) do not give.
-     Thread stacks are reserved whole, so the coordinator starts with 2 MiB stacks
+     RLIMIT_AS trips; cgroup v2 memory.max needs a delegated cgroup, which CI containers (and
+     the one this was written in: cgroup v1, no controllers in the unified hierarchy) do not
+     give. Thread stacks are reserved whole, so the coordinator starts with 2 MiB stacks
      (RLIMIT_STACK) to keep them from dominating the cap.
 
 Helpers (processes, output comparison, scrapes) come from cluster_test.py and shards_test.py.
@@ -37,13 +37,10 @@ Usage: coordinator_memory_test.py --coordinator BIN --worker BIN --cli BIN --sou
                                   [--keep]
 """
 
-import argparse
 import os
 import resource
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -52,9 +49,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_test as ct  # noqa: E402
 import shards_test as st  # noqa: E402
 
-TOTAL_TIMEOUT_S = 170  # CTest's TIMEOUT is 180 s; unloaded 2 cores need about 30 s.
+TOTAL_TIMEOUT_S = 240  # CTest's TIMEOUT is 300 s; it used 45-50 s of CPU on 2 cores.
 START_TIMEOUT_S = 30
-JOB_TIMEOUT_S = 150
+JOB_TIMEOUT_S = 200
 
 # The model and the calibration: LLaMA-shaped, hidden 64 (RoPE over head_dim 32), 2 blocks, so
 # one block's Hessians and weights are a few hundred KiB and the bound is mostly the process;
@@ -90,44 +87,9 @@ def mib(n):
     return "%.1f MiB" % (n / 1048576.0)
 
 
-def start_coordinator(children, binary, tmp, logs):
-    """baq-coordinator (--min_workers=2) with STACK_BYTES stacks, /metrics on a free port."""
-    cport, cmport = ct.free_port(), ct.free_port()
-    logs["coordinator"] = os.path.join(tmp, "coordinator.log")
-
-    def limits():
-        ct.die_with_parent()
-        resource.setrlimit(resource.RLIMIT_STACK, (STACK_BYTES, STACK_BYTES))
-
-    with open(logs["coordinator"], "w") as log:
-        p = subprocess.Popen([binary, "--listen=127.0.0.1:%d" % cport,
-                              "--data_dir=" + os.path.join(tmp, "data"),
-                              "--metrics_listen=127.0.0.1:%d" % cmport,
-                              "--min_workers=%d" % SHARDS],
-                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=limits)
-    children.procs.append(p)
-    ct.wait_for("coordinator /metrics", lambda: ct.http_get("http://127.0.0.1:%d/metrics" % cmport),
-                START_TIMEOUT_S, [p])
-    return p, cport, cmport
-
-
-def start_workers(children, binary, cport, cmport, tmp, logs, daemons):
-    mports = [ct.free_port() for _ in range(SHARDS)]
-    for i, mport in enumerate(mports):
-        logs["worker%d" % i] = os.path.join(tmp, "worker%d.log" % i)
-        daemons.append(children.start(
-            [binary, "--coordinator=127.0.0.1:%d" % cport, "--listen=127.0.0.1:0",
-             "--devices=cpu", "--threads=1", "--metrics_listen=127.0.0.1:%d" % mport],
-            logs["worker%d" % i]))
-
-    def all_registered():
-        v = ct.gauge(ct.http_get("http://127.0.0.1:%d/metrics" % cmport), "baq_coordinator_workers")
-        return v if v == SHARDS else None
-    ct.wait_for("%d workers registered" % SHARDS, all_registered, START_TIMEOUT_S, daemons)
-    for mport in mports:
-        ct.wait_for("worker /metrics", lambda: ct.http_get("http://127.0.0.1:%d/metrics" % mport),
-                    START_TIMEOUT_S, daemons)
-    return mports
+def small_stacks():
+    """Children.start's `limits` for the coordinator: STACK_BYTES thread stacks."""
+    resource.setrlimit(resource.RLIMIT_STACK, (STACK_BYTES, STACK_BYTES))
 
 
 class MetricsPoller:
@@ -156,20 +118,20 @@ class MetricsPoller:
         self._thread.join()
 
 
-def run_job(report, args, coordinator, cport, out, job_flags):
-    """`baq submit --wait`; fails at once when the coordinator dies (the cap), instead of
-    waiting for a coordinator that comes back."""
+def run_job(report, children, args, coordinator, cport, out, job_flags, log_path):
+    """`baq submit --wait` (output to log_path); fails at once when the coordinator dies (the
+    cap), instead of waiting for a coordinator that comes back."""
     t0 = time.monotonic()
-    sub = subprocess.Popen([args.cli, "submit", "--coordinator=127.0.0.1:%d" % cport, "--wait",
-                            "--out=" + out] + job_flags, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, preexec_fn=ct.die_with_parent)
+    sub = children.start([args.cli, "submit", "--coordinator=127.0.0.1:%d" % cport, "--wait",
+                          "--out=" + out] + job_flags, log_path)
     while sub.poll() is None and coordinator.poll() is None:
         if time.monotonic() - t0 > JOB_TIMEOUT_S:
             break
         time.sleep(0.1)
     if sub.poll() is None:
         sub.kill()
-    text = sub.communicate()[0]
+    sub.wait()
+    text = ct.tail(log_path, 40)
     report.require(coordinator.poll() is None,
                    "the coordinator died during the job (exit %s; under RLIMIT_DATA an allocation "
                    "past the cap aborts with std::bad_alloc): submit said\n%s"
@@ -180,56 +142,33 @@ def run_job(report, args, coordinator, cport, out, job_flags):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    for a in ("--coordinator", "--worker", "--cli", "--source-dir"):
-        ap.add_argument(a, default="")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    args = ap.parse_args()
-    root = os.path.abspath(args.source_dir or os.path.join(os.path.dirname(__file__), "../.."))
-    for name, path in (("baq-coordinator", args.coordinator), ("baq-worker", args.worker),
-                       ("baq", args.cli)):
-        if not path or not os.access(path, os.X_OK):
-            print("SKIP: %s is not built (%r)" % (name, path))
-            return ct.SKIP
+    args, root = ct.parse_cluster_args()
+    if ct.unbuilt(args):
+        print("SKIP: " + ct.unbuilt(args))
+        return ct.SKIP
     sys.path.insert(0, os.path.join(root, "tools", "deploy"))
     import memory_table as mt  # noqa: E402
 
-    report = ct.Report()
-    children = ct.Children()
-    tmp = tempfile.mkdtemp(prefix="baq-coordinator-memory-")
-    t_start = time.monotonic()
-
-    def on_alarm(signum, frame):
-        raise ct.Failure("the whole test ran past %d s" % TOTAL_TIMEOUT_S)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))  # CTest timeout: run finally.
-    signal.alarm(TOTAL_TIMEOUT_S)
-    logs = {}
-    try:
+    def scenario(report, children, tmp, logs):
         model = os.path.join(tmp, "model")
         r = subprocess.run([sys.executable, os.path.join(root, "tools/scale/make_random_model.py"),
                             "--out", model, "--hidden", str(HIDDEN), "--intermediate", str(FFN),
                             "--heads", str(HEADS), "--blocks", str(BLOCKS), "--device", "cpu"],
                            capture_output=True, text=True, timeout=START_TIMEOUT_S)
         report.require(r.returncode == 0, "make_random_model.py: %s%s" % (r.stdout, r.stderr))
-        calib = os.path.join(tmp, "calib.txt")
-        with open(os.path.join(root, "examples/calibration.txt"), "rb") as fin, \
-                open(calib, "wb") as fout:
-            fout.write(fin.read(ct.CALIB_BYTES))
+        calib = ct.calibration_copy(os.path.join(root, "examples/calibration.txt"), tmp)
         job_flags = ["--model=" + model, "--calib=" + calib, "--bits=3", "--method=baq",
                      "--mode=sequential", "--nsamples=%d" % WINDOWS, "--seqlen=%d" % SEQLEN,
                      "--format=fake-quant,packed", "--calibration_shards=%d" % SHARDS]
 
-        # 1. Local mode in the background (it takes the other core).
-        local_out = os.path.join(tmp, "out-local")
-        logs["local"] = os.path.join(tmp, "local.log")
-        local = children.start([args.cli, "quantize", "--threads=1", "--out=" + local_out]
-                               + job_flags, logs["local"])
+        # 1. Local mode in the background.
+        local, local_out = ct.start_local(children, args.cli, tmp, logs, job_flags)
 
         # 2. The cluster; the bound and the cap from the idle coordinator.
-        coordinator, cport, cmport = start_coordinator(children, args.coordinator, tmp, logs)
-        daemons = [coordinator]
-        wmports = start_workers(children, args.worker, cport, cmport, tmp, logs, daemons)
+        cport, cmport, wmports, daemons = ct.start_cluster(
+            children, args.coordinator, args.worker, tmp, logs, START_TIMEOUT_S, workers=SHARDS,
+            coordinator_limits=small_stacks)
+        coordinator = daemons[0]
         idle = proc_status(coordinator.pid)
         shape = mt.shape_numbers("test", HIDDEN, FFN, BLOCKS, HEADS, HEADS, windows=WINDOWS,
                                  seqlen=SEQLEN, calibration_shards=SHARDS)
@@ -255,7 +194,9 @@ def main():
         poller = MetricsPoller(cmport)
         remote_out = os.path.join(tmp, "out-cluster")
         try:
-            seconds = run_job(report, args, coordinator, cport, remote_out, job_flags)
+            logs["submit"] = os.path.join(tmp, "submit.log")
+            seconds = run_job(report, children, args, coordinator, cport, remote_out, job_flags,
+                              logs["submit"])
         finally:
             poller.stop()
         report.note("baq submit --wait on 2 workers, 2 shards: %.1f s" % seconds)
@@ -291,25 +232,9 @@ def main():
         report.check(wire.get("activations", -1) == 0 and wire.get("hessian", 0) > 0,
                      "wire bytes %s: expected activations 0 and Hessians > 0" % wire)
 
-        for p in daemons[1:] + daemons[:1]:
-            p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(timeout=START_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                rc = None
-            report.check(rc == 0, "%s exited %s on SIGTERM" % (p.args[0], rc))
-    except ct.Failure as e:
-        if str(e) not in report.failures:
-            report.check(False, str(e))
-    except subprocess.TimeoutExpired as e:
-        report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
-    finally:
-        signal.alarm(0)
-        ct.clean_up(children, report, logs, tmp, args.keep)
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    report.note("total %.1f s, %.1f s CPU in the processes it ran"
-                % (time.monotonic() - t_start, cpu.ru_utime + cpu.ru_stime))
-    return report.finish()
+        ct.stop_daemons(report, daemons, START_TIMEOUT_S)
+
+    return ct.run_test("baq-coordinator-memory-", TOTAL_TIMEOUT_S, args.keep, scenario)
 
 
 if __name__ == "__main__":
