@@ -66,6 +66,34 @@ LayerReport LayerFromJson(const json& j) {
   return l;
 }
 
+// A block file: kBlockMagic, the u64 length of a JSON header (block,
+// tensors' names, dtypes, shapes, sizes and formats, layer reports), then the
+// tensors' bytes back to back. Written from the caller's tensors, no copy.
+absl::Status WriteTensorsFile(const std::string& path, int64_t block,
+                              const std::vector<TensorBytes>& tensors,
+                              const std::vector<int32_t>& formats,
+                              const std::vector<LayerReport>& layers) {
+  json tensor_json = json::array();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorBytes& t = tensors[i];
+    tensor_json.push_back({{"name", t.name},
+                           {"dtype", std::string(DTypeName(t.dtype))},
+                           {"shape", t.shape},
+                           {"bytes", t.bytes.size()},
+                           {"format", i < formats.size() ? formats[i] : 0}});
+  }
+  json layer_json = json::array();
+  for (const LayerReport& l : layers) layer_json.push_back(LayerToJson(l));
+  const std::string header =
+      json{{"block", block}, {"tensors", tensor_json}, {"layers", layer_json}}.dump();
+  const uint64_t header_bytes = header.size();
+  std::vector<absl::string_view> pieces = {
+      absl::string_view(kBlockMagic, sizeof(kBlockMagic) - 1),
+      absl::string_view(reinterpret_cast<const char*>(&header_bytes), 8), header};
+  for (const TensorBytes& t : tensors) pieces.push_back(t.bytes);
+  return WriteFileDurably(path, pieces);
+}
+
 }  // namespace
 
 JobCheckpoint::JobCheckpoint(std::string dir, nlohmann::json config)
@@ -150,10 +178,7 @@ absl::StatusOr<std::vector<TensorBytes>> JobCheckpoint::LoadWeights(int64_t bloc
 absl::Status JobCheckpoint::SaveWeights(int64_t block, const std::vector<TensorBytes>& weights) {
   BAQ_TRACE_SCOPE("checkpoint", "save_weights", {{"block", block}});
   BAQ_RETURN_IF_ERROR(CreateDir());
-  BlockOutput out;
-  out.block = block;
-  out.tensors = weights;
-  return WriteBlockFile(WeightsPath(block), out);
+  return WriteTensorsFile(WeightsPath(block), block, weights, {}, {});
 }
 
 void JobCheckpoint::DropWeightsBefore(int64_t block) {
@@ -165,18 +190,27 @@ void JobCheckpoint::DropWeightsBefore(int64_t block) {
 
 absl::StatusOr<BlockOutput> JobCheckpoint::ReadBlockFile(const std::string& path,
                                                          int64_t block) const {
-  absl::StatusOr<std::string> data = ReadAll(path);
-  if (!data.ok()) return data.status();
+  // Read piece by piece into the tensors: a block file (outputs or weights
+  // of a whole block) is never held twice.
+  std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (!in || ec) return absl::DataLossError(absl::StrCat("checkpoint: cannot read ", path));
   const size_t magic = sizeof(kBlockMagic) - 1;
+  std::string head(magic, '\0');
   uint64_t header_bytes = 0;
-  if (data->size() < magic + 8 || data->compare(0, magic, kBlockMagic) != 0) {
+  if (size < magic + 8 || !in.read(head.data(), magic) || head != kBlockMagic ||
+      !in.read(reinterpret_cast<char*>(&header_bytes), 8)) {
     return absl::DataLossError(absl::StrCat(path, ": not a block checkpoint"));
   }
-  std::memcpy(&header_bytes, data->data() + magic, 8);
-  if (header_bytes > data->size() - magic - 8) {
+  uint64_t left = size - magic - 8;
+  if (header_bytes > left) return absl::DataLossError(absl::StrCat(path, ": truncated header"));
+  std::string header_text(header_bytes, '\0');
+  if (!in.read(header_text.data(), static_cast<std::streamsize>(header_bytes))) {
     return absl::DataLossError(absl::StrCat(path, ": truncated header"));
   }
-  const json h = json::parse(data->substr(magic + 8, header_bytes), nullptr, false);
+  left -= header_bytes;
+  const json h = json::parse(header_text, nullptr, false);
   if (h.is_discarded()) return absl::DataLossError(absl::StrCat(path, ": header is not JSON"));
   try {
     BlockOutput out;
@@ -184,7 +218,6 @@ absl::StatusOr<BlockOutput> JobCheckpoint::ReadBlockFile(const std::string& path
     if (out.block != block) {
       return absl::DataLossError(absl::StrCat(path, " holds block ", out.block));
     }
-    size_t offset = magic + 8 + header_bytes;
     for (const json& t : h.at("tensors")) {
       TensorBytes tensor;
       tensor.name = t.at("name").get<std::string>();
@@ -193,17 +226,19 @@ absl::StatusOr<BlockOutput> JobCheckpoint::ReadBlockFile(const std::string& path
       tensor.dtype = *dtype;
       tensor.shape = t.at("shape").get<std::vector<int64_t>>();
       const uint64_t n = t.at("bytes").get<uint64_t>();
-      if (n > data->size() - offset) {
+      if (n > left) {
         return absl::DataLossError(absl::StrCat(path, ": tensor ", tensor.name, " truncated"));
       }
-      tensor.bytes = data->substr(offset, n);
-      offset += n;
+      tensor.bytes.resize(n);
+      if (!in.read(tensor.bytes.data(), static_cast<std::streamsize>(n))) {
+        return absl::DataLossError(absl::StrCat(path, ": tensor ", tensor.name, " truncated"));
+      }
+      left -= n;
       out.tensors.push_back(std::move(tensor));
       out.tensor_format.push_back(t.at("format").get<int32_t>());
     }
-    if (offset != data->size()) {
-      return absl::DataLossError(absl::StrCat(path, ": ", data->size() - offset,
-                                              " trailing bytes"));
+    if (left != 0) {
+      return absl::DataLossError(absl::StrCat(path, ": ", left, " trailing bytes"));
     }
     for (const json& l : h.at("layers")) out.layers.push_back(LayerFromJson(l));
     return out;
@@ -253,7 +288,11 @@ absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::stri
       "checkpoint", "save_block",
       {{"block", output.block}, {"inputs_bytes", next_inputs ? next_inputs->size() : 0}});
   BAQ_RETURN_IF_ERROR(CreateDir());
-  if (absl::Status s = WriteBlockFile(BlockPath(output.block), output); !s.ok()) return s;
+  if (absl::Status s = WriteTensorsFile(BlockPath(output.block), output.block, output.tensors,
+                                        output.tensor_format, output.layers);
+      !s.ok()) {
+    return s;
+  }
   if (next_inputs != nullptr) {
     if (absl::Status s = WriteFileDurably(InputsPath(output.block + 1), {*next_inputs}); !s.ok()) {
       return s;
@@ -264,28 +303,6 @@ absl::Status JobCheckpoint::SaveBlock(const BlockOutput& output, const std::stri
   std::error_code ec;
   fs::remove(InputsPath(output.block), ec);
   return absl::OkStatus();
-}
-
-absl::Status JobCheckpoint::WriteBlockFile(const std::string& path, const BlockOutput& output) {
-  json tensors = json::array();
-  for (size_t i = 0; i < output.tensors.size(); ++i) {
-    const TensorBytes& t = output.tensors[i];
-    tensors.push_back({{"name", t.name},
-                       {"dtype", std::string(DTypeName(t.dtype))},
-                       {"shape", t.shape},
-                       {"bytes", t.bytes.size()},
-                       {"format", i < output.tensor_format.size() ? output.tensor_format[i] : 0}});
-  }
-  json layers = json::array();
-  for (const LayerReport& l : output.layers) layers.push_back(LayerToJson(l));
-  const std::string header =
-      json{{"block", output.block}, {"tensors", tensors}, {"layers", layers}}.dump();
-  const uint64_t header_bytes = header.size();
-  std::vector<absl::string_view> pieces = {
-      absl::string_view(kBlockMagic, sizeof(kBlockMagic) - 1),
-      absl::string_view(reinterpret_cast<const char*>(&header_bytes), 8), header};
-  for (const TensorBytes& t : output.tensors) pieces.push_back(t.bytes);
-  return WriteFileDurably(path, pieces);
 }
 
 absl::Status JobCheckpoint::SaveState(const CheckpointState& state) {

@@ -106,7 +106,6 @@ class JobCheckpoint {
   std::string InputsPath(int64_t block) const;
   std::string WeightsPath(int64_t block) const;
   absl::Status CreateDir();
-  absl::Status WriteBlockFile(const std::string& path, const BlockOutput& output);
   absl::StatusOr<BlockOutput> ReadBlockFile(const std::string& path, int64_t block) const;
   absl::Status WriteManifest(const CheckpointState& state);
 

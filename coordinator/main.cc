@@ -2,6 +2,7 @@
 // registry, the job manager (JobRunner over the registered workers), the
 // gRPC server and the metrics endpoint, then waits for SIGTERM/SIGINT and
 // shuts down in order (STYLE R1, R18).
+#include <malloc.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -104,9 +105,22 @@ Model and calibration paths in a job are read by the workers, the output directo
 by the coordinator: give them a shared file system. SIGTERM or SIGINT: stop serving, interrupt the
 running job (it stays RUNNING on disk and resumes from its checkpoint at the next start), exit 0.)";
 
+// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so the
+// per-block buffers that follow (Hessian partials and sums of a few MiB, one block's weights and
+// outputs, the 1 MiB stream chunks) land in the heap and the per-thread arenas, where what one
+// phase of a block frees often cannot serve the next phase's allocations (other threads, other
+// sizes) and is not returned to the system. Measured on a 1024-wide random LLaMA (2 blocks, 2
+// workers, 2 calibration shards; 2-core x86 CPU, Debian 12): peak RSS 259 MiB with the dynamic
+// threshold, 141 MiB with this fixed one, and 227 MiB vs 36 MiB still resident after the job.
+// Buffers from 1 MiB up get their own mapping and go back to the system when freed.
+constexpr int kMmapThresholdBytes = 1 << 20;
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any allocation the threshold should govern; a fixed value also
+  // turns off glibc's dynamic adjustment (mallopt(3)).
+  mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
   baq::daemon::ParseDaemonCommandLine(argc, argv, kUsage, "coordinator/main.cc");
   if (absl::GetFlag(FLAGS_data_dir).empty()) {
     std::cerr << "baq-coordinator: --data_dir is required (see --help)\n";

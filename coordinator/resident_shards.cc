@@ -273,16 +273,29 @@ absl::StatusOr<BlockMeasurement> ResidentShards::Measure(int64_t b) {
     BAQ_RETURN_IF_ERROR(OnEngines(layout));
   }
   owners_ = AssignLayerOwners(layers_, engines);
+  // A sum goes to the last owner that needs it by move and to the others as
+  // a copy: the coordinator holds each sum once per owner of it, not once
+  // more (q/k/v or gate/up split over two owners would otherwise be 3 sums).
+  std::vector<std::set<int32_t>> groups(engines);
+  std::map<int32_t, int> last_owner;  // By input group.
+  for (int i = 0; i < engines; ++i) {
+    for (int32_t l : LayersOf(owners_, i)) {
+      groups[i].insert(layers_[l].input_group);
+      last_owner[layers_[l].input_group] = i;
+    }
+  }
   std::vector<std::function<absl::Status()>> imports(engines);
   for (int i = 0; i < engines; ++i) {
-    std::set<int32_t> groups;
-    for (int32_t l : LayersOf(owners_, i)) groups.insert(layers_[l].input_group);
-    if (groups.empty()) continue;
+    if (groups[i].empty()) continue;
     std::vector<HessianPartial> mine;
-    for (const HessianPartial& p : merged) {
-      if (groups.count(p.input_group) == 0) continue;
+    for (HessianPartial& p : merged) {
+      if (groups[i].count(p.input_group) == 0) continue;
       block_wire_.hessian_merged += static_cast<int64_t>(p.bytes.size());
-      mine.push_back(p);
+      if (last_owner[p.input_group] == i) {
+        mine.push_back(std::move(p));
+      } else {
+        mine.push_back(p);
+      }
     }
     BlockEngine* e = engines_[i];
     imports[i] = [e, b, mine = std::move(mine)]() mutable {
@@ -403,6 +416,10 @@ absl::Status ResidentShards::Advance(int64_t b) {
       return Owner(e).AdvanceShards(b, std::move(others));
     };
   }
+  // The engines get their copies; replays read the store (or the kept
+  // copy), so the block's weights are not held into the next block, where
+  // they would add to its Hessian partials.
+  block_weights_.reset();
   std::vector<absl::Status> each;
   const absl::Status advanced = OnEngines(calls, &each);
   // Shards advance with their engine's call: an engine whose call failed

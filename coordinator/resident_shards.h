@@ -13,7 +13,11 @@
 //   coordinator -> engines   the weights of the layers each did not quantize
 //
 // Calls on different engines run concurrently (one thread per engine per
-// step), so S workers compute a block's forward in 1/S of the time.
+// step), so S workers compute a block's forward in 1/S of the time. Memory:
+// every shard's partials of a block arrive (concurrently) before the merge,
+// so the coordinator holds S x the block's Hessians at that point; merging
+// them as they stream in, in shard order, would hold about one sum plus one
+// partial per engine, but needs a streaming AccumulateHessians.
 // Every K blocks (checkpoint_every) each engine writes its shards' inputs to
 // the shard checkpoint directory (its own or a shared volume); the
 // quantized weights of the blocks since the oldest such checkpoint are kept
@@ -172,7 +176,8 @@ class ResidentShards {
   // The block in progress: its layers and owners (index into engines_).
   std::vector<LayerShape> layers_;
   std::vector<int> owners_;
-  // By layer, of the block quantized last (shared with its store write).
+  // By layer, of the block quantized last (shared with its store write),
+  // from Quantize to Advance.
   std::shared_ptr<const std::vector<TensorBytes>> block_weights_;
   std::thread weight_writer_;      // The store write in flight, if joinable.
   absl::Status weight_write_status_;  // Its result, read after the join.

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "tests/testing/test_paths.h"
 
@@ -158,6 +159,31 @@ TEST(JobCheckpointTest, DamagedFilesAreDataLoss) {
   EXPECT_EQ(ckpt.LoadBlock(1).status().code(), absl::StatusCode::kDataLoss);  // Missing.
   baq::testing::WriteFileOrDie(dir + "/manifest.json", "{not json");
   EXPECT_EQ(ckpt.Load().status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(JobCheckpointTest, WeightsRoundTripAndDamageIsDataLoss) {
+  const std::string dir = baq::testing::MakeScratchDir() + "/job-1";
+  JobCheckpoint ckpt(dir, kConfig);
+  const std::vector<TensorBytes> weights = MakeOutput(3).tensors;
+  ASSERT_TRUE(ckpt.SaveWeights(3, weights).ok());
+  absl::StatusOr<std::vector<TensorBytes>> back = ckpt.LoadWeights(3);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) {
+    EXPECT_EQ((*back)[i].name, weights[i].name);
+    EXPECT_EQ((*back)[i].shape, weights[i].shape);
+    EXPECT_EQ((*back)[i].bytes, weights[i].bytes);
+  }
+  const std::string path = dir + "/weights-3.bin";
+  {
+    std::ofstream(path, std::ios::binary | std::ios::app) << "x";  // A trailing byte.
+  }
+  EXPECT_EQ(ckpt.LoadWeights(3).status().code(), absl::StatusCode::kDataLoss);
+  fs::resize_file(path, fs::file_size(path) - 2);  // The last tensor cut short.
+  EXPECT_EQ(ckpt.LoadWeights(3).status().code(), absl::StatusCode::kDataLoss);
+  fs::resize_file(path, 12);  // Inside the header length.
+  EXPECT_EQ(ckpt.LoadWeights(3).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ckpt.LoadWeights(2).status().code(), absl::StatusCode::kDataLoss);  // Missing.
 }
 
 TEST(JobCheckpointTest, RemoveDeletesTheDirectory) {

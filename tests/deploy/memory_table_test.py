@@ -3,7 +3,8 @@
 docs/operations.md and the Helm chart's defaults agree.
 
   * spot values computed by hand (the fp64 upper triangle of a 4096-wide
-    Hessian, a 30B block boundary's activations, a 70B GQA block's weights);
+    Hessian, a 30B block boundary's activations, a 70B GQA block's weights,
+    the coordinator's Hessians growing with the calibration shards);
   * docs/operations.md holds exactly the script's --markdown output between
     its `memory_table.py` markers (so the documented numbers are reproducible:
     rerun the script and paste);
@@ -71,6 +72,14 @@ def main():
         # No coordinator term depends on the activations.
         report.check(r["coordinator_peak_rss"] < r["boundary_activations"] * 2,
                      "%s: coordinator RSS above the activations" % r["name"])
+    # Every shard's partials of a block reach the coordinator at once; one shard: none.
+    s4 = mt.shape_numbers(*mt.SHAPES[0], calibration_shards=4)
+    s1 = mt.shape_numbers(*mt.SHAPES[0], calibration_shards=1)
+    report.check(s4["coordinator_peak_rss"] - r7["coordinator_peak_rss"] ==
+                 2 * sum(r7["hessian_group_bytes"]) and
+                 s1["coordinator_peak_rss"] == mt.BASE_RSS_BYTES + 2 * r7["params_per_block"],
+                 "7B peak RSS with 4 shards %d, with 1 shard %d" % (
+                     s4["coordinator_peak_rss"], s1["coordinator_peak_rss"]))
     bigger = mt.shape_numbers(*mt.SHAPES[0], windows=1024)
     report.check(bigger["coordinator_peak_rss"] == r7["coordinator_peak_rss"] and
                  bigger["boundary_activations"] == 8 * r7["boundary_activations"],

@@ -49,6 +49,7 @@ import ctypes
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -124,10 +125,16 @@ class Children:
     def __init__(self):
         self.procs = []
 
-    def start(self, args, log_path=None, **kw):
+    def start(self, args, log_path=None, limits=None, **kw):
+        """`limits`, if given, runs in the child before exec (e.g. resource.setrlimit)."""
         out = open(log_path, "w") if log_path else subprocess.PIPE
+
+        def preexec():
+            die_with_parent()
+            if limits is not None:
+                limits()
         p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True,
-                             preexec_fn=die_with_parent, **kw)
+                             preexec_fn=preexec, **kw)
         if log_path:
             out.close()
         self.procs.append(p)
@@ -308,11 +315,13 @@ def clean_up(children, report, logs, tmp, keep):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def start_cluster(children, coordinator_bin, worker_bin, tmp, logs, timeout_s, workers=3):
-    """One baq-coordinator (--min_workers=N, --data_dir in tmp) and N CPU baq-workers
-    (--threads=1), each process with its /metrics on a free loopback port and its log in
-    `logs`. Returns (coordinator port, coordinator metrics port, worker metrics ports, the
-    processes, coordinator first) once every worker registered and serves /metrics."""
+def start_cluster(children, coordinator_bin, worker_bin, tmp, logs, timeout_s, workers=3,
+                  coordinator_limits=None):
+    """One baq-coordinator (--min_workers=N, --data_dir in tmp; `coordinator_limits` as
+    Children.start's `limits`) and N CPU baq-workers (--threads=1), each process with its
+    /metrics on a free loopback port and its log in `logs`. Returns (coordinator port,
+    coordinator metrics port, worker metrics ports, the processes, coordinator first) once every
+    worker registered and serves /metrics."""
     cport, cmport = free_port(), free_port()
     wmports = [free_port() for _ in range(workers)]
     logs["coordinator"] = os.path.join(tmp, "coordinator.log")
@@ -320,7 +329,7 @@ def start_cluster(children, coordinator_bin, worker_bin, tmp, logs, timeout_s, w
         [coordinator_bin, "--listen=127.0.0.1:%d" % cport,
          "--data_dir=" + os.path.join(tmp, "data"),
          "--metrics_listen=127.0.0.1:%d" % cmport, "--min_workers=%d" % workers],
-        logs["coordinator"])
+        logs["coordinator"], limits=coordinator_limits)
     wait_for("coordinator /metrics", lambda: http_get("http://127.0.0.1:%d/metrics" % cmport),
              timeout_s, [coordinator])
     daemons = [coordinator]
@@ -340,6 +349,89 @@ def start_cluster(children, coordinator_bin, worker_bin, tmp, logs, timeout_s, w
         wait_for("worker /metrics", lambda: http_get("http://127.0.0.1:%d/metrics" % mport),
                  timeout_s, daemons)
     return cport, cmport, wmports, daemons
+
+
+def calibration_copy(src, tmp):
+    """The first CALIB_BYTES of `src` as tmp/calib.txt (its path)."""
+    calib = os.path.join(tmp, "calib.txt")
+    with open(src, "rb") as fin, open(calib, "wb") as fout:
+        fout.write(fin.read(CALIB_BYTES))
+    return calib
+
+
+def start_local(children, cli, tmp, logs, job_flags):
+    """`baq quantize --threads=1` of the job into tmp/out-local, in the background (it takes
+    the other core while the cluster runs); its log is logs["local"]. Returns (process, out)."""
+    out = os.path.join(tmp, "out-local")
+    logs["local"] = os.path.join(tmp, "local.log")
+    return children.start([cli, "quantize", "--threads=1", "--out=" + out] + job_flags,
+                          logs["local"]), out
+
+
+def parse_cluster_args():
+    """--coordinator, --worker, --cli (the binaries), --source-dir and --keep (the temp dir).
+    Returns (args, the repository root)."""
+    ap = argparse.ArgumentParser()
+    for a in ("--coordinator", "--worker", "--cli", "--source-dir"):
+        ap.add_argument(a, default="")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+    return args, os.path.abspath(args.source_dir or
+                                 os.path.join(os.path.dirname(__file__), "../.."))
+
+
+def unbuilt(args):
+    """Why the test cannot run: the first of args.coordinator, args.worker, args.cli that is not
+    an executable, or None."""
+    for name, path in (("baq-coordinator", args.coordinator), ("baq-worker", args.worker),
+                       ("baq", args.cli)):
+        if not path or not os.access(path, os.X_OK):
+            return "%s is not built (%r)" % (name, path)
+    return None
+
+
+def stop_daemons(report, daemons, timeout_s):
+    """Orderly shutdown (docs/service.md): SIGTERM to the workers, then the coordinator
+    (daemons[0]); each must exit 0."""
+    for p in daemons[1:] + daemons[:1]:
+        p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            rc = None
+        report.check(rc == 0, "%s exited %s on SIGTERM" % (p.args[0], rc))
+
+
+def run_test(prefix, total_timeout_s, keep, body):
+    """The frame of a test: a Report, the Children, a temp dir named `prefix`..., a SIGALRM after
+    total_timeout_s that fails the test and a SIGTERM (CTest's timeout) that still cleans up.
+    Calls body(report, children, tmp, logs); a Failure or a subprocess timeout it raises becomes
+    a failed check. Kills the children, removes tmp unless `keep`, returns report.finish()."""
+    report = Report()
+    children = Children()
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    t_start = time.monotonic()
+
+    def on_alarm(signum, frame):
+        raise Failure("the whole test ran past %d s" % total_timeout_s)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))  # CTest timeout: run finally.
+    signal.alarm(total_timeout_s)
+    logs = {}
+    try:
+        body(report, children, tmp, logs)
+    except Failure as e:
+        if str(e) not in report.failures:  # require() has recorded its own.
+            report.check(False, str(e))
+    except subprocess.TimeoutExpired as e:
+        report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
+    finally:
+        signal.alarm(0)
+        clean_up(children, report, logs, tmp, keep)
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report.note("total %.1f s, %.1f s CPU in the processes it ran"
+                % (time.monotonic() - t_start, cpu.ru_utime + cpu.ru_stime))
+    return report.finish()
 
 
 def prometheus_config(path, coordinator_metrics, worker_metrics):
@@ -456,32 +548,17 @@ def main():
     root = os.path.abspath(args.source_dir or os.path.join(os.path.dirname(__file__), "../.."))
     model = os.path.join(root, "examples/opt-fixture")
     calib_src = os.path.join(root, "examples/calibration.txt")
-    for name, path in (("baq-coordinator", args.coordinator), ("baq-worker", args.worker),
-                       ("baq", args.cli)):
-        if not path or not os.access(path, os.X_OK):
-            print("SKIP: %s is not built (%r)" % (name, path))
-            return SKIP
+    if unbuilt(args):
+        print("SKIP: " + unbuilt(args))
+        return SKIP
     if not os.path.isfile(os.path.join(model, "model.safetensors")):
         print("SKIP: no OPT fixture in %s" % model)
         return SKIP
     with open(os.path.join(model, "config.json")) as f:
         num_blocks = int(json.load(f)["num_hidden_layers"])
 
-    report = Report()
-    children = Children()
-    tmp = tempfile.mkdtemp(prefix="baq-cluster-")
-    t_start = time.monotonic()
-
-    def on_alarm(signum, frame):
-        raise Failure("the whole test ran past %d s" % TOTAL_TIMEOUT_S)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))  # CTest timeout: run finally.
-    signal.alarm(TOTAL_TIMEOUT_S)
-    logs = {}
-    try:
-        calib = os.path.join(tmp, "calib.txt")
-        with open(calib_src, "rb") as fin, open(calib, "wb") as fout:
-            fout.write(fin.read(CALIB_BYTES))
+    def scenario(report, children, tmp, logs):
+        calib = calibration_copy(calib_src, tmp)
         job_flags = ["--model=" + model, "--calib=" + calib, "--bits=3", "--method=baq",
                      "--mode=sequential", "--nsamples=4", "--seqlen=64",
                      "--format=fake-quant,packed"]
@@ -490,10 +567,7 @@ def main():
         # background: a sequential job keeps one worker busy at a time, so the
         # local run takes the other core.
         t_local = time.monotonic()
-        local_out = os.path.join(tmp, "out-local")
-        logs["local"] = os.path.join(tmp, "local.log")
-        local = children.start([args.cli, "quantize", "--threads=1", "--out=" + local_out]
-                               + job_flags, logs["local"])
+        local, local_out = start_local(children, args.cli, tmp, logs, job_flags)
 
         # 2. The cluster: a coordinator and three workers, each a process.
         cport, cmport, wmports, daemons = start_cluster(children, args.coordinator, args.worker,
@@ -662,24 +736,9 @@ def main():
                             reuse_out, target_bits=4.0)
         report.note("reused-measurement output: %d files identical to the multi-target job's" % n)
 
-        # Orderly shutdown: workers first, then the coordinator (docs/service.md).
-        for p in daemons[1:] + daemons[:1]:
-            p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(timeout=START_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                rc = None
-            report.check(rc == 0, "%s exited %s on SIGTERM" % (p.args[0], rc))
-    except Failure as e:
-        if str(e) not in report.failures:  # require() has recorded its own.
-            report.check(False, str(e))
-    except subprocess.TimeoutExpired as e:
-        report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
-    finally:
-        signal.alarm(0)
-        clean_up(children, report, logs, tmp, args.keep)
-    report.note("total %.1f s" % (time.monotonic() - t_start))
-    return report.finish()
+        stop_daemons(report, daemons, START_TIMEOUT_S)
+
+    return run_test("baq-cluster-", TOTAL_TIMEOUT_S, args.keep, scenario)
 
 
 if __name__ == "__main__":

@@ -25,14 +25,11 @@ Helpers (process handling, output comparison) come from cluster_test.py.
 Exit 0: pass; 1: fail; 77: skipped (binaries or fixture missing).
 """
 
-import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True  # Importing cluster_test must not leave __pycache__ behind.
@@ -92,50 +89,27 @@ def wire_bound(model_dir, blocks, shards, engines):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    for a in ("--coordinator", "--worker", "--cli", "--source-dir"):
-        ap.add_argument(a, default="")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    args = ap.parse_args()
-    root = os.path.abspath(args.source_dir or os.path.join(os.path.dirname(__file__), "../.."))
+    args, root = ct.parse_cluster_args()
     model = os.path.join(root, "examples/opt-fixture")
     calib_src = os.path.join(root, "examples/calibration.txt")
-    for name, path in (("baq-coordinator", args.coordinator), ("baq-worker", args.worker),
-                       ("baq", args.cli)):
-        if not path or not os.access(path, os.X_OK):
-            print("SKIP: %s is not built (%r)" % (name, path))
-            return ct.SKIP
+    if ct.unbuilt(args):
+        print("SKIP: " + ct.unbuilt(args))
+        return ct.SKIP
     if not os.path.isfile(os.path.join(model, "model.safetensors")):
         print("SKIP: no OPT fixture in %s" % model)
         return ct.SKIP
     with open(os.path.join(model, "config.json")) as f:
         num_blocks = int(json.load(f)["num_hidden_layers"])
 
-    report = ct.Report()
-    children = ct.Children()
-    tmp = tempfile.mkdtemp(prefix="baq-shards-")
-    t_start = time.monotonic()
-
-    def on_alarm(signum, frame):
-        raise ct.Failure("the whole test ran past %d s" % TOTAL_TIMEOUT_S)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))  # CTest timeout: run finally.
-    signal.alarm(TOTAL_TIMEOUT_S)
-    logs = {}
-    try:
-        calib = os.path.join(tmp, "calib.txt")
-        with open(calib_src, "rb") as fin, open(calib, "wb") as fout:
-            fout.write(fin.read(ct.CALIB_BYTES))
+    def scenario(report, children, tmp, logs):
+        calib = ct.calibration_copy(calib_src, tmp)
         # 17 windows = chunks of 8, 8 and 1 window: three shards, one uneven.
         job_flags = ["--model=" + model, "--calib=" + calib, "--bits=3", "--method=gptq",
                      "--mode=sequential", "--nsamples=17", "--seqlen=16",
                      "--format=fake-quant,packed", "--calibration_shards=%d" % SHARDS]
 
-        # 1. Local mode in the background (it takes the other core).
-        local_out = os.path.join(tmp, "out-local")
-        logs["local"] = os.path.join(tmp, "local.log")
-        local = children.start([args.cli, "quantize", "--threads=1", "--out=" + local_out]
-                               + job_flags, logs["local"])
+        # 1. Local mode in the background.
+        local, local_out = ct.start_local(children, args.cli, tmp, logs, job_flags)
 
         # 2. The cluster.
         cport, cmport, wmports, daemons = ct.start_cluster(
@@ -204,23 +178,9 @@ def main():
                      wire.get("weights", 0) <= bound["weights"],
                      "wire bytes %s over the bound %s" % (wire, bound))
 
-        for p in daemons[1:] + daemons[:1]:
-            p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(timeout=START_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                rc = None
-            report.check(rc == 0, "%s exited %s on SIGTERM" % (p.args[0], rc))
-    except ct.Failure as e:
-        if str(e) not in report.failures:
-            report.check(False, str(e))
-    except subprocess.TimeoutExpired as e:
-        report.check(False, "%s ran past %s s" % (e.cmd[:2], e.timeout))
-    finally:
-        signal.alarm(0)
-        ct.clean_up(children, report, logs, tmp, args.keep)
-    report.note("total %.1f s" % (time.monotonic() - t_start))
-    return report.finish()
+        ct.stop_daemons(report, daemons, START_TIMEOUT_S)
+
+    return ct.run_test("baq-shards-", TOTAL_TIMEOUT_S, args.keep, scenario)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,24 @@ stay on the workers (each keeps its shard resident and checkpoints it to its
 own storage every K blocks); only Hessian partials (fp64, upper triangle)
 and quantized layer weights go through the coordinator.
 
-Coordinator, per block:
-  * Hessians: the running sum plus one arriving partial per input group of
-    the block (the distinct inputs of its linear layers: q/k/v share the
-    block input, o_proj reads the attention output, gate/up share the MLP
-    input, down_proj reads the FFN activation), each g(g+1)/2 x 8 bytes for
-    a group of width g;
+Coordinator, per block (S calibration shards, JobConfig::calibration_shards;
+`baq submit` makes one per worker device by default):
+  * Hessians: one fp64 partial per shard and input group of the block (the
+    distinct inputs of its linear layers: q/k/v share the block input, o_proj
+    reads the attention output, gate/up share the MLP input, down_proj reads
+    the FFN activation), each g(g+1)/2 x 8 bytes for a group of width g. The
+    engines compute their shards at once and every shard's partials arrive
+    before the merge (coordinator/resident_shards.cc), so S x the group sum;
+    the merged sums then go to the layers' owners, at most one per owner. With
+    S = 1 the one engine merges and no Hessian reaches the coordinator;
   * the quantized weights of the one block in flight (fake-quant: fp16,
     2 bytes a weight; packed: bits/8 plus an fp16 scale and zero per group
-    of 128 weights);
-  * plus the process itself (gRPC, job records): BASE_RSS_BYTES, measured.
+    of 128 weights). After the Hessians are freed, the block's output
+    tensors, its weights and the copies streamed to the other engines
+    (about 3 x the fp16 weights) fit under the Hessian term plus these;
+  * plus the process itself (gRPC, job records): BASE_RSS_BYTES.
+Measured (docs/operations.md "Sizing", tests/service/coordinator_memory_test.py) the peak
+stays under this sum.
 Coordinator disk (--data_dir): the job checkpoint, i.e. every published
 block's output so far (the whole model's quantized blocks at the end) plus
 the last K blocks' quantized weights (what a recovering worker replays),
@@ -32,7 +40,8 @@ A stored measurement (--measurement) holds every layer's float32 Hessian
 (in_features^2 x 4 bytes) for every block.
 
 Usage: memory_table.py [--markdown] [--windows 128] [--seqlen 2048] [--k 4]
-       [--bits 3]       (prints the tables; --json for the raw numbers)
+       [--bits 3] [--calibration_shards 2]
+       (prints the tables; --json for the raw numbers)
 Only the Python standard library.
 """
 
@@ -42,9 +51,12 @@ import sys
 
 GiB = 1 << 30
 
-# Resident memory of an idle baq-coordinator (this machine, Debian 12,
-# RelWithDebInfo): process_resident_memory_bytes of a coordinator with no
-# job, rounded up. Measured in tests/deploy/dashboard_scrape_test.py runs.
+# The coordinator process itself. Measured on a 2-core x86 CPU, Debian 12, RelWithDebInfo,
+# commit e672f8c (`ctest -R service_coordinator_memory_test -V`; docs/operations.md "Sizing"):
+# an idle coordinator with two workers registered peaks at 18 MiB (VmHWM, most of it the mapped
+# binary and libraries), and running a job on them adds about 6.5 MiB that do not depend on the
+# model (gRPC streams, threads, the output writer). Rounded up to leave room for more workers'
+# connections and allocator slack.
 BASE_RSS_BYTES = 64 << 20
 
 # (name, hidden, ffn, blocks, heads, kv_heads): LLaMA-family shapes.
@@ -62,7 +74,7 @@ def hessian_bytes(width):
 
 
 def shape_numbers(name, hidden, ffn, blocks, heads, kv_heads, windows=128, seqlen=2048, k=4,
-                  bits=3, shards=(1, 2, 4)):
+                  bits=3, shards=(1, 2, 4), calibration_shards=2):
     head_dim = hidden // heads
     attn = heads * head_dim
     kv = kv_heads * head_dim
@@ -73,7 +85,9 @@ def shape_numbers(name, hidden, ffn, blocks, heads, kv_heads, windows=128, seqle
     weights_fp16 = 2 * params
     weights_packed = params * bits // 8 + params // GROUP_SIZE * 4
     hessians = sum(hessian_bytes(g) for g in groups)
-    coordinator_rss = BASE_RSS_BYTES + 2 * hessians + weights_fp16
+    # Every shard's partials of a block at once; none with one shard.
+    hessian_sets = calibration_shards if calibration_shards > 1 else 0
+    coordinator_rss = BASE_RSS_BYTES + hessian_sets * hessians + weights_fp16
     checkpoint_fp16 = (blocks + k) * weights_fp16 + hessians
     checkpoint_packed = (blocks + k) * weights_packed + hessians
     boundary = windows * seqlen * hidden * 4
@@ -85,7 +99,8 @@ def shape_numbers(name, hidden, ffn, blocks, heads, kv_heads, windows=128, seqle
         "name": name, "hidden": hidden, "ffn": ffn, "blocks": blocks, "heads": heads,
         "kv_heads": kv_heads, "params_per_block": params,
         "hessian_group_bytes": [hessian_bytes(g) for g in groups],
-        "hessians_per_block": hessians,
+        "hessians_per_block": hessians, "calibration_shards": calibration_shards,
+        "coordinator_hessians": hessian_sets * hessians,
         "block_weights_fp16": weights_fp16, "block_weights_packed": weights_packed,
         "coordinator_peak_rss": coordinator_rss,
         "coordinator_disk_fake_quant": checkpoint_fp16,
@@ -97,8 +112,9 @@ def shape_numbers(name, hidden, ffn, blocks, heads, kv_heads, windows=128, seqle
     }
 
 
-def table(windows=128, seqlen=2048, k=4, bits=3):
-    return [shape_numbers(*s, windows=windows, seqlen=seqlen, k=k, bits=bits) for s in SHAPES]
+def table(windows=128, seqlen=2048, k=4, bits=3, calibration_shards=2):
+    return [shape_numbers(*s, windows=windows, seqlen=seqlen, k=k, bits=bits,
+                          calibration_shards=calibration_shards) for s in SHAPES]
 
 
 def gb(n):
@@ -107,15 +123,16 @@ def gb(n):
 
 def markdown(rows, windows, seqlen, k, bits):
     out = []
-    out.append("Coordinator (%d x %d calibration, K = %d, %d-bit output):" % (windows, seqlen, k,
-                                                                           bits))
+    shards = rows[0]["calibration_shards"]
+    out.append("Coordinator (%d x %d calibration, S = %d calibration shards, K = %d, %d-bit "
+               "output):" % (windows, seqlen, shards, k, bits))
     out.append("")
-    out.append("| Shape | Hessians per block (sum + partial) | Block weights in flight (fp16) "
+    out.append("| Shape | Hessians per block (S partials) | Block weights in flight (fp16) "
                "| Peak RSS | Data dir: fake-quant | Data dir: packed |")
     out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         out.append("| %s (hidden %d, FFN %d, %d blocks) | %s | %s | %s | %s | %s |" % (
-            r["name"], r["hidden"], r["ffn"], r["blocks"], gb(2 * r["hessians_per_block"]),
+            r["name"], r["hidden"], r["ffn"], r["blocks"], gb(r["coordinator_hessians"]),
             gb(r["block_weights_fp16"]), gb(r["coordinator_peak_rss"]),
             gb(r["coordinator_disk_fake_quant"]), gb(r["coordinator_disk_packed"])))
     out.append("")
@@ -138,10 +155,12 @@ def main(argv=None):
     ap.add_argument("--seqlen", type=int, default=2048)
     ap.add_argument("--k", type=int, default=4, help="blocks between shard checkpoints")
     ap.add_argument("--bits", type=int, default=3)
+    ap.add_argument("--calibration_shards", type=int, default=2,
+                    help="S: Hessian partials per block at the coordinator (one per shard)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    rows = table(args.windows, args.seqlen, args.k, args.bits)
+    rows = table(args.windows, args.seqlen, args.k, args.bits, args.calibration_shards)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
