@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -49,6 +50,18 @@ std::unique_ptr<BlockEngine> MakeEngine() {
   return e.ok() ? *std::move(e) : nullptr;
 }
 
+// KNOWN BUG (not fixed yet): two TorchBlockEngines running CPU work at the
+// same time in one process sometimes corrupt a result (an o_proj Hessian
+// comes out not positive definite, in 10-30 % of runs of these tests; it
+// reproduces at d34bf84 too, and never when the calls run one at a time).
+// Workers are separate processes with one engine per device, so the service
+// does not run engines side by side in one process on the CPU; these tests
+// do, so their engines take turns until the cause is found.
+std::mutex& InProcessEngines() {
+  static std::mutex mu;
+  return mu;
+}
+
 // Forwards every capability of the resident path to `inner`; from the
 // first call that touches block `fail_block` on, every call fails as a lost
 // worker's would.
@@ -62,13 +75,18 @@ class LosingEngine final : public BlockEngine, public ShardedCalibration, public
   std::string name() const override { return "worker lost device 0"; }
   ShardedCalibration* sharded_calibration() override { return this; }
   LayerOwnership* layer_ownership() override { return this; }
-  absl::Status Start(const JobConfig& c) override { return inner_->Start(c); }
+  absl::Status Start(const JobConfig& c) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
+    return inner_->Start(c);
+  }
   int64_t num_blocks() const override { return inner_->num_blocks(); }
   absl::StatusOr<BlockMeasurement> Measure(int64_t b) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return inner_->Measure(b);
   }
   absl::StatusOr<BlockOutput> Quantize(int64_t b, const std::vector<LayerAllocation>& a) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return inner_->Quantize(b, a);
   }
@@ -76,45 +94,54 @@ class LosingEngine final : public BlockEngine, public ShardedCalibration, public
   void Cancel() override { inner_->Cancel(); }
   absl::StatusOr<std::vector<HessianPartial>> AccumulateHessians(
       int64_t b, const std::vector<int32_t>& s) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return shards_->AccumulateHessians(b, s);
   }
   absl::Status ImportHessians(int64_t b, std::vector<HessianPartial> m) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return shards_->ImportHessians(b, std::move(m));
   }
   absl::StatusOr<std::string> ExportShardInputs(int64_t b, int32_t s) override {
     ++activation_moves;
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return shards_->ExportShardInputs(b, s);
   }
   absl::Status ImportShardInputs(int64_t b, int32_t s, std::string x) override {
     ++activation_moves;
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return shards_->ImportShardInputs(b, s, std::move(x));
   }
   absl::StatusOr<std::vector<LayerShape>> BlockLayers(int64_t b) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return owner_->BlockLayers(b);
   }
   absl::StatusOr<BlockMeasurement> MeasureLayers(int64_t b,
                                                  const std::vector<int32_t>& l) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return owner_->MeasureLayers(b, l);
   }
   absl::StatusOr<OwnedLayersOutput> QuantizeLayers(
       int64_t b, const std::vector<int32_t>& l,
       const std::vector<LayerAllocation>& a) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     ++quantize_layer_calls;
     return owner_->QuantizeLayers(b, l, a);
   }
   absl::Status AdvanceShards(int64_t b, std::vector<TensorBytes> w) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return owner_->AdvanceShards(b, std::move(w));
   }
   absl::StatusOr<std::vector<int32_t>> CheckpointShards(int64_t b,
                                                         const std::string& dir) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     absl::StatusOr<std::vector<int32_t>> written = owner_->CheckpointShards(b, dir);
     if (written.ok() && b == unfinished_checkpoint) {
@@ -124,6 +151,7 @@ class LosingEngine final : public BlockEngine, public ShardedCalibration, public
     return written;
   }
   absl::Status RestoreShard(int64_t b, int32_t s, const std::string& dir) override {
+    const std::lock_guard<std::mutex> one_at_a_time(InProcessEngines());
     BAQ_RETURN_IF_ERROR(Touch(b));
     return owner_->RestoreShard(b, s, dir);
   }
