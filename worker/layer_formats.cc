@@ -127,17 +127,7 @@ absl::StatusOr<std::vector<TensorBytes>> GptqTensors(const QuantizedLayer& layer
 
 absl::StatusOr<at::Tensor> DequantizePacked(const SafetensorsCheckpoint& ckpt,
                                             const std::string& name) {
-  PackedLayerViews v;
-  BAQ_ASSIGN_OR_RETURN(v.levels, ckpt.Get(name + ".levels"));
-  BAQ_ASSIGN_OR_RETURN(v.qcodes, ckpt.Get(name + ".qcodes"));
-  if (ckpt.Contains(name + ".row_min")) {
-    BAQ_ASSIGN_OR_RETURN(v.row_min, ckpt.Get(name + ".row_min"));
-    BAQ_ASSIGN_OR_RETURN(v.row_max, ckpt.Get(name + ".row_max"));
-  } else {
-    BAQ_ASSIGN_OR_RETURN(v.scales, ckpt.Get(name + ".scales"));
-    BAQ_ASSIGN_OR_RETURN(v.zeros, ckpt.Get(name + ".zeros"));
-    BAQ_ASSIGN_OR_RETURN(v.g_idx, ckpt.Get(name + ".g_idx"));
-  }
+  BAQ_ASSIGN_OR_RETURN(PackedLayerViews v, PackedLayerViewsOf(ckpt, name));
   return DequantizePackedViews(name, v, at::kCPU);
 }
 

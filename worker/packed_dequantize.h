@@ -30,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/safetensors.h"
+#include "common/status_macros.h"
 
 namespace baq::worker {
 
@@ -41,6 +42,27 @@ struct PackedLayerViews {
   std::optional<TensorView> row_min, row_max;         // F32 [out]
   std::optional<TensorView> scales, zeros, g_idx;     // F32 [out, groups], I32 [in]
 };
+
+// The views of the packed layer `name` in `source`: anything with
+// Contains(name) and Get(name) -> StatusOr<TensorView> (a
+// SafetensorsCheckpoint, a SafetensorsFile). Get's error (NotFound naming
+// the tensor) when one is missing.
+template <typename Source>
+absl::StatusOr<PackedLayerViews> PackedLayerViewsOf(const Source& source,
+                                                    const std::string& name) {
+  PackedLayerViews v;
+  BAQ_ASSIGN_OR_RETURN(v.levels, source.Get(name + ".levels"));
+  BAQ_ASSIGN_OR_RETURN(v.qcodes, source.Get(name + ".qcodes"));
+  if (source.Contains(name + ".row_min")) {
+    BAQ_ASSIGN_OR_RETURN(v.row_min, source.Get(name + ".row_min"));
+    BAQ_ASSIGN_OR_RETURN(v.row_max, source.Get(name + ".row_max"));
+  } else {
+    BAQ_ASSIGN_OR_RETURN(v.scales, source.Get(name + ".scales"));
+    BAQ_ASSIGN_OR_RETURN(v.zeros, source.Get(name + ".zeros"));
+    BAQ_ASSIGN_OR_RETURN(v.g_idx, source.Get(name + ".g_idx"));
+  }
+  return v;
+}
 
 // uint8 [out, in] codes of a packed layer on the CPU. DataLoss naming `name`
 // when the stream is truncated, has trailing bytes or holds values no packer

@@ -22,21 +22,6 @@ absl::Status Mismatch(const std::string& layer, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("compact weight of ", layer, ": ", what));
 }
 
-absl::StatusOr<PackedLayerViews> ViewsOf(const SafetensorsFile& image, const std::string& layer) {
-  PackedLayerViews v;
-  BAQ_ASSIGN_OR_RETURN(v.levels, image.Get(layer + ".levels"));
-  BAQ_ASSIGN_OR_RETURN(v.qcodes, image.Get(layer + ".qcodes"));
-  if (image.Contains(layer + ".row_min")) {
-    BAQ_ASSIGN_OR_RETURN(v.row_min, image.Get(layer + ".row_min"));
-    BAQ_ASSIGN_OR_RETURN(v.row_max, image.Get(layer + ".row_max"));
-  } else {
-    BAQ_ASSIGN_OR_RETURN(v.scales, image.Get(layer + ".scales"));
-    BAQ_ASSIGN_OR_RETURN(v.zeros, image.Get(layer + ".zeros"));
-    BAQ_ASSIGN_OR_RETURN(v.g_idx, image.Get(layer + ".g_idx"));
-  }
-  return v;
-}
-
 }  // namespace
 
 absl::StatusOr<TensorBytes> EncodeCompactWeight(const std::string& layer, int64_t rows,
@@ -103,7 +88,7 @@ absl::StatusOr<at::Tensor> DecodeLayerWeight(TensorBytes w, int64_t rows, int64_
                                         field("columns"), ") is not ", kCompactWeightFormat,
                                         " of ", DTypeName(stored), " ", rows, " x ", columns));
   }
-  absl::StatusOr<PackedLayerViews> views = ViewsOf(**image, layer);
+  absl::StatusOr<PackedLayerViews> views = PackedLayerViewsOf(**image, layer);
   if (!views.ok()) return absl::DataLossError(views.status().message());
   BAQ_ASSIGN_OR_RETURN(at::Tensor t, DequantizePackedViews(layer, *views, device));
   if (t.size(0) != rows || t.size(1) != columns) {
